@@ -26,6 +26,7 @@ export type SshErrorCode =
   | 'ERR_SSH_TIMEOUT'
   | 'ERR_SSH_ABORTED'
   | 'ERR_SSH_EXIT'
+  | 'ERR_SSH_MAX_BUFFER'
   | 'ERR_SSH_FORWARD'
   | 'ERR_SSH_SFTP';
 

@@ -1,0 +1,103 @@
+import { SshChannelOpenError, SshError, mapChannelError } from '../errors.js';
+import { abortReason } from '../internal/cancel.js';
+import type { Link, LinkProvider } from '../connection/link.js';
+import type { SessionLimiter } from './limiter.js';
+
+/** Something with a `close` event and a `close()` method: an ssh2 Channel or SFTPWrapper. */
+export interface Closable {
+  once(event: 'close', listener: () => void): unknown;
+  close(): unknown;
+}
+
+/** An open session channel and the slot it holds. */
+export interface OpenedSession<T> {
+  link: Link;
+  channel: T;
+  /** Frees the slot; also called automatically when the channel emits `close`. Idempotent. */
+  release: () => void;
+}
+
+/** RFC 4254 5.1 reasons with which sshd refuses a session beyond `MaxSessions`. */
+const SHORTAGE_REASONS = new Set([2, 4]);
+
+/**
+ * Opens a session channel through the `MaxSessions` limiter (RFC 4254 section 6.1).
+ *
+ * Waits (FIFO) for a slot and for a live link, then calls `open`. A refusal for lack of
+ * resources while other sessions are open (sshd `MaxSessions`: "open failed", reason 2) lowers
+ * the learned limit and waits for a channel to close, then tries again, instead of failing.
+ *
+ * @throws {SshError} `ERR_SSH_CHANNEL_OPEN` (refused), `ERR_SSH_CONNECTION_LOST`,
+ *   `ERR_SSH_TIMEOUT` / `ERR_SSH_ABORTED` (from `signal`), `ERR_SSH_CLOSED`.
+ */
+export async function openSession<T extends Closable>(
+  provider: LinkProvider,
+  limiter: SessionLimiter,
+  open: (link: Link) => Promise<T>,
+  signal: AbortSignal,
+): Promise<OpenedSession<T>> {
+  for (;;) {
+    const release = await limiter.acquire(signal);
+    let link: Link;
+    try {
+      link = await provider.link({ signal });
+    } catch (err) {
+      release();
+      throw err;
+    }
+    try {
+      const channel = await openRaced(open(link), link, signal);
+      channel.once('close', release);
+      return { link, channel, release };
+    } catch (err) {
+      const mapped = link.signal.aborted ? abortReason(link.signal) : mapChannelError(err);
+      const retry =
+        mapped instanceof SshChannelOpenError &&
+        mapped.reason !== undefined &&
+        SHORTAGE_REASONS.has(mapped.reason) &&
+        limiter.open > 1 &&
+        !signal.aborted;
+      if (retry) limiter.lowerLimit();
+      release();
+      if (!retry) throw mapped;
+    }
+  }
+}
+
+/** Races the open against the link dying and the caller's signal; a late channel is closed. */
+function openRaced<T extends Closable>(p: Promise<T>, link: Link, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let done = false;
+    const onAbort = function (this: AbortSignal): void {
+      if (done) return;
+      done = true;
+      cleanup();
+      reject(abortReason(this));
+    };
+    const cleanup = (): void => {
+      link.signal.removeEventListener('abort', onAbort);
+      signal.removeEventListener('abort', onAbort);
+    };
+    if (link.signal.aborted) return onAbort.call(link.signal);
+    if (signal.aborted) return onAbort.call(signal);
+    link.signal.addEventListener('abort', onAbort, { once: true });
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (ch) => {
+        if (done) {
+          ch.close();
+          return;
+        }
+        done = true;
+        cleanup();
+        resolve(ch);
+      },
+      (err: unknown) => {
+        if (done) return;
+        done = true;
+        cleanup();
+        reject(err instanceof SshError ? err : mapChannelError(err));
+      },
+    );
+  });
+}

@@ -1,0 +1,232 @@
+import { EventEmitter } from 'eventemitter3';
+import { inspect } from 'node:util';
+import { SshError } from './errors.js';
+import { resolveOptions, type ResolvedOptions, type SshClientOptions } from './config/options.js';
+import { Connection, type ConnectionEvents } from './connection/connection.js';
+import type { ConnectionState } from './connection/state.js';
+import type { Link, LinkProvider, LinkWaitOptions } from './connection/link.js';
+import { SessionLimiter } from './channel/limiter.js';
+import { execCommand, spawnCommand, type ExecContext, type ExecOptions, type SpawnOptions } from './exec/exec.js';
+import type { ExecResult, RemoteProcess } from './exec/process.js';
+import { createHostVerifier, type NewHostKeyInfo } from './known-hosts/index.js';
+
+/**
+ * Every event of {@link SshClient}, typed (eventemitter3). An `error` event with no listener does
+ * not crash the process.
+ */
+export interface ClientEvents extends ConnectionEvents {
+  /** A host key was accepted without being known (`accept-new` recorded it, or `'no'` accepted it). */
+  hostkey: [info: NewHostKeyInfo];
+}
+
+/** What {@link SshClient.health} reports. */
+export interface ClientHealth {
+  /** The connection state. */
+  state: ConnectionState;
+  host: string;
+  port: number;
+  /** When the current link became ready, or `undefined` when not ready. */
+  connectedSince: Date | undefined;
+  /** Successful reconnects since the client was created. */
+  reconnects: number;
+  /** Round trip of the last answered keep-alive probe, in ms. */
+  lastKeepaliveRttMs: number | undefined;
+  /** Session channels open now. */
+  openChannels: number;
+  /** Operations waiting for a session channel (MaxSessions). */
+  queuedChannels: number;
+}
+
+/**
+ * A self-healing SSH client: one logical, authenticated connection to one host, kept alive by
+ * its own keep-alive probes (OpenSSH `ServerAliveInterval`/`ServerAliveCountMax`), reconnected with
+ * jittered exponential backoff when it dies, carrying many channels (at most `maxSessions`
+ * session channels at once, more wait in FIFO order).
+ *
+ * Host keys are always verified against known_hosts (OpenSSH `StrictHostKeyChecking`, default
+ * `'yes'`) before any authentication packet is sent.
+ *
+ * @example
+ * ```ts
+ * import { SshClient } from 'ssh-tether';
+ *
+ * const ssh = new SshClient({ host: 'build-box.example', username: 'deploy' });
+ * ssh.on('reconnecting', ({ attempt, delayMs, cause }) => console.warn(attempt, delayMs, cause.code));
+ * await ssh.connect();
+ * const { stdout, exitCode } = await ssh.exec(['ls', '-la', '/srv/my dir']);
+ * await ssh.close();
+ * ```
+ */
+export class SshClient extends EventEmitter<ClientEvents> implements LinkProvider, AsyncDisposable {
+  readonly #o: ResolvedOptions;
+  readonly #conn: Connection;
+  readonly #limiter: SessionLimiter;
+  readonly #execCtx: ExecContext;
+
+  /**
+   * Validates the options; does not connect (call {@link SshClient.connect}, or any operation).
+   *
+   * @param options - see {@link SshClientOptions}.
+   * @throws {SshConfigError} `ERR_SSH_CONFIG` for an unknown or ill-typed option, naming the field
+   *   and the accepted form.
+   */
+  constructor(options: SshClientOptions) {
+    super();
+    this.#o = resolveOptions(options);
+    const o = this.#o;
+    this.#limiter = new SessionLimiter(o.maxSessions);
+    const verifier = createHostVerifier({
+      host: o.host,
+      port: o.port,
+      knownHostsFiles: o.knownHostsFiles,
+      globalKnownHostsFiles: o.globalKnownHostsFiles,
+      strictHostKeyChecking: o.strictHostKeyChecking,
+      hashKnownHosts: o.hashKnownHosts,
+      onNewKey: (info) => {
+        this.emit('hostkey', info);
+      },
+    });
+    this.#conn = new Connection(o, {
+      hostKeyCheck: verifier,
+      beforeEnd: async (deadlineMs) => {
+        await this.#limiter.idle(deadlineMs);
+      },
+    });
+    this.#conn.onLink(() => this.#limiter.reset());
+    const forward = <K extends keyof ConnectionEvents>(name: K): void => {
+      this.#conn.on(name, ((...args: ConnectionEvents[K]) => {
+        (this.emit as (event: K, ...a: ConnectionEvents[K]) => boolean)(name, ...args);
+      }) as never);
+    };
+    for (const name of ['state', 'ready', 'disconnect', 'reconnecting', 'keepalive', 'error', 'close'] as const) forward(name);
+    this.#conn.on('close', () => {
+      this.#limiter.failAll(new SshError('ERR_SSH_CLOSED', 'the client is closed'));
+    });
+    this.#execCtx = {
+      provider: this.#conn,
+      limiter: this.#limiter,
+      killer: async (pid) => {
+        await execCommand(this.#execCtx, `kill -TERM -- -${pid} 2>/dev/null || kill -TERM ${pid} 2>/dev/null; sleep 1; kill -KILL -- -${pid} 2>/dev/null; exit 0`, {
+          timeoutMs: 5_000,
+        });
+      },
+    };
+  }
+
+  /** The connection state: `idle`, `connecting`, `ready`, `reconnecting`, `closing` or `closed`. */
+  get state(): ConnectionState {
+    return this.#conn.state;
+  }
+
+  /** The host this client connects to. */
+  get host(): string {
+    return this.#o.host;
+  }
+
+  /** The port this client connects to. */
+  get port(): number {
+    return this.#o.port;
+  }
+
+  /**
+   * Connects (when idle) and resolves once authenticated; resolves at once when ready and waits
+   * while reconnecting. A failed first connect leaves the client `idle` (retry by calling again)
+   * unless the error is fatal (auth, key, host key, config), which ends in `closed`.
+   *
+   * @param options - `signal` and `timeoutMs` bound the wait (the attempt itself is bounded by `connectTimeoutMs`).
+   * @throws {SshError} `ERR_SSH_CONNECT`, `ERR_SSH_CONNECT_TIMEOUT`, `ERR_SSH_HANDSHAKE`,
+   *   `ERR_SSH_HOST_KEY_UNKNOWN`/`_MISMATCH`/`_REVOKED`, `ERR_SSH_AUTH`, `ERR_SSH_KEY`,
+   *   `ERR_SSH_TIMEOUT`, `ERR_SSH_ABORTED`, `ERR_SSH_CLOSED`.
+   */
+  async connect(options: LinkWaitOptions = {}): Promise<void> {
+    await this.#conn.connect(options);
+  }
+
+  /**
+   * Runs a command and collects its output. `command` is a shell command line run as written, or
+   * an argv array quoted for a POSIX shell (so `'`, `;`, `$()`, newlines and globs arrive literally).
+   * A non-zero exit resolves (see `exitCode`) unless `check: true`. Connects first when needed.
+   * Follows RFC 4254 section 6.5 (`exec`), 6.10 (`exit-status`/`exit-signal`).
+   *
+   * @returns `{ stdout, stderr, exitCode, signal }`; strings, or Buffers with `encoding: 'buffer'`.
+   * @throws {TypeError} an empty command or a NUL byte.
+   * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options.
+   * @throws {SshExecError} `ERR_SSH_EXIT` (with `check`), `ERR_SSH_TIMEOUT`, `ERR_SSH_ABORTED`,
+   *   `ERR_SSH_MAX_BUFFER`, `ERR_SSH_CONNECTION_LOST` (the link died or the channel closed without
+   *   an exit status); each carries the output so far as `result`.
+   * @throws {SshError} `ERR_SSH_CHANNEL_OPEN`, `ERR_SSH_CLOSED`, or any connect error.
+   *
+   * @example
+   * ```ts
+   * const { stdout } = await ssh.exec(['grep', '-c', pattern, '/var/log/syslog'], { timeoutMs: 10_000 });
+   * const r = await ssh.exec('make -j4', { cwd: '/srv/app', env: { CC: 'clang' }, check: true });
+   * ```
+   */
+  exec(command: string | readonly string[], options: ExecOptions & { encoding: 'buffer' }): Promise<ExecResult<Buffer>>;
+  exec(command: string | readonly string[], options?: ExecOptions): Promise<ExecResult<string>>;
+  exec(command: string | readonly string[], options: ExecOptions = {}): Promise<ExecResult<string> | ExecResult<Buffer>> {
+    return execCommand(this.#execCtx, command, options);
+  }
+
+  /**
+   * Starts a command and resolves with a {@link RemoteProcess} (streams with backpressure,
+   * `signal()`, `kill()`, `exited`) once its session channel is open.
+   *
+   * @throws as {@link SshClient.exec}, for opening the channel.
+   */
+  spawn(command: string | readonly string[], options: SpawnOptions = {}): Promise<RemoteProcess> {
+    return spawnCommand(this.#execCtx, command, options);
+  }
+
+  /** @internal {@inheritDoc LinkProvider.link} */
+  link(options?: LinkWaitOptions): Promise<Link> {
+    return this.#conn.link(options);
+  }
+
+  /** @internal {@inheritDoc LinkProvider.onLink} */
+  onLink(listener: (link: Link) => void): () => void {
+    return this.#conn.onLink(listener);
+  }
+
+  /** A snapshot of the figures a supervisor needs. */
+  health(): ClientHealth {
+    const s = this.#conn.stats();
+    return {
+      state: this.#conn.state,
+      host: this.#o.host,
+      port: this.#o.port,
+      connectedSince: s.connectedSince,
+      reconnects: s.reconnects,
+      lastKeepaliveRttMs: s.lastKeepaliveRttMs,
+      openChannels: this.#limiter.open,
+      queuedChannels: this.#limiter.queued,
+    };
+  }
+
+  /**
+   * Graceful close: stops accepting work, lets open channels finish (bounded by
+   * `closeTimeoutMs`), ends the connection and clears every timer, socket and listener it made.
+   * Idempotent; afterwards every call rejects with `ERR_SSH_CLOSED`. Returns at once during backoff.
+   */
+  async close(): Promise<void> {
+    await this.#conn.close();
+  }
+
+  /**
+   * Immediate teardown: every operation in flight and waiting rejects with `error` (default
+   * `ERR_SSH_CLOSED`). Idempotent.
+   */
+  destroy(error?: SshError): void {
+    this.#conn.destroy(error);
+  }
+
+  /** `await using ssh = new SshClient(...)` closes it gracefully at scope exit. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Shows host, port, user and state only: never secrets. */
+  [inspect.custom](): string {
+    return `SshClient { host: ${JSON.stringify(this.#o.host)}, port: ${this.#o.port}, username: ${JSON.stringify(this.#o.username)}, state: '${this.#conn.state}' }`;
+  }
+}

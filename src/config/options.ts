@@ -1,0 +1,277 @@
+import { homedir, userInfo } from 'node:os';
+import { join } from 'node:path';
+import { inspect } from 'node:util';
+import { z } from 'zod';
+import { SshConfigError } from '../errors.js';
+import { Secret } from '../internal/secret.js';
+
+/**
+ * Built-in defaults, in one frozen object. Every duration is in milliseconds.
+ * Sources: ssh_config(5) (`ServerAliveCountMax` 3, `Port` 22, `StrictHostKeyChecking`),
+ * sshd_config(5) (`MaxSessions` 10).
+ */
+export const DEFAULTS = Object.freeze({
+  /** TCP port (ssh_config `Port`). */
+  port: 22,
+  /** Covers TCP connect, key exchange and authentication of one attempt. */
+  connectTimeoutMs: 20_000,
+  /** Send a keep-alive probe after this long without any inbound packet (ssh_config `ServerAliveInterval`). */
+  keepaliveIntervalMs: 15_000,
+  /** Unanswered probes before the link is declared dead (ssh_config `ServerAliveCountMax`). */
+  keepaliveCountMax: 3,
+  /** Session channels open at once (sshd_config `MaxSessions` default). */
+  maxSessions: 10,
+  /** How long `close()` lets open channels finish before ending the connection. */
+  closeTimeoutMs: 5_000,
+  /** `StrictHostKeyChecking`. */
+  strictHostKeyChecking: 'yes' as const,
+  /** Reconnect policy: unbounded retries, jittered exponential backoff from 1 s capped at 30 s. */
+  reconnect: Object.freeze({ retries: Infinity, minDelayMs: 1_000, maxDelayMs: 30_000, factor: 2 }),
+  /** Global known_hosts files, read-only. */
+  globalKnownHostsFiles: Object.freeze(['/etc/ssh/ssh_known_hosts']),
+});
+
+const port = z
+  .number({ error: 'expected an integer port from 1 to 65535' })
+  .int({ error: 'expected an integer port from 1 to 65535' })
+  .min(1, { error: 'expected an integer port from 1 to 65535' })
+  .max(65535, { error: 'expected an integer port from 1 to 65535' });
+const durationMs = (what: string) =>
+  z
+    .number({ error: `expected ${what} as a number of milliseconds` })
+    .int({ error: `expected ${what} as a whole number of milliseconds` })
+    .min(0, { error: `expected ${what} >= 0 milliseconds` });
+const nonEmpty = (what: string) => z.string({ error: `expected ${what} as a non-empty string` }).min(1, { error: `expected ${what} as a non-empty string` });
+const keyMaterial = z.union([z.string(), z.instanceof(Buffer)], { error: 'expected a string or Buffer holding a private key' });
+const algoList = z.array(z.string()).min(1);
+
+const reconnectSchema = z.strictObject({
+  retries: z
+    .number({ error: 'expected a whole number of retries >= 0, or Infinity' })
+    .min(0, { error: 'expected a whole number of retries >= 0, or Infinity' })
+    .refine((n) => n === Infinity || Number.isInteger(n), { error: 'expected a whole number of retries >= 0, or Infinity' })
+    .optional(),
+  minDelayMs: durationMs('reconnect.minDelayMs').optional(),
+  maxDelayMs: durationMs('reconnect.maxDelayMs').optional(),
+  factor: z.number({ error: 'expected a backoff factor >= 1' }).min(1, { error: 'expected a backoff factor >= 1' }).optional(),
+});
+
+/** The zod schema of {@link SshClientOptions} (strict: unknown keys are rejected). */
+export const clientOptionsSchema = z.strictObject({
+  host: nonEmpty('host'),
+  port: port.optional(),
+  username: nonEmpty('username').optional(),
+  privateKey: keyMaterial.optional(),
+  passphrase: z.string({ error: 'expected a string' }).optional(),
+  identityFiles: z.array(nonEmpty('a file path'), { error: 'expected an array of file paths' }).optional(),
+  password: z.string({ error: 'expected a string' }).optional(),
+  agent: z.union([nonEmpty('an agent socket path'), z.literal(false)], { error: 'expected an agent socket path or false' }).optional(),
+  knownHostsFiles: z.array(nonEmpty('a file path'), { error: 'expected an array of file paths' }).min(1, { error: 'expected at least one known_hosts file' }).optional(),
+  globalKnownHostsFiles: z.array(nonEmpty('a file path'), { error: 'expected an array of file paths' }).optional(),
+  strictHostKeyChecking: z.enum(['yes', 'accept-new', 'no'], { error: "expected 'yes', 'accept-new' or 'no'" }).optional(),
+  hashKnownHosts: z.boolean({ error: 'expected a boolean' }).optional(),
+  connectTimeoutMs: durationMs('connectTimeoutMs').min(1, { error: 'expected connectTimeoutMs >= 1' }).optional(),
+  keepaliveIntervalMs: durationMs('keepaliveIntervalMs').optional(),
+  keepaliveCountMax: z.number().int().min(1, { error: 'expected an integer >= 1' }).optional(),
+  reconnect: z.union([reconnectSchema, z.literal(false)], { error: 'expected false or { retries, minDelayMs, maxDelayMs, factor }' }).optional(),
+  maxSessions: z.number().int().min(1, { error: 'expected an integer >= 1' }).max(10_000).optional(),
+  closeTimeoutMs: durationMs('closeTimeoutMs').optional(),
+  algorithms: z
+    .strictObject({
+      kex: algoList.optional(),
+      cipher: algoList.optional(),
+      serverHostKey: algoList.optional(),
+      hmac: algoList.optional(),
+      compress: algoList.optional(),
+    })
+    .optional(),
+});
+
+/**
+ * Options of {@link SshClient}. Every duration is in milliseconds.
+ */
+export interface SshClientOptions {
+  /** Host name or address to connect to. Required. */
+  host: string;
+  /** TCP port. @default 22 */
+  port?: number;
+  /** Login user. @default the current OS user */
+  username?: string;
+  /** A private key (PEM or OpenSSH format), tried before `identityFiles`. Kept secret. */
+  privateKey?: string | Buffer;
+  /** Passphrase for encrypted private keys. Kept secret. */
+  passphrase?: string;
+  /**
+   * Private key files tried in order (ssh_config `IdentityFile`). Files readable or writable by
+   * group or others are refused with `ERR_SSH_KEY`, as OpenSSH does.
+   * @default those of `~/.ssh/id_ed25519`, `~/.ssh/id_ecdsa`, `~/.ssh/id_rsa` that exist
+   */
+  identityFiles?: string[];
+  /** Password for `password` authentication. Kept secret. */
+  password?: string;
+  /** ssh-agent socket path, or `false` for none. @default `process.env.SSH_AUTH_SOCK` */
+  agent?: string | false;
+  /** User known_hosts files; the first is where `'accept-new'` records new keys. @default `['~/.ssh/known_hosts']` */
+  knownHostsFiles?: string[];
+  /** Read-only global known_hosts files. @default `['/etc/ssh/ssh_known_hosts']` */
+  globalKnownHostsFiles?: string[];
+  /**
+   * ssh_config `StrictHostKeyChecking`: `'yes'` refuses unknown and changed keys; `'accept-new'`
+   * records unknown keys and refuses changed ones; `'no'` accepts unknown and changed keys.
+   * Revoked keys are always refused. @default 'yes'
+   */
+  strictHostKeyChecking?: 'yes' | 'accept-new' | 'no';
+  /** Record new keys hashed (ssh_config `HashKnownHosts`). @default false */
+  hashKnownHosts?: boolean;
+  /** Bound on one connect attempt: TCP + handshake + authentication, in ms. @default 20000 */
+  connectTimeoutMs?: number;
+  /** Probe after this many ms without inbound data (`ServerAliveInterval`); 0 disables. @default 15000 */
+  keepaliveIntervalMs?: number;
+  /** Unanswered probes before the link is declared dead (`ServerAliveCountMax`). @default 3 */
+  keepaliveCountMax?: number;
+  /**
+   * Reconnect policy after a lost link, or `false` to end in `closed` instead.
+   * Delays grow from `minDelayMs` by `factor` up to `maxDelayMs`, with random jitter (x1 to x2, capped).
+   * @default { retries: Infinity, minDelayMs: 1000, maxDelayMs: 30000, factor: 2 }
+   */
+  reconnect?: { retries?: number; minDelayMs?: number; maxDelayMs?: number; factor?: number } | false;
+  /** Session channels open at once; more wait in FIFO order (sshd_config `MaxSessions`). @default 10 */
+  maxSessions?: number;
+  /** How long `close()` waits for open channels before ending the connection, in ms. @default 5000 */
+  closeTimeoutMs?: number;
+  /** Algorithm lists passed to ssh2 (`kex`, `cipher`, `serverHostKey`, `hmac`, `compress`). @default ssh2's secure defaults */
+  algorithms?: { kex?: string[]; cipher?: string[]; serverHostKey?: string[]; hmac?: string[]; compress?: string[] };
+}
+
+/** The frozen, fully-resolved options of a client. Secrets are wrapped in {@link Secret}. */
+export interface ResolvedOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly username: string;
+  readonly privateKey: Secret<string | Buffer> | undefined;
+  readonly passphrase: Secret<string> | undefined;
+  readonly password: Secret<string> | undefined;
+  readonly identityFiles: readonly string[];
+  /** `true` when identityFiles came from the defaults (missing files are then skipped silently). */
+  readonly identityFilesDefaulted: boolean;
+  readonly agent: string | undefined;
+  readonly knownHostsFiles: readonly string[];
+  readonly globalKnownHostsFiles: readonly string[];
+  readonly strictHostKeyChecking: 'yes' | 'accept-new' | 'no';
+  readonly hashKnownHosts: boolean;
+  readonly connectTimeoutMs: number;
+  readonly keepaliveIntervalMs: number;
+  readonly keepaliveCountMax: number;
+  readonly reconnect: Readonly<{ retries: number; minDelayMs: number; maxDelayMs: number; factor: number }> | false;
+  readonly maxSessions: number;
+  readonly closeTimeoutMs: number;
+  readonly algorithms: SshClientOptions['algorithms'];
+}
+
+const ACCEPTED = Object.keys(clientOptionsSchema.shape).join(', ');
+
+function stripUndefined<T extends object>(obj: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  const out: { [K in keyof T]?: Exclude<T[K], undefined> } = {};
+  for (const k of Object.keys(obj) as (keyof T)[]) {
+    const v = obj[k];
+    if (v !== undefined) out[k] = v as Exclude<T[keyof T], undefined>;
+  }
+  return out;
+}
+
+/** Expands a leading `~/` to the user's home directory. */
+export function expandHome(path: string, home = homedir()): string {
+  if (path === '~') return home;
+  if (path.startsWith('~/')) return join(home, path.slice(2));
+  return path;
+}
+
+/**
+ * Turns a ZodError into an {@link SshConfigError} naming the first bad field and the accepted form.
+ *
+ * @param error - the ZodError.
+ * @param what - the name of the options object, e.g. `SshClient options`.
+ * @param accepted - the accepted option names, listed when an unknown key was given.
+ */
+export function zodToConfigError(error: z.ZodError, what: string, accepted?: string): SshConfigError {
+  const issue = error.issues[0];
+  if (!issue) return new SshConfigError(`invalid ${what}`, { cause: error });
+  const base = issue.path.map(String).join('.');
+  if (issue.code === 'unrecognized_keys') {
+    const keys = issue.keys;
+    const field = base ? `${base}.${keys[0] ?? ''}` : (keys[0] ?? '');
+    return new SshConfigError(
+      `invalid ${what}: unknown option ${keys.map((k) => `'${base ? `${base}.` : ''}${k}'`).join(', ')}${accepted && !base ? `; accepted options: ${accepted}` : ''}`,
+      { cause: error, field },
+    );
+  }
+  const field = base || '(options)';
+  const message = issue.code === 'invalid_type' && issue.input === undefined ? `required: ${issue.message}` : issue.message;
+  return new SshConfigError(`invalid ${what}: '${field}': ${message}`, { cause: error, field });
+}
+
+/**
+ * Validates user options and resolves defaults into a frozen {@link ResolvedOptions}.
+ *
+ * @throws {SshConfigError} `ERR_SSH_CONFIG` naming the bad field and the accepted form
+ *   (the ZodError is the `cause`).
+ */
+export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.env): ResolvedOptions {
+  const parsed = clientOptionsSchema.safeParse(input);
+  if (!parsed.success) throw zodToConfigError(parsed.error, 'SshClient options', ACCEPTED);
+  const o = parsed.data;
+  const home = homedir();
+  const identityFilesDefaulted = o.identityFiles === undefined;
+  const identityFiles = (o.identityFiles ?? ['~/.ssh/id_ed25519', '~/.ssh/id_ecdsa', '~/.ssh/id_rsa']).map((p) => expandHome(p, home));
+  const reconnect =
+    o.reconnect === false
+      ? false
+      : Object.freeze({
+          retries: o.reconnect?.retries ?? DEFAULTS.reconnect.retries,
+          minDelayMs: o.reconnect?.minDelayMs ?? DEFAULTS.reconnect.minDelayMs,
+          maxDelayMs: o.reconnect?.maxDelayMs ?? DEFAULTS.reconnect.maxDelayMs,
+          factor: o.reconnect?.factor ?? DEFAULTS.reconnect.factor,
+        });
+  if (reconnect && reconnect.maxDelayMs < reconnect.minDelayMs) {
+    throw new SshConfigError(
+      `invalid SshClient options: 'reconnect.maxDelayMs': expected a value >= reconnect.minDelayMs (${reconnect.minDelayMs})`,
+      { field: 'reconnect.maxDelayMs' },
+    );
+  }
+  let username = o.username;
+  if (username === undefined) {
+    try {
+      username = userInfo().username;
+    } catch (err) {
+      throw new SshConfigError("invalid SshClient options: 'username': not given and the current OS user is unknown", { cause: err, field: 'username' });
+    }
+  }
+  const agentEnv = env.SSH_AUTH_SOCK;
+  const resolved: ResolvedOptions = {
+    host: o.host,
+    port: o.port ?? DEFAULTS.port,
+    username,
+    privateKey: o.privateKey === undefined ? undefined : new Secret(o.privateKey),
+    passphrase: o.passphrase === undefined ? undefined : new Secret(o.passphrase),
+    password: o.password === undefined ? undefined : new Secret(o.password),
+    identityFiles: Object.freeze(identityFiles),
+    identityFilesDefaulted,
+    agent: o.agent === false ? undefined : (o.agent ?? (agentEnv !== undefined && agentEnv !== '' ? agentEnv : undefined)),
+    knownHostsFiles: Object.freeze((o.knownHostsFiles ?? ['~/.ssh/known_hosts']).map((p) => expandHome(p, home))),
+    globalKnownHostsFiles: Object.freeze([...(o.globalKnownHostsFiles ?? DEFAULTS.globalKnownHostsFiles)]),
+    strictHostKeyChecking: o.strictHostKeyChecking ?? DEFAULTS.strictHostKeyChecking,
+    hashKnownHosts: o.hashKnownHosts ?? false,
+    connectTimeoutMs: o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+    keepaliveIntervalMs: o.keepaliveIntervalMs ?? DEFAULTS.keepaliveIntervalMs,
+    keepaliveCountMax: o.keepaliveCountMax ?? DEFAULTS.keepaliveCountMax,
+    reconnect,
+    maxSessions: o.maxSessions ?? DEFAULTS.maxSessions,
+    closeTimeoutMs: o.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs,
+    algorithms: o.algorithms === undefined ? undefined : Object.freeze(stripUndefined(o.algorithms)),
+  };
+  Object.defineProperty(resolved, inspect.custom, {
+    enumerable: false,
+    value: () => ({ ...resolved }),
+  });
+  return Object.freeze(resolved);
+}

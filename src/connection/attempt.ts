@@ -1,0 +1,176 @@
+import { connect as netConnect, type Socket } from 'node:net';
+import ssh2 from 'ssh2';
+import type { Duplex } from 'node:stream';
+import { SshAuthError, SshError, mapConnectError } from '../errors.js';
+import type { ResolvedOptions } from '../config/options.js';
+import { buildAuthSteps, makeAuthHandler, type AuthTrace } from './auth.js';
+
+/** Verifies a server host key blob; resolves when trusted, rejects with an SshHostKeyError otherwise. */
+export type HostKeyCheck = (key: Buffer) => Promise<void>;
+
+/** A connect attempt that reached `ready`. */
+export interface ConnectedTransport {
+  client: ssh2.Client;
+  /** The byte stream under the SSH transport (a TCP socket, or a channel of a jump host). */
+  sock: Duplex;
+}
+
+/**
+ * Secure default algorithms: ssh2's defaults minus SHA-1 key exchanges and signatures
+ * (`ssh-rsa`, `diffie-hellman-group14-sha1`...) and CBC ciphers. Strict key exchange
+ * (`kex-strict-c-v00@openssh.com`, the Terrapin CVE-2023-48795 counter-measure) is kept: ssh2 adds it itself.
+ */
+export function secureDefaultAlgorithms(): ssh2.Algorithms {
+  return {
+    kex: [
+      'curve25519-sha256',
+      'curve25519-sha256@libssh.org',
+      'ecdh-sha2-nistp256',
+      'ecdh-sha2-nistp384',
+      'ecdh-sha2-nistp521',
+      'diffie-hellman-group-exchange-sha256',
+      'diffie-hellman-group14-sha256',
+      'diffie-hellman-group15-sha512',
+      'diffie-hellman-group16-sha512',
+      'diffie-hellman-group17-sha512',
+      'diffie-hellman-group18-sha512',
+    ],
+    serverHostKey: ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256'],
+    cipher: [
+      'aes128-gcm@openssh.com',
+      'aes256-gcm@openssh.com',
+      'chacha20-poly1305@openssh.com',
+      'aes128-ctr',
+      'aes192-ctr',
+      'aes256-ctr',
+    ],
+    hmac: ['hmac-sha2-256-etm@openssh.com', 'hmac-sha2-512-etm@openssh.com', 'hmac-sha2-256', 'hmac-sha2-512'],
+    compress: ['none'],
+  };
+}
+
+function toAlgorithms(o: ResolvedOptions): ssh2.Algorithms {
+  const base = secureDefaultAlgorithms();
+  const a = o.algorithms;
+  if (!a) return base;
+  return {
+    kex: (a.kex ?? base.kex) as ssh2.KexAlgorithm[],
+    serverHostKey: (a.serverHostKey ?? base.serverHostKey) as ssh2.ServerHostKeyAlgorithm[],
+    cipher: (a.cipher ?? base.cipher) as ssh2.CipherAlgorithm[],
+    hmac: (a.hmac ?? base.hmac) as ssh2.MacAlgorithm[],
+    compress: (a.compress ?? base.compress) as ssh2.CompressionAlgorithm[],
+  };
+}
+
+/** Options of one attempt besides the resolved client options. */
+export interface AttemptOptions {
+  hostKeyCheck: HostKeyCheck;
+  /** Aborting it destroys the attempt and rejects with the signal's reason. */
+  signal: AbortSignal;
+  /** A stream to run SSH over instead of a new TCP socket (ProxyJump); `noDelay` is the caller's business then. */
+  sock?: Duplex;
+  /** Called with every inbound chunk (keep-alive accounting). */
+  onData?: (chunk: Buffer) => void;
+}
+
+/**
+ * Makes one connect attempt: a TCP socket with `noDelay`, an ssh2 `Client` with our host-key
+ * check (before any authentication packet) and auth handler, bounded by `connectTimeoutMs`.
+ *
+ * Settles exactly once. Rejects with an {@link SshError}: `ERR_SSH_CONNECT` (socket),
+ * `ERR_SSH_CONNECT_TIMEOUT`, `ERR_SSH_HANDSHAKE`, `ERR_SSH_HOST_KEY_*`, `ERR_SSH_AUTH`, `ERR_SSH_KEY`.
+ * On failure the socket and client are destroyed and no listener that could fire later remains harmful.
+ */
+export async function connectAttempt(o: ResolvedOptions, a: AttemptOptions): Promise<ConnectedTransport> {
+  const steps = await buildAuthSteps(o);
+  a.signal.throwIfAborted();
+  const trace: AuthTrace = { tried: [], serverAllows: undefined };
+  const client = new ssh2.Client();
+  return new Promise<ConnectedTransport>((resolve, reject) => {
+    let settled = false;
+    let hostKeyError: SshError | undefined;
+    let sock: Duplex;
+    let tcp: Socket | undefined;
+    const fail = (err: SshError): void => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      client.destroy();
+      sock.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(() => {
+      fail(new SshError('ERR_SSH_CONNECT_TIMEOUT', `could not connect to ${o.host}:${o.port} within ${o.connectTimeoutMs} ms (TCP, key exchange and authentication)`));
+    }, o.connectTimeoutMs);
+    const onAbort = (): void => {
+      const r: unknown = a.signal.reason;
+      fail(r instanceof SshError ? r : new SshError('ERR_SSH_ABORTED', 'connect aborted', { cause: r }));
+    };
+    a.signal.addEventListener('abort', onAbort, { once: true });
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      a.signal.removeEventListener('abort', onAbort);
+    };
+
+    if (a.sock) {
+      sock = a.sock;
+    } else {
+      tcp = netConnect({ host: o.host, port: o.port, noDelay: true });
+      sock = tcp;
+    }
+    // Errors are reported through ssh2's 'error' (it listens on the socket too); this guard only
+    // keeps a late socket error from becoming an unhandled 'error' event.
+    sock.on('error', () => undefined);
+    if (a.onData) sock.on('data', a.onData);
+
+    client.on('error', (err: Error & { level?: string }) => {
+      if (hostKeyError) return fail(hostKeyError);
+      if (err.level === 'client-authentication' || /All configured authentication methods failed/.test(err.message)) {
+        const allowed = trace.serverAllows ? `; the server allows: ${trace.serverAllows.join(', ')}` : '';
+        return fail(
+          new SshAuthError(
+            `authentication as '${o.username}' to ${o.host}:${o.port} failed; tried ${trace.tried.length > 0 ? trace.tried.join('; ') : 'no method (no key, agent or password available)'}${allowed}`,
+            { methodsTried: [...trace.tried], cause: err },
+          ),
+        );
+      }
+      return fail(mapConnectError(err, trace.tried));
+    });
+    client.on('close', () => {
+      if (hostKeyError) return fail(hostKeyError);
+      fail(new SshError('ERR_SSH_CONNECT', `connection to ${o.host}:${o.port} closed before authentication completed`));
+    });
+    client.on('ready', () => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      resolve({ client, sock });
+    });
+
+    const config: ssh2.ConnectConfig = {
+      sock: sock as unknown as ssh2.ConnectConfig['sock'] & object,
+      host: o.host,
+      port: o.port,
+      username: o.username,
+      readyTimeout: 0,
+      keepaliveInterval: 0,
+      algorithms: toAlgorithms(o),
+      authHandler: makeAuthHandler(steps, o, trace),
+      hostVerifier: ((key: Buffer, verify: (ok: boolean) => void): void => {
+        a.hostKeyCheck(key).then(
+          () => verify(true),
+          (err: unknown) => {
+            hostKeyError = err instanceof SshError ? err : new SshError('ERR_SSH_HANDSHAKE', `host key check failed: ${String(err)}`, { cause: err });
+            verify(false);
+            fail(hostKeyError);
+          },
+        );
+      }) as unknown as ssh2.HostVerifier,
+    };
+    try {
+      client.connect(config);
+    } catch (err) {
+      fail(mapConnectError(err));
+    }
+  });
+}

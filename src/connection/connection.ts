@@ -1,0 +1,453 @@
+import { EventEmitter } from 'eventemitter3';
+import pRetry from 'p-retry';
+import type ssh2 from 'ssh2';
+import type { Duplex } from 'node:stream';
+import { SshError, isRetryable } from '../errors.js';
+import type { ResolvedOptions } from '../config/options.js';
+import { abortReason, operationScope } from '../internal/cancel.js';
+import { canTransition, type ConnectionState } from './state.js';
+import { Keepalive, systemClock, type Clock } from './keepalive.js';
+import { connectAttempt, type HostKeyCheck } from './attempt.js';
+import type { Link, LinkProvider, LinkWaitOptions } from './link.js';
+
+/** Events of the logical connection (re-emitted by {@link SshClient}). */
+export interface ConnectionEvents {
+  /** Every state change, written in one place. */
+  state: [change: { state: ConnectionState; previous: ConnectionState }];
+  /** Authenticated and usable (after the first connect and after every reconnect). */
+  ready: [];
+  /** The live link was lost; `cause` says why (e.g. `ERR_SSH_KEEPALIVE_TIMEOUT`, `ERR_SSH_CONNECTION_LOST`). */
+  disconnect: [info: { cause: SshError }];
+  /** A reconnect attempt is scheduled `delayMs` from now; `cause` is the last failure. */
+  reconnecting: [info: { attempt: number; delayMs: number; cause: SshError }];
+  /** A keep-alive probe was answered after `rttMs` milliseconds. */
+  keepalive: [info: { rttMs: number }];
+  /** A fatal error: the client gave up and is now `closed`. Safe without a listener. */
+  error: [error: SshError];
+  /** The client reached `closed`; `cause` is set when it closed because of an error. */
+  close: [info: { cause?: SshError }];
+}
+
+/** Hooks the facade gives the connection layer. */
+export interface ConnectionHooks {
+  /** Host-key check for an attempt. */
+  hostKeyCheck: HostKeyCheck;
+  /**
+   * Runs on each fresh link before it is announced `ready` (e.g. declared forwards with
+   * ExitOnForwardFailure). A rejection fails the attempt (the link is torn down).
+   */
+  beforeReady?: (link: Link) => Promise<void>;
+  /** Runs during graceful `close()` before the transport is ended (drain channels, close features). */
+  beforeEnd?: (deadlineMs: number) => Promise<void>;
+  /** Provides a transport stream (ProxyJump) instead of a direct TCP connection. */
+  transport?: (signal: AbortSignal) => Promise<Duplex>;
+  clock?: Clock;
+}
+
+interface LiveLink {
+  link: Link;
+  ctl: AbortController;
+  keepalive: Keepalive | undefined;
+  sock: Duplex;
+  since: number;
+}
+
+interface Waiter {
+  resolve: (link: Link) => void;
+  reject: (err: SshError) => void;
+}
+
+interface Ssh2Internals {
+  _protocol?: { ping(): void };
+  _callbacks?: Array<(hadErr?: unknown) => void>;
+}
+
+/**
+ * Sends one `keepalive@openssh.com` global request (want-reply) on ssh2's transport.
+ * ssh2 has no public API for it; this uses the same internals its own keep-alive uses
+ * (`_protocol.ping()` and the global-request callback queue, answered in order, RFC 4254 4).
+ */
+function sendKeepaliveProbe(client: ssh2.Client, onReply: () => void): boolean {
+  const c = client as unknown as Ssh2Internals;
+  if (!c._protocol || !Array.isArray(c._callbacks)) return false;
+  c._callbacks.push((hadErr) => {
+    if (!(hadErr instanceof Error)) onReply();
+  });
+  c._protocol.ping();
+  return true;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(abortReason(signal));
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    function onAbort(): void {
+      clearTimeout(t);
+      reject(abortReason(signal));
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * One logical connection: makes a fresh ssh2 `Client` per attempt, watches it with our own
+ * keep-alive, reconnects with jittered exponential backoff (p-retry) and hands out {@link Link}s.
+ *
+ * @internal The public face is {@link SshClient}.
+ */
+export class Connection extends EventEmitter<ConnectionEvents> implements LinkProvider {
+  #state: ConnectionState = 'idle';
+  #epoch = 0;
+  #live: LiveLink | undefined;
+  #waiters = new Set<Waiter>();
+  #fatal: SshError | undefined;
+  #lifetime = new AbortController();
+  #connecting: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+  #linkListeners = new Set<(link: Link) => void>();
+  #reconnects = 0;
+  #lastRttMs: number | undefined;
+  #lastDisconnect: SshError | undefined;
+  readonly #o: ResolvedOptions;
+  readonly #hooks: ConnectionHooks;
+  readonly #clock: Clock;
+
+  constructor(options: ResolvedOptions, hooks: ConnectionHooks) {
+    super();
+    this.#o = options;
+    this.#hooks = hooks;
+    this.#clock = hooks.clock ?? systemClock;
+  }
+
+  /** The current state. */
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** Figures for `health()`. */
+  stats(): { connectedSince: Date | undefined; reconnects: number; lastKeepaliveRttMs: number | undefined; lastDisconnectCause: SshError | undefined } {
+    return {
+      connectedSince: this.#live && this.#state === 'ready' ? new Date(this.#live.since) : undefined,
+      reconnects: this.#reconnects,
+      lastKeepaliveRttMs: this.#lastRttMs,
+      lastDisconnectCause: this.#lastDisconnect,
+    };
+  }
+
+  /** The only writer of the state: checks the transition table and emits `state`. */
+  #setState(next: ConnectionState): void {
+    const previous = this.#state;
+    if (previous === next) return;
+    if (!canTransition(previous, next)) {
+      throw new Error(`internal: illegal state transition ${previous} -> ${next}`);
+    }
+    this.#state = next;
+    this.emit('state', { state: next, previous });
+  }
+
+  /**
+   * Connects if idle and resolves once authenticated. Resolves at once when ready; waits while
+   * reconnecting.
+   *
+   * @throws {SshError} the attempt's error (see {@link connectAttempt}); `ERR_SSH_CLOSED` after close.
+   */
+  async connect(options: LinkWaitOptions = {}): Promise<void> {
+    await this.link(options);
+  }
+
+  /** {@inheritDoc LinkProvider.link} */
+  link(options: LinkWaitOptions = {}): Promise<Link> {
+    const state = this.#state;
+    if (state === 'ready' && this.#live) return Promise.resolve(this.#live.link);
+    if (state === 'closed' || state === 'closing') {
+      return Promise.reject(this.#fatal ?? new SshError('ERR_SSH_CLOSED', 'the client is closed'));
+    }
+    const scope = operationScope(options, 'waiting for the connection');
+    if (scope.signal.aborted) {
+      scope.dispose();
+      return Promise.reject(abortReason(scope.signal));
+    }
+    const p = new Promise<Link>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve: (l) => {
+          cleanup();
+          resolve(l);
+        },
+        reject: (e) => {
+          cleanup();
+          reject(e);
+        },
+      };
+      const onAbort = (): void => waiter.reject(abortReason(scope.signal, 'waiting for the connection'));
+      const cleanup = (): void => {
+        this.#waiters.delete(waiter);
+        scope.signal.removeEventListener('abort', onAbort);
+        scope.dispose();
+      };
+      scope.signal.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.add(waiter);
+    });
+    if (state === 'idle') this.#startFirstConnect();
+    return p;
+  }
+
+  /** {@inheritDoc LinkProvider.onLink} */
+  onLink(listener: (link: Link) => void): () => void {
+    this.#linkListeners.add(listener);
+    return () => {
+      this.#linkListeners.delete(listener);
+    };
+  }
+
+  #startFirstConnect(): void {
+    if (this.#connecting) return;
+    this.#setState('connecting');
+    this.#connecting = this.#attempt()
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          const e = err instanceof SshError ? err : new SshError('ERR_SSH_CONNECT', String(err), { cause: err });
+          if (this.#state !== 'connecting') return; // closed meanwhile
+          if (isRetryable(e)) {
+            this.#setState('idle');
+          } else {
+            this.#fatal = e;
+            this.#setState('closed');
+            this.#lifetime.abort(e);
+            this.emit('error', e);
+            this.emit('close', { cause: e });
+          }
+          this.#rejectWaiters(e);
+        },
+      )
+      .finally(() => {
+        this.#connecting = undefined;
+      });
+  }
+
+  #rejectWaiters(err: SshError): void {
+    for (const w of [...this.#waiters]) w.reject(err);
+  }
+
+  /** One connect attempt; on success installs the link and moves to `ready`. */
+  async #attempt(): Promise<void> {
+    const epoch = ++this.#epoch;
+    const lifetime = this.#lifetime.signal;
+    let keepalive: Keepalive | undefined;
+    const sock = this.#hooks.transport ? await this.#hooks.transport(lifetime) : undefined;
+    const transport = await connectAttempt(this.#o, {
+      hostKeyCheck: this.#hooks.hostKeyCheck,
+      signal: lifetime,
+      ...(sock ? { sock } : {}),
+      onData: () => keepalive?.received(),
+    });
+    const { client } = transport;
+    if (epoch !== this.#epoch || lifetime.aborted) {
+      client.destroy();
+      throw abortReason(lifetime, 'connect');
+    }
+    const ctl = new AbortController();
+    const link: Link = { client, epoch, signal: ctl.signal };
+    const live: LiveLink = { link, ctl, keepalive: undefined, sock: transport.sock, since: Date.now() };
+    let lostCause: SshError | undefined;
+    client.on('error', (err: Error) => {
+      lostCause ??= new SshError('ERR_SSH_CONNECTION_LOST', `connection lost: ${err.message}`, { cause: err });
+    });
+    client.on('close', () => {
+      this.#lost(live, lostCause ?? new SshError('ERR_SSH_CONNECTION_LOST', `connection to ${this.#o.host}:${this.#o.port} closed`));
+    });
+    if (this.#o.keepaliveIntervalMs > 0) {
+      keepalive = new Keepalive(
+        this.#o.keepaliveIntervalMs,
+        this.#o.keepaliveCountMax,
+        {
+          sendProbe: (onReply) => {
+            sendKeepaliveProbe(client, onReply);
+          },
+          onRtt: (rttMs) => {
+            if (this.#live !== live) return;
+            this.#lastRttMs = rttMs;
+            this.emit('keepalive', { rttMs });
+          },
+          onDead: (missed) => {
+            const cause = new SshError(
+              'ERR_SSH_KEEPALIVE_TIMEOUT',
+              `no packet from ${this.#o.host}:${this.#o.port} for ${this.#o.keepaliveIntervalMs * (missed + 1)} ms (${missed} keep-alive probes unanswered)`,
+            );
+            this.#lost(live, cause);
+          },
+        },
+        this.#clock,
+      );
+      live.keepalive = keepalive;
+    }
+    this.#live = live;
+    if (this.#hooks.beforeReady) {
+      try {
+        await this.#hooks.beforeReady(link);
+      } catch (err) {
+        this.#live = undefined;
+        keepalive?.stop();
+        ctl.abort(err instanceof SshError ? err : new SshError('ERR_SSH_CONNECTION_LOST', 'setup failed', { cause: err }));
+        client.destroy();
+        throw err;
+      }
+      if (this.#live !== live || lifetime.aborted) throw abortReason(lifetime, 'connect');
+    }
+    this.#setState('ready');
+    this.emit('ready');
+    for (const l of [...this.#linkListeners]) {
+      try {
+        l(link);
+      } catch {
+        // a listener's failure is its own business
+      }
+    }
+    for (const w of [...this.#waiters]) {
+      if (this.#live !== live) break;
+      w.resolve(link);
+    }
+  }
+
+  /** The live link died. Ignores links that are no longer current (attempt epoch). */
+  #lost(live: LiveLink, cause: SshError): void {
+    if (this.#live !== live) return;
+    this.#live = undefined;
+    live.keepalive?.stop();
+    const lost =
+      cause.code === 'ERR_SSH_CONNECTION_LOST' ? cause : new SshError('ERR_SSH_CONNECTION_LOST', `connection lost: ${cause.message}`, { cause });
+    live.ctl.abort(lost);
+    live.link.client.destroy();
+    live.sock.destroy();
+    this.#lastDisconnect = cause;
+    if (this.#state === 'closing' || this.#state === 'closed') return;
+    this.emit('disconnect', { cause });
+    if (this.#state !== 'ready') return;
+    if (this.#o.reconnect === false) {
+      this.#fatal = lost;
+      this.#setState('closed');
+      this.#lifetime.abort(lost);
+      this.#rejectWaiters(lost);
+      this.emit('close', { cause: lost });
+      return;
+    }
+    this.#setState('reconnecting');
+    void this.#reconnectLoop(cause);
+  }
+
+  /** Jittered exponential backoff: base x [0.5, 1), base = min(max, min x factor^(n-1)). */
+  #delayFor(attempt: number): number {
+    const p = this.#o.reconnect;
+    if (p === false) return 0;
+    const base = Math.min(p.maxDelayMs, p.minDelayMs * p.factor ** (attempt - 1));
+    return Math.round(base * (0.5 + Math.random() * 0.5));
+  }
+
+  async #reconnectLoop(firstCause: SshError): Promise<void> {
+    const policy = this.#o.reconnect;
+    if (policy === false) return;
+    const lifetime = this.#lifetime.signal;
+    let attempt = 0;
+    let lastCause = firstCause;
+    try {
+      await pRetry(
+        async () => {
+          attempt += 1;
+          const delayMs = this.#delayFor(attempt);
+          this.emit('reconnecting', { attempt, delayMs, cause: lastCause });
+          await sleep(delayMs, lifetime);
+          await this.#attempt();
+          this.#reconnects += 1;
+        },
+        {
+          retries: policy.retries,
+          minTimeout: 0,
+          maxTimeout: 0,
+          factor: 1,
+          signal: lifetime,
+          shouldRetry: ({ error }) => !lifetime.aborted && isRetryable(error),
+          onFailedAttempt: ({ error }) => {
+            lastCause = error instanceof SshError ? error : new SshError('ERR_SSH_CONNECT', error.message, { cause: error });
+          },
+        },
+      );
+    } catch (err) {
+      if (lifetime.aborted || this.#state !== 'reconnecting') return;
+      const e = err instanceof SshError ? err : new SshError('ERR_SSH_CONNECT', String(err), { cause: err });
+      this.#fatal = e;
+      this.#setState('closed');
+      this.#lifetime.abort(e);
+      this.#rejectWaiters(e);
+      this.emit('error', e);
+      this.emit('close', { cause: e });
+    }
+  }
+
+  /**
+   * Graceful close: stops accepting work, lets `beforeEnd` drain channels (bounded by
+   * `closeTimeoutMs`), ends the transport, and reaches `closed`. Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.#closing) return this.#closing;
+    if (this.#state === 'closed') return Promise.resolve();
+    this.#closing = this.#doClose();
+    return this.#closing;
+  }
+
+  async #doClose(): Promise<void> {
+    const closedErr = new SshError('ERR_SSH_CLOSED', 'the client is closed');
+    this.#setState('closing');
+    this.#lifetime.abort(closedErr);
+    this.#rejectWaiters(closedErr);
+    const live = this.#live;
+    if (live && this.#hooks.beforeEnd) {
+      try {
+        await this.#hooks.beforeEnd(this.#o.closeTimeoutMs);
+      } catch {
+        // best effort; the transport is ended below regardless
+      }
+    }
+    if (live && this.#live === live) {
+      this.#live = undefined;
+      live.keepalive?.stop();
+      live.ctl.abort(closedErr);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          live.link.client.destroy();
+          live.sock.destroy();
+          resolve();
+        }, 1_000);
+        live.link.client.once('close', () => {
+          clearTimeout(t);
+          resolve();
+        });
+        live.link.client.end();
+      });
+      live.sock.destroy();
+    }
+    this.#setState('closed');
+    this.emit('close', {});
+  }
+
+  /** Immediate teardown: every operation rejects with `err` (default `ERR_SSH_CLOSED`). Idempotent. */
+  destroy(err?: SshError): void {
+    if (this.#state === 'closed') return;
+    const e = err ?? new SshError('ERR_SSH_CLOSED', 'the client was destroyed');
+    this.#fatal = err;
+    this.#lifetime.abort(e);
+    const live = this.#live;
+    this.#live = undefined;
+    if (live) {
+      live.keepalive?.stop();
+      live.ctl.abort(e);
+      live.link.client.destroy();
+      live.sock.destroy();
+    }
+    this.#setState('closed');
+    this.#rejectWaiters(e);
+    this.emit('close', err ? { cause: err } : {});
+  }
+}

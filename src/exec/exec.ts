@@ -1,0 +1,154 @@
+import type { Readable } from 'node:stream';
+import type ssh2 from 'ssh2';
+import { z } from 'zod';
+import { SshError, SshExecError } from '../errors.js';
+import { operationScope } from '../internal/cancel.js';
+import { zodToConfigError } from '../config/options.js';
+import type { LinkProvider } from '../connection/link.js';
+import type { SessionLimiter } from '../channel/limiter.js';
+import { openSession } from '../channel/open.js';
+import { buildCommandLine } from './quote.js';
+import { RemoteProcess, feedStdin, type ExecResult } from './process.js';
+
+/** Options of {@link SshClient.spawn}. */
+export interface SpawnOptions {
+  /** Environment variables, sent inline as quoted `export`s (sshd drops `env` requests without `AcceptEnv`). */
+  env?: Record<string, string>;
+  /** Working directory on the server (`cd -- dir` before the command; exit 1 if it fails). */
+  cwd?: string;
+  /** Bound in ms on the whole operation, including waiting for the connection and a channel. */
+  timeoutMs?: number;
+  /** Aborts the operation: the remote command is stopped and the call rejects with `ERR_SSH_ABORTED`. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link SshClient.exec}. */
+export interface ExecOptions extends SpawnOptions {
+  /** Standard input: a string, a Buffer or a Readable stream; EOF is sent after it (or at once when absent). */
+  stdin?: string | Buffer | Readable;
+  /** Reject with `ERR_SSH_EXIT` (carrying the result) when the command exits non-zero or by a signal. @default false */
+  check?: boolean;
+  /** `'utf8'` decodes stdout/stderr to strings; `'buffer'` keeps the bytes. @default 'utf8' */
+  encoding?: 'utf8' | 'buffer';
+  /** Largest stdout or stderr kept, in bytes; past it the command is stopped with `ERR_SSH_MAX_BUFFER`. @default 67108864 (64 MiB) */
+  maxBufferBytes?: number;
+}
+
+/** Default `maxBufferBytes`: 64 MiB per stream. */
+export const DEFAULT_MAX_BUFFER_BYTES = 64 * 1024 * 1024;
+
+const spawnShape = {
+  env: z.record(z.string(), z.string({ error: 'expected string values' }), { error: 'expected an object of string values' }).optional(),
+  cwd: z.string({ error: 'expected a directory path string' }).min(1).optional(),
+  timeoutMs: z.number({ error: 'expected milliseconds as a number' }).min(0, { error: 'expected milliseconds >= 0' }).optional(),
+  signal: z.instanceof(AbortSignal, { error: 'expected an AbortSignal' }).optional(),
+};
+const spawnSchema = z.strictObject(spawnShape);
+const execSchema = z.strictObject({
+  ...spawnShape,
+  stdin: z
+    .custom<string | Buffer | Readable>((v) => typeof v === 'string' || Buffer.isBuffer(v) || (typeof v === 'object' && v !== null && typeof (v as Readable).pipe === 'function'), {
+      error: 'expected a string, a Buffer or a Readable stream',
+    })
+    .optional(),
+  check: z.boolean({ error: 'expected a boolean' }).optional(),
+  encoding: z.enum(['utf8', 'buffer'], { error: "expected 'utf8' or 'buffer'" }).optional(),
+  maxBufferBytes: z.number({ error: 'expected a number of bytes' }).int().positive({ error: 'expected a number of bytes > 0' }).optional(),
+});
+
+/** What exec needs from the client. */
+export interface ExecContext {
+  provider: LinkProvider;
+  limiter: SessionLimiter;
+  /** Kills a remote process group with a second exec (best effort). */
+  killer: (pid: number) => Promise<void>;
+}
+
+function execChannel(client: ssh2.Client, cmdline: string): Promise<ssh2.ClientChannel> {
+  return new Promise((resolve, reject) => {
+    client.exec(cmdline, (err, ch) => (err ? reject(err) : resolve(ch)));
+  });
+}
+
+async function start(ctx: ExecContext, command: string | readonly string[], o: SpawnOptions, scope: AbortSignal): Promise<{ proc: RemoteProcess; channel: ssh2.ClientChannel }> {
+  const cmdline = buildCommandLine({ command, env: o.env, cwd: o.cwd, reportPid: true });
+  const { link, channel, release } = await openSession(ctx.provider, ctx.limiter, (l) => execChannel(l.client, cmdline), scope);
+  const proc = new RemoteProcess(channel, link.signal, scope, ctx.killer, release);
+  return { proc, channel };
+}
+
+/**
+ * Starts a command and returns a {@link RemoteProcess} once its channel is open.
+ *
+ * @throws {TypeError} bad command (empty, NUL byte).
+ * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options.
+ * @throws {SshError} `ERR_SSH_CHANNEL_OPEN`, `ERR_SSH_CONNECTION_LOST`, `ERR_SSH_TIMEOUT`, `ERR_SSH_ABORTED`, `ERR_SSH_CLOSED`.
+ */
+export async function spawnCommand(ctx: ExecContext, command: string | readonly string[], options: SpawnOptions = {}): Promise<RemoteProcess> {
+  const parsed = spawnSchema.safeParse(options);
+  if (!parsed.success) throw zodToConfigError(parsed.error, 'spawn options');
+  const o = options;
+  const scope = operationScope({ signal: o.signal, timeoutMs: o.timeoutMs }, 'spawn');
+  try {
+    const { proc } = await start(ctx, command, o, scope.signal);
+    proc.exited.then(scope.dispose, scope.dispose);
+    return proc;
+  } catch (err) {
+    scope.dispose();
+    throw err;
+  }
+}
+
+/**
+ * Runs a command to completion and collects its output.
+ *
+ * @throws {TypeError} bad command (empty, NUL byte) or stdin.
+ * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options.
+ * @throws {SshExecError} `ERR_SSH_EXIT` (with `check`), `ERR_SSH_TIMEOUT`, `ERR_SSH_ABORTED`,
+ *   `ERR_SSH_MAX_BUFFER`, `ERR_SSH_CONNECTION_LOST`; each carries the output so far in `result`.
+ * @throws {SshError} `ERR_SSH_CHANNEL_OPEN`, `ERR_SSH_CLOSED`, or a connect error.
+ */
+export async function execCommand(ctx: ExecContext, command: string | readonly string[], options: ExecOptions & { encoding: 'buffer' }): Promise<ExecResult<Buffer>>;
+export async function execCommand(ctx: ExecContext, command: string | readonly string[], options?: ExecOptions): Promise<ExecResult<string>>;
+export async function execCommand(ctx: ExecContext, command: string | readonly string[], options: ExecOptions = {}): Promise<ExecResult<string> | ExecResult<Buffer>> {
+  const parsed = execSchema.safeParse(options);
+  if (!parsed.success) throw zodToConfigError(parsed.error, 'exec options');
+  const o = options;
+  const maxBuffer = o.maxBufferBytes ?? DEFAULT_MAX_BUFFER_BYTES;
+  const asBuffer = o.encoding === 'buffer';
+  const scope = operationScope({ signal: o.signal, timeoutMs: o.timeoutMs }, 'exec');
+  try {
+    const { proc, channel } = await start(ctx, command, o, scope.signal);
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let outLen = 0;
+    let errLen = 0;
+    const decode = (parts: Buffer[]): string | Buffer => (asBuffer ? Buffer.concat(parts) : Buffer.concat(parts).toString('utf8'));
+    proc.partialOutput = () => ({ stdout: decode(out), stderr: decode(err), exitCode: null, signal: null });
+    const overflow = (): void => proc.stopWith(new SshError('ERR_SSH_MAX_BUFFER', `command output exceeded maxBufferBytes (${maxBuffer})`));
+    proc.stdout.on('data', (c: Buffer) => {
+      outLen += c.length;
+      if (outLen > maxBuffer) return overflow();
+      out.push(c);
+    });
+    proc.stderr.on('data', (c: Buffer) => {
+      errLen += c.length;
+      if (errLen > maxBuffer) return overflow();
+      err.push(c);
+    });
+    feedStdin(channel, o.stdin, (e) => proc.stopWith(new SshError('ERR_SSH_ABORTED', `stdin stream failed: ${e.message}`, { cause: e })));
+    const r = await proc.exited;
+    const result = { stdout: decode(out), stderr: decode(err), exitCode: r.exitCode, signal: r.signal };
+    if (o.check && (result.exitCode !== 0 || result.signal !== null)) {
+      throw new SshExecError(
+        'ERR_SSH_EXIT',
+        result.signal !== null ? `remote command killed by signal ${result.signal}` : `remote command exited with code ${String(result.exitCode)}`,
+        result,
+        { retryable: false },
+      );
+    }
+    return result as ExecResult<string> | ExecResult<Buffer>;
+  } finally {
+    scope.dispose();
+  }
+}

@@ -1,0 +1,27 @@
+/**
+ * ssh-tether: a self-healing SSH client library for Node.js, on ssh2.
+ *
+ * @packageDocumentation
+ */
+export { SshClient, type ClientEvents, type ClientHealth } from './client.js';
+export {
+  SshError,
+  SshConfigError,
+  SshHostKeyError,
+  SshAuthError,
+  SshExecError,
+  SshChannelOpenError,
+  ChannelOpenFailure,
+  isRetryable,
+  type SshErrorCode,
+  type SshErrorOptions,
+  type ExecResultLike,
+} from './errors.js';
+export { DEFAULTS, type SshClientOptions } from './config/options.js';
+export type { ConnectionState } from './connection/state.js';
+export type { ConnectionEvents } from './connection/connection.js';
+export type { LinkWaitOptions } from './connection/link.js';
+export type { ExecOptions, SpawnOptions } from './exec/exec.js';
+export { RemoteProcess, type ExecResult } from './exec/process.js';
+export { quoteArg, quoteArgv } from './exec/quote.js';
+export type { NewHostKeyInfo } from './known-hosts/index.js';
