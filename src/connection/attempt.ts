@@ -157,7 +157,8 @@ export async function connectAttempt(o: ResolvedOptions, a: AttemptOptions): Pro
       algorithms: toAlgorithms(o),
       authHandler: makeAuthHandler(steps, o, trace),
       hostVerifier: ((key: Buffer, verify: (ok: boolean) => void): void => {
-        a.hostKeyCheck(key).then(
+        // ssh2 hands a slice of its packet buffer: copy it before going async.
+        a.hostKeyCheck(Buffer.from(key)).then(
           () => verify(true),
           (err: unknown) => {
             hostKeyError = err instanceof SshError ? err : new SshError('ERR_SSH_HANDSHAKE', `host key check failed: ${String(err)}`, { cause: err });

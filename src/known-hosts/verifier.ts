@@ -1,0 +1,316 @@
+/**
+ * Host key verification policy (ssh_config(5) `StrictHostKeyChecking`, `UserKnownHostsFile`,
+ * `GlobalKnownHostsFile`, `HashKnownHosts`) and the adapter to ssh2's `hostVerifier` option.
+ *
+ * @module known-hosts/verifier
+ */
+import { SshConfigError, SshError, SshHostKeyError } from '../errors.js';
+import { checkHostKey } from './check.js';
+import { appendKnownHost, loadKnownHosts } from './file.js';
+import { fingerprintSha256, validateKeyBlob } from './key-blob.js';
+import { hostPattern } from './pattern.js';
+
+/** ssh_config(5) `StrictHostKeyChecking` values we support. */
+export type StrictHostKeyChecking = 'yes' | 'accept-new' | 'no';
+
+/** What {@link HostVerifierOptions.onNewKey} is told when a key is accepted without being known. */
+export interface NewHostKeyInfo {
+  /**
+   * `added`: unknown key appended to the user file under `accept-new`.
+   * `accepted-unknown`: unknown key accepted under `no` (nothing written).
+   * `accepted-changed`: key differing from the known one(s) accepted under `no` (nothing written).
+   */
+  readonly action: 'added' | 'accepted-unknown' | 'accepted-changed';
+  /** The known_hosts lookup string (`host` or `[host]:port`). */
+  readonly host: string;
+  /** Key type of the presented key, e.g. `ssh-ed25519`. */
+  readonly keyType: string;
+  /** `SHA256:...` fingerprint of the presented key. */
+  readonly fingerprint: string;
+  /** For `added`: the file written. For `accepted-changed`: the file of the known key. */
+  readonly file?: string;
+  /** For `accepted-changed`: the line of the known key. */
+  readonly line?: number;
+  /** For `accepted-changed`: the type of the known key. */
+  readonly knownKeyType?: string;
+  /** For `added`: false when `ifAbsent` found the key already written by a concurrent connect. */
+  readonly written?: boolean;
+}
+
+/** Options of {@link createHostVerifier}. */
+export interface HostVerifierOptions {
+  /** Host name or IP address as connected to (not an ssh_config alias). */
+  host: string;
+  /** TCP port, 1-65535. */
+  port: number;
+  /**
+   * User known_hosts files (ssh_config `UserKnownHostsFile`), read on every verification; the
+   * first one is where `accept-new` writes. May be empty unless `accept-new`.
+   */
+  knownHostsFiles: readonly string[];
+  /**
+   * Global known_hosts files (ssh_config `GlobalKnownHostsFile`), read-only.
+   * @default []
+   */
+  globalKnownHostsFiles?: readonly string[];
+  /**
+   * - `yes`: only known keys are accepted.
+   * - `accept-new`: unknown hosts' keys are appended to `knownHostsFiles[0]` and accepted;
+   *   changed keys are refused.
+   * - `no`: unknown and changed keys are accepted and reported through `onNewKey`; nothing is
+   *   written. (OpenSSH's `no` also appends new keys to the user file and disables password
+   *   authentication for a changed host; we do neither.)
+   *
+   * Revoked keys are refused under every setting.
+   */
+  strictHostKeyChecking: StrictHostKeyChecking;
+  /**
+   * Hash the host name of lines written by `accept-new` (ssh_config `HashKnownHosts`).
+   * @default false
+   */
+  hashKnownHosts?: boolean;
+  /**
+   * Called when a key is accepted without being known (see {@link NewHostKeyInfo}). An exception
+   * it throws is ignored.
+   */
+  onNewKey?: (info: NewHostKeyInfo) => void;
+}
+
+/**
+ * Verifies a server host key: resolves when it is trusted, rejects otherwise.
+ * @param key - the SSH wire-format public key blob the server presented.
+ */
+export type HostVerifier = (key: Buffer) => Promise<void>;
+
+const ACCEPTED_KEYS = ['host', 'port', 'knownHostsFiles', 'globalKnownHostsFiles', 'strictHostKeyChecking', 'hashKnownHosts', 'onNewKey'];
+
+function validateOptions(o: unknown): HostVerifierOptions {
+  if (typeof o !== 'object' || o === null) throw new SshConfigError('host verifier options must be an object', { field: '(options)' });
+  const rec = o as Record<string, unknown>;
+  for (const k of Object.keys(rec)) {
+    if (!ACCEPTED_KEYS.includes(k)) {
+      throw new SshConfigError(`unknown host verifier option '${k}'; accepted options: ${ACCEPTED_KEYS.join(', ')}`, { field: k });
+    }
+  }
+  hostPattern(rec.host as string, rec.port as number); // validates host and port
+  const files = (field: string, v: unknown, optional: boolean): void => {
+    if (optional && v === undefined) return;
+    if (!Array.isArray(v) || !v.every((p) => typeof p === 'string' && p.length > 0)) {
+      throw new SshConfigError(`${field} must be an array of non-empty file paths`, { field });
+    }
+  };
+  files('knownHostsFiles', rec.knownHostsFiles, false);
+  files('globalKnownHostsFiles', rec.globalKnownHostsFiles, true);
+  const strict = rec.strictHostKeyChecking;
+  if (strict !== 'yes' && strict !== 'accept-new' && strict !== 'no') {
+    throw new SshConfigError(`strictHostKeyChecking must be 'yes', 'accept-new' or 'no'`, { field: 'strictHostKeyChecking' });
+  }
+  if (strict === 'accept-new' && (rec.knownHostsFiles as unknown[]).length === 0) {
+    throw new SshConfigError(`strictHostKeyChecking 'accept-new' needs at least one knownHostsFiles entry to write to`, {
+      field: 'knownHostsFiles',
+    });
+  }
+  if (rec.hashKnownHosts !== undefined && typeof rec.hashKnownHosts !== 'boolean') {
+    throw new SshConfigError('hashKnownHosts must be a boolean', { field: 'hashKnownHosts' });
+  }
+  if (rec.onNewKey !== undefined && typeof rec.onNewKey !== 'function') {
+    throw new SshConfigError('onNewKey must be a function', { field: 'onNewKey' });
+  }
+  return o as HostVerifierOptions;
+}
+
+function shellQuote(s: string): string {
+  return /^[A-Za-z0-9_./:@%+=,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Builds a {@link HostVerifier} for one host and port, implementing ssh_config(5)
+ * `StrictHostKeyChecking` over known_hosts files (sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT").
+ *
+ * Every call re-reads the files (user files first, then global ones), so edits and keys added by
+ * other processes are seen on the next (re)connect. Outcomes, by {@link checkHostKey} status:
+ *
+ * | status  | `yes`              | `accept-new`                 | `no`                          |
+ * |---------|--------------------|------------------------------|-------------------------------|
+ * | known   | resolve            | resolve                      | resolve                       |
+ * | unknown | reject `_UNKNOWN`  | append, `onNewKey`, resolve  | `onNewKey`, resolve           |
+ * | changed | reject `_MISMATCH` | reject `_MISMATCH`           | `onNewKey`, resolve           |
+ * | revoked | reject `_REVOKED`  | reject `_REVOKED`            | reject `_REVOKED`             |
+ *
+ * Rejections ({@link SshHostKeyError}, never retryable) carry the host string and the SHA256
+ * fingerprint and say how to fix it:
+ * - `ERR_SSH_HOST_KEY_UNKNOWN`: the key is not in any file (or is malformed/unsupported).
+ * - `ERR_SSH_HOST_KEY_MISMATCH`: the host is known with other key(s): possible man-in-the-middle.
+ * - `ERR_SSH_HOST_KEY_REVOKED`: an `@revoked` line matching the host holds this key.
+ * - `ERR_SSH_CONFIG` ({@link SshConfigError}): a known_hosts file exists but cannot be read (fails
+ *   closed under every setting, since a revocation could be hidden in it), or `accept-new` could
+ *   not write the new key (refused rather than trusting a key that would not be remembered).
+ *
+ * @param options - see {@link HostVerifierOptions}.
+ * @returns the verifier.
+ * @throws SshConfigError `ERR_SSH_CONFIG` naming the field when an option is invalid or unknown.
+ */
+export function createHostVerifier(options: HostVerifierOptions): HostVerifier {
+  const o = validateOptions(options);
+  const lookup = hostPattern(o.host, o.port);
+  const userFiles = [...o.knownHostsFiles];
+  const allFiles = [...userFiles, ...(o.globalKnownHostsFiles ?? [])];
+  const strict = o.strictHostKeyChecking;
+  const notify = (info: NewHostKeyInfo): void => {
+    try {
+      o.onNewKey?.(info);
+    } catch {
+      // A faulty callback must not change the outcome.
+    }
+  };
+  const portArg = o.port === 22 ? '' : `-p ${o.port} `;
+
+  return async (key: Buffer): Promise<void> => {
+    if (!Buffer.isBuffer(key)) {
+      throw new SshHostKeyError('ERR_SSH_HOST_KEY_UNKNOWN', `host key for ${lookup} is not a Buffer`, { host: lookup, fingerprint: '' });
+    }
+    const fingerprint = fingerprintSha256(key);
+    const v = validateKeyBlob(key);
+    if (!v.ok) {
+      throw new SshHostKeyError(
+        'ERR_SSH_HOST_KEY_UNKNOWN',
+        `host key ${fingerprint} presented by ${lookup} cannot be verified: ${v.reason}`,
+        { host: lookup, fingerprint },
+      );
+    }
+    const { entries } = await loadKnownHosts(allFiles);
+    const result = checkHostKey(entries, o.host, o.port, key);
+    switch (result.status) {
+      case 'known':
+        return;
+      case 'revoked':
+        throw new SshHostKeyError(
+          'ERR_SSH_HOST_KEY_REVOKED',
+          `host key ${v.type} ${fingerprint} presented by ${lookup} is marked @revoked in ${result.file}:${result.line}; refusing to connect`,
+          { host: lookup, fingerprint },
+        );
+      case 'changed':
+        if (strict === 'no') {
+          notify({
+            action: 'accepted-changed',
+            host: lookup,
+            keyType: v.type,
+            fingerprint,
+            file: result.file,
+            line: result.line,
+            knownKeyType: result.knownKeyType,
+          });
+          return;
+        }
+        throw new SshHostKeyError(
+          'ERR_SSH_HOST_KEY_MISMATCH',
+          `host key for ${lookup} has changed: the server presented ${v.type} ${fingerprint}, but ${result.file}:${result.line} ` +
+            `holds a different ${result.knownKeyType} key. Someone could be eavesdropping (man-in-the-middle), or the host key was ` +
+            `replaced. If the change is expected, remove the old key with: ssh-keygen -R ${shellQuote(lookup)} -f ${shellQuote(result.file)}`,
+          { host: lookup, fingerprint },
+        );
+      case 'unknown': {
+        if (strict === 'no') {
+          notify({ action: 'accepted-unknown', host: lookup, keyType: v.type, fingerprint });
+          return;
+        }
+        const target = userFiles[0];
+        if (strict === 'accept-new' && target !== undefined) {
+          let written: boolean;
+          try {
+            written = await appendKnownHost(target, o.host, o.port, key, { hash: o.hashKnownHosts === true, ifAbsent: true });
+          } catch (err) {
+            throw new SshConfigError(
+              `could not add the new host key ${v.type} ${fingerprint} for ${lookup} to ${target}; refusing to trust a key that would not be remembered: ${err instanceof Error ? err.message : String(err)}`,
+              { field: 'knownHostsFiles', cause: err },
+            );
+          }
+          notify({ action: 'added', host: lookup, keyType: v.type, fingerprint, file: target, written });
+          return;
+        }
+        const where = userFiles[0] ?? '~/.ssh/known_hosts';
+        throw new SshHostKeyError(
+          'ERR_SSH_HOST_KEY_UNKNOWN',
+          `host key for ${lookup} is not known: the server presented ${v.type} ${fingerprint}. Check this fingerprint with the ` +
+            `host's administrator, then add it with: ssh-keyscan ${portArg}${shellQuote(o.host)} >> ${shellQuote(where)} ` +
+            `(and compare with ssh-keygen -lf ${shellQuote(where)}), or connect with strictHostKeyChecking 'accept-new' to trust it on first use`,
+          { host: lookup, fingerprint },
+        );
+      }
+    }
+  };
+}
+
+/** The callback shape ssh2 passes to `hostVerifier`. */
+export type Ssh2HostVerifyCallback = (ok: boolean) => void;
+
+/**
+ * Adapts a {@link HostVerifier} to ssh2's `hostVerifier` connect option.
+ *
+ * ssh2 1.17 (`lib/client.js` `connect()`, `lib/protocol/kex.js` KEXDH_REPLY handling) calls
+ * `hostVerifier(hostPubKey, verify)` where `hostPubKey` is the raw SSH wire-format public key
+ * blob Buffer (a slice of the packet, so it is copied here) — as long as the `hostHash` option is
+ * NOT set (it would replace the blob by a hex digest string). If the function returns `undefined`
+ * ssh2 waits for `verify(ok)`; it also calls `hostVerifier` again on every re-key.
+ *
+ * The returned function always returns `undefined` and calls `verify` exactly once. On failure
+ * it first calls `onResult(err)` (so the caller holds the typed error before ssh2 emits its
+ * generic "Host denied (verification failed)" handshake error), then `verify(false)`. On success
+ * it calls `onResult(undefined)` then `verify(true)`. A rejection that is not an {@link SshError}
+ * is wrapped as a non-retryable `ERR_SSH_HANDSHAKE`. Exceptions thrown by `onResult` or `verify`
+ * are swallowed: nothing escapes as an unhandled rejection.
+ *
+ * @param verifier - e.g. from {@link createHostVerifier}.
+ * @param onResult - receives the verification error (`SshHostKeyError`, or `SshConfigError` when
+ *   a known_hosts file could not be read/written), or `undefined` on success.
+ * @returns the function to pass as ssh2's `hostVerifier`.
+ */
+export function toSsh2HostVerifier(
+  verifier: HostVerifier,
+  onResult: (err: SshError | undefined) => void,
+): (key: Buffer, verify: Ssh2HostVerifyCallback) => void {
+  return (key: Buffer, verify: Ssh2HostVerifyCallback): void => {
+    let settled = false;
+    const finish = (err: SshError | undefined): void => {
+      if (settled) return;
+      settled = true;
+      try {
+        onResult(err);
+      } catch {
+        // ignore: the result still reaches ssh2
+      }
+      try {
+        verify(err === undefined);
+      } catch {
+        // ssh2 internals failing here must not become an unhandled rejection
+      }
+    };
+    if (!Buffer.isBuffer(key)) {
+      finish(
+        new SshError('ERR_SSH_HANDSHAKE', 'ssh2 passed a host key that is not a Buffer (is the ssh2 hostHash option set?)', {
+          retryable: false,
+        }),
+      );
+      return;
+    }
+    const copy = Buffer.from(key);
+    let p: Promise<void>;
+    try {
+      p = verifier(copy);
+    } catch (err) {
+      p = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    Promise.resolve(p).then(
+      () => finish(undefined),
+      (err: unknown) =>
+        finish(
+          err instanceof SshError
+            ? err
+            : new SshError('ERR_SSH_HANDSHAKE', `host key verification failed: ${err instanceof Error ? err.message : String(err)}`, {
+                cause: err,
+                retryable: false,
+              }),
+        ),
+    );
+  };
+}
