@@ -1,4 +1,5 @@
 import { EventEmitter } from 'eventemitter3';
+import { setMaxListeners } from 'node:events';
 import pRetry from 'p-retry';
 import type ssh2 from 'ssh2';
 import type { Duplex } from 'node:stream';
@@ -117,6 +118,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
 
   constructor(options: ResolvedOptions, hooks: ConnectionHooks) {
     super();
+    setMaxListeners(0, this.#lifetime.signal);
     this.#o = options;
     this.#hooks = hooks;
     this.#clock = hooks.clock ?? systemClock;
@@ -250,6 +252,8 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
       throw abortReason(lifetime, 'connect');
     }
     const ctl = new AbortController();
+    // Every operation on this link listens to its signal: many at once is normal, not a leak.
+    setMaxListeners(0, ctl.signal);
     const link: Link = { client, epoch, signal: ctl.signal };
     const live: LiveLink = { link, ctl, keepalive: undefined, sock: transport.sock, since: Date.now() };
     let lostCause: SshError | undefined;
