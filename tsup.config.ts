@@ -9,4 +9,5 @@ export default defineConfig({
   target: 'node20',
   splitting: false,
   treeshake: true,
+  tsconfig: 'tsconfig.build.json',
 });

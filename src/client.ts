@@ -4,7 +4,7 @@ import { SshError } from './errors.js';
 import { resolveOptions, type ResolvedOptions, type SshClientOptions } from './config/options.js';
 import { Connection, type ConnectionEvents } from './connection/connection.js';
 import type { ConnectionState } from './connection/state.js';
-import type { Link, LinkProvider, LinkWaitOptions } from './connection/link.js';
+import type { Link, LinkWaitOptions } from './connection/link.js';
 import { SessionLimiter } from './channel/limiter.js';
 import { execCommand, spawnCommand, type ExecContext, type ExecOptions, type SpawnOptions } from './exec/exec.js';
 import type { ExecResult, RemoteProcess } from './exec/process.js';
@@ -57,7 +57,7 @@ export interface ClientHealth {
  * await ssh.close();
  * ```
  */
-export class SshClient extends EventEmitter<ClientEvents> implements LinkProvider, AsyncDisposable {
+export class SshClient extends EventEmitter<ClientEvents> implements AsyncDisposable {
   readonly #o: ResolvedOptions;
   readonly #conn: Connection;
   readonly #limiter: SessionLimiter;

@@ -127,7 +127,7 @@ export class SshAuthError extends SshError {
   }
 }
 
-/** The result of a finished remote command, as carried by {@link SshExitError}. */
+/** The result of a finished remote command, as carried by {@link SshExecError}. */
 export interface ExecResultLike {
   stdout: string | Buffer;
   stderr: string | Buffer;

@@ -18,7 +18,7 @@ export interface Link {
   readonly signal: AbortSignal;
 }
 
-/** Options of {@link LinkProvider.link}. */
+/** Options of `LinkProvider.link`. */
 export interface LinkWaitOptions {
   /** Give up waiting with `ERR_SSH_ABORTED` (the signal's SshError reason is kept when it is one). */
   signal?: AbortSignal | undefined;

@@ -13,7 +13,7 @@ import { hostPattern } from './pattern.js';
 /** ssh_config(5) `StrictHostKeyChecking` values we support. */
 export type StrictHostKeyChecking = 'yes' | 'accept-new' | 'no';
 
-/** What {@link HostVerifierOptions.onNewKey} is told when a key is accepted without being known. */
+/** What the `hostkey` event (`onNewKey` of the host verifier) is told when a key is accepted without being known. */
 export interface NewHostKeyInfo {
   /**
    * `added`: unknown key appended to the user file under `accept-new`.
