@@ -25,7 +25,7 @@ async function target(): Promise<Target> {
         ...(process.env.SSH_PORT ? { port: Number(process.env.SSH_PORT) } : {}),
         ...(process.env.SSH_USER ? { username: process.env.SSH_USER } : {}),
       },
-      cleanup: async () => undefined,
+      cleanup: () => Promise.resolve(),
     };
   }
   // The throwaway server is the test harness's: OpenSSH sshd with fresh keys in a temp dir.
@@ -72,8 +72,11 @@ async function main(): Promise<void> {
     const piped = await ssh.exec('tr a-z A-Z', { stdin: 'stdin works\n' });
     console.log(`stdin: ${piped.stdout.trim()}`);
 
-    const timedOut = await ssh.exec('sleep 30', { timeoutMs: 500 }).catch((e: { code: string }) => e.code);
-    console.log(`timeout: ${String(timedOut)}`);
+    const timedOut = await ssh.exec('sleep 30', { timeoutMs: 500 }).then(
+      () => 'no timeout?',
+      (e: { code: string }) => e.code,
+    );
+    console.log(`timeout: ${timedOut}`);
 
     const many = await Promise.all(Array.from({ length: 32 }, (_, i) => ssh.exec(`echo ${i}`)));
     console.log(`32 concurrent execs, all ok: ${many.every((r, i) => r.stdout.trim() === String(i))}`);

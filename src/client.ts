@@ -93,12 +93,15 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
       },
     });
     this.#conn.onLink(() => this.#limiter.reset());
-    const forward = <K extends keyof ConnectionEvents>(name: K): void => {
-      this.#conn.on(name, ((...args: ConnectionEvents[K]) => {
-        (this.emit as (event: K, ...a: ConnectionEvents[K]) => boolean)(name, ...args);
-      }) as never);
-    };
-    for (const name of ['state', 'ready', 'disconnect', 'reconnecting', 'keepalive', 'error', 'close'] as const) forward(name);
+    // Re-emit the connection's events as the client's own.
+    const c = this.#conn;
+    c.on('state', (e) => this.emit('state', e));
+    c.on('ready', () => this.emit('ready'));
+    c.on('disconnect', (e) => this.emit('disconnect', e));
+    c.on('reconnecting', (e) => this.emit('reconnecting', e));
+    c.on('keepalive', (e) => this.emit('keepalive', e));
+    c.on('error', (e) => this.emit('error', e));
+    c.on('close', (e) => this.emit('close', e));
     this.#conn.on('close', () => {
       this.#limiter.failAll(new SshError('ERR_SSH_CLOSED', 'the client is closed'));
     });

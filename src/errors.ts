@@ -199,7 +199,7 @@ interface Ssh2ErrorShape {
 }
 
 function shape(err: unknown): Ssh2ErrorShape {
-  return typeof err === 'object' && err !== null ? (err as Ssh2ErrorShape) : {};
+  return typeof err === 'object' && err !== null ? err : {};
 }
 
 /**

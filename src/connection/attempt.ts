@@ -148,7 +148,7 @@ export async function connectAttempt(o: ResolvedOptions, a: AttemptOptions): Pro
     });
 
     const config: ssh2.ConnectConfig = {
-      sock: sock as unknown as ssh2.ConnectConfig['sock'] & object,
+      sock,
       host: o.host,
       port: o.port,
       username: o.username,
@@ -166,7 +166,7 @@ export async function connectAttempt(o: ResolvedOptions, a: AttemptOptions): Pro
             fail(hostKeyError);
           },
         );
-      }) as unknown as ssh2.HostVerifier,
+      }),
     };
     try {
       client.connect(config);

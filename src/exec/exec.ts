@@ -91,7 +91,8 @@ export async function spawnCommand(ctx: ExecContext, command: string | readonly 
   const scope = operationScope({ signal: o.signal, timeoutMs: o.timeoutMs }, 'spawn');
   try {
     const { proc } = await start(ctx, command, o, scope.signal);
-    proc.exited.then(scope.dispose, scope.dispose);
+    const dispose = (): void => scope.dispose();
+    proc.exited.then(dispose, dispose);
     return proc;
   } catch (err) {
     scope.dispose();

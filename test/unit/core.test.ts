@@ -143,14 +143,14 @@ describe('session limiter', () => {
     const held = await Promise.all([l.acquire(), l.acquire(), l.acquire()]);
     l.lowerLimit();
     expect(l.learnedLimit).toBe(2);
-    held[2]!();
+    held[2]();
     const waiting = l.acquire();
     expect(l.queued).toBe(1);
     l.reset();
     expect(l.learnedLimit).toBe(10);
     (await waiting)();
-    held[0]!();
-    held[1]!();
+    held[0]();
+    held[1]();
   });
 });
 
