@@ -9,6 +9,15 @@ import { SessionLimiter } from './channel/limiter.js';
 import { execCommand, spawnCommand, type ExecContext, type ExecOptions, type SpawnOptions } from './exec/exec.js';
 import type { ExecResult, RemoteProcess } from './exec/process.js';
 import { createHostVerifier, type NewHostKeyInfo } from './known-hosts/index.js';
+import { openSession } from './channel/open.js';
+import { SftpClient } from './sftp/index.js';
+import type ssh2 from 'ssh2';
+
+function openSftpChannel(client: ssh2.Client): Promise<ssh2.SFTPWrapper> {
+  return new Promise((resolve, reject) => {
+    client.sftp((err, sftp) => (err ? reject(err) : resolve(sftp)));
+  });
+}
 
 /**
  * Every event of {@link SshClient}, typed (eventemitter3). An `error` event with no listener does
@@ -62,6 +71,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
   readonly #conn: Connection;
   readonly #limiter: SessionLimiter;
   readonly #execCtx: ExecContext;
+  #sftp: SftpClient | undefined;
 
   /**
    * Validates the options; does not connect (call {@link SshClient.connect}, or any operation).
@@ -89,6 +99,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     this.#conn = new Connection(o, {
       hostKeyCheck: verifier,
       beforeEnd: async (deadlineMs) => {
+        await this.#sftp?.close();
         await this.#limiter.idle(deadlineMs);
       },
     });
@@ -179,6 +190,34 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
    */
   spawn(command: string | readonly string[], options: SpawnOptions = {}): Promise<RemoteProcess> {
     return spawnCommand(this.#execCtx, command, options);
+  }
+
+  /**
+   * The client's SFTP session (one per client, `sftp` subsystem of RFC 4254 6.5 / SFTP v3
+   * draft-ietf-secsh-filexfer-02), opened on first use through the `MaxSessions` limiter and
+   * opened again after a reconnect. Operations in flight when the link dies reject with
+   * `ERR_SSH_CONNECTION_LOST`; nothing is replayed.
+   *
+   * @throws {SshError} `ERR_SSH_CLOSED` after close/destroy.
+   *
+   * @example
+   * ```ts
+   * const sftp = await ssh.sftp();
+   * await sftp.put('./build.tgz', '/srv/build.tgz', { onProgress: (p) => console.log(p.transferredBytes) });
+   * for (const e of await sftp.list('/srv')) console.log(e.type, e.name, e.size);
+   * ```
+   */
+  async sftp(): Promise<SftpClient> {
+    const state = this.#conn.state;
+    if (state === 'closing' || state === 'closed') throw new SshError('ERR_SSH_CLOSED', 'the client is closed');
+    this.#sftp ??= new SftpClient(this.#conn, {
+      openSftp: async (link, signal) => {
+        const provider = { link: () => Promise.resolve(link), onLink: () => () => undefined };
+        const { channel } = await openSession(provider, this.#limiter, (l) => openSftpChannel(l.client), signal, (s) => s.end());
+        return channel;
+      },
+    });
+    return this.#sftp;
   }
 
   /** @internal {@inheritDoc LinkProvider.link} */

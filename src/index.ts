@@ -25,3 +25,28 @@ export type { ExecOptions, SpawnOptions } from './exec/exec.js';
 export { RemoteProcess, type ExecResult } from './exec/process.js';
 export { quoteArg, quoteArgv } from './exec/quote.js';
 export type { NewHostKeyInfo } from './known-hosts/index.js';
+export {
+  SftpClient,
+  SshSftpError,
+  SftpStatus,
+  type SftpStatusName,
+  type SftpOperationOptions,
+  type MkdirOptions,
+  type RmOptions,
+  type RenameOptions,
+  type ReadFileOptions,
+  type WriteFileOptions,
+  type ReadStreamOptions,
+  type WriteStreamOptions,
+  type ResumeOptions,
+  type TransferOptions,
+  type TransferResult,
+  type DirFilterEntry,
+  type DirTransferOptions,
+  type DirTransferSummary,
+  type RemotePath,
+  type SftpEntry,
+  type SftpEntryType,
+  type SftpStats,
+  type TransferProgress,
+} from './sftp/index.js';

@@ -3,11 +3,17 @@ import { abortReason } from '../internal/cancel.js';
 import type { Link, LinkProvider } from '../connection/link.js';
 import type { SessionLimiter } from './limiter.js';
 
-/** Something with a `close` event and a `close()` method: an ssh2 Channel or SFTPWrapper. */
+/** Something with a `close` event: an ssh2 Channel or SFTPWrapper. */
 export interface Closable {
   once(event: 'close', listener: () => void): unknown;
-  close(): unknown;
 }
+
+/** Closes a channel that arrived after its caller gave up: `close()` for a Channel, `end()` for SFTP. */
+export type Disposer<T> = (channel: T) => void;
+
+const closeChannel: Disposer<{ close(): unknown }> = (ch) => {
+  ch.close();
+};
 
 /** An open session channel and the slot it holds. */
 export interface OpenedSession<T> {
@@ -35,6 +41,7 @@ export async function openSession<T extends Closable>(
   limiter: SessionLimiter,
   open: (link: Link) => Promise<T>,
   signal: AbortSignal,
+  dispose: Disposer<T> = closeChannel as unknown as Disposer<T>,
 ): Promise<OpenedSession<T>> {
   for (;;) {
     const release = await limiter.acquire(signal);
@@ -46,7 +53,7 @@ export async function openSession<T extends Closable>(
       throw err;
     }
     try {
-      const channel = await openRaced(open(link), link, signal);
+      const channel = await openRaced(open(link), link, signal, dispose);
       channel.once('close', release);
       return { link, channel, release };
     } catch (err) {
@@ -65,7 +72,7 @@ export async function openSession<T extends Closable>(
 }
 
 /** Races the open against the link dying and the caller's signal; a late channel is closed. */
-function openRaced<T extends Closable>(p: Promise<T>, link: Link, signal: AbortSignal): Promise<T> {
+function openRaced<T extends Closable>(p: Promise<T>, link: Link, signal: AbortSignal, dispose: Disposer<T>): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let done = false;
     const onAbort = function (this: AbortSignal): void {
@@ -85,7 +92,7 @@ function openRaced<T extends Closable>(p: Promise<T>, link: Link, signal: AbortS
     p.then(
       (ch) => {
         if (done) {
-          ch.close();
+          dispose(ch);
           return;
         }
         done = true;

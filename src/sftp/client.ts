@@ -1,0 +1,1346 @@
+/**
+ * `SftpClient`: a complete, fast, resumable SFTP file API on top of one SFTP session per client.
+ *
+ * Protocol: SFTP version 3 (draft-ietf-secsh-filexfer-02) as OpenSSH's sftp-server speaks it,
+ * with the OpenSSH extensions `posix-rename@openssh.com` and `limits@openssh.com` (OpenSSH
+ * `PROTOCOL` file, sections 4.3 and 4.8). Transfers follow the approach of OpenSSH's `sftp`
+ * (sftp-client.c): many read/write requests in flight on one handle.
+ *
+ * @module sftp/client
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import type { Readable, Writable } from 'node:stream';
+import type ssh2 from 'ssh2';
+import { SshConfigError, SshError, mapChannelError } from '../errors.js';
+import type { Link, LinkProvider } from '../connection/link.js';
+import { abortReason, operationScope, raceSignals } from '../internal/cancel.js';
+import { runGet, runPut, readIntoBuffer, writeBuffer, ProgressReporter, type TransferProgress } from './engine.js';
+import { SftpStatus, SshSftpError } from './errors.js';
+import { OpenFlags, SftpSession, type RemotePath, type SetAttrs } from './session.js';
+import { OrderedReader, SftpReadStream, SftpWriteStream } from './streams.js';
+import {
+  baseOf,
+  joinBytes,
+  joinRemote,
+  parentOf,
+  showPath,
+  toBytes,
+  toStats,
+  typeOfMode,
+  type SftpEntry,
+  type SftpEntryType,
+  type SftpStats,
+} from './paths.js';
+
+export type { RemotePath } from './session.js';
+export type { SftpEntry, SftpEntryType, SftpStats } from './paths.js';
+export type { TransferProgress } from './engine.js';
+
+/** Options of {@link SftpClient}. */
+export interface SftpOptions {
+  /**
+   * Opens the SFTP channel on a link. Default: `link.client.sftp()` (one session channel).
+   * The SshClient facade passes one that goes through its MaxSessions channel limiter.
+   * Must reject (never hang) when `signal` aborts.
+   */
+  openSftp?: (link: Link, signal: AbortSignal) => Promise<ssh2.SFTPWrapper>;
+}
+
+/** Cancellation options accepted by every operation. */
+export interface SftpOperationOptions {
+  /** Abort the operation: it rejects with `ERR_SSH_ABORTED` and closes the handles it opened. */
+  signal?: AbortSignal | undefined;
+  /** Give up after this many milliseconds with `ERR_SSH_TIMEOUT`. Default: no limit. */
+  timeoutMs?: number | undefined;
+}
+
+/** Options of {@link SftpClient.mkdir}. */
+export interface MkdirOptions extends SftpOperationOptions {
+  /** Create missing parents and accept an existing directory (`mkdir -p`). Default `false`. */
+  recursive?: boolean | undefined;
+  /** Permission bits of created directories (e.g. `0o755`; the server's umask applies). */
+  mode?: number | undefined;
+}
+
+/** Options of {@link SftpClient.rm}. */
+export interface RmOptions extends SftpOperationOptions {
+  /** Remove directories and their contents (`rm -r`); symlinks are removed, never followed. Default `false`. */
+  recursive?: boolean | undefined;
+  /** Ignore paths that do not exist (`rm -f`). Default `false`. */
+  force?: boolean | undefined;
+}
+
+/** Options of {@link SftpClient.rename}. */
+export interface RenameOptions extends SftpOperationOptions {
+  /**
+   * Replace an existing `to`. Uses `posix-rename@openssh.com` (atomic rename(2)) when the server
+   * offers it; otherwise removes `to` first (not atomic). Default `false`: plain SFTP rename,
+   * which fails (`FAILURE` on OpenSSH) when `to` exists.
+   */
+  overwrite?: boolean | undefined;
+}
+
+/** Options of {@link SftpClient.readFile}. */
+export interface ReadFileOptions extends SftpOperationOptions {
+  /** Decode the content with this encoding; without it a Buffer is returned. */
+  encoding?: BufferEncoding | undefined;
+}
+
+/** Options of {@link SftpClient.writeFile}. */
+export interface WriteFileOptions extends SftpOperationOptions {
+  /** Permission bits of the file (e.g. `0o600`), set explicitly after writing (not subject to umask). */
+  mode?: number | undefined;
+  /**
+   * Write a temporary sibling (`.<name>.tether-<random>.tmp`), then rename it over the target,
+   * so readers see the old or the new content, never a part. With `posix-rename@openssh.com`
+   * (OpenSSH) the replacement is atomic. Without `mode`, an existing target's mode is kept.
+   * Default `false`.
+   */
+  atomic?: boolean | undefined;
+}
+
+/** Options of {@link SftpClient.createReadStream}. */
+export interface ReadStreamOptions {
+  /** First byte to read. Default 0. */
+  start?: number | undefined;
+  /** Last byte to read, inclusive (as `fs.createReadStream`). Default: to the end of the file. */
+  end?: number | undefined;
+  /** Read requests kept in flight. Default 16. */
+  concurrency?: number | undefined;
+  /** Bytes per read request. Default: the server's max read length (255 KiB on OpenSSH). */
+  chunkSize?: number | undefined;
+  /** Readable buffer size in bytes. Default 1 MiB. */
+  highWaterMark?: number | undefined;
+  /** Destroys the stream with `ERR_SSH_ABORTED`. */
+  signal?: AbortSignal | undefined;
+}
+
+/** Options of {@link SftpClient.createWriteStream}. */
+export interface WriteStreamOptions {
+  /**
+   * `'w'` create or truncate (default), `'wx'` create, failing if it exists, `'a'` append
+   * (create if missing), `'r+'` write into an existing file without truncating.
+   */
+  flags?: 'w' | 'wx' | 'a' | 'r+' | undefined;
+  /** Offset of the first write (`'w'`, `'wx'`, `'r+'`). Default 0. */
+  start?: number | undefined;
+  /** Permission bits for a created file (the server's umask applies). */
+  mode?: number | undefined;
+  /** Write requests kept in flight. Default 16. */
+  concurrency?: number | undefined;
+  /** Writable buffer size in bytes. Default 1 MiB. */
+  highWaterMark?: number | undefined;
+  /** Destroys the stream with `ERR_SSH_ABORTED`. */
+  signal?: AbortSignal | undefined;
+}
+
+/** How `resume` checks that the destination holds a prefix of the source. */
+export interface ResumeOptions {
+  /** `'size'` (default): the destination is not longer than the source. `'sha256'`: also compare the hashes of that prefix (reads it on both sides). */
+  verify?: 'size' | 'sha256' | undefined;
+}
+
+/** Options of {@link SftpClient.get} and {@link SftpClient.put}. */
+export interface TransferOptions extends SftpOperationOptions {
+  /** Requests in flight. Default 64. */
+  concurrency?: number | undefined;
+  /** Bytes per request. Default (and maximum): the server's max read/write length (255 KiB on OpenSSH). */
+  chunkSize?: number | undefined;
+  /** Called with progress at most every 100 ms, and once at the end. */
+  onProgress?: ((progress: TransferProgress) => void) | undefined;
+  /**
+   * Continue from what the destination already holds. When the check fails (the destination is
+   * longer, or its hash differs) the whole file is copied again. Default `false`.
+   */
+  resume?: boolean | ResumeOptions | undefined;
+  /** Copy the source's permission bits and access/modification times to the destination. Default `false`. */
+  preserve?: boolean | undefined;
+}
+
+/** Result of {@link SftpClient.get} / {@link SftpClient.put}. */
+export interface TransferResult {
+  /** Bytes copied by this call. */
+  transferredBytes: number;
+  /** Size of the destination when done. */
+  totalBytes: number;
+  /** Offset the copy started at (non-zero when `resume` continued a partial file). */
+  resumedFrom: number;
+}
+
+/** An entry offered to a directory transfer `filter`. */
+export interface DirFilterEntry {
+  /** Path relative to the source directory, `/`-separated, decoded as UTF-8. */
+  path: string;
+  /** Exact bytes of the relative path. */
+  rawPath: Buffer;
+  type: SftpEntryType;
+  size: number;
+}
+
+/** Options of {@link SftpClient.getDir} and {@link SftpClient.putDir}. */
+export interface DirTransferOptions extends SftpOperationOptions {
+  /** Return `false` to skip an entry (a skipped directory is skipped with its contents). */
+  filter?: ((entry: DirFilterEntry) => boolean) | undefined;
+  /** Files copied in parallel. Default 8. */
+  concurrency?: number | undefined;
+  /** Requests in flight per file. Default 16. */
+  fileConcurrency?: number | undefined;
+  /** One overall progress for the whole tree (total: the sum of the file sizes). */
+  onProgress?: ((progress: TransferProgress) => void) | undefined;
+  /** Per file, as {@link TransferOptions.resume}. */
+  resume?: boolean | ResumeOptions | undefined;
+  /** Per file, as {@link TransferOptions.preserve}. */
+  preserve?: boolean | undefined;
+}
+
+/** Summary of {@link SftpClient.getDir} / {@link SftpClient.putDir}. Paths are relative to the source directory. */
+export interface DirTransferSummary {
+  /** Files copied. */
+  copied: string[];
+  /** Entries not copied, and why (`'filter'`, `'symlink'`, `'other'`). */
+  skipped: { path: string; reason: 'filter' | 'symlink' | 'other' }[];
+  /** Files (or directories) that failed, with the error. */
+  failed: { path: string; error: SshError }[];
+  /** Bytes copied. */
+  transferredBytes: number;
+}
+
+const DEFAULT_CONCURRENCY = 64;
+const DEFAULT_STREAM_CONCURRENCY = 16;
+const DEFAULT_DIR_CONCURRENCY = 8;
+const DEFAULT_DIR_FILE_CONCURRENCY = 16;
+const DEFAULT_HWM = 1024 * 1024;
+const CLOSE_TIMEOUT_MS = 5_000;
+const MAX_DEPTH = 4096;
+const MAX_READDIR_ROUNDS = 1_000_000;
+const MAX_TREE_ENTRIES = 10_000_000;
+
+// ---------------------------------------------------------------------------------------------
+// validation
+
+function checkInt(field: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new SshConfigError(`${field} must be an integer from ${min} to ${max}, got ${typeof v === 'number' ? v : typeof v}`, { field });
+  }
+  return v;
+}
+
+function checkPath(field: string, p: unknown): RemotePath {
+  if ((typeof p === 'string' && p.length > 0) || (Buffer.isBuffer(p) && p.length > 0)) return p;
+  throw new SshConfigError(`${field} must be a non-empty string or Buffer`, { field });
+}
+
+function checkLocal(field: string, p: unknown): string | Buffer {
+  if ((typeof p === 'string' && p.length > 0) || (Buffer.isBuffer(p) && p.length > 0)) return p;
+  throw new SshConfigError(`${field} must be a non-empty local path (string or Buffer)`, { field });
+}
+
+function checkFn(field: string, f: unknown): void {
+  if (f !== undefined && typeof f !== 'function') throw new SshConfigError(`${field} must be a function`, { field });
+}
+
+function checkOp(o: SftpOperationOptions | undefined): void {
+  if (o === undefined) return;
+  if (typeof o !== 'object' || o === null) throw new SshConfigError('options must be an object', { field: 'options' });
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
+    throw new SshConfigError('signal must be an AbortSignal', { field: 'signal' });
+  }
+  if (o.timeoutMs !== undefined && o.timeoutMs !== Infinity) checkInt('timeoutMs', o.timeoutMs, 1);
+}
+
+function resumeMode(r: boolean | ResumeOptions | undefined): false | 'size' | 'sha256' {
+  if (r === undefined || r === false) return false;
+  if (r === true) return 'size';
+  if (typeof r === 'object' && r !== null) {
+    if (r.verify === undefined || r.verify === 'size') return 'size';
+    if (r.verify === 'sha256') return 'sha256';
+  }
+  throw new SshConfigError("resume must be a boolean or { verify: 'size' | 'sha256' }", { field: 'resume' });
+}
+
+function isStatus(err: unknown, code: number): boolean {
+  return err instanceof SshSftpError && err.statusCode === code;
+}
+
+function localError(err: unknown, what: string, p: string | Buffer): SshError {
+  if (err instanceof SshError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  return new SshError('ERR_SSH_SFTP', `local ${what} ${JSON.stringify(showPath(p))} failed: ${msg}`, { cause: err, retryable: false });
+}
+
+function toDate(field: string, v: Date | number): number {
+  if (v instanceof Date && !Number.isNaN(v.getTime())) return Math.floor(v.getTime() / 1000);
+  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return Math.floor(v);
+  throw new SshConfigError(`${field} must be a Date or a number of seconds since the epoch`, { field });
+}
+
+/** Waits for `p` at most `ms`; never rejects. */
+function settleWithin(p: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    t.unref?.();
+    p.then(
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+    );
+  });
+}
+
+/** Runs `fn` over `items` with at most `n` at a time; stops starting new ones once `stop()` is true. */
+async function pool<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>, stop: () => boolean): Promise<void> {
+  let i = 0;
+  const worker = async (): Promise<void> => {
+    while (i < items.length && !stop()) {
+      const item = items[i++]!;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(n, items.length)) }, worker));
+}
+
+function defaultOpenSftp(link: Link, signal: AbortSignal): Promise<ssh2.SFTPWrapper> {
+  return new Promise<ssh2.SFTPWrapper>((resolve, reject) => {
+    let done = false;
+    const onAbort = (): void => {
+      if (done) return;
+      done = true;
+      reject(abortReason(signal, 'sftp open'));
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      link.client.sftp((err, sftp) => {
+        signal.removeEventListener('abort', onAbort);
+        if (done) {
+          // arrived after the caller gave up: close it
+          if (!err) sftp.end();
+          return;
+        }
+        done = true;
+        if (err) reject(mapChannelError(err));
+        else resolve(sftp);
+      });
+    } catch (err) {
+      signal.removeEventListener('abort', onAbort);
+      done = true;
+      reject(mapChannelError(err));
+    }
+  });
+}
+
+interface FileJob {
+  concurrency: number;
+  chunkSize: number | undefined;
+  resume: false | 'size' | 'sha256';
+  preserve: boolean;
+  progress: ProgressReporter;
+  signal: AbortSignal;
+}
+
+/**
+ * A complete SFTP file API over one SFTP session per client. The session is opened on first use
+ * on the current link and opened again on the new link after a reconnect. An operation in flight
+ * when the link dies rejects with `ERR_SSH_CONNECTION_LOST`; after {@link SftpClient.close},
+ * every call rejects with `ERR_SSH_CLOSED`.
+ *
+ * Remote paths are strings (sent as UTF-8) or Buffers (sent as the exact bytes; entries from
+ * {@link SftpClient.list} carry `rawPath` for names that are not UTF-8).
+ *
+ * Errors (every method): `ERR_SSH_SFTP` ({@link SshSftpError}, with `status`, `statusCode` and
+ * `path`) for a status the server returned; `ERR_SSH_CONFIG` for bad arguments (naming the
+ * field); `ERR_SSH_CONNECTION_LOST`; `ERR_SSH_ABORTED`; `ERR_SSH_TIMEOUT`; `ERR_SSH_CLOSED`; and
+ * whatever the link provider rejects with while connecting (`ERR_SSH_CONNECT`,
+ * `ERR_SSH_AUTH`...). Local file errors in transfers are `ERR_SSH_SFTP` with the local error as
+ * `cause` (no `status`: `statusCode` is `FAILURE`).
+ */
+export class SftpClient {
+  private readonly provider: LinkProvider;
+  private readonly openSftp: (link: Link, signal: AbortSignal) => Promise<ssh2.SFTPWrapper>;
+  private live: SftpSession | undefined;
+  private pending: Promise<SftpSession> | undefined;
+  private closed = false;
+  private readonly closeCtl = new AbortController();
+
+  /**
+   * Made by {@link SshClient.sftp}; not constructed by users.
+   *
+   * @param provider - gives the current link (see `src/connection/link.ts`).
+   * @param options - `openSftp` to open the SFTP channel (default: `link.client.sftp()`).
+   * @internal
+   */
+  constructor(provider: LinkProvider, options: SftpOptions = {}) {
+    this.provider = provider;
+    checkFn('openSftp', options.openSftp);
+    this.openSftp = options.openSftp ?? defaultOpenSftp;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // session
+
+  private acquire(signal: AbortSignal): Promise<SftpSession> {
+    if (this.closed) return Promise.reject(new SshError('ERR_SSH_CLOSED', 'SFTP client is closed'));
+    const live = this.live;
+    if (live && !live.dead.aborted) return Promise.resolve(live);
+    this.pending ??= this.openSession().finally(() => {
+      this.pending = undefined;
+    });
+    return raceSignals(this.pending, [signal], 'sftp');
+  }
+
+  private async openSession(): Promise<SftpSession> {
+    const close = this.closeCtl.signal;
+    const link = await raceSignals(this.provider.link({ signal: close }), [close], 'sftp');
+    const ctl = new AbortController();
+    const onAbort = function (this: AbortSignal): void {
+      ctl.abort(abortReason(this, 'sftp open'));
+    };
+    if (link.signal.aborted) ctl.abort(abortReason(link.signal, 'sftp open'));
+    else if (close.aborted) ctl.abort(abortReason(close, 'sftp open'));
+    link.signal.addEventListener('abort', onAbort, { once: true });
+    close.addEventListener('abort', onAbort, { once: true });
+    try {
+      const wrapper = await raceSignals(this.openSftp(link, ctl.signal), [ctl.signal], 'sftp open');
+      const session = new SftpSession(link, wrapper);
+      if (this.closed) {
+        session.kill(new SshError('ERR_SSH_CLOSED', 'SFTP client is closed'));
+        throw new SshError('ERR_SSH_CLOSED', 'SFTP client is closed');
+      }
+      this.live = session;
+      session.dead.addEventListener(
+        'abort',
+        () => {
+          if (this.live === session) this.live = undefined;
+        },
+        { once: true },
+      );
+      return session;
+    } finally {
+      link.signal.removeEventListener('abort', onAbort);
+      close.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Runs one operation with its cancellation scope and the session. */
+  private async op<T>(what: string, options: SftpOperationOptions | undefined, fn: (s: SftpSession, signal: AbortSignal) => Promise<T>): Promise<T> {
+    checkOp(options);
+    const scope = operationScope(options ?? {}, `sftp ${what}`);
+    try {
+      const s = await this.acquire(scope.signal);
+      return await fn(s, scope.signal);
+    } finally {
+      scope.dispose();
+    }
+  }
+
+  /**
+   * Closes the SFTP session. Operations in flight reject with `ERR_SSH_CLOSED`; later calls
+   * reject with `ERR_SSH_CLOSED`. Idempotent; does not close the SSH connection.
+   */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    const reason = new SshError('ERR_SSH_CLOSED', 'SFTP client is closed');
+    this.closeCtl.abort(reason);
+    this.live?.kill(reason);
+    this.live = undefined;
+    return Promise.resolve();
+  }
+
+  /** `await using sftp = ...` support: same as {@link SftpClient.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // metadata
+
+  /**
+   * Attributes of `path`, following symlinks (SSH_FXP_STAT).
+   * @returns `{ type, size, mode, mtime, atime, uid, gid }`.
+   * @throws `ERR_SSH_SFTP` (`NO_SUCH_FILE`, `PERMISSION_DENIED`...), and see the class errors.
+   */
+  async stat(path: RemotePath, options?: SftpOperationOptions): Promise<SftpStats> {
+    const p = checkPath('path', path);
+    return await this.op('stat', options, async (s, sig) => toStats(await s.stat(p, sig)));
+  }
+
+  /** Attributes of `path` itself, not following a final symlink (SSH_FXP_LSTAT). Errors as {@link SftpClient.stat}. */
+  async lstat(path: RemotePath, options?: SftpOperationOptions): Promise<SftpStats> {
+    const p = checkPath('path', path);
+    return await this.op('lstat', options, async (s, sig) => toStats(await s.lstat(p, sig)));
+  }
+
+  /**
+   * Whether `path` exists (`lstat`, so a dangling symlink exists). Resolves `false` only for
+   * `NO_SUCH_FILE`; any other error (e.g. `PERMISSION_DENIED`) rejects.
+   */
+  async exists(path: RemotePath, options?: SftpOperationOptions): Promise<boolean> {
+    const p = checkPath('path', path);
+    return await this.op('exists', options, async (s, sig) => {
+      try {
+        await s.lstat(p, sig);
+        return true;
+      } catch (err) {
+        if (isStatus(err, SftpStatus.NO_SUCH_FILE)) return false;
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Lists a directory (SSH_FXP_OPENDIR/READDIR), without `.` and `..`. Entry types come from
+   * the server's `lstat` view: symlinks are `'symlink'`.
+   * @returns entries `{ name, path, rawName, rawPath, type, size, mode, mtime, atime, uid, gid }`.
+   */
+  async list(dir: RemotePath, options?: SftpOperationOptions): Promise<SftpEntry[]> {
+    const d = checkPath('dir', dir);
+    return await this.op('list', options, (s, sig) => this.listWith(s, d, sig));
+  }
+
+  private async listWith(s: SftpSession, dir: RemotePath, signal: AbortSignal): Promise<SftpEntry[]> {
+    const handle = await s.opendir(dir, signal);
+    const out: SftpEntry[] = [];
+    const dirBytes = toBytes(dir);
+    let failed = true;
+    try {
+      for (let round = 0; round < MAX_READDIR_ROUNDS; round++) {
+        const names = await s.readdir(handle, dir, signal);
+        if (!names) break;
+        for (const n of names) {
+          const nm = n.filename;
+          if ((nm.length === 1 && nm[0] === 0x2e) || (nm.length === 2 && nm[0] === 0x2e && nm[1] === 0x2e)) continue;
+          const rawPath = joinBytes(dirBytes, nm);
+          out.push({ ...toStats(n.attrs), name: nm.toString('utf8'), path: rawPath.toString('utf8'), rawName: nm, rawPath });
+        }
+      }
+      failed = false;
+    } finally {
+      if (failed) s.closeQuietly(handle);
+      else await s.close(handle, dir);
+    }
+    return out;
+  }
+
+  /**
+   * Creates a directory (SSH_FXP_MKDIR). With `recursive`, creates missing parents and succeeds
+   * when the directory exists (fails with `FAILURE` when a non-directory is in the way).
+   */
+  async mkdir(path: RemotePath, options?: MkdirOptions): Promise<void> {
+    const p = checkPath('path', path);
+    const mode = checkInt('mode', options?.mode, 0, 0o7777);
+    const recursive = options?.recursive === true;
+    return await this.op('mkdir', options, async (s, sig) => {
+      if (recursive) await this.mkdirp(s, p, mode, sig, 0);
+      else await s.mkdir(p, mode === undefined ? undefined : { mode }, sig);
+    });
+  }
+
+  private async mkdirp(s: SftpSession, p: RemotePath, mode: number | undefined, signal: AbortSignal, depth: number): Promise<void> {
+    const attrs = mode === undefined ? undefined : { mode };
+    try {
+      await s.mkdir(p, attrs, signal);
+      return;
+    } catch (err) {
+      if (!(err instanceof SshSftpError)) throw err;
+      const st = await s.stat(p, signal).catch(() => undefined);
+      if (st) {
+        if (typeOfMode(st.mode) === 'directory') return;
+        throw new SshSftpError(`sftp mkdir ${JSON.stringify(showPath(p))} failed: exists and is not a directory`, {
+          statusCode: SftpStatus.FAILURE,
+          path: p,
+          cause: err,
+        });
+      }
+      if (err.statusCode !== SftpStatus.NO_SUCH_FILE) throw err;
+      const parent = parentOf(p);
+      if (toBytes(parent).equals(toBytes(p)) || depth >= MAX_DEPTH) throw err;
+      await this.mkdirp(s, parent, mode, signal, depth + 1);
+      try {
+        await s.mkdir(p, attrs, signal);
+      } catch (err2) {
+        const st2 = await s.stat(p, signal).catch(() => undefined);
+        if (!st2 || typeOfMode(st2.mode) !== 'directory') throw err2;
+      }
+    }
+  }
+
+  /** Removes an empty directory (SSH_FXP_RMDIR; a non-empty one fails with `FAILURE` on OpenSSH). */
+  async rmdir(path: RemotePath, options?: SftpOperationOptions): Promise<void> {
+    const p = checkPath('path', path);
+    return await this.op('rmdir', options, (s, sig) => s.rmdir(p, sig));
+  }
+
+  /** Removes a file or symlink (SSH_FXP_REMOVE). */
+  async unlink(path: RemotePath, options?: SftpOperationOptions): Promise<void> {
+    const p = checkPath('path', path);
+    return await this.op('unlink', options, (s, sig) => s.remove(p, sig));
+  }
+
+  /**
+   * Removes a file, symlink or (with `recursive`) a directory tree. Symlinks inside the tree are
+   * removed themselves, never followed. With `force`, a missing path is not an error. Without
+   * `recursive`, a directory fails with `ERR_SSH_SFTP` status `FAILURE`.
+   */
+  async rm(path: RemotePath, options?: RmOptions): Promise<void> {
+    const p = checkPath('path', path);
+    const recursive = options?.recursive === true;
+    const force = options?.force === true;
+    return await this.op('rm', options, async (s, sig) => {
+      let st;
+      try {
+        st = await s.lstat(p, sig);
+      } catch (err) {
+        if (force && isStatus(err, SftpStatus.NO_SUCH_FILE)) return;
+        throw err;
+      }
+      if (typeOfMode(st.mode) !== 'directory') {
+        await this.tolerate(s.remove(p, sig), force);
+        return;
+      }
+      if (!recursive) {
+        throw new SshSftpError(`sftp rm ${JSON.stringify(showPath(p))}: is a directory (pass { recursive: true })`, {
+          statusCode: SftpStatus.FAILURE,
+          path: p,
+        });
+      }
+      await this.rmTree(s, p, force, sig, 0);
+    });
+  }
+
+  private async tolerate(p: Promise<void>, force: boolean): Promise<void> {
+    try {
+      await p;
+    } catch (err) {
+      if (!(force && isStatus(err, SftpStatus.NO_SUCH_FILE))) throw err;
+    }
+  }
+
+  private async rmTree(s: SftpSession, dir: RemotePath, force: boolean, signal: AbortSignal, depth: number): Promise<void> {
+    if (depth >= MAX_DEPTH) throw new SshSftpError('sftp rm: tree too deep', { statusCode: SftpStatus.FAILURE, path: dir });
+    let entries: SftpEntry[];
+    try {
+      entries = await this.listWith(s, dir, signal);
+    } catch (err) {
+      if (force && isStatus(err, SftpStatus.NO_SUCH_FILE)) return;
+      throw err;
+    }
+    let firstErr: unknown;
+    await pool(
+      entries,
+      8,
+      async (e) => {
+        try {
+          if (e.type === 'directory') await this.rmTree(s, e.rawPath, force, signal, depth + 1);
+          else await this.tolerate(s.remove(e.rawPath, signal), force);
+        } catch (err) {
+          firstErr ??= err;
+        }
+      },
+      () => firstErr !== undefined,
+    );
+    if (firstErr !== undefined) throw asError(firstErr);
+    await this.tolerate(s.rmdir(dir, signal), force);
+  }
+
+  /**
+   * Renames `from` to `to`. See {@link RenameOptions.overwrite} for replacing an existing target
+   * (`posix-rename@openssh.com`, OpenSSH PROTOCOL section 4.3).
+   */
+  async rename(from: RemotePath, to: RemotePath, options?: RenameOptions): Promise<void> {
+    const f = checkPath('from', from);
+    const t = checkPath('to', to);
+    const overwrite = options?.overwrite === true;
+    return await this.op('rename', options, (s, sig) => this.renameWith(s, f, t, overwrite, sig));
+  }
+
+  private async renameWith(s: SftpSession, from: RemotePath, to: RemotePath, overwrite: boolean, signal: AbortSignal): Promise<void> {
+    if (!overwrite) return s.rename(from, to, signal);
+    if (s.hasPosixRename) return s.posixRename(from, to, signal);
+    try {
+      await s.rename(from, to, signal);
+    } catch (err) {
+      if (!isStatus(err, SftpStatus.FAILURE)) throw err;
+      await s.remove(to, signal);
+      await s.rename(from, to, signal);
+    }
+  }
+
+  /** Sets permission bits (SSH_FXP_SETSTAT), e.g. `0o644`. */
+  async chmod(path: RemotePath, mode: number, options?: SftpOperationOptions): Promise<void> {
+    const p = checkPath('path', path);
+    const m = checkInt('mode', mode, 0, 0o7777)!;
+    return await this.op('chmod', options, (s, sig) => s.setstat(p, { mode: m }, sig));
+  }
+
+  /** Sets the owner user and group ids (SSH_FXP_SETSTAT; usually needs privileges on the server). */
+  async chown(path: RemotePath, uid: number, gid: number, options?: SftpOperationOptions): Promise<void> {
+    const p = checkPath('path', path);
+    const u = checkInt('uid', uid, 0, 0xffffffff)!;
+    const g = checkInt('gid', gid, 0, 0xffffffff)!;
+    return await this.op('chown', options, (s, sig) => s.setstat(p, { uid: u, gid: g }, sig));
+  }
+
+  /**
+   * Sets access and modification times (SSH_FXP_SETSTAT). Numbers are seconds since the epoch
+   * (as `fs.utimes`); SFTP v3 keeps whole seconds.
+   */
+  async utimes(path: RemotePath, atime: Date | number, mtime: Date | number, options?: SftpOperationOptions): Promise<void> {
+    const p = checkPath('path', path);
+    const a = toDate('atime', atime);
+    const m = toDate('mtime', mtime);
+    return await this.op('utimes', options, (s, sig) => s.setstat(p, { atime: a, mtime: m }, sig));
+  }
+
+  /** Creates a symlink at `linkPath` pointing to `target` (SSH_FXP_SYMLINK). */
+  async symlink(target: RemotePath, linkPath: RemotePath, options?: SftpOperationOptions): Promise<void> {
+    const t = checkPath('target', target);
+    const l = checkPath('linkPath', linkPath);
+    return await this.op('symlink', options, (s, sig) => s.symlink(t, l, sig));
+  }
+
+  /** The target of a symlink (SSH_FXP_READLINK), decoded as UTF-8. */
+  async readlink(path: RemotePath, options?: SftpOperationOptions): Promise<string> {
+    const p = checkPath('path', path);
+    return await this.op('readlink', options, async (s, sig) => (await s.readlink(p, sig)).toString('utf8'));
+  }
+
+  /** The canonical absolute path (SSH_FXP_REALPATH; `'.'` gives the login directory), decoded as UTF-8. */
+  async realpath(path: RemotePath, options?: SftpOperationOptions): Promise<string> {
+    const p = checkPath('path', path);
+    return await this.op('realpath', options, async (s, sig) => (await s.realpath(p, sig)).toString('utf8'));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // content
+
+  /**
+   * Reads a whole file with parallel requests. Resolves with a Buffer, or a string when
+   * `encoding` is given. Reads past the size seen at open until EOF (files that grow, /proc).
+   */
+  readFile(path: RemotePath, options: ReadFileOptions & { encoding: BufferEncoding }): Promise<string>;
+  readFile(path: RemotePath, options?: ReadFileOptions): Promise<Buffer>;
+  async readFile(path: RemotePath, options?: ReadFileOptions): Promise<Buffer | string> {
+    const p = checkPath('path', path);
+    const enc = options?.encoding;
+    if (enc !== undefined && !Buffer.isEncoding(enc)) throw new SshConfigError('encoding must be a Buffer encoding', { field: 'encoding' });
+    return await this.op('readFile', options, async (s, sig) => {
+      const handle = await s.open(p, OpenFlags.READ, undefined, sig);
+      let ok = false;
+      try {
+        const st = await s.fstat(handle, p, sig);
+        const size = st.size ?? 0;
+        const parts: Buffer[] = [];
+        let pos = 0;
+        if (size > 0) {
+          const b = await readIntoBuffer(s, handle, p, 0, size, DEFAULT_STREAM_CONCURRENCY, sig);
+          parts.push(b);
+          pos = b.length;
+        }
+        if (pos === size) {
+          for (let i = 0; i < 1_000_000; i++) {
+            const more = await readIntoBuffer(s, handle, p, pos, 64 * 1024, 1, sig);
+            if (more.length === 0) break;
+            parts.push(more);
+            pos += more.length;
+          }
+        }
+        ok = true;
+        const out = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+        return enc === undefined ? out : out.toString(enc);
+      } finally {
+        if (ok) await s.close(handle, p, sig);
+        else s.closeQuietly(handle);
+      }
+    });
+  }
+
+  /**
+   * Writes `data` to a file (created or truncated) with parallel requests; see
+   * {@link WriteFileOptions.atomic}. Resolves only after every write was acknowledged and the
+   * handle closed. On failure with `atomic`, the temporary file is removed and the target is
+   * untouched.
+   */
+  async writeFile(path: RemotePath, data: string | Uint8Array, options?: WriteFileOptions): Promise<void> {
+    const p = checkPath('path', path);
+    const buf = toBuffer(data);
+    const mode = checkInt('mode', options?.mode, 0, 0o7777);
+    const atomic = options?.atomic === true;
+    return await this.op('writeFile', options, async (s, sig) => {
+      if (!atomic) {
+        await this.writeWhole(s, p, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.TRUNC, mode, undefined, sig);
+        return;
+      }
+      let keepMode = mode;
+      if (keepMode === undefined) {
+        const st = await s.stat(p, sig).catch(() => undefined);
+        if (st?.mode !== undefined) keepMode = st.mode & 0o7777;
+      }
+      const tmp = joinRemote(parentOf(p), Buffer.concat([Buffer.from('.'), baseOf(p), Buffer.from(`.tether-${randomBytes(6).toString('hex')}.tmp`)]));
+      try {
+        await this.writeWhole(s, tmp, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.EXCL, keepMode, undefined, sig);
+        await this.renameWith(s, tmp, p, true, sig);
+      } catch (err) {
+        if (s.alive) await settleWithin(s.remove(tmp), CLOSE_TIMEOUT_MS);
+        throw err;
+      }
+    });
+  }
+
+  /** Appends `data` to a file (created when missing). */
+  async appendFile(path: RemotePath, data: string | Uint8Array, options?: Omit<WriteFileOptions, 'atomic'>): Promise<void> {
+    const p = checkPath('path', path);
+    const buf = toBuffer(data);
+    const mode = checkInt('mode', options?.mode, 0, 0o7777);
+    return await this.op('appendFile', options, (s, sig) =>
+      this.writeWhole(s, p, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.APPEND, mode, 'end', sig),
+    );
+  }
+
+  private async writeWhole(
+    s: SftpSession,
+    p: RemotePath,
+    data: Buffer,
+    flags: number,
+    mode: number | undefined,
+    at: 'end' | undefined,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const handle = await s.open(p, flags, mode === undefined ? undefined : { mode }, signal);
+    let ok = false;
+    try {
+      let offset = 0;
+      if (at === 'end') offset = (await s.fstat(handle, p, signal)).size ?? 0;
+      await writeBuffer(s, handle, p, data, offset, DEFAULT_STREAM_CONCURRENCY, signal);
+      if (mode !== undefined) await s.fsetstat(handle, p, { mode }, signal);
+      ok = true;
+    } finally {
+      if (ok) await s.close(handle, p, signal);
+      else await this.closeBounded(s, handle);
+    }
+  }
+
+  private closeBounded(s: SftpSession, handle: Buffer): Promise<void> {
+    if (!s.alive) return Promise.resolve();
+    return settleWithin(s.close(handle, undefined), CLOSE_TIMEOUT_MS);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // streams
+
+  /**
+   * A Readable of a remote file keeping `concurrency` reads in flight, each up to the server's
+   * max read length. Errors (see the class) are emitted as 'error'; the handle is closed when
+   * the stream ends or is destroyed.
+   */
+  createReadStream(path: RemotePath, options: ReadStreamOptions = {}): Readable {
+    const p = checkPath('path', path);
+    const start = checkInt('start', options.start, 0) ?? 0;
+    const endIncl = checkInt('end', options.end, 0);
+    const concurrency = checkInt('concurrency', options.concurrency, 1, 1024) ?? DEFAULT_STREAM_CONCURRENCY;
+    const chunkSize = checkInt('chunkSize', options.chunkSize, 1);
+    const highWaterMark = checkInt('highWaterMark', options.highWaterMark, 1) ?? DEFAULT_HWM;
+    checkOp({ signal: options.signal });
+    const signal = options.signal;
+    const holder: { s?: SftpSession } = {};
+    const stream = new SftpReadStream({
+      get session(): SftpSession {
+        return holder.s!;
+      },
+      path: p,
+      open: async () => {
+        const scope = operationScope({ signal }, 'sftp createReadStream');
+        try {
+          const s = await this.acquire(scope.signal);
+          holder.s = s;
+          const handle = await s.open(p, OpenFlags.READ, undefined, scope.signal);
+          try {
+            const st = await s.fstat(handle, p, scope.signal);
+            return { handle, size: st.size ?? Infinity };
+          } catch (err) {
+            s.closeQuietly(handle);
+            throw err;
+          }
+        } finally {
+          scope.dispose();
+        }
+      },
+      start,
+      end: endIncl === undefined ? Infinity : endIncl + 1,
+      get chunkSize(): number {
+        return Math.min(chunkSize ?? Infinity, holder.s?.maxReadLen ?? 32 * 1024);
+      },
+      concurrency,
+      highWaterMark,
+      signal,
+    });
+    return stream;
+  }
+
+  /**
+   * A Writable to a remote file keeping `concurrency` writes in flight. 'finish' is emitted only
+   * after every write was acknowledged and the handle closed; errors are emitted as 'error'.
+   */
+  createWriteStream(path: RemotePath, options: WriteStreamOptions = {}): Writable {
+    const p = checkPath('path', path);
+    const flags = options.flags ?? 'w';
+    if (!['w', 'wx', 'a', 'r+'].includes(flags)) throw new SshConfigError("flags must be 'w', 'wx', 'a' or 'r+'", { field: 'flags' });
+    const start = checkInt('start', options.start, 0) ?? 0;
+    const mode = checkInt('mode', options.mode, 0, 0o7777);
+    const concurrency = checkInt('concurrency', options.concurrency, 1, 1024) ?? DEFAULT_STREAM_CONCURRENCY;
+    const highWaterMark = checkInt('highWaterMark', options.highWaterMark, 1) ?? DEFAULT_HWM;
+    checkOp({ signal: options.signal });
+    const signal = options.signal;
+    const holder: { s?: SftpSession } = {};
+    const pflags = {
+      w: OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.TRUNC,
+      wx: OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.EXCL,
+      a: OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.APPEND,
+      'r+': OpenFlags.READ | OpenFlags.WRITE,
+    }[flags];
+    return new SftpWriteStream({
+      get session(): SftpSession {
+        return holder.s!;
+      },
+      path: p,
+      open: async () => {
+        const scope = operationScope({ signal }, 'sftp createWriteStream');
+        try {
+          const s = await this.acquire(scope.signal);
+          holder.s = s;
+          const handle = await s.open(p, pflags, mode === undefined ? undefined : { mode }, scope.signal);
+          if (flags !== 'a') return { handle, start };
+          try {
+            const st = await s.fstat(handle, p, scope.signal);
+            return { handle, start: st.size ?? 0 };
+          } catch (err) {
+            s.closeQuietly(handle);
+            throw err;
+          }
+        } finally {
+          scope.dispose();
+        }
+      },
+      concurrency,
+      highWaterMark,
+      signal,
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // transfers
+
+  private fileJob(options: TransferOptions | undefined, progress: ProgressReporter, signal: AbortSignal): FileJob {
+    return {
+      concurrency: checkInt('concurrency', options?.concurrency, 1, 1024) ?? DEFAULT_CONCURRENCY,
+      chunkSize: checkInt('chunkSize', options?.chunkSize, 1),
+      resume: resumeMode(options?.resume),
+      preserve: options?.preserve === true,
+      progress,
+      signal,
+    };
+  }
+
+  /**
+   * Downloads `remotePath` to `localPath` with `concurrency` parallel reads of `chunkSize`,
+   * written to the local file with positional writes. Resolves once every byte is written and
+   * both files are closed. On failure or abort the local file is left as far as it got (so that
+   * `resume` can continue it) and the remote handle is closed before the promise rejects.
+   * @returns `{ transferredBytes, totalBytes, resumedFrom }`.
+   */
+  async get(remotePath: RemotePath, localPath: string | Buffer, options?: TransferOptions): Promise<TransferResult> {
+    const r = checkPath('remotePath', remotePath);
+    const l = checkLocal('localPath', localPath);
+    checkFn('onProgress', options?.onProgress);
+    return await this.op('get', options, async (s, sig) => {
+      const progress = new ProgressReporter(0, options?.onProgress);
+      const res = await this.getFile(s, r, l, this.fileJob(options, progress, sig), true);
+      progress.final();
+      return res;
+    });
+  }
+
+  private async getFile(s: SftpSession, remote: RemotePath, local: string | Buffer, job: FileJob, setTotal: boolean): Promise<TransferResult> {
+    const { signal } = job;
+    const handle = await s.open(remote, OpenFlags.READ, undefined, signal);
+    let fd: number | undefined;
+    try {
+      const st = await s.fstat(handle, remote, signal);
+      const size = st.size ?? 0;
+      if (setTotal) job.progress.total = size;
+      try {
+        if (job.resume) {
+          try {
+            fd = await openFd(local, 'r+');
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+            fd = await openFd(local, 'w');
+          }
+        } else {
+          fd = await openFd(local, 'w');
+        }
+      } catch (err) {
+        throw localError(err, 'open', local);
+      }
+      let start = 0;
+      if (job.resume) {
+        const have = (await fstatFd(fd)).size;
+        if (have <= size && have > 0) {
+          start = have;
+          if (job.resume === 'sha256') {
+            const [a, b] = await Promise.all([hashLocal(fd, have), hashRemote(s, handle, remote, have, signal)]);
+            if (!a.equals(b)) start = 0;
+          }
+        }
+      }
+      job.progress.skip(start);
+      const { endedAt } = await runGet({
+        session: s,
+        handle,
+        remotePath: remote,
+        fd,
+        start,
+        end: size,
+        chunkSize: Math.min(job.chunkSize ?? Infinity, s.maxReadLen),
+        concurrency: job.concurrency,
+        onBytes: (n) => job.progress.add(n),
+        signal,
+      });
+      try {
+        if (job.resume) await ftruncateFd(fd, endedAt);
+        if (job.preserve) {
+          await futimesFd(fd, st.atime ?? 0, st.mtime ?? 0);
+          if (st.mode !== undefined) await fchmodFd(fd, st.mode & 0o7777);
+        }
+        const f = fd;
+        fd = undefined;
+        await closeFd(f);
+      } catch (err) {
+        throw localError(err, 'write', local);
+      }
+      await s.close(handle, remote, signal);
+      return { transferredBytes: endedAt - start, totalBytes: endedAt, resumedFrom: start };
+    } catch (err) {
+      if (fd !== undefined) await closeFd(fd).catch(() => undefined);
+      await this.closeBounded(s, handle);
+      throw err;
+    }
+  }
+
+  /**
+   * Uploads `localPath` to `remotePath` with `concurrency` parallel writes of `chunkSize`.
+   * Resolves only after every write was acknowledged and the remote handle closed without error,
+   * so a partially written file is never reported complete. On failure or abort the remote
+   * handle is closed before the promise rejects (the remote file keeps what was written, for
+   * `resume`).
+   * @returns `{ transferredBytes, totalBytes, resumedFrom }`.
+   */
+  async put(localPath: string | Buffer, remotePath: RemotePath, options?: TransferOptions): Promise<TransferResult> {
+    const l = checkLocal('localPath', localPath);
+    const r = checkPath('remotePath', remotePath);
+    checkFn('onProgress', options?.onProgress);
+    return await this.op('put', options, async (s, sig) => {
+      const progress = new ProgressReporter(0, options?.onProgress);
+      const res = await this.putFile(s, l, r, this.fileJob(options, progress, sig), true);
+      progress.final();
+      return res;
+    });
+  }
+
+  private async putFile(s: SftpSession, local: string | Buffer, remote: RemotePath, job: FileJob, setTotal: boolean): Promise<TransferResult> {
+    const { signal } = job;
+    let fd: number;
+    let lst: fs.Stats;
+    try {
+      fd = await openFd(local, 'r');
+      lst = await fstatFd(fd);
+    } catch (err) {
+      throw localError(err, 'open', local);
+    }
+    let handle: Buffer | undefined;
+    try {
+      if (!lst.isFile()) throw localError(new Error('not a regular file'), 'read', local);
+      const size = lst.size;
+      if (setTotal) job.progress.total = size;
+      const flags = OpenFlags.WRITE | OpenFlags.CREAT | (job.resume ? 0 : OpenFlags.TRUNC) | (job.resume === 'sha256' ? OpenFlags.READ : 0);
+      handle = await s.open(remote, flags, job.preserve ? { mode: lst.mode & 0o7777 } : undefined, signal);
+      let start = 0;
+      let remoteSize = 0;
+      if (job.resume) {
+        remoteSize = (await s.fstat(handle, remote, signal)).size ?? 0;
+        if (remoteSize <= size && remoteSize > 0) {
+          start = remoteSize;
+          if (job.resume === 'sha256') {
+            const [a, b] = await Promise.all([hashLocal(fd, remoteSize), hashRemote(s, handle, remote, remoteSize, signal)]);
+            if (!a.equals(b)) start = 0;
+          }
+        }
+      }
+      job.progress.skip(start);
+      const { endedAt } = await runPut({
+        session: s,
+        handle,
+        remotePath: remote,
+        fd,
+        start,
+        end: size,
+        chunkSize: Math.min(job.chunkSize ?? Infinity, s.maxWriteLen),
+        concurrency: job.concurrency,
+        onBytes: (n) => job.progress.add(n),
+        signal,
+      });
+      const attrs: SetAttrs = {};
+      if (remoteSize > endedAt || endedAt < size) attrs.size = endedAt;
+      if (job.preserve) {
+        attrs.mode = lst.mode & 0o7777;
+        attrs.atime = Math.floor(lst.atimeMs / 1000);
+        attrs.mtime = Math.floor(lst.mtimeMs / 1000);
+      }
+      if (Object.keys(attrs).length > 0) await s.fsetstat(handle, remote, attrs, signal);
+      const h = handle;
+      handle = undefined;
+      await s.close(h, remote, signal);
+      return { transferredBytes: endedAt - start, totalBytes: endedAt, resumedFrom: start };
+    } catch (err) {
+      if (handle) await this.closeBounded(s, handle);
+      throw err;
+    } finally {
+      await closeFd(fd).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Downloads a remote directory tree into `localDir` (created as needed): `concurrency` files
+   * in parallel, one overall progress. Symlinks and special files are skipped (listed in
+   * `skipped`). A file that fails is listed in `failed` and the others continue; losing the
+   * connection, abort or timeout rejects the whole call.
+   * @returns `{ copied, skipped, failed, transferredBytes }`.
+   */
+  async getDir(remoteDir: RemotePath, localDir: string | Buffer, options?: DirTransferOptions): Promise<DirTransferSummary> {
+    const r = checkPath('remoteDir', remoteDir);
+    const l = checkLocal('localDir', localDir);
+    checkFn('filter', options?.filter);
+    checkFn('onProgress', options?.onProgress);
+    const parallel = checkInt('concurrency', options?.concurrency, 1, 256) ?? DEFAULT_DIR_CONCURRENCY;
+    const perFile = checkInt('fileConcurrency', options?.fileConcurrency, 1, 1024) ?? DEFAULT_DIR_FILE_CONCURRENCY;
+    return await this.op('getDir', options, async (s, sig) => {
+      const summary: DirTransferSummary = { copied: [], skipped: [], failed: [], transferredBytes: 0 };
+      const files: { rel: Buffer; size: number }[] = [];
+      const dirs: Buffer[] = [];
+      // walk (breadth first, bounded)
+      const queue: Buffer[] = [Buffer.alloc(0)];
+      let seen = 0;
+      while (queue.length > 0) {
+        const rel = queue.shift()!;
+        const entries = await this.listWith(s, rel.length === 0 ? r : joinRemote(r, rel), sig);
+        for (const e of entries) {
+          if (++seen > MAX_TREE_ENTRIES) throw new SshSftpError('sftp getDir: too many entries', { statusCode: SftpStatus.FAILURE, path: r });
+          const relPath = rel.length === 0 ? e.rawName : joinBytes(rel, e.rawName);
+          const fe: DirFilterEntry = { path: relPath.toString('utf8'), rawPath: relPath, type: e.type, size: e.size };
+          if (options?.filter && !options.filter(fe)) {
+            summary.skipped.push({ path: fe.path, reason: 'filter' });
+            continue;
+          }
+          if (e.type === 'directory') {
+            dirs.push(relPath);
+            queue.push(relPath);
+          } else if (e.type === 'file') files.push({ rel: relPath, size: e.size });
+          else summary.skipped.push({ path: fe.path, reason: e.type === 'symlink' ? 'symlink' : 'other' });
+        }
+      }
+      const localBytes = toBytes(l);
+      try {
+        await fsp.mkdir(l, { recursive: true });
+        for (const d of dirs) await fsp.mkdir(joinBytes(localBytes, d), { recursive: true });
+      } catch (err) {
+        throw localError(err, 'mkdir', l);
+      }
+      const progress = new ProgressReporter(
+        files.reduce((a, f) => a + f.size, 0),
+        options?.onProgress,
+      );
+      const job = this.fileJob({ concurrency: perFile, resume: options?.resume, preserve: options?.preserve }, progress, sig);
+      let fatal: unknown;
+      await pool(
+        files,
+        parallel,
+        async (f) => {
+          try {
+            const res = await this.getFile(s, joinRemote(r, f.rel), joinBytes(localBytes, f.rel), job, false);
+            summary.copied.push(f.rel.toString('utf8'));
+            summary.transferredBytes += res.transferredBytes;
+          } catch (err) {
+            if (isFatal(err)) fatal ??= err;
+            else summary.failed.push({ path: f.rel.toString('utf8'), error: err as SshError });
+          }
+        },
+        () => fatal !== undefined || sig.aborted,
+      );
+      if (fatal !== undefined) throw asError(fatal);
+      if (sig.aborted) throw abortReason(sig, 'sftp getDir');
+      progress.final();
+      return summary;
+    });
+  }
+
+  /**
+   * Uploads a local directory tree into `remoteDir` (created as needed, `mkdir -p`): `concurrency`
+   * files in parallel, one overall progress. Symlinks and special files are skipped. Errors as
+   * {@link SftpClient.getDir}.
+   * @returns `{ copied, skipped, failed, transferredBytes }`.
+   */
+  async putDir(localDir: string | Buffer, remoteDir: RemotePath, options?: DirTransferOptions): Promise<DirTransferSummary> {
+    const l = checkLocal('localDir', localDir);
+    const r = checkPath('remoteDir', remoteDir);
+    checkFn('filter', options?.filter);
+    checkFn('onProgress', options?.onProgress);
+    const parallel = checkInt('concurrency', options?.concurrency, 1, 256) ?? DEFAULT_DIR_CONCURRENCY;
+    const perFile = checkInt('fileConcurrency', options?.fileConcurrency, 1, 1024) ?? DEFAULT_DIR_FILE_CONCURRENCY;
+    return await this.op('putDir', options, async (s, sig) => {
+      const summary: DirTransferSummary = { copied: [], skipped: [], failed: [], transferredBytes: 0 };
+      const files: { rel: Buffer; size: number }[] = [];
+      const dirs: Buffer[] = [];
+      const localBytes = toBytes(l);
+      const queue: Buffer[] = [Buffer.alloc(0)];
+      let seen = 0;
+      try {
+        while (queue.length > 0) {
+          const rel = queue.shift()!;
+          const abs = rel.length === 0 ? localBytes : joinBytes(localBytes, rel);
+          const entries = await fsp.readdir(abs, { withFileTypes: true, encoding: 'buffer' });
+          for (const e of entries) {
+            if (++seen > MAX_TREE_ENTRIES) throw new Error('too many entries');
+            const name = e.name;
+            const relPath = rel.length === 0 ? Buffer.from(name) : joinBytes(rel, name);
+            const type: SftpEntryType = e.isDirectory() ? 'directory' : e.isFile() ? 'file' : e.isSymbolicLink() ? 'symlink' : 'other';
+            let size = 0;
+            if (type === 'file') size = (await fsp.lstat(joinBytes(localBytes, relPath))).size;
+            const fe: DirFilterEntry = { path: relPath.toString('utf8'), rawPath: relPath, type, size };
+            if (options?.filter && !options.filter(fe)) {
+              summary.skipped.push({ path: fe.path, reason: 'filter' });
+              continue;
+            }
+            if (type === 'directory') {
+              dirs.push(relPath);
+              queue.push(relPath);
+            } else if (type === 'file') files.push({ rel: relPath, size });
+            else summary.skipped.push({ path: fe.path, reason: type === 'symlink' ? 'symlink' : 'other' });
+          }
+        }
+      } catch (err) {
+        throw localError(err, 'readdir', l);
+      }
+      await this.mkdirp(s, r, undefined, sig, 0);
+      for (const d of dirs) {
+        const rd = joinRemote(r, d);
+        try {
+          await s.mkdir(rd, undefined, sig);
+        } catch (err) {
+          const st = await s.stat(rd, sig).catch(() => undefined);
+          if (!st || typeOfMode(st.mode) !== 'directory') throw err;
+        }
+      }
+      const progress = new ProgressReporter(
+        files.reduce((a, f) => a + f.size, 0),
+        options?.onProgress,
+      );
+      const job = this.fileJob({ concurrency: perFile, resume: options?.resume, preserve: options?.preserve }, progress, sig);
+      let fatal: unknown;
+      await pool(
+        files,
+        parallel,
+        async (f) => {
+          try {
+            const res = await this.putFile(s, joinBytes(localBytes, f.rel), joinRemote(r, f.rel), job, false);
+            summary.copied.push(f.rel.toString('utf8'));
+            summary.transferredBytes += res.transferredBytes;
+          } catch (err) {
+            if (isFatal(err)) fatal ??= err;
+            else summary.failed.push({ path: f.rel.toString('utf8'), error: err as SshError });
+          }
+        },
+        () => fatal !== undefined || sig.aborted,
+      );
+      if (fatal !== undefined) throw asError(fatal);
+      if (sig.aborted) throw abortReason(sig, 'sftp putDir');
+      progress.final();
+      return summary;
+    });
+  }
+}
+
+/** Errors that end a whole directory transfer (not one file's problem). */
+function isFatal(err: unknown): boolean {
+  if (!(err instanceof SshError)) return true;
+  return err.code !== 'ERR_SSH_SFTP';
+}
+
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+function toBuffer(data: unknown): Buffer {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  if (Buffer.isBuffer(data)) return data;
+  if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  throw new SshConfigError('data must be a string, Buffer or Uint8Array', { field: 'data' });
+}
+
+async function hashLocal(fd: number, length: number): Promise<Buffer> {
+  const h = createHash('sha256');
+  const buf = Buffer.allocUnsafe(Math.min(1024 * 1024, Math.max(1, length)));
+  let pos = 0;
+  while (pos < length) {
+    const n = await readFd(fd, buf, 0, Math.min(buf.length, length - pos), pos);
+    if (n === 0) break;
+    h.update(buf.subarray(0, n));
+    pos += n;
+  }
+  return h.digest();
+}
+
+async function hashRemote(s: SftpSession, handle: Buffer, p: RemotePath, length: number, signal: AbortSignal): Promise<Buffer> {
+  const h = createHash('sha256');
+  const reader = new OrderedReader(s, handle, p, 0, length, s.maxReadLen, DEFAULT_STREAM_CONCURRENCY, signal, length);
+  try {
+    for (let i = 0; i < 10_000_000; i++) {
+      const chunk = await reader.next();
+      if (chunk === null) break;
+      h.update(chunk);
+    }
+  } finally {
+    reader.dispose();
+  }
+  return h.digest();
+}
+
+// promisified fd helpers (callback fs keeps positional I/O on the same fd as the engines)
+function openFd(p: string | Buffer, flags: string): Promise<number> {
+  return new Promise((res, rej) => fs.open(p, flags, 0o666, (e, fd) => (e ? rej(e) : res(fd))));
+}
+function fstatFd(fd: number): Promise<fs.Stats> {
+  return new Promise((res, rej) => fs.fstat(fd, (e, st) => (e ? rej(e) : res(st))));
+}
+function closeFd(fd: number): Promise<void> {
+  return new Promise((res, rej) => fs.close(fd, (e) => (e ? rej(e) : res())));
+}
+function ftruncateFd(fd: number, len: number): Promise<void> {
+  return new Promise((res, rej) => fs.ftruncate(fd, len, (e) => (e ? rej(e) : res())));
+}
+function futimesFd(fd: number, atimeS: number, mtimeS: number): Promise<void> {
+  return new Promise((res, rej) => fs.futimes(fd, atimeS, mtimeS, (e) => (e ? rej(e) : res())));
+}
+function fchmodFd(fd: number, mode: number): Promise<void> {
+  return new Promise((res, rej) => fs.fchmod(fd, mode, (e) => (e ? rej(e) : res())));
+}
+function readFd(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((res, rej) => fs.read(fd, buf, off, len, pos, (e, n) => (e ? rej(e) : res(n))));
+}

@@ -1,0 +1,482 @@
+/**
+ * The parallel transfer engines behind `get`/`put`/`readFile`/`writeFile`: many SFTP read or
+ * write requests in flight at once on one handle (as OpenSSH's `sftp` does with its request
+ * queue, sftp-client.c), each sized to the server's `limits@openssh.com` lengths, with
+ * positional I/O on the local file. Each slot owns one buffer and one set of callbacks for the
+ * whole transfer (no closure or buffer per chunk).
+ *
+ * @internal
+ * @module sftp/engine
+ */
+import fs from 'node:fs';
+import { SshError } from '../errors.js';
+import { abortReason } from '../internal/cancel.js';
+import { mapSftpError, SftpStatus } from './errors.js';
+import type { RemotePath, SftpSession } from './session.js';
+
+/** Progress of one transfer (or one directory copy), as given to `onProgress`. */
+export interface TransferProgress {
+  /** Bytes transferred so far (including bytes skipped by `resume`). */
+  transferredBytes: number;
+  /** Total bytes expected (the source size), when known. */
+  totalBytes: number;
+  /** Average rate since the transfer started, bytes per second (resumed bytes excluded). */
+  bytesPerSecond: number;
+}
+
+/** Calls `onProgress` at most every `intervalMs` (and always on {@link ProgressReporter.final}). */
+export class ProgressReporter {
+  transferred = 0;
+  private readonly startedAt = performance.now();
+  private lastAt = 0;
+  private base = 0;
+
+  constructor(
+    public total: number,
+    private readonly onProgress: ((p: TransferProgress) => void) | undefined,
+    private readonly intervalMs = 100,
+  ) {}
+
+  /** Marks `n` bytes as already present (resume): counted as transferred, not in the rate. */
+  skip(n: number): void {
+    this.transferred += n;
+    this.base += n;
+  }
+
+  add(n: number): void {
+    this.transferred += n;
+    if (!this.onProgress) return;
+    const now = performance.now();
+    if (now - this.lastAt >= this.intervalMs) {
+      this.lastAt = now;
+      this.emit(now);
+    }
+  }
+
+  final(): void {
+    if (this.onProgress) this.emit(performance.now());
+  }
+
+  private emit(now: number): void {
+    const elapsedS = Math.max((now - this.startedAt) / 1000, 1e-6);
+    try {
+      this.onProgress?.({
+        transferredBytes: this.transferred,
+        totalBytes: this.total,
+        bytesPerSecond: Math.round((this.transferred - this.base) / elapsedS),
+      });
+    } catch {
+      // a throwing progress callback must not break the transfer
+    }
+  }
+}
+
+/** Parameters of one engine run. */
+export interface EngineParams {
+  session: SftpSession;
+  handle: Buffer;
+  remotePath: RemotePath;
+  /** Local file descriptor (positional reads/writes). */
+  fd: number;
+  /** First byte offset to copy. */
+  start: number;
+  /** Offset to stop at (exclusive). */
+  end: number;
+  chunkSize: number;
+  concurrency: number;
+  onBytes: (n: number) => void;
+  /** The caller's cancellation (already combined with timeouts). */
+  signal: AbortSignal | undefined;
+}
+
+/** Outcome of an engine run: where the copy stopped (below `end` when the source was shorter). */
+export interface EngineResult {
+  endedAt: number;
+}
+
+abstract class Engine {
+  next: number;
+  end: number;
+  active = 0;
+  localPending = 0;
+  failed: SshError | undefined;
+  settled = false;
+  eofAt = Infinity;
+  readonly p: EngineParams;
+  private resolve!: (r: EngineResult) => void;
+  private reject!: (e: SshError) => void;
+  readonly promise: Promise<EngineResult>;
+  private readonly onAbort: () => void;
+
+  constructor(p: EngineParams) {
+    this.p = p;
+    this.next = p.start;
+    this.end = p.end;
+    this.promise = new Promise<EngineResult>((res, rej) => {
+      this.resolve = res;
+      this.reject = rej;
+    });
+    this.onAbort = (): void => {
+      const s = p.session.dead.aborted ? p.session.dead : p.signal!;
+      this.fail(abortReason(s, 'sftp transfer'));
+    };
+  }
+
+  run(): Promise<EngineResult> {
+    const { session, signal } = this.p;
+    if (session.dead.aborted || signal?.aborted) {
+      this.onAbort();
+      return this.promise;
+    }
+    session.dead.addEventListener('abort', this.onAbort, { once: true });
+    signal?.addEventListener('abort', this.onAbort, { once: true });
+    const chunk = Math.max(1, this.p.chunkSize);
+    const size = Math.max(0, this.end - this.next);
+    const slots = Math.max(1, Math.min(this.p.concurrency, Math.ceil(size / chunk)));
+    const bufLen = Math.max(1, Math.min(chunk, size));
+    if (size === 0) {
+      this.check();
+      return this.promise;
+    }
+    for (let i = 0; i < slots; i++) this.startSlot(Buffer.allocUnsafe(bufLen));
+    return this.promise;
+  }
+
+  protected abstract startSlot(buf: Buffer): void;
+
+  /** Takes the next range for a slot, or undefined when done/failed. */
+  take(chunk: number): [number, number] | undefined {
+    if (this.failed || this.next >= this.end) return undefined;
+    const pos = this.next;
+    const len = Math.min(chunk, this.end - pos);
+    this.next += len;
+    this.active++;
+    return [pos, len];
+  }
+
+  /** The slot finished its range (or gave up). */
+  release(): void {
+    this.active--;
+    this.check();
+  }
+
+  /** The source ended at `at` (shorter than expected). */
+  sourceEnded(at: number): void {
+    if (at < this.eofAt) this.eofAt = at;
+    if (at < this.end) this.end = at;
+  }
+
+  fail(err: SshError): void {
+    if (!this.failed) this.failed = err;
+    this.check();
+  }
+
+  check(): void {
+    if (this.settled) return;
+    if (this.failed) {
+      // local I/O on the fd must finish before the caller closes it; remote replies need not
+      if (this.localPending > 0) return;
+      this.finish();
+      this.reject(this.failed);
+      return;
+    }
+    if (this.active === 0 && this.next >= this.end) {
+      this.finish();
+      this.resolve({ endedAt: Math.min(this.end, this.eofAt) });
+    }
+  }
+
+  private finish(): void {
+    this.settled = true;
+    this.p.session.dead.removeEventListener('abort', this.onAbort);
+    this.p.signal?.removeEventListener('abort', this.onAbort);
+  }
+
+  remoteError(err: unknown, op: string): SshError {
+    return mapSftpError(err, op, this.p.remotePath, this.p.session.deadReason);
+  }
+}
+
+function localError(err: unknown, what: string): SshError {
+  const msg = err instanceof Error ? err.message : String(err);
+  return new SshError('ERR_SSH_SFTP', `local ${what} failed: ${msg}`, { cause: err, retryable: false });
+}
+
+/** One download slot: remote read into its buffer, then a positional local write. */
+class GetSlot {
+  pos = 0;
+  len = 0;
+  got = 0;
+  written = 0;
+
+  constructor(
+    private readonly e: GetEngine,
+    private readonly buf: Buffer,
+  ) {}
+
+  start(): void {
+    const r = this.e.take(this.buf.length);
+    if (!r) return;
+    [this.pos, this.len] = r;
+    this.got = 0;
+    this.read();
+  }
+
+  private read(): void {
+    const { session, handle } = this.e.p;
+    try {
+      session.sftp.read(handle, this.buf, this.got, this.len - this.got, this.pos + this.got, this.onRead);
+    } catch (err) {
+      this.e.fail(this.e.remoteError(err, 'read'));
+      this.e.release();
+    }
+  }
+
+  private readonly onRead = (err: Error | undefined, nb: number): void => {
+    const e = this.e;
+    if (e.failed) return e.release();
+    if (err) {
+      const code = (err as { code?: unknown }).code;
+      if (code !== SftpStatus.EOF) {
+        e.fail(e.remoteError(err, 'read'));
+        return e.release();
+      }
+      nb = 0;
+    }
+    if (nb > 0) {
+      this.got += nb;
+      if (this.got < this.len) return this.read(); // short read: ask for the rest
+    } else {
+      e.sourceEnded(this.pos + this.got);
+    }
+    if (this.got === 0) {
+      e.release();
+      return;
+    }
+    this.written = 0;
+    this.write();
+  };
+
+  private write(): void {
+    this.e.localPending++;
+    fs.write(this.e.p.fd, this.buf, this.written, this.got - this.written, this.pos + this.written, this.onWrite);
+  }
+
+  private readonly onWrite = (err: NodeJS.ErrnoException | null, n: number): void => {
+    const e = this.e;
+    e.localPending--;
+    if (err) {
+      e.fail(localError(err, 'write'));
+      return e.release();
+    }
+    this.written += n;
+    if (this.written < this.got && !e.failed) return this.write();
+    e.p.onBytes(this.got);
+    e.active--;
+    if (e.failed) return e.check();
+    this.start();
+    e.check();
+  };
+}
+
+class GetEngine extends Engine {
+  protected startSlot(buf: Buffer): void {
+    new GetSlot(this, buf).start();
+  }
+}
+
+/** One upload slot: positional local read into its buffer, then a remote write. */
+class PutSlot {
+  pos = 0;
+  len = 0;
+  got = 0;
+
+  constructor(
+    private readonly e: PutEngine,
+    private readonly buf: Buffer,
+  ) {}
+
+  start(): void {
+    const r = this.e.take(this.buf.length);
+    if (!r) return;
+    [this.pos, this.len] = r;
+    this.got = 0;
+    this.read();
+  }
+
+  private read(): void {
+    this.e.localPending++;
+    fs.read(this.e.p.fd, this.buf, this.got, this.len - this.got, this.pos + this.got, this.onRead);
+  }
+
+  private readonly onRead = (err: NodeJS.ErrnoException | null, n: number): void => {
+    const e = this.e;
+    e.localPending--;
+    if (err) {
+      e.fail(localError(err, 'read'));
+      return e.release();
+    }
+    if (e.failed) return e.release();
+    if (n > 0) {
+      this.got += n;
+      if (this.got < this.len) return this.read();
+    } else {
+      e.sourceEnded(this.pos + this.got);
+    }
+    if (this.got === 0) return e.release();
+    const { session, handle } = e.p;
+    try {
+      session.sftp.write(handle, this.buf, 0, this.got, this.pos, this.onWrite);
+    } catch (error) {
+      e.fail(e.remoteError(error, 'write'));
+      e.release();
+    }
+  };
+
+  private readonly onWrite = (err?: Error | null): void => {
+    const e = this.e;
+    if (err) {
+      e.fail(e.remoteError(err, 'write'));
+      return e.release();
+    }
+    if (e.failed) return e.release();
+    e.p.onBytes(this.got);
+    e.active--;
+    this.start();
+    e.check();
+  };
+}
+
+class PutEngine extends Engine {
+  protected startSlot(buf: Buffer): void {
+    new PutSlot(this, buf).start();
+  }
+}
+
+/** Downloads `[start, end)` of the open remote handle into the local fd. */
+export function runGet(p: EngineParams): Promise<EngineResult> {
+  return new GetEngine(p).run();
+}
+
+/** Uploads `[start, end)` of the local fd into the open remote handle. */
+export function runPut(p: EngineParams): Promise<EngineResult> {
+  return new PutEngine(p).run();
+}
+
+/**
+ * Writes `data` to the open remote handle at `offset`, with up to `concurrency` writes in flight.
+ * Rejects with the first error, the session's death reason or the signal's reason.
+ */
+export function writeBuffer(
+  session: SftpSession,
+  handle: Buffer,
+  remotePath: RemotePath,
+  data: Buffer,
+  offset: number,
+  concurrency: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const chunk = session.maxWriteLen;
+  return new Promise<void>((resolve, reject) => {
+    let next = 0;
+    let inflight = 0;
+    let done = false;
+    const finish = (err?: SshError): void => {
+      if (done) return;
+      done = true;
+      session.dead.removeEventListener('abort', onAbort);
+      signal?.removeEventListener('abort', onAbort);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onAbort = (): void => finish(abortReason(session.dead.aborted ? session.dead : signal!, 'sftp write'));
+    const onWrite = (err?: Error | null): void => {
+      inflight--;
+      if (done) return;
+      if (err) return finish(mapSftpError(err, 'write', remotePath, session.deadReason));
+      pump();
+    };
+    const pump = (): void => {
+      while (!done && inflight < concurrency && next < data.length) {
+        const len = Math.min(chunk, data.length - next);
+        inflight++;
+        try {
+          session.sftp.write(handle, data, next, len, offset + next, onWrite);
+        } catch (err) {
+          inflight--;
+          return finish(mapSftpError(err, 'write', remotePath, session.deadReason));
+        }
+        next += len;
+      }
+      if (!done && inflight === 0 && next >= data.length) finish();
+    };
+    if (session.dead.aborted || signal?.aborted) return onAbort();
+    session.dead.addEventListener('abort', onAbort, { once: true });
+    signal?.addEventListener('abort', onAbort, { once: true });
+    pump();
+  });
+}
+
+/**
+ * Reads `[start, start + length)` of the open remote handle into one buffer, with up to
+ * `concurrency` reads in flight. Resolves with the bytes read (fewer when the file ended first).
+ */
+export function readIntoBuffer(
+  session: SftpSession,
+  handle: Buffer,
+  remotePath: RemotePath,
+  start: number,
+  length: number,
+  concurrency: number,
+  signal: AbortSignal | undefined,
+): Promise<Buffer> {
+  const out = Buffer.allocUnsafe(length);
+  const chunk = session.maxReadLen;
+  return new Promise<Buffer>((resolve, reject) => {
+    let next = 0;
+    let inflight = 0;
+    let done = false;
+    let endAt = length;
+    const finish = (err?: SshError): void => {
+      if (done) return;
+      done = true;
+      session.dead.removeEventListener('abort', onAbort);
+      signal?.removeEventListener('abort', onAbort);
+      if (err) reject(err);
+      else resolve(endAt < length ? out.subarray(0, endAt) : out);
+    };
+    const onAbort = (): void => finish(abortReason(session.dead.aborted ? session.dead : signal!, 'sftp read'));
+    const issue = (off: number, len: number): void => {
+      inflight++;
+      try {
+        session.sftp.read(handle, out, off, len, start + off, (err, nb) => {
+          inflight--;
+          if (done) return;
+          if (err && (err as { code?: unknown }).code !== SftpStatus.EOF) {
+            return finish(mapSftpError(err, 'read', remotePath, session.deadReason));
+          }
+          const n = err ? 0 : nb;
+          if (n === 0) endAt = Math.min(endAt, off);
+          else if (n < len && off + n < endAt) issue(off + n, len - n);
+          pump();
+        });
+      } catch (err) {
+        inflight--;
+        finish(mapSftpError(err, 'read', remotePath, session.deadReason));
+      }
+    };
+    const pump = (): void => {
+      while (!done && inflight < concurrency && next < endAt) {
+        const len = Math.min(chunk, endAt - next);
+        issue(next, len);
+        next += len;
+      }
+      if (!done && inflight === 0 && next >= endAt) finish();
+    };
+    if (session.dead.aborted || signal?.aborted) return onAbort();
+    if (length === 0) return finish();
+    session.dead.addEventListener('abort', onAbort, { once: true });
+    signal?.addEventListener('abort', onAbort, { once: true });
+    pump();
+  });
+}

@@ -1,0 +1,106 @@
+/**
+ * SFTP status codes and the {@link SshSftpError} they map to.
+ *
+ * Follows draft-ietf-secsh-filexfer-02 (SFTP version 3, the version OpenSSH speaks), section 7
+ * "Responses from the Server to the Client" (`SSH_FXP_STATUS` codes).
+ *
+ * @module sftp/errors
+ */
+import { SshError } from '../errors.js';
+
+/** The SFTP v3 status codes (draft-ietf-secsh-filexfer-02 section 7), by name. */
+export const SftpStatus = {
+  OK: 0,
+  EOF: 1,
+  NO_SUCH_FILE: 2,
+  PERMISSION_DENIED: 3,
+  FAILURE: 4,
+  BAD_MESSAGE: 5,
+  NO_CONNECTION: 6,
+  CONNECTION_LOST: 7,
+  OP_UNSUPPORTED: 8,
+} as const;
+
+/** Name of an SFTP status code (`'NO_SUCH_FILE'`, `'PERMISSION_DENIED'`, `'FAILURE'`...), or `'UNKNOWN'`. */
+export type SftpStatusName = keyof typeof SftpStatus | 'UNKNOWN';
+
+const NAMES = new Map<number, SftpStatusName>(
+  Object.entries(SftpStatus).map(([k, v]) => [v, k as SftpStatusName]),
+);
+
+/** Returns the name of a numeric SFTP status code (`'UNKNOWN'` when it is not a v3 code). */
+export function sftpStatusName(code: number): SftpStatusName {
+  return NAMES.get(code) ?? 'UNKNOWN';
+}
+
+/**
+ * The SFTP server answered a request with an error status (`ERR_SSH_SFTP`), or ssh-tether refused
+ * an SFTP operation before sending it (then `status` is `'BAD_MESSAGE'`/`'FAILURE'` with a
+ * message saying why).
+ *
+ * - `status`: the status name, e.g. `NO_SUCH_FILE`, `PERMISSION_DENIED`, `FAILURE`
+ *   (OpenSSH's sftp-server reports most other errno values, EEXIST and ENOTEMPTY included,
+ *   as `FAILURE`).
+ * - `statusCode`: the numeric status (draft-ietf-secsh-filexfer-02 section 7).
+ * - `path`: the remote path the request was about (decoded as UTF-8 for display; see
+ *   `rawPath` for the exact bytes), when there is one.
+ *
+ * An SFTP error is not `retryable`: the same request would meet the same answer.
+ */
+export class SshSftpError extends SshError {
+  /** The status name, e.g. `NO_SUCH_FILE`. */
+  readonly status: SftpStatusName;
+  /** The numeric SFTP status code. */
+  readonly statusCode: number;
+  /** The remote path involved, when there is one. */
+  readonly path: string | undefined;
+  /** The exact bytes of {@link SshSftpError.path}, when there is one. */
+  readonly rawPath: Buffer | undefined;
+
+  /**
+   * @param message - the server's message, or ours, with the path.
+   * @param details - status code, path and cause.
+   */
+  constructor(message: string, details: { statusCode: number; path?: string | Buffer | undefined; cause?: unknown }) {
+    super('ERR_SSH_SFTP', message, { retryable: false, ...(details.cause === undefined ? {} : { cause: details.cause }) });
+    this.name = 'SshSftpError';
+    this.statusCode = details.statusCode;
+    this.status = sftpStatusName(details.statusCode);
+    const p = details.path;
+    this.rawPath = p === undefined ? undefined : Buffer.isBuffer(p) ? p : Buffer.from(p, 'utf8');
+    this.path = p === undefined ? undefined : Buffer.isBuffer(p) ? p.toString('utf8') : p;
+  }
+}
+
+/**
+ * Maps an error passed to an ssh2 SFTP callback to an {@link SshError}.
+ *
+ * - an error with a numeric `code` (an `SSH_FXP_STATUS` reply) -> {@link SshSftpError};
+ * - ssh2's "No response from server" (the channel closed with the request pending) ->
+ *   `lost` when given (the session's death reason), else `ERR_SSH_CONNECTION_LOST`;
+ * - an existing {@link SshError} is returned unchanged;
+ * - anything else -> {@link SshSftpError} with status `FAILURE`.
+ *
+ * @param err - what ssh2 passed to the callback.
+ * @param op - the operation name, for the message (`'stat'`, `'open'`...).
+ * @param path - the remote path involved.
+ * @param lost - the error to report when the session is gone.
+ */
+export function mapSftpError(err: unknown, op: string, path?: string | Buffer, lost?: SshError): SshError {
+  if (err instanceof SshError) return err;
+  const e = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; message?: unknown };
+  const msg = typeof e.message === 'string' ? e.message : String(err);
+  const shown = path === undefined ? '' : ` ${JSON.stringify(Buffer.isBuffer(path) ? path.toString('utf8') : path)}`;
+  if (typeof e.code === 'number') {
+    return new SshSftpError(`sftp ${op}${shown} failed: ${sftpStatusName(e.code)} (${msg})`, {
+      statusCode: e.code,
+      path,
+      cause: err,
+    });
+  }
+  if (lost) return lost;
+  if (/No response from server|Not connected|closed|Connection lost/i.test(msg)) {
+    return new SshError('ERR_SSH_CONNECTION_LOST', `sftp ${op}${shown}: connection lost (${msg})`, { cause: err });
+  }
+  return new SshSftpError(`sftp ${op}${shown} failed: ${msg}`, { statusCode: SftpStatus.FAILURE, path, cause: err });
+}
