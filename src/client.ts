@@ -207,9 +207,9 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
    * for (const e of await sftp.list('/srv')) console.log(e.type, e.name, e.size);
    * ```
    */
-  async sftp(): Promise<SftpClient> {
+  sftp(): Promise<SftpClient> {
     const state = this.#conn.state;
-    if (state === 'closing' || state === 'closed') throw new SshError('ERR_SSH_CLOSED', 'the client is closed');
+    if (state === 'closing' || state === 'closed') return Promise.reject(new SshError('ERR_SSH_CLOSED', 'the client is closed'));
     this.#sftp ??= new SftpClient(this.#conn, {
       openSftp: async (link, signal) => {
         const provider = { link: () => Promise.resolve(link), onLink: () => () => undefined };
@@ -217,7 +217,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
         return channel;
       },
     });
-    return this.#sftp;
+    return Promise.resolve(this.#sftp);
   }
 
   /** @internal {@inheritDoc LinkProvider.link} */
