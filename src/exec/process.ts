@@ -107,7 +107,10 @@ export class RemoteProcess {
         }
         resolve({ stdout: '', stderr: '', exitCode: this.#exit?.code ?? null, signal: this.#exit?.signal ?? null });
       };
+      let channelClosed = false;
       const onLinkAbort = (): void => {
+        // Once the channel closed normally, its result stands (it settles on the next turn).
+        if (channelClosed) return;
         finish(abortReason(linkSignal));
         channel.destroy();
       };
@@ -123,6 +126,7 @@ export class RemoteProcess {
       // ssh2 passes the exit status (or null + signal) to 'close'; the 'exit' event itself may have
       // fired before this listener was attached (the exec reply and exit can arrive in one chunk).
       channel.once('close', (code?: unknown, signal?: unknown) => {
+        channelClosed = true;
         if (!this.#exit && (typeof code === 'number' || typeof signal === 'string')) {
           this.#exit = { code: typeof code === 'number' ? code : null, signal: typeof signal === 'string' ? signal : null };
         }
