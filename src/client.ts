@@ -2,6 +2,8 @@ import { EventEmitter } from 'eventemitter3';
 import { inspect } from 'node:util';
 import { SshError } from './errors.js';
 import { resolveOptions, type ResolvedOptions, type SshClientOptions } from './config/options.js';
+import { resolveEffective } from './config/effective.js';
+import type { SshConfigWarning } from './config/ssh-config.js';
 import { Connection, type ConnectionEvents } from './connection/connection.js';
 import type { ConnectionState } from './connection/state.js';
 import type { Link, LinkWaitOptions } from './connection/link.js';
@@ -26,6 +28,8 @@ function openSftpChannel(client: ssh2.Client): Promise<ssh2.SFTPWrapper> {
 export interface ClientEvents extends ConnectionEvents {
   /** A host key was accepted without being known (`accept-new` recorded it, or `'no'` accepted it). */
   hostkey: [info: NewHostKeyInfo];
+  /** An ssh_config keyword that is not applied (ProxyCommand, LocalCommand, Match exec...), once per keyword. */
+  warning: [info: SshConfigWarning];
 }
 
 /** What {@link SshClient.health} reports. */
@@ -85,19 +89,29 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     this.#o = resolveOptions(options);
     const o = this.#o;
     this.#limiter = new SessionLimiter(o.maxSessions);
-    const verifier = createHostVerifier({
-      host: o.host,
-      port: o.port,
-      knownHostsFiles: o.knownHostsFiles,
-      globalKnownHostsFiles: o.globalKnownHostsFiles,
-      strictHostKeyChecking: o.strictHostKeyChecking,
-      hashKnownHosts: o.hashKnownHosts,
-      onNewKey: (info) => {
-        this.emit('hostkey', info);
-      },
-    });
+    const warned = new Set<string>();
     this.#conn = new Connection(o, {
-      hostKeyCheck: verifier,
+      resolveAttempt: async () => {
+        const e = await resolveEffective(o);
+        for (const w of e.warnings) {
+          if (warned.has(w.keyword)) continue;
+          warned.add(w.keyword);
+          this.emit('warning', w);
+        }
+        return e;
+      },
+      hostKeyCheckFor: (a) =>
+        createHostVerifier({
+          host: a.host,
+          port: a.port,
+          knownHostsFiles: a.knownHostsFiles,
+          globalKnownHostsFiles: a.globalKnownHostsFiles,
+          strictHostKeyChecking: a.strictHostKeyChecking,
+          hashKnownHosts: a.hashKnownHosts,
+          onNewKey: (info) => {
+            this.emit('hostkey', info);
+          },
+        }),
       beforeEnd: async (deadlineMs) => {
         await this.#sftp?.close();
         await this.#limiter.idle(deadlineMs);

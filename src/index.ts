@@ -17,7 +17,9 @@ export {
   type SshErrorOptions,
   type ExecResultLike,
 } from './errors.js';
-export { DEFAULTS, type SshClientOptions } from './config/options.js';
+export { DEFAULTS, type SshClientOptions, type PassphraseCallback, type KeyboardInteractiveCallback } from './config/options.js';
+export { resolveConfig, type EffectiveConfig } from './config/effective.js';
+export type { SshConfigWarning } from './config/ssh-config.js';
 export type { ConnectionState } from './connection/state.js';
 export type { ConnectionEvents } from './connection/connection.js';
 export type { LinkWaitOptions } from './connection/link.js';

@@ -11,6 +11,7 @@ import type { SshError } from '../errors.js';
 export class SessionLimiter {
   #open = 0;
   #learned: number;
+  #successes = 0;
   readonly #queue: Array<{ grant: () => void; fail: (e: SshError) => void }> = [];
   readonly #idleWaiters = new Set<() => void>();
 
@@ -72,11 +73,27 @@ export class SessionLimiter {
    */
   lowerLimit(): void {
     this.#learned = Math.max(1, Math.min(this.#learned, this.#open - 1));
+    this.#successes = 0;
+  }
+
+  /**
+   * A channel opened. Refusals can be transient (sshd frees a session slot a little after the
+   * client sees the channel close), so after `learnedLimit` successful opens in a row the
+   * learned limit climbs back by one, up to the configured limit (additive increase).
+   */
+  noteSuccess(): void {
+    if (this.#learned >= this.limit) return;
+    if (++this.#successes >= this.#learned) {
+      this.#successes = 0;
+      this.#learned += 1;
+      this.#pump();
+    }
   }
 
   /** Back to the configured limit (a new link may be a different server). */
   reset(): void {
     this.#learned = this.limit;
+    this.#successes = 0;
     this.#pump();
   }
 

@@ -25,6 +25,23 @@ export interface OpenedSession<T> {
 
 /** RFC 4254 5.1 reasons with which sshd refuses a session beyond `MaxSessions`. */
 const SHORTAGE_REASONS = new Set([2, 4]);
+/** Retries (10, 20, 40... 320 ms) of a refusal while none of our channels is open. */
+const TRANSIENT_RETRIES = 6;
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(abortReason(signal));
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(abortReason(signal));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
 
 /**
  * Opens a session channel through the `MaxSessions` limiter (RFC 4254 section 6.1).
@@ -43,6 +60,7 @@ export async function openSession<T extends Closable>(
   signal: AbortSignal,
   dispose: Disposer<T> = closeChannel as unknown as Disposer<T>,
 ): Promise<OpenedSession<T>> {
+  let transientRetries = 0;
   for (;;) {
     const release = await limiter.acquire(signal);
     let link: Link;
@@ -55,18 +73,26 @@ export async function openSession<T extends Closable>(
     try {
       const channel = await openRaced(open(link), link, signal, dispose);
       channel.once('close', release);
+      limiter.noteSuccess();
       return { link, channel, release };
     } catch (err) {
       const mapped = link.signal.aborted ? abortReason(link.signal) : mapChannelError(err);
-      const retry =
-        mapped instanceof SshChannelOpenError &&
-        mapped.reason !== undefined &&
-        SHORTAGE_REASONS.has(mapped.reason) &&
-        limiter.open > 1 &&
-        !signal.aborted;
-      if (retry) limiter.lowerLimit();
+      const shortage = mapped instanceof SshChannelOpenError && mapped.reason !== undefined && SHORTAGE_REASONS.has(mapped.reason) && !signal.aborted;
+      if (shortage && limiter.open > 1) {
+        // Others are open: the server holds fewer than we thought. Wait for one to close.
+        limiter.lowerLimit();
+        release();
+        continue;
+      }
       release();
-      if (!retry) throw mapped;
+      if (shortage && transientRetries < TRANSIENT_RETRIES) {
+        // Nothing else of ours is open: a slot freed a moment ago may not be free on the server
+        // yet. Back off briefly (bounded) before giving up.
+        transientRetries += 1;
+        await delay(5 * 2 ** transientRetries, signal);
+        continue;
+      }
+      throw mapped;
     }
   }
 }

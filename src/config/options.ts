@@ -4,6 +4,7 @@ import { inspect } from 'node:util';
 import { z } from 'zod';
 import { SshConfigError } from '../errors.js';
 import { Secret } from '../internal/secret.js';
+import type ssh2 from 'ssh2';
 
 /**
  * Built-in defaults, in one frozen object. Every duration is in milliseconds.
@@ -62,7 +63,9 @@ export const clientOptionsSchema = z.strictObject({
   port: port.optional(),
   username: nonEmpty('username').optional(),
   privateKey: keyMaterial.optional(),
-  passphrase: z.string({ error: 'expected a string' }).optional(),
+  passphrase: z
+    .union([z.string(), z.custom<PassphraseCallback>((v) => typeof v === 'function')], { error: 'expected a string or a function (key) => passphrase' })
+    .optional(),
   identityFiles: z.array(nonEmpty('a file path'), { error: 'expected an array of file paths' }).optional(),
   password: z.string({ error: 'expected a string' }).optional(),
   agent: z.union([nonEmpty('an agent socket path'), z.literal(false)], { error: 'expected an agent socket path or false' }).optional(),
@@ -76,6 +79,18 @@ export const clientOptionsSchema = z.strictObject({
   reconnect: z.union([reconnectSchema, z.literal(false)], { error: 'expected false or { retries, minDelayMs, maxDelayMs, factor }' }).optional(),
   maxSessions: z.number().int().min(1, { error: 'expected an integer >= 1' }).max(10_000).optional(),
   closeTimeoutMs: durationMs('closeTimeoutMs').optional(),
+  sshConfig: z
+    .union([nonEmpty('an ssh_config path'), z.array(nonEmpty('an ssh_config path')), z.literal(false)], {
+      error: 'expected an ssh_config path, an array of paths, or false',
+    })
+    .optional(),
+  identitiesOnly: z.boolean({ error: 'expected a boolean' }).optional(),
+  forwardAgent: z.boolean({ error: 'expected a boolean' }).optional(),
+  keyboardInteractive: z.custom<KeyboardInteractiveCallback>((v) => typeof v === 'function', { error: 'expected a function (prompts) => answers' }).optional(),
+  jump: z
+    .union([z.string(), z.array(nonEmpty('a jump host spec')), z.literal(false)], { error: "expected 'user@host:port,...', an array of host specs, or false" })
+    .optional(),
+  compression: z.boolean({ error: 'expected a boolean' }).optional(),
   algorithms: z
     .strictObject({
       kex: algoList.optional(),
@@ -99,8 +114,11 @@ export interface SshClientOptions {
   username?: string;
   /** A private key (PEM or OpenSSH format), tried before `identityFiles`. Kept secret. */
   privateKey?: string | Buffer;
-  /** Passphrase for encrypted private keys. Kept secret. */
-  passphrase?: string;
+  /**
+   * Passphrase for encrypted private keys, or a callback asked once per encrypted key
+   * (`{ keyPath }`, `keyPath` is `'privateKey option'` for the inline key). Kept secret.
+   */
+  passphrase?: string | PassphraseCallback;
   /**
    * Private key files tried in order (ssh_config `IdentityFile`). Files readable or writable by
    * group or others are refused with `ERR_SSH_KEY`, as OpenSSH does.
@@ -139,9 +157,40 @@ export interface SshClientOptions {
   maxSessions?: number;
   /** How long `close()` waits for open channels before ending the connection, in ms. @default 5000 */
   closeTimeoutMs?: number;
+  /**
+   * ssh_config file(s) read to resolve `host` as an alias (HostName, Port, User, IdentityFile,
+   * ProxyJump, ServerAliveInterval...), like `ssh -F`; `false` reads none. Explicit options win
+   * over ssh_config, which wins over the built-in defaults. Resolved on every connect attempt.
+   * @default ['~/.ssh/config', '/etc/ssh/ssh_config'] (missing files skipped)
+   */
+  sshConfig?: string | string[] | false;
+  /** Only use the configured identity files, and only agent keys that match one (ssh_config `IdentitiesOnly`). @default false */
+  identitiesOnly?: boolean;
+  /** Forward the ssh-agent to the server (ssh_config `ForwardAgent`). @default false */
+  forwardAgent?: boolean;
+  /**
+   * Answers keyboard-interactive prompts (RFC 4256). Without it, a `password` answers them.
+   */
+  keyboardInteractive?: KeyboardInteractiveCallback;
+  /**
+   * Jump hosts (ssh_config `ProxyJump`, `ssh -J`): `'user@bastion:2222,second'` or an array of
+   * specs or aliases, each resolved through ssh_config; `false` disables one set in ssh_config.
+   */
+  jump?: string | string[] | false;
+  /** Request zlib compression (ssh_config `Compression`). @default false */
+  compression?: boolean;
   /** Algorithm lists passed to ssh2 (`kex`, `cipher`, `serverHostKey`, `hmac`, `compress`). @default ssh2's secure defaults */
   algorithms?: { kex?: string[]; cipher?: string[]; serverHostKey?: string[]; hmac?: string[]; compress?: string[] };
 }
+
+/** Asked for the passphrase of an encrypted private key; called at most once per key and attempt. */
+export type PassphraseCallback = (info: { keyPath: string }) => string | Promise<string>;
+
+/** Answers keyboard-interactive prompts (RFC 4256 section 3.2). Return one answer per prompt. */
+export type KeyboardInteractiveCallback = (
+  prompts: ReadonlyArray<{ prompt: string; echo: boolean }>,
+  info: { name: string; instructions: string },
+) => string[] | Promise<string[]>;
 
 /** The frozen, fully-resolved options of a client. Secrets are wrapped in {@link Secret}. */
 export interface ResolvedOptions {
@@ -149,7 +198,7 @@ export interface ResolvedOptions {
   readonly port: number;
   readonly username: string;
   readonly privateKey: Secret<string | Buffer> | undefined;
-  readonly passphrase: Secret<string> | undefined;
+  readonly passphrase: Secret<string> | PassphraseCallback | undefined;
   readonly password: Secret<string> | undefined;
   readonly identityFiles: readonly string[];
   /** `true` when identityFiles came from the defaults (missing files are then skipped silently). */
@@ -166,6 +215,23 @@ export interface ResolvedOptions {
   readonly maxSessions: number;
   readonly closeTimeoutMs: number;
   readonly algorithms: SshClientOptions['algorithms'];
+  /** The name the caller asked for (an ssh_config alias or a host name). */
+  readonly alias: string;
+  readonly sshConfig: string | readonly string[] | false | undefined;
+  readonly identitiesOnly: boolean;
+  readonly forwardAgent: boolean;
+  readonly keyboardInteractive: KeyboardInteractiveCallback | undefined;
+  /** Jump host specs, first hop first; empty for a direct connection. */
+  readonly jump: readonly string[];
+  readonly compression: boolean;
+  /** ssh_config `PreferredAuthentications`, when set. */
+  readonly preferredAuthentications: readonly string[] | undefined;
+  readonly passwordAuthentication: boolean;
+  readonly pubkeyAuthentication: boolean;
+  /** ssh_config `BatchMode`: never ask callbacks for passwords or passphrases. */
+  readonly batchMode: boolean;
+  /** Options the caller set explicitly (they win over ssh_config). */
+  readonly explicitKeys: ReadonlySet<string>;
 }
 
 const ACCEPTED = Object.keys(clientOptionsSchema.shape).join(', ');
@@ -177,6 +243,15 @@ function stripUndefined<T extends object>(obj: T): { [K in keyof T]?: Exclude<T[
     if (v !== undefined) out[k] = v as Exclude<T[keyof T], undefined>;
   }
   return out;
+}
+
+/** Splits the `jump` option into hop specs (`false` and `'none'` mean no jump). */
+export function parseJumpOption(jump: string | readonly string[] | false | undefined): readonly string[] {
+  if (jump === undefined || jump === false) return Object.freeze([]);
+  const list = typeof jump === 'string' ? jump.split(',') : [...jump];
+  const hops = list.map((h) => h.trim()).filter((h) => h !== '');
+  if (hops.length === 1 && hops[0] === 'none') return Object.freeze([]);
+  return Object.freeze(hops);
 }
 
 /** Expands a leading `~/` to the user's home directory. */
@@ -252,7 +327,7 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
     port: o.port ?? DEFAULTS.port,
     username,
     privateKey: o.privateKey === undefined ? undefined : new Secret(o.privateKey),
-    passphrase: o.passphrase === undefined ? undefined : new Secret(o.passphrase),
+    passphrase: o.passphrase === undefined ? undefined : typeof o.passphrase === 'string' ? new Secret(o.passphrase) : o.passphrase,
     password: o.password === undefined ? undefined : new Secret(o.password),
     identityFiles: Object.freeze(identityFiles),
     identityFilesDefaulted,
@@ -268,6 +343,18 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
     maxSessions: o.maxSessions ?? DEFAULTS.maxSessions,
     closeTimeoutMs: o.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs,
     algorithms: o.algorithms === undefined ? undefined : Object.freeze(stripUndefined(o.algorithms)),
+    alias: o.host,
+    sshConfig: o.sshConfig,
+    identitiesOnly: o.identitiesOnly ?? false,
+    forwardAgent: o.forwardAgent ?? false,
+    keyboardInteractive: o.keyboardInteractive,
+    jump: parseJumpOption(o.jump),
+    compression: o.compression ?? false,
+    preferredAuthentications: undefined,
+    passwordAuthentication: true,
+    pubkeyAuthentication: true,
+    batchMode: false,
+    explicitKeys: Object.freeze(new Set(Object.keys(o).filter((k) => (o as Record<string, unknown>)[k] !== undefined))),
   };
   Object.defineProperty(resolved, inspect.custom, {
     enumerable: false,
@@ -275,3 +362,38 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
   });
   return Object.freeze(resolved);
 }
+
+/**
+ * Secure default algorithms: ssh2's defaults minus SHA-1 key exchanges and signatures
+ * (`ssh-rsa`, `diffie-hellman-group14-sha1`...) and CBC ciphers. Strict key exchange
+ * (`kex-strict-c-v00@openssh.com`, the Terrapin CVE-2023-48795 counter-measure) is kept: ssh2 adds it itself.
+ */
+export function secureDefaultAlgorithms(): ssh2.Algorithms {
+  return {
+    kex: [
+      'curve25519-sha256',
+      'curve25519-sha256@libssh.org',
+      'ecdh-sha2-nistp256',
+      'ecdh-sha2-nistp384',
+      'ecdh-sha2-nistp521',
+      'diffie-hellman-group-exchange-sha256',
+      'diffie-hellman-group14-sha256',
+      'diffie-hellman-group15-sha512',
+      'diffie-hellman-group16-sha512',
+      'diffie-hellman-group17-sha512',
+      'diffie-hellman-group18-sha512',
+    ],
+    serverHostKey: ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256'],
+    cipher: [
+      'aes128-gcm@openssh.com',
+      'aes256-gcm@openssh.com',
+      'chacha20-poly1305@openssh.com',
+      'aes128-ctr',
+      'aes192-ctr',
+      'aes256-ctr',
+    ],
+    hmac: ['hmac-sha2-256-etm@openssh.com', 'hmac-sha2-512-etm@openssh.com', 'hmac-sha2-256', 'hmac-sha2-512'],
+    compress: ['none'],
+  };
+}
+

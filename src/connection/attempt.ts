@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import { SshAuthError, SshError, mapConnectError } from '../errors.js';
 import type { ResolvedOptions } from '../config/options.js';
 import { buildAuthSteps, makeAuthHandler, type AuthTrace } from './auth.js';
+import { secureDefaultAlgorithms } from '../config/options.js';
 
 /** Verifies a server host key blob; resolves when trusted, rejects with an SshHostKeyError otherwise. */
 export type HostKeyCheck = (key: Buffer) => Promise<void>;
@@ -13,40 +14,6 @@ export interface ConnectedTransport {
   client: ssh2.Client;
   /** The byte stream under the SSH transport (a TCP socket, or a channel of a jump host). */
   sock: Duplex;
-}
-
-/**
- * Secure default algorithms: ssh2's defaults minus SHA-1 key exchanges and signatures
- * (`ssh-rsa`, `diffie-hellman-group14-sha1`...) and CBC ciphers. Strict key exchange
- * (`kex-strict-c-v00@openssh.com`, the Terrapin CVE-2023-48795 counter-measure) is kept: ssh2 adds it itself.
- */
-export function secureDefaultAlgorithms(): ssh2.Algorithms {
-  return {
-    kex: [
-      'curve25519-sha256',
-      'curve25519-sha256@libssh.org',
-      'ecdh-sha2-nistp256',
-      'ecdh-sha2-nistp384',
-      'ecdh-sha2-nistp521',
-      'diffie-hellman-group-exchange-sha256',
-      'diffie-hellman-group14-sha256',
-      'diffie-hellman-group15-sha512',
-      'diffie-hellman-group16-sha512',
-      'diffie-hellman-group17-sha512',
-      'diffie-hellman-group18-sha512',
-    ],
-    serverHostKey: ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256'],
-    cipher: [
-      'aes128-gcm@openssh.com',
-      'aes256-gcm@openssh.com',
-      'chacha20-poly1305@openssh.com',
-      'aes128-ctr',
-      'aes192-ctr',
-      'aes256-ctr',
-    ],
-    hmac: ['hmac-sha2-256-etm@openssh.com', 'hmac-sha2-512-etm@openssh.com', 'hmac-sha2-256', 'hmac-sha2-512'],
-    compress: ['none'],
-  };
 }
 
 function toAlgorithms(o: ResolvedOptions): ssh2.Algorithms {
@@ -175,3 +142,4 @@ export async function connectAttempt(o: ResolvedOptions, a: AttemptOptions): Pro
     }
   });
 }
+export { secureDefaultAlgorithms } from '../config/options.js';

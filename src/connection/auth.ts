@@ -3,7 +3,7 @@ import { readFile, stat } from 'node:fs/promises';
 import ssh2 from 'ssh2';
 import type { ParsedKey } from 'ssh2';
 import { SshError } from '../errors.js';
-import type { ResolvedOptions } from '../config/options.js';
+import type { PassphraseCallback, ResolvedOptions } from '../config/options.js';
 
 /** One authentication method to try, in order. */
 export type AuthStep =
@@ -52,7 +52,7 @@ export function parsePrivateKey(data: string | Buffer, passphrase: string | unde
  * @returns the parsed key, or `undefined` when the file does not exist and `optional` is set.
  * @throws {SshError} `ERR_SSH_KEY` for bad permissions, unreadable or unparsable files, wrong passphrase.
  */
-export async function loadIdentityFile(path: string, passphrase: string | undefined, optional: boolean): Promise<ParsedKey | undefined> {
+export async function loadIdentityFile(path: string, passphrase: PassphraseSource, optional: boolean): Promise<ParsedKey | undefined> {
   let st;
   try {
     st = await stat(path);
@@ -74,7 +74,33 @@ export async function loadIdentityFile(path: string, passphrase: string | undefi
   } catch (err) {
     throw new SshError('ERR_SSH_KEY', `cannot read private key file ${path}: ${(err as Error).message}`, { cause: err, retryable: false });
   }
-  return parsePrivateKey(data, passphrase, path);
+  return parseWithPassphrase(data, passphrase, path);
+}
+
+/** A passphrase: none, a value, or a callback asked (once) when the key turns out to be encrypted. */
+export type PassphraseSource = string | PassphraseCallback | undefined;
+
+function isEncryptedKey(data: string | Buffer): boolean {
+  const parsed = ssh2.utils.parseKey(data);
+  return parsed instanceof Error && /encrypted|passphrase/i.test(parsed.message);
+}
+
+/**
+ * Parses a key, asking `passphrase` (when it is a callback) only if the key is encrypted.
+ *
+ * @throws {SshError} `ERR_SSH_KEY` (see {@link parsePrivateKey}); also when the callback throws.
+ */
+export async function parseWithPassphrase(data: string | Buffer, passphrase: PassphraseSource, source: string): Promise<ParsedKey> {
+  if (typeof passphrase !== 'function') return parsePrivateKey(data, passphrase, source);
+  if (!isEncryptedKey(data)) return parsePrivateKey(data, undefined, source);
+  let value: string;
+  try {
+    value = await passphrase({ keyPath: source });
+  } catch (err) {
+    throw new SshError('ERR_SSH_KEY', `cannot use private key ${source}: the passphrase callback failed`, { cause: err, retryable: false });
+  }
+  if (typeof value !== 'string') throw new SshError('ERR_SSH_KEY', `cannot use private key ${source}: the passphrase callback must return a string`, { retryable: false });
+  return parsePrivateKey(data, value, source);
 }
 
 /**
@@ -86,9 +112,9 @@ export async function loadIdentityFile(path: string, passphrase: string | undefi
 export async function buildAuthSteps(o: ResolvedOptions): Promise<AuthStep[]> {
   const steps: AuthStep[] = [];
   if (o.agent !== undefined) steps.push({ kind: 'agent', socket: o.agent, label: `agent (${o.agent})` });
-  const passphrase = o.passphrase?.reveal();
+  const passphrase: PassphraseSource = typeof o.passphrase === 'function' ? o.passphrase : o.passphrase?.reveal();
   if (o.privateKey) {
-    const key = parsePrivateKey(o.privateKey.reveal(), passphrase, 'from the privateKey option');
+    const key = await parseWithPassphrase(o.privateKey.reveal(), passphrase, 'privateKey option');
     steps.push({ kind: 'publickey', key, label: `publickey ${describeKey(key, 'privateKey option')}` });
   }
   for (const file of o.identityFiles) {

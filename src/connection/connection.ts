@@ -31,8 +31,10 @@ export interface ConnectionEvents {
 
 /** Hooks the facade gives the connection layer. */
 export interface ConnectionHooks {
-  /** Host-key check for an attempt. */
-  hostKeyCheck: HostKeyCheck;
+  /** Host-key check for an attempt, made from that attempt's settings. */
+  hostKeyCheckFor: (o: ResolvedOptions) => HostKeyCheck;
+  /** Resolves the settings of one attempt (ssh_config is read again each time). */
+  resolveAttempt?: () => Promise<ResolvedOptions>;
   /**
    * Runs on each fresh link before it is announced `ready` (e.g. declared forwards with
    * ExitOnForwardFailure). A rejection fails the attempt (the link is torn down).
@@ -40,8 +42,8 @@ export interface ConnectionHooks {
   beforeReady?: (link: Link) => Promise<void>;
   /** Runs during graceful `close()` before the transport is ended (drain channels, close features). */
   beforeEnd?: (deadlineMs: number) => Promise<void>;
-  /** Provides a transport stream (ProxyJump) instead of a direct TCP connection. */
-  transport?: (signal: AbortSignal) => Promise<Duplex>;
+  /** Provides a transport stream (ProxyJump) instead of a direct TCP connection; `undefined` for direct. */
+  transport?: (o: ResolvedOptions, signal: AbortSignal) => Promise<Duplex | undefined>;
   clock?: Clock;
 }
 
@@ -239,9 +241,11 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     const epoch = ++this.#epoch;
     const lifetime = this.#lifetime.signal;
     let keepalive: Keepalive | undefined;
-    const sock = this.#hooks.transport ? await this.#hooks.transport(lifetime) : undefined;
-    const transport = await connectAttempt(this.#o, {
-      hostKeyCheck: this.#hooks.hostKeyCheck,
+    const o = this.#hooks.resolveAttempt ? await this.#hooks.resolveAttempt() : this.#o;
+    lifetime.throwIfAborted();
+    const sock = this.#hooks.transport ? await this.#hooks.transport(o, lifetime) : undefined;
+    const transport = await connectAttempt(o, {
+      hostKeyCheck: this.#hooks.hostKeyCheckFor(o),
       signal: lifetime,
       ...(sock ? { sock } : {}),
       onData: () => keepalive?.received(),
@@ -261,12 +265,12 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
       lostCause ??= new SshError('ERR_SSH_CONNECTION_LOST', `connection lost: ${err.message}`, { cause: err });
     });
     client.on('close', () => {
-      this.#lost(live, lostCause ?? new SshError('ERR_SSH_CONNECTION_LOST', `connection to ${this.#o.host}:${this.#o.port} closed`));
+      this.#lost(live, lostCause ?? new SshError('ERR_SSH_CONNECTION_LOST', `connection to ${o.host}:${o.port} closed`));
     });
-    if (this.#o.keepaliveIntervalMs > 0) {
+    if (o.keepaliveIntervalMs > 0) {
       keepalive = new Keepalive(
-        this.#o.keepaliveIntervalMs,
-        this.#o.keepaliveCountMax,
+        o.keepaliveIntervalMs,
+        o.keepaliveCountMax,
         {
           sendProbe: (onReply) => {
             sendKeepaliveProbe(client, onReply);
@@ -279,7 +283,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
           onDead: (missed) => {
             const cause = new SshError(
               'ERR_SSH_KEEPALIVE_TIMEOUT',
-              `no packet from ${this.#o.host}:${this.#o.port} for ${this.#o.keepaliveIntervalMs * (missed + 1)} ms (${missed} keep-alive probes unanswered)`,
+              `no packet from ${o.host}:${o.port} for ${o.keepaliveIntervalMs * (missed + 1)} ms (${missed} keep-alive probes unanswered)`,
             );
             this.#lost(live, cause);
           },

@@ -27,6 +27,8 @@ function errCode(err: unknown): string | undefined {
  * are errors. Opened non-blocking so a FIFO cannot hang the read.
  */
 async function readKnownHostsFile(file: string): Promise<string | undefined> {
+  // `UserKnownHostsFile /dev/null` is a common way to say "no file" in ssh_config.
+  if (file === '/dev/null') return undefined;
   let fh: FileHandle;
   try {
     fh = await open(file, fsc.O_RDONLY | fsc.O_NONBLOCK);

@@ -26,6 +26,8 @@ export function clientOptions(info: SshdInfo, overrides: Partial<SshClientOption
     knownHostsFiles: [via ? knownHostsFor(info, host, port) : info.knownHostsPath],
     globalKnownHostsFiles: [],
     agent: false,
+    // hermetic: the machine's ~/.ssh/config and /etc/ssh/ssh_config are not read
+    sshConfig: false,
     ...overrides,
   };
 }

@@ -123,9 +123,10 @@ describe('server-side failures', () => {
     expect(await waitFor(() => delays.length >= 5, 15_000)).toBe(true);
     await server.start();
     expect(await waitFor(() => ssh.state === 'ready', 10_000)).toBe(true);
-    for (let i = 1; i < delays.length; i++) expect(delays[i]).toBeGreaterThanOrEqual(delays[i - 1]! * 0.999 > 800 ? 400 : delays[i - 1]!);
+    // base delays 100, 200, 400, 800, 800...; jitter keeps each in [base/2, base): they grow until capped
+    for (let i = 1; i < Math.min(delays.length, 4); i++) expect(delays[i]).toBeGreaterThanOrEqual(delays[i - 1]!);
     for (const d of delays) expect(d).toBeLessThanOrEqual(800);
-    expect(delays.at(-1)).toBeGreaterThan(delays[0]!);
+    for (const d of delays.slice(3)) expect(d).toBeGreaterThanOrEqual(400);
     expect((await ssh.exec('echo restarted')).stdout).toBe('restarted\n');
   });
 
