@@ -1,0 +1,368 @@
+/**
+ * Shared helpers of the benchmark suite (`npm run bench`): the target every bench module gets,
+ * the row shape of the sftp/forward benches, statistics, timing, child processes and markdown
+ * tables.
+ *
+ * Statistics are written here rather than taken from npm: a median/percentile over an array is a
+ * few lines, and the benchmark packages on npm (tinybench, benchmark.js) run a function in a
+ * tight loop, which does not fit round trips to a server that must be interleaved between tools.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { SshdHandle } from '../helpers/sshd.js';
+
+// ---------------------------------------------------------------------------------------------
+// the target
+
+/**
+ * The one sshd of a bench run, handed to every bench module (`benchCore`, `benchSftp`,
+ * `benchForward`). Fields are those of the harness handle (`test/helpers/sshd.ts`); the server is
+ * started with default `MaxSessions` (10).
+ */
+export interface BenchTarget
+  extends Pick<
+    SshdHandle,
+    | 'host'
+    | 'port'
+    | 'username'
+    | 'privateKeyPath'
+    | 'privateKey'
+    | 'publicKey'
+    | 'knownHostsPath'
+    | 'hostPublicKey'
+    | 'hostKeyFingerprint'
+    | 'homeDir'
+    | 'dir'
+  > {
+  /** `BENCH_QUICK=1`: a smoke run with few iterations (numbers are not meaningful). */
+  quick: boolean;
+}
+
+/** Builds a {@link BenchTarget} from the harness handle. */
+export function targetOf(h: SshdHandle, quick: boolean): BenchTarget {
+  return {
+    host: h.host,
+    port: h.port,
+    username: h.username,
+    privateKeyPath: h.privateKeyPath,
+    privateKey: h.privateKey,
+    publicKey: h.publicKey,
+    knownHostsPath: h.knownHostsPath,
+    hostPublicKey: h.hostPublicKey,
+    hostKeyFingerprint: h.hostKeyFingerprint,
+    homeDir: h.homeDir,
+    dir: h.dir,
+    quick,
+  };
+}
+
+/** Whether `BENCH_QUICK` is set to something other than `''`/`0`. */
+export function isQuick(): boolean {
+  const v = process.env.BENCH_QUICK;
+  return v !== undefined && v !== '' && v !== '0';
+}
+
+/** `full` iterations normally, `quick` under `BENCH_QUICK=1`. */
+export function iterations(full: number, quick: number): number {
+  return isQuick() ? quick : full;
+}
+
+/**
+ * One measured result of the sftp/forward benches. Any extra numeric field is shown as its own
+ * column. Higher `mbPerSec` (MB = 10^6 bytes, per wall-clock second) and `connPerSec` are better;
+ * lower `cpuSecPerGiB` (client CPU seconds per GiB moved) is better.
+ */
+export interface Row {
+  /** What was measured, e.g. `'upload 64 MiB'`. Rows of different tools with the same name are compared. */
+  name: string;
+  /** Who did it, e.g. `'ssh-tether'`, `'ssh2-sftp-client'`, `'sftp (OpenSSH)'`. */
+  tool: string;
+  mbPerSec?: number;
+  connPerSec?: number;
+  cpuSecPerGiB?: number;
+  notes?: string;
+  [extra: string]: string | number | undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// algorithms pinned for every tool
+
+/** The algorithms every tool is pinned to, so the comparison is like for like. */
+export const PINNED = Object.freeze({
+  cipher: 'aes128-gcm@openssh.com',
+  kex: 'curve25519-sha256',
+  serverHostKey: 'ssh-ed25519',
+});
+
+/** {@link PINNED} as an ssh2 / ssh-tether `algorithms` option. */
+export function pinnedAlgorithms(): { cipher: string[]; kex: string[]; serverHostKey: string[] } {
+  return { cipher: [PINNED.cipher], kex: [PINNED.kex], serverHostKey: [PINNED.serverHostKey] };
+}
+
+/** {@link PINNED} as OpenSSH client options (`ssh`, `sftp`, `scp`). */
+export function pinnedOpensshArgs(): string[] {
+  return ['-c', PINNED.cipher, '-o', `KexAlgorithms=${PINNED.kex}`, '-o', `HostKeyAlgorithms=${PINNED.serverHostKey}`];
+}
+
+/**
+ * An ssh2 `hostVerifier` that accepts only the target's host key (so raw ssh2 and node-ssh verify
+ * the key like ssh-tether and OpenSSH do, at the cost of one buffer compare).
+ */
+export function hostKeyVerifier(target: Pick<BenchTarget, 'hostPublicKey'>): (key: Buffer) => boolean {
+  const b64 = target.hostPublicKey.trim().split(/\s+/)[1] ?? '';
+  const expected = Buffer.from(b64, 'base64');
+  return (key: Buffer) => Buffer.isBuffer(key) && key.equals(expected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// statistics
+
+/** Sorted copy. */
+function sorted(xs: readonly number[]): number[] {
+  return [...xs].sort((a, b) => a - b);
+}
+
+/** Linear-interpolated percentile `p` (0..100) of `xs`; `NaN` for an empty array. */
+export function percentile(xs: readonly number[], p: number): number {
+  if (xs.length === 0) return Number.NaN;
+  const s = sorted(xs);
+  const idx = ((s.length - 1) * Math.min(100, Math.max(0, p))) / 100;
+  const lo = Math.floor(idx);
+  const hi = Math.ceil(idx);
+  const a = s[lo]!;
+  const b = s[hi]!;
+  return a + (b - a) * (idx - lo);
+}
+
+/** Median of `xs`; `NaN` for an empty array. */
+export function median(xs: readonly number[]): number {
+  return percentile(xs, 50);
+}
+
+/** Summary of a sample: count, median, p10, p90, min, max. */
+export interface Summary {
+  n: number;
+  median: number;
+  p10: number;
+  p90: number;
+  min: number;
+  max: number;
+}
+
+/** {@link Summary} of `xs`. */
+export function summarize(xs: readonly number[]): Summary {
+  return {
+    n: xs.length,
+    median: median(xs),
+    p10: percentile(xs, 10),
+    p90: percentile(xs, 90),
+    min: xs.length ? Math.min(...xs) : Number.NaN,
+    max: xs.length ? Math.max(...xs) : Number.NaN,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// timing
+
+/** A monotonic clock in milliseconds (fractional). */
+export function nowMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+/** Resolves after `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Runs a full GC when node was started with `--expose-gc` (it is, by `npm run bench`). */
+export function gc(): void {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (typeof g === 'function') g();
+}
+
+/** Rejects with `Error(what + ' timed out after N ms')` when `p` does not settle within `ms`. */
+export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+  }
+}
+
+/** The CPU time (user + system) this process used so far, in seconds. */
+export function cpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+// ---------------------------------------------------------------------------------------------
+// child processes
+
+/** Outcome of {@link runProcess}. */
+export interface ProcessResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** Wall time from spawn to exit, ms. */
+  elapsedMs: number;
+}
+
+/** Child processes spawned by bench helpers and not yet exited; killed by {@link killAllChildren}. */
+const children = new Set<ChildProcess>();
+
+/**
+ * Spawns `file args` (stdin ignored), collects its output and resolves on exit. Never rejects:
+ * a spawn error resolves with `code: null` and the message in `stderr`. Killed with SIGKILL after
+ * `timeoutMs` (default 30 s).
+ */
+export function runProcess(file: string, args: readonly string[], timeoutMs = 30_000): Promise<ProcessResult> {
+  return new Promise((resolve) => {
+    const t0 = nowMs();
+    const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (s: string) => {
+      if (stdout.length < 1 << 20) stdout += s;
+    });
+    child.stderr.on('data', (s: string) => {
+      if (stderr.length < 1 << 20) stderr += s;
+    });
+    let done = false;
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const finish = (code: number | null, signal: NodeJS.Signals | null, extra = ''): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      children.delete(child);
+      resolve({ code, signal, stdout, stderr: stderr + extra, elapsedMs: nowMs() - t0 });
+    };
+    child.on('error', (err) => finish(null, null, `spawn error: ${err.message}`));
+    child.on('close', (code, signal) => finish(code, signal));
+  });
+}
+
+/** Registers a child spawned elsewhere so {@link killAllChildren} covers it; unregisters on exit. */
+export function trackChild(child: ChildProcess): void {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  child.once('error', () => children.delete(child));
+}
+
+/** SIGKILLs every child still tracked (the bench's last resort at exit). Returns how many. */
+export function killAllChildren(): number {
+  let n = 0;
+  for (const c of children) {
+    if (c.exitCode === null && c.signalCode === null) {
+      c.kill('SIGKILL');
+      n++;
+    }
+  }
+  children.clear();
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// formatting
+
+/** A number with `digits` decimals (fewer for large values); `'-'` for `NaN`/`undefined`. */
+export function fmt(x: number | undefined, digits = 2): string {
+  if (x === undefined || !Number.isFinite(x)) return '-';
+  const a = Math.abs(x);
+  if (a >= 1000) return x.toFixed(0);
+  if (a >= 100) return x.toFixed(Math.min(digits, 1));
+  return x.toFixed(digits);
+}
+
+/** `a / b` formatted as `1.23x`, `'-'` when either is missing or zero. */
+export function ratio(a: number | undefined, b: number | undefined): string {
+  if (a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || a <= 0 || b <= 0) return '-';
+  return `${(a / b).toFixed(2)}x`;
+}
+
+/** A section of the report: a titled markdown table with optional notes under it. */
+export interface Section {
+  title: string;
+  columns: string[];
+  rows: string[][];
+  notes?: string[];
+}
+
+/** A target checked by a bench: printed as PASS/FAIL, never fails the process. */
+export interface TargetCheck {
+  name: string;
+  pass: boolean;
+  detail: string;
+}
+
+function cell(s: string): string {
+  return s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+}
+
+/** Renders a markdown table (numbers right-aligned when the column is all numeric-ish). */
+export function markdownTable(columns: readonly string[], rows: readonly (readonly string[])[]): string {
+  const numeric = columns.map((_, i) => rows.length > 0 && rows.every((r) => /^(-|[-+]?[\d.]+(x|%| ms)?|\d+\/\d+)$/.test(r[i] ?? '-')));
+  const widths = columns.map((c, i) => Math.max(3, cell(c).length, ...rows.map((r) => cell(r[i] ?? '').length)));
+  const line = (cells: readonly string[]): string =>
+    `| ${cells.map((c, i) => (numeric[i] ? cell(c).padStart(widths[i]!) : cell(c).padEnd(widths[i]!))).join(' | ')} |`;
+  const sep = `|${widths.map((w, i) => (numeric[i] ? `${'-'.repeat(w + 1)}:` : `${'-'.repeat(w + 2)}`)).join('|')}|`;
+  return [line(columns), sep, ...rows.map((r) => line(columns.map((_, i) => r[i] ?? '')))].join('\n');
+}
+
+/** Renders a {@link Section} as markdown (heading, table, notes). */
+export function renderSection(s: Section): string {
+  const parts = [`### ${s.title}`, '', markdownTable(s.columns, s.rows)];
+  if (s.notes && s.notes.length > 0) parts.push('', ...s.notes.map((n) => `- ${n}`));
+  return parts.join('\n');
+}
+
+/** Renders target checks as a markdown list with PASS/FAIL. */
+export function renderTargets(targets: readonly TargetCheck[]): string {
+  return targets.map((t) => `- **${t.pass ? 'PASS' : 'FAIL'}** ${t.name}: ${t.detail}`).join('\n');
+}
+
+const KNOWN_ORDER = ['mbPerSec', 'connPerSec', 'cpuSecPerGiB'];
+const HIGHER_IS_BETTER = new Set(['mbPerSec', 'connPerSec']);
+
+/**
+ * Turns bench {@link Row}s into a {@link Section}: columns `name`, `tool`, every numeric field
+ * present (known ones first), a ratio column comparing ssh-tether's primary metric (the first of
+ * `mbPerSec`/`connPerSec` present) with each row of the same `name`, and `notes`.
+ */
+export function rowsToSection(title: string, rows: readonly Row[]): Section {
+  const numericKeys: string[] = [];
+  for (const k of KNOWN_ORDER) if (rows.some((r) => typeof r[k] === 'number')) numericKeys.push(k);
+  for (const r of rows) {
+    for (const [k, v] of Object.entries(r)) {
+      if (typeof v === 'number' && !numericKeys.includes(k)) numericKeys.push(k);
+    }
+  }
+  const isTether = (r: Row): boolean => /tether/i.test(r.tool);
+  const primaryOf = (r: Row): string | undefined => KNOWN_ORDER.find((k) => HIGHER_IS_BETTER.has(k) && typeof r[k] === 'number');
+  const hasRatio = rows.some((r) => !isTether(r) && rows.some((t) => isTether(t) && t.name === r.name));
+  const columns = ['name', 'tool', ...numericKeys, ...(hasRatio ? ['ssh-tether vs this'] : []), 'notes'];
+  const out = rows.map((r) => {
+    const cells = [r.name, r.tool, ...numericKeys.map((k) => fmt(typeof r[k] === 'number' ? r[k] : undefined))];
+    if (hasRatio) {
+      const t = rows.find((x) => isTether(x) && x.name === r.name);
+      const key = primaryOf(r);
+      cells.push(t && key && !isTether(r) ? ratio(t[key] as number | undefined, r[key] as number | undefined) : '-');
+    }
+    cells.push(r.notes ?? '');
+    return cells;
+  });
+  return {
+    title,
+    columns,
+    rows: out,
+    notes: hasRatio ? ['"ssh-tether vs this": the MB/s (or conn/s) of the first ssh-tether row with the same name divided by this row\'s; > 1 means ssh-tether is faster.'] : [],
+  };
+}
