@@ -56,6 +56,14 @@ const execSchema = z.strictObject({
   maxBufferBytes: z.number({ error: 'expected a number of bytes' }).int().positive({ error: 'expected a number of bytes > 0' }).optional(),
 });
 
+/** `true` for `undefined` or a plain `{}`: nothing to validate (keeps zod off the hot path). */
+function isEmpty(o: unknown): boolean {
+  if (o === undefined) return true;
+  if (o === null || typeof o !== 'object') return false;
+  for (const _ in o) return false;
+  return true;
+}
+
 /** What exec needs from the client. */
 export interface ExecContext {
   provider: LinkProvider;
@@ -70,10 +78,16 @@ function execChannel(client: ssh2.Client, cmdline: string): Promise<ssh2.ClientC
   });
 }
 
-async function start(ctx: ExecContext, command: string | readonly string[], o: SpawnOptions, scope: AbortSignal): Promise<{ proc: RemoteProcess; channel: ssh2.ClientChannel }> {
-  const cmdline = buildCommandLine({ command, env: o.env, cwd: o.cwd, reportPid: true });
+async function start(
+  ctx: ExecContext,
+  command: string | readonly string[],
+  o: SpawnOptions,
+  scope: AbortSignal,
+  reportPid: boolean,
+): Promise<{ proc: RemoteProcess; channel: ssh2.ClientChannel }> {
+  const cmdline = buildCommandLine({ command, env: o.env, cwd: o.cwd, reportPid });
   const { link, channel, release } = await openSession(ctx.provider, ctx.limiter, (l) => execChannel(l.client, cmdline), scope);
-  const proc = new RemoteProcess(channel, link.signal, scope, ctx.killer, release);
+  const proc = new RemoteProcess(channel, link.signal, scope, ctx.killer, release, reportPid);
   return { proc, channel };
 }
 
@@ -85,12 +99,15 @@ async function start(ctx: ExecContext, command: string | readonly string[], o: S
  * @throws {SshError} `ERR_SSH_CHANNEL_OPEN`, `ERR_SSH_CONNECTION_LOST`, `ERR_SSH_TIMEOUT`, `ERR_SSH_ABORTED`, `ERR_SSH_CLOSED`.
  */
 export async function spawnCommand(ctx: ExecContext, command: string | readonly string[], options: SpawnOptions = {}): Promise<RemoteProcess> {
-  const parsed = spawnSchema.safeParse(options);
-  if (!parsed.success) throw zodToConfigError(parsed.error, 'spawn options');
+  if (!isEmpty(options)) {
+    const parsed = spawnSchema.safeParse(options);
+    if (!parsed.success) throw zodToConfigError(parsed.error, 'spawn options');
+  }
   const o = options;
   const scope = operationScope({ signal: o.signal, timeoutMs: o.timeoutMs }, 'spawn');
   try {
-    const { proc } = await start(ctx, command, o, scope.signal);
+    // spawn always reports the pid: kill() must be able to stop the command.
+    const { proc } = await start(ctx, command, o, scope.signal, true);
     const dispose = (): void => scope.dispose();
     proc.exited.then(dispose, dispose);
     return proc;
@@ -112,14 +129,17 @@ export async function spawnCommand(ctx: ExecContext, command: string | readonly 
 export async function execCommand(ctx: ExecContext, command: string | readonly string[], options: ExecOptions & { encoding: 'buffer' }): Promise<ExecResult<Buffer>>;
 export async function execCommand(ctx: ExecContext, command: string | readonly string[], options?: ExecOptions): Promise<ExecResult<string>>;
 export async function execCommand(ctx: ExecContext, command: string | readonly string[], options: ExecOptions = {}): Promise<ExecResult<string> | ExecResult<Buffer>> {
-  const parsed = execSchema.safeParse(options);
-  if (!parsed.success) throw zodToConfigError(parsed.error, 'exec options');
+  if (!isEmpty(options)) {
+    const parsed = execSchema.safeParse(options);
+    if (!parsed.success) throw zodToConfigError(parsed.error, 'exec options');
+  }
   const o = options;
   const maxBuffer = o.maxBufferBytes ?? DEFAULT_MAX_BUFFER_BYTES;
   const asBuffer = o.encoding === 'buffer';
   const scope = operationScope({ signal: o.signal, timeoutMs: o.timeoutMs }, 'exec');
   try {
-    const { proc, channel } = await start(ctx, command, o, scope.signal);
+    // The pid is only needed to stop the command on timeout or abort.
+    const { proc, channel } = await start(ctx, command, o, scope.signal, o.timeoutMs !== undefined || o.signal !== undefined);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let outLen = 0;

@@ -77,19 +77,31 @@ export class RemoteProcess {
   readonly #killer: ProcessKiller | undefined;
 
   /** @internal */
-  constructor(channel: ssh2.ClientChannel, linkSignal: AbortSignal, opSignal: AbortSignal | undefined, killer: ProcessKiller | undefined, onSettled: () => void) {
+  constructor(
+    channel: ssh2.ClientChannel,
+    linkSignal: AbortSignal,
+    opSignal: AbortSignal | undefined,
+    killer: ProcessKiller | undefined,
+    onSettled: () => void,
+    stripPid = true,
+  ) {
     this.#channel = channel;
     this.#killer = killer;
     this.stdin = channel;
     this.stdout = channel;
-    const stripper = new PidLineStripper((pid) => {
-      this.#pid = pid;
-    });
-    channel.stderr.pipe(stripper);
-    channel.stderr.on('error', (e: Error) => stripper.destroy(e));
-    this.stderr = stripper;
     channel.on('error', () => undefined);
-    stripper.on('error', () => undefined);
+    if (stripPid) {
+      const stripper = new PidLineStripper((pid) => {
+        this.#pid = pid;
+      });
+      channel.stderr.pipe(stripper);
+      channel.stderr.on('error', (e: Error) => stripper.destroy(e));
+      stripper.on('error', () => undefined);
+      this.stderr = stripper;
+    } else {
+      // The command line did not report a pid (no timeout or signal to honour): no filter needed.
+      this.stderr = channel.stderr;
+    }
     channel.on('exit', (code: number | null, signal?: string) => {
       this.#exit = { code: typeof code === 'number' ? code : null, signal: typeof signal === 'string' ? signal : null };
     });

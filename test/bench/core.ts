@@ -649,7 +649,7 @@ export async function benchCore(target: BenchTarget): Promise<CoreResult> {
       conc = await benchExecConcurrent(concTools, [8, 32], () => [
         lowered.count === 0
           ? "ssh-tether's session limiter kept its limit of 10 throughout."
-          : `ssh-tether's session limiter lowered its learned limit ${lowered.count} time(s) after "open failed" refusals, down to ${lowered.min} (it is only reset on reconnect), so later ssh-tether batches ran with fewer sessions.`,
+          : `ssh-tether's session limiter lowered its learned limit ${lowered.count} time(s) after "open failed" refusals, down to ${lowered.min} (it climbs back by one after as many successful opens, and resets on reconnect), so later ssh-tether batches ran with fewer sessions.`,
       ]);
     } finally {
       if (original) Object.defineProperty(proto, 'lowerLimit', original);
