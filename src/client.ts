@@ -4,7 +4,7 @@ import { SshError } from './errors.js';
 import { resolveOptions, type ResolvedOptions, type SshClientOptions } from './config/options.js';
 import { resolveEffective } from './config/effective.js';
 import type { SshConfigWarning } from './config/ssh-config.js';
-import { Connection, type ConnectionEvents } from './connection/connection.js';
+import { Connection, type ConnectionEvents, type RttSummary } from './connection/connection.js';
 import type { ConnectionState } from './connection/state.js';
 import type { Link, LinkWaitOptions } from './connection/link.js';
 import { SessionLimiter } from './channel/limiter.js';
@@ -13,6 +13,7 @@ import type { ExecResult, RemoteProcess } from './exec/process.js';
 import { createHostVerifier, type NewHostKeyInfo } from './known-hosts/index.js';
 import { openSession } from './channel/open.js';
 import { SftpClient } from './sftp/index.js';
+import { redactingLogger, silentLogger } from './internal/logger.js';
 import type ssh2 from 'ssh2';
 
 function openSftpChannel(client: ssh2.Client): Promise<ssh2.SFTPWrapper> {
@@ -40,14 +41,25 @@ export interface ClientHealth {
   port: number;
   /** When the current link became ready, or `undefined` when not ready. */
   connectedSince: Date | undefined;
+  /** Milliseconds since the current link became ready (0 when not ready). */
+  uptimeMs: number;
   /** Successful reconnects since the client was created. */
   reconnects: number;
+  /** Links lost since the client was created. */
+  disconnects: number;
+  /** Why the last link was lost. */
+  lastDisconnectCause: { code: string; message: string } | undefined;
   /** Round trip of the last answered keep-alive probe, in ms. */
   lastKeepaliveRttMs: number | undefined;
+  /** Keep-alive round trips over the last 64 answered probes, in ms. */
+  keepaliveRtt: RttSummary;
   /** Session channels open now. */
   openChannels: number;
   /** Operations waiting for a session channel (MaxSessions). */
   queuedChannels: number;
+  /** Bytes received and sent on the transport (all links, SSH framing included). */
+  bytesIn: number;
+  bytesOut: number;
 }
 
 /**
@@ -88,14 +100,24 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     super();
     this.#o = resolveOptions(options);
     const o = this.#o;
-    this.#limiter = new SessionLimiter(o.maxSessions);
+    this.#limiter = new SessionLimiter(o.maxSessions, this);
+    const secrets = (): string[] => {
+      const out: string[] = [];
+      if (o.password) out.push(o.password.reveal());
+      if (o.passphrase && typeof o.passphrase !== 'function') out.push(o.passphrase.reveal());
+      return out;
+    };
+    const logger = o.logger ? redactingLogger(o.logger, secrets) : silentLogger;
     const warned = new Set<string>();
     this.#conn = new Connection(o, {
+      owner: this,
+      logger,
       resolveAttempt: async () => {
         const e = await resolveEffective(o);
         for (const w of e.warnings) {
           if (warned.has(w.keyword)) continue;
           warned.add(w.keyword);
+          logger.warn({ keyword: w.keyword }, `ssh-tether: ssh_config: ${w.message}`);
           this.emit('warning', w);
         }
         return e;
@@ -109,6 +131,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
           strictHostKeyChecking: a.strictHostKeyChecking,
           hashKnownHosts: a.hashKnownHosts,
           onNewKey: (info) => {
+            logger.warn({ host: info.host, action: info.action, fingerprint: info.fingerprint }, 'ssh-tether: host key accepted without being known');
             this.emit('hostkey', info);
           },
         }),
@@ -247,15 +270,22 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
   /** A snapshot of the figures a supervisor needs. */
   health(): ClientHealth {
     const s = this.#conn.stats();
+    const cause = s.lastDisconnectCause;
     return {
       state: this.#conn.state,
       host: this.#o.host,
       port: this.#o.port,
       connectedSince: s.connectedSince,
+      uptimeMs: s.connectedSince ? Date.now() - s.connectedSince.getTime() : 0,
       reconnects: s.reconnects,
+      disconnects: s.disconnects,
+      lastDisconnectCause: cause ? { code: cause.code, message: cause.message } : undefined,
       lastKeepaliveRttMs: s.lastKeepaliveRttMs,
+      keepaliveRtt: s.keepaliveRtt,
       openChannels: this.#limiter.open,
       queuedChannels: this.#limiter.queued,
+      bytesIn: s.bytesIn,
+      bytesOut: s.bytesOut,
     };
   }
 

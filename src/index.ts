@@ -21,7 +21,9 @@ export { DEFAULTS, type SshClientOptions, type PassphraseCallback, type Keyboard
 export { resolveConfig, type EffectiveConfig } from './config/effective.js';
 export type { SshConfigWarning } from './config/ssh-config.js';
 export type { ConnectionState } from './connection/state.js';
-export type { ConnectionEvents } from './connection/connection.js';
+export type { ConnectionEvents, RttSummary } from './connection/connection.js';
+export { DIAGNOSTICS_CHANNELS } from './internal/diagnostics.js';
+export type { Logger } from './internal/logger.js';
 export type { LinkWaitOptions } from './connection/link.js';
 export type { ExecOptions, SpawnOptions } from './exec/exec.js';
 export { RemoteProcess, type ExecResult } from './exec/process.js';

@@ -15,8 +15,14 @@ export class SessionLimiter {
   readonly #queue: Array<{ grant: () => void; fail: (e: SshError) => void }> = [];
   readonly #idleWaiters = new Set<() => void>();
 
-  /** @param limit - maximum channels open at once (>= 1). */
-  constructor(readonly limit: number) {
+  /**
+   * @param limit - maximum channels open at once (>= 1).
+   * @param owner - what diagnostics_channel messages about these channels name as `client`.
+   */
+  constructor(
+    readonly limit: number,
+    readonly owner?: object,
+  ) {
     this.#learned = limit;
   }
 

@@ -2,6 +2,7 @@ import { SshChannelOpenError, SshError, mapChannelError } from '../errors.js';
 import { abortReason } from '../internal/cancel.js';
 import type { Link, LinkProvider } from '../connection/link.js';
 import type { SessionLimiter } from './limiter.js';
+import { publish, DIAGNOSTICS_CHANNELS as DC } from '../internal/diagnostics.js';
 
 /** Something with a `close` event: an ssh2 Channel or SFTPWrapper. */
 export interface Closable {
@@ -72,8 +73,12 @@ export async function openSession<T extends Closable>(
     }
     try {
       const channel = await openRaced(open(link), link, signal, dispose);
-      channel.once('close', release);
+      channel.once('close', () => {
+        release();
+        publish(DC.channelClose, () => ({ client: limiter.owner, type: 'session', open: limiter.open, queued: limiter.queued }));
+      });
       limiter.noteSuccess();
+      publish(DC.channelOpen, () => ({ client: limiter.owner, type: 'session', open: limiter.open, queued: limiter.queued }));
       return { link, channel, release };
     } catch (err) {
       const mapped = link.signal.aborted ? abortReason(link.signal) : mapChannelError(err);

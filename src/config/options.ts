@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { SshConfigError } from '../errors.js';
 import { Secret } from '../internal/secret.js';
 import type ssh2 from 'ssh2';
+import type { Logger } from '../internal/logger.js';
 
 /**
  * Built-in defaults, in one frozen object. Every duration is in milliseconds.
@@ -91,6 +92,13 @@ export const clientOptionsSchema = z.strictObject({
     .union([z.string(), z.array(nonEmpty('a jump host spec')), z.literal(false)], { error: "expected 'user@host:port,...', an array of host specs, or false" })
     .optional(),
   compression: z.boolean({ error: 'expected a boolean' }).optional(),
+  logger: z
+    .custom<Logger>(
+      (v) => typeof v === 'object' && v !== null && ['debug', 'info', 'warn', 'error'].every((m) => typeof (v as Record<string, unknown>)[m] === 'function'),
+      { error: 'expected a pino-compatible logger with debug, info, warn and error methods' },
+    )
+    .optional(),
+  debugProtocol: z.boolean({ error: 'expected a boolean' }).optional(),
   algorithms: z
     .strictObject({
       kex: algoList.optional(),
@@ -179,6 +187,13 @@ export interface SshClientOptions {
   jump?: string | string[] | false;
   /** Request zlib compression (ssh_config `Compression`). @default false */
   compression?: boolean;
+  /**
+   * A pino-compatible logger (`debug/info/warn/error(obj, msg)`). Secrets are redacted from
+   * everything it receives. @default silent
+   */
+  logger?: Logger;
+  /** Route ssh2's protocol debug output to `logger.debug` (verbose). @default false */
+  debugProtocol?: boolean;
   /** Algorithm lists passed to ssh2 (`kex`, `cipher`, `serverHostKey`, `hmac`, `compress`). @default ssh2's secure defaults */
   algorithms?: { kex?: string[]; cipher?: string[]; serverHostKey?: string[]; hmac?: string[]; compress?: string[] };
 }
@@ -230,6 +245,8 @@ export interface ResolvedOptions {
   readonly pubkeyAuthentication: boolean;
   /** ssh_config `BatchMode`: never ask callbacks for passwords or passphrases. */
   readonly batchMode: boolean;
+  readonly logger: Logger | undefined;
+  readonly debugProtocol: boolean;
   /** Options the caller set explicitly (they win over ssh_config). */
   readonly explicitKeys: ReadonlySet<string>;
 }
@@ -350,6 +367,8 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
     keyboardInteractive: o.keyboardInteractive,
     jump: parseJumpOption(o.jump),
     compression: o.compression ?? false,
+    logger: o.logger,
+    debugProtocol: o.debugProtocol ?? false,
     preferredAuthentications: undefined,
     passwordAuthentication: true,
     pubkeyAuthentication: true,

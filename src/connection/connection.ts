@@ -10,6 +10,8 @@ import { canTransition, type ConnectionState } from './state.js';
 import { Keepalive, systemClock, type Clock } from './keepalive.js';
 import { connectAttempt, type HostKeyCheck } from './attempt.js';
 import type { Link, LinkProvider, LinkWaitOptions } from './link.js';
+import { publish, DIAGNOSTICS_CHANNELS as DC } from '../internal/diagnostics.js';
+import { silentLogger, type Logger } from '../internal/logger.js';
 
 /** Events of the logical connection (re-emitted by {@link SshClient}). */
 export interface ConnectionEvents {
@@ -45,6 +47,39 @@ export interface ConnectionHooks {
   /** Provides a transport stream (ProxyJump) instead of a direct TCP connection; `undefined` for direct. */
   transport?: (o: ResolvedOptions, signal: AbortSignal) => Promise<Duplex | undefined>;
   clock?: Clock;
+  /** The object diagnostics_channel messages are about (the SshClient). */
+  owner?: object;
+  /** Where lifecycle events are logged (already redacting). */
+  logger?: Logger;
+}
+
+/** Keep-alive round trips over the last {@link RTT_WINDOW} answered probes, in ms. */
+export interface RttSummary {
+  count: number;
+  lastMs: number | undefined;
+  minMs: number | undefined;
+  maxMs: number | undefined;
+  meanMs: number | undefined;
+  p50Ms: number | undefined;
+  p90Ms: number | undefined;
+}
+
+/** Probes kept for the RTT summary. */
+export const RTT_WINDOW = 64;
+
+function summarize(values: readonly number[]): RttSummary {
+  if (values.length === 0) return { count: 0, lastMs: undefined, minMs: undefined, maxMs: undefined, meanMs: undefined, p50Ms: undefined, p90Ms: undefined };
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
+  return {
+    count: values.length,
+    lastMs: values[values.length - 1],
+    minMs: sorted[0],
+    maxMs: sorted[sorted.length - 1],
+    meanMs: values.reduce((a, b) => a + b, 0) / values.length,
+    p50Ms: at(0.5),
+    p90Ms: at(0.9),
+  };
 }
 
 interface LiveLink {
@@ -53,6 +88,7 @@ interface LiveLink {
   keepalive: Keepalive | undefined;
   sock: Duplex;
   since: number;
+  bytesIn: number;
 }
 
 interface Waiter {
@@ -114,6 +150,12 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
   #reconnects = 0;
   #lastRttMs: number | undefined;
   #lastDisconnect: SshError | undefined;
+  #disconnects = 0;
+  #rtts: number[] = [];
+  #bytesIn = 0;
+  #bytesOut = 0;
+  readonly #owner: object;
+  readonly #log: Logger;
   readonly #o: ResolvedOptions;
   readonly #hooks: ConnectionHooks;
   readonly #clock: Clock;
@@ -124,6 +166,8 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     this.#o = options;
     this.#hooks = hooks;
     this.#clock = hooks.clock ?? systemClock;
+    this.#owner = hooks.owner ?? this;
+    this.#log = hooks.logger ?? silentLogger;
   }
 
   /** The current state. */
@@ -132,12 +176,27 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
   }
 
   /** Figures for `health()`. */
-  stats(): { connectedSince: Date | undefined; reconnects: number; lastKeepaliveRttMs: number | undefined; lastDisconnectCause: SshError | undefined } {
+  stats(): {
+    connectedSince: Date | undefined;
+    reconnects: number;
+    disconnects: number;
+    lastKeepaliveRttMs: number | undefined;
+    keepaliveRtt: RttSummary;
+    lastDisconnectCause: SshError | undefined;
+    bytesIn: number;
+    bytesOut: number;
+  } {
+    const live = this.#live;
+    const sockOut = live ? ((live.sock as { bytesWritten?: number }).bytesWritten ?? 0) : 0;
     return {
-      connectedSince: this.#live && this.#state === 'ready' ? new Date(this.#live.since) : undefined,
+      connectedSince: live && this.#state === 'ready' ? new Date(live.since) : undefined,
       reconnects: this.#reconnects,
+      disconnects: this.#disconnects,
       lastKeepaliveRttMs: this.#lastRttMs,
+      keepaliveRtt: summarize(this.#rtts),
       lastDisconnectCause: this.#lastDisconnect,
+      bytesIn: this.#bytesIn + (live ? live.bytesIn : 0),
+      bytesOut: this.#bytesOut + sockOut,
     };
   }
 
@@ -149,6 +208,8 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
       throw new Error(`internal: illegal state transition ${previous} -> ${next}`);
     }
     this.#state = next;
+    this.#log.info({ state: next, previous, host: this.#o.host, port: this.#o.port }, `ssh-tether: ${previous} -> ${next}`);
+    publish(DC.state, () => ({ client: this.#owner, state: next, previous }));
     this.emit('state', { state: next, previous });
   }
 
@@ -241,15 +302,30 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     const epoch = ++this.#epoch;
     const lifetime = this.#lifetime.signal;
     let keepalive: Keepalive | undefined;
+    const started = performance.now();
     const o = this.#hooks.resolveAttempt ? await this.#hooks.resolveAttempt() : this.#o;
     lifetime.throwIfAborted();
-    const sock = this.#hooks.transport ? await this.#hooks.transport(o, lifetime) : undefined;
-    const transport = await connectAttempt(o, {
-      hostKeyCheck: this.#hooks.hostKeyCheckFor(o),
-      signal: lifetime,
-      ...(sock ? { sock } : {}),
-      onData: () => keepalive?.received(),
-    });
+    let bytesIn = 0;
+    let live: LiveLink | undefined;
+    let transport;
+    try {
+      const sock = this.#hooks.transport ? await this.#hooks.transport(o, lifetime) : undefined;
+      transport = await connectAttempt(o, {
+        hostKeyCheck: this.#hooks.hostKeyCheckFor(o),
+        signal: lifetime,
+        ...(sock ? { sock } : {}),
+        onData: (chunk) => {
+          bytesIn += chunk.length;
+          if (live) live.bytesIn = bytesIn;
+          keepalive?.received();
+        },
+        debug: o.debugProtocol ? (line: string) => this.#log.debug({ host: o.host, port: o.port }, line) : undefined,
+      });
+    } catch (err) {
+      this.#log.warn({ host: o.host, port: o.port, err }, 'ssh-tether: connect attempt failed');
+      publish(DC.connectError, () => ({ client: this.#owner, host: o.host, port: o.port, error: err }));
+      throw err;
+    }
     const { client } = transport;
     if (epoch !== this.#epoch || lifetime.aborted) {
       client.destroy();
@@ -259,13 +335,14 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     // Every operation on this link listens to its signal: many at once is normal, not a leak.
     setMaxListeners(0, ctl.signal);
     const link: Link = { client, epoch, signal: ctl.signal };
-    const live: LiveLink = { link, ctl, keepalive: undefined, sock: transport.sock, since: Date.now() };
+    live = { link, ctl, keepalive: undefined, sock: transport.sock, since: Date.now(), bytesIn };
+    const thisLive = live;
     let lostCause: SshError | undefined;
     client.on('error', (err: Error) => {
       lostCause ??= new SshError('ERR_SSH_CONNECTION_LOST', `connection lost: ${err.message}`, { cause: err });
     });
     client.on('close', () => {
-      this.#lost(live, lostCause ?? new SshError('ERR_SSH_CONNECTION_LOST', `connection to ${o.host}:${o.port} closed`));
+      this.#lost(thisLive, lostCause ?? new SshError('ERR_SSH_CONNECTION_LOST', `connection to ${o.host}:${o.port} closed`));
     });
     if (o.keepaliveIntervalMs > 0) {
       keepalive = new Keepalive(
@@ -276,8 +353,11 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
             sendKeepaliveProbe(client, onReply);
           },
           onRtt: (rttMs) => {
-            if (this.#live !== live) return;
+            if (this.#live !== thisLive) return;
             this.#lastRttMs = rttMs;
+            this.#rtts.push(rttMs);
+            if (this.#rtts.length > RTT_WINDOW) this.#rtts.shift();
+            publish(DC.keepalive, () => ({ client: this.#owner, rttMs }));
             this.emit('keepalive', { rttMs });
           },
           onDead: (missed) => {
@@ -285,14 +365,14 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
               'ERR_SSH_KEEPALIVE_TIMEOUT',
               `no packet from ${o.host}:${o.port} for ${o.keepaliveIntervalMs * (missed + 1)} ms (${missed} keep-alive probes unanswered)`,
             );
-            this.#lost(live, cause);
+            this.#lost(thisLive, cause);
           },
         },
         this.#clock,
       );
-      live.keepalive = keepalive;
+      thisLive.keepalive = keepalive;
     }
-    this.#live = live;
+    this.#live = thisLive;
     if (this.#hooks.beforeReady) {
       try {
         await this.#hooks.beforeReady(link);
@@ -303,9 +383,12 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
         client.destroy();
         throw err;
       }
-      if (this.#live !== live || lifetime.aborted) throw abortReason(lifetime, 'connect');
+      if (this.#live !== thisLive || lifetime.aborted) throw abortReason(lifetime, 'connect');
     }
     this.#setState('ready');
+    const durationMs = performance.now() - started;
+    this.#log.info({ host: o.host, port: o.port, durationMs }, 'ssh-tether: connected');
+    publish(DC.connect, () => ({ client: this.#owner, host: o.host, port: o.port, durationMs }));
     this.emit('ready');
     for (const l of [...this.#linkListeners]) {
       try {
@@ -315,7 +398,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
       }
     }
     for (const w of [...this.#waiters]) {
-      if (this.#live !== live) break;
+      if (this.#live !== thisLive) break;
       w.resolve(link);
     }
   }
@@ -329,9 +412,14 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
       cause.code === 'ERR_SSH_CONNECTION_LOST' ? cause : new SshError('ERR_SSH_CONNECTION_LOST', `connection lost: ${cause.message}`, { cause });
     live.ctl.abort(lost);
     live.link.client.destroy();
+    this.#bytesIn += live.bytesIn;
+    this.#bytesOut += (live.sock as { bytesWritten?: number }).bytesWritten ?? 0;
     live.sock.destroy();
     this.#lastDisconnect = cause;
     if (this.#state === 'closing' || this.#state === 'closed') return;
+    this.#disconnects += 1;
+    this.#log.warn({ host: this.#o.host, port: this.#o.port, code: cause.code, cause: cause.message }, 'ssh-tether: connection lost');
+    publish(DC.disconnect, () => ({ client: this.#owner, cause }));
     this.emit('disconnect', { cause });
     if (this.#state !== 'ready') return;
     if (this.#o.reconnect === false) {
@@ -365,7 +453,10 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
         async () => {
           attempt += 1;
           const delayMs = this.#delayFor(attempt);
-          this.emit('reconnecting', { attempt, delayMs, cause: lastCause });
+          this.#log.info({ attempt, delayMs, code: lastCause.code }, 'ssh-tether: reconnecting');
+          const cause = lastCause;
+          publish(DC.reconnecting, () => ({ client: this.#owner, attempt, delayMs, cause }));
+          this.emit('reconnecting', { attempt, delayMs, cause });
           await sleep(delayMs, lifetime);
           await this.#attempt();
           this.#reconnects += 1;
