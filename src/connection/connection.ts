@@ -306,7 +306,8 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     const o = this.#hooks.resolveAttempt ? await this.#hooks.resolveAttempt() : this.#o;
     lifetime.throwIfAborted();
     let bytesIn = 0;
-    let live: LiveLink | undefined;
+    // Set once the link exists; the data callback below runs before that too.
+    const current: { live?: LiveLink } = {};
     let transport;
     try {
       const sock = this.#hooks.transport ? await this.#hooks.transport(o, lifetime) : undefined;
@@ -316,7 +317,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
         ...(sock ? { sock } : {}),
         onData: (chunk) => {
           bytesIn += chunk.length;
-          if (live) live.bytesIn = bytesIn;
+          if (current.live) current.live.bytesIn = bytesIn;
           keepalive?.received();
         },
         debug: o.debugProtocol ? (line: string) => this.#log.debug({ host: o.host, port: o.port }, line) : undefined,
@@ -335,8 +336,8 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     // Every operation on this link listens to its signal: many at once is normal, not a leak.
     setMaxListeners(0, ctl.signal);
     const link: Link = { client, epoch, signal: ctl.signal };
-    live = { link, ctl, keepalive: undefined, sock: transport.sock, since: Date.now(), bytesIn };
-    const thisLive = live;
+    const thisLive: LiveLink = { link, ctl, keepalive: undefined, sock: transport.sock, since: Date.now(), bytesIn };
+    current.live = thisLive;
     let lostCause: SshError | undefined;
     client.on('error', (err: Error) => {
       lostCause ??= new SshError('ERR_SSH_CONNECTION_LOST', `connection lost: ${err.message}`, { cause: err });
