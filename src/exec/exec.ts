@@ -8,7 +8,7 @@ import type { LinkProvider } from '../connection/link.js';
 import type { SessionLimiter } from '../channel/limiter.js';
 import { openSession } from '../channel/open.js';
 import { buildCommandLine } from './quote.js';
-import { RemoteProcess, feedStdin, type ExecResult } from './process.js';
+import { RemoteProcess, captureExit, feedStdin, type ExecResult } from './process.js';
 
 /** Options of {@link SshClient.spawn}. */
 export interface SpawnOptions {
@@ -74,7 +74,11 @@ export interface ExecContext {
 
 function execChannel(client: ssh2.Client, cmdline: string): Promise<ssh2.ClientChannel> {
   return new Promise((resolve, reject) => {
-    client.exec(cmdline, (err, ch) => (err ? reject(err) : resolve(ch)));
+    client.exec(cmdline, (err, ch) => {
+      if (err) return reject(err);
+      captureExit(ch);
+      resolve(ch);
+    });
   });
 }
 
@@ -84,10 +88,11 @@ async function start(
   o: SpawnOptions,
   scope: AbortSignal,
   reportPid: boolean,
+  settleOnExit: boolean,
 ): Promise<{ proc: RemoteProcess; channel: ssh2.ClientChannel }> {
   const cmdline = buildCommandLine({ command, env: o.env, cwd: o.cwd, reportPid });
   const { link, channel, release } = await openSession(ctx.provider, ctx.limiter, (l) => execChannel(l.client, cmdline), scope);
-  const proc = new RemoteProcess(channel, link.signal, scope, ctx.killer, release, reportPid);
+  const proc = new RemoteProcess(channel, link.signal, scope, ctx.killer, release, reportPid, settleOnExit);
   return { proc, channel };
 }
 
@@ -107,7 +112,7 @@ export async function spawnCommand(ctx: ExecContext, command: string | readonly 
   const scope = operationScope({ signal: o.signal, timeoutMs: o.timeoutMs }, 'spawn');
   try {
     // spawn always reports the pid: kill() must be able to stop the command.
-    const { proc } = await start(ctx, command, o, scope.signal, true);
+    const { proc } = await start(ctx, command, o, scope.signal, true, true);
     const dispose = (): void => scope.dispose();
     proc.exited.then(dispose, dispose);
     return proc;
@@ -139,7 +144,7 @@ export async function execCommand(ctx: ExecContext, command: string | readonly s
   const scope = operationScope({ signal: o.signal, timeoutMs: o.timeoutMs }, 'exec');
   try {
     // The pid is only needed to stop the command on timeout or abort.
-    const { proc, channel } = await start(ctx, command, o, scope.signal, o.timeoutMs !== undefined || o.signal !== undefined);
+    const { proc, channel } = await start(ctx, command, o, scope.signal, o.timeoutMs !== undefined || o.signal !== undefined, false);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let outLen = 0;

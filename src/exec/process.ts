@@ -50,6 +50,19 @@ export class PidLineStripper extends Transform {
   }
 }
 
+/**
+ * Exit information captured synchronously in ssh2's exec callback: the exit request can arrive in
+ * the same TCP chunk as the exec reply, before any later listener is attached.
+ */
+const earlyExit = new WeakMap<object, { code: number | null; signal: string | null }>();
+
+/** Call inside ssh2's exec callback, before anything asynchronous, to never miss the exit. */
+export function captureExit(channel: ssh2.ClientChannel): void {
+  channel.on('exit', (code: number | null, signal?: string) => {
+    if (!earlyExit.has(channel)) earlyExit.set(channel, { code: typeof code === 'number' ? code : null, signal: typeof signal === 'string' ? signal : null });
+  });
+}
+
 /** How a {@link RemoteProcess} asks for its process group to be killed by a second exec. */
 export type ProcessKiller = (pid: number) => Promise<void>;
 
@@ -73,6 +86,7 @@ export class RemoteProcess {
   #pid: number | undefined;
   #exit: { code: number | null; signal: string | null } | undefined;
   #stopped: SshError | undefined;
+  #finish: ((err: SshError | undefined) => void) | undefined;
   readonly #channel: ssh2.ClientChannel;
   readonly #killer: ProcessKiller | undefined;
 
@@ -84,6 +98,8 @@ export class RemoteProcess {
     killer: ProcessKiller | undefined,
     onSettled: () => void,
     stripPid = true,
+    /** Settle `exited` on the exit status instead of waiting for the channel to close (spawn: the caller may never read the streams). */
+    settleOnExit = false,
   ) {
     this.#channel = channel;
     this.#killer = killer;
@@ -102,12 +118,15 @@ export class RemoteProcess {
       // The command line did not report a pid (no timeout or signal to honour): no filter needed.
       this.stderr = channel.stderr;
     }
+    this.#exit = earlyExit.get(channel);
     channel.on('exit', (code: number | null, signal?: string) => {
-      this.#exit = { code: typeof code === 'number' ? code : null, signal: typeof signal === 'string' ? signal : null };
+      this.#exit ??= { code: typeof code === 'number' ? code : null, signal: typeof signal === 'string' ? signal : null };
+      if (settleOnExit) this.#finish?.(undefined);
     });
     this.exited = new Promise<ExecResult<string>>((resolve, reject) => {
       let done = false;
       const finish = (err: SshError | undefined): void => {
+        this.#finish = undefined;
         if (done) return;
         done = true;
         linkSignal.removeEventListener('abort', onLinkAbort);
@@ -129,8 +148,10 @@ export class RemoteProcess {
       const onOpAbort = (): void => {
         if (opSignal) this.#stop(abortReason(opSignal));
       };
+      this.#finish = finish;
       linkSignal.addEventListener('abort', onLinkAbort, { once: true });
       if (linkSignal.aborted) onLinkAbort();
+      if (settleOnExit && this.#exit) finish(undefined);
       if (opSignal) {
         opSignal.addEventListener('abort', onOpAbort, { once: true });
         if (opSignal.aborted) onOpAbort();
@@ -202,6 +223,9 @@ export class RemoteProcess {
       this.#killer(pid).catch(() => undefined);
     }
     this.#channel.close();
+    // Settle now with the output so far: sshd answers the close only once the command is gone,
+    // and ssh2 reports it only once the caller has read the streams to their end.
+    setImmediate(() => this.#finish?.(reason));
   }
 
   /** @internal Partial output for errors; overridden by exec, which collects output. */

@@ -158,3 +158,25 @@ describe('exec against a real sshd', () => {
     expect(ssh.health().openChannels).toBe(0);
   }, 120_000);
 });
+
+describe('spawn lifecycle', () => {
+  it('kill() settles exited at once even when nobody reads the streams, and stops the command', async () => {
+    const ssh = new SshClient({ host: info.host, port: info.port, username: info.username, identityFiles: [info.privateKeyPath], knownHostsFiles: [info.knownHostsPath], globalKnownHostsFiles: [], agent: false, sshConfig: false });
+    const marker = `tether-spawnkill-${process.pid}-${Date.now()}`;
+    const proc = await ssh.spawn(`sleep 30; echo ${marker}`);
+    expect(await waitFor(() => remotePids(marker).length > 0, 5_000)).toBe(true);
+    await waitFor(() => proc.pid !== undefined, 2_000);
+    proc.kill();
+    const err = (await proc.exited.catch((e: unknown) => e)) as SshError;
+    expect(err.code).toBe('ERR_SSH_ABORTED');
+    expect(await waitFor(() => remotePids(marker).length === 0, 5_000)).toBe(true);
+    await ssh.close();
+  });
+
+  it('exited resolves on the exit status even when stdout is never read', async () => {
+    const ssh = new SshClient({ host: info.host, port: info.port, username: info.username, identityFiles: [info.privateKeyPath], knownHostsFiles: [info.knownHostsPath], globalKnownHostsFiles: [], agent: false, sshConfig: false });
+    const proc = await ssh.spawn('echo unread; exit 3');
+    expect((await proc.exited).exitCode).toBe(3);
+    await ssh.close();
+  });
+});
