@@ -53,7 +53,7 @@ export interface ConnectionHooks {
   logger?: Logger;
 }
 
-/** Keep-alive round trips over the last {@link RTT_WINDOW} answered probes, in ms. */
+/** Keep-alive round trips over the last 64 answered probes, in ms. */
 export interface RttSummary {
   count: number;
   lastMs: number | undefined;
