@@ -55,3 +55,12 @@ export {
   type SftpStats,
   type TransferProgress,
 } from './sftp/index.js';
+export {
+  diagnose,
+  DIAGNOSE_STEPS,
+  DIAGNOSE_EXIT_CODES,
+  type DiagnoseOptions,
+  type DiagnoseReport,
+  type DiagnoseStep,
+  type DiagnoseStepName,
+} from './doctor/index.js';

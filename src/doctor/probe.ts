@@ -1,0 +1,394 @@
+/**
+ * The network half of the doctor: DNS, TCP, the identification string, and one ssh2 connection
+ * driven through key exchange, host-key check and authentication with every event recorded.
+ *
+ * @module doctor/probe
+ */
+import { lookup } from 'node:dns/promises';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
+import ssh2 from 'ssh2';
+import type { ParsedKey } from 'ssh2';
+
+/** Outcome of one TCP attempt. */
+export interface TcpTry {
+  address: string;
+  /** `connected`, `refused` (RST), `timeout` (no answer), `unreachable` (no route), or `error`. */
+  outcome: 'connected' | 'refused' | 'timeout' | 'unreachable' | 'error';
+  /** The system error code, when there was one. */
+  code?: string;
+}
+
+/** Races `p` against a timer; the timer never keeps the process alive. */
+export function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(onTimeout()), ms);
+    t.unref();
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
+/** Resolves a host name to its addresses (IPv4 and IPv6, system resolver order). */
+export async function resolveAddresses(host: string, timeoutMs: number): Promise<string[]> {
+  if (isIP(host) !== 0) return [host];
+  const found = await withTimeout(lookup(host, { all: true, verbatim: true }), timeoutMs, () =>
+    Object.assign(new Error(`DNS lookup of ${host} did not answer within ${timeoutMs} ms`), { code: 'ETIMEOUT' }),
+  );
+  return [...new Set(found.map((a) => a.address))];
+}
+
+/** Connects to one address; resolves with the socket or the classified failure. Settles once. */
+export function tcpConnect(address: string, port: number, timeoutMs: number): Promise<{ sock: Socket } | { fail: TcpTry }> {
+  return new Promise((resolve) => {
+    const sock = netConnect({ host: address, port, noDelay: true });
+    let done = false;
+    const finish = (r: { sock: Socket } | { fail: TcpTry }): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.removeListener('connect', onConnect);
+      if ('fail' in r) sock.destroy();
+      resolve(r);
+    };
+    const timer = setTimeout(() => finish({ fail: { address, outcome: 'timeout' } }), timeoutMs);
+    const onConnect = (): void => finish({ sock });
+    sock.once('connect', onConnect);
+    // Stays attached for the socket's life: a late error must never be unhandled.
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      const code = err.code ?? 'UNKNOWN';
+      const outcome: TcpTry['outcome'] =
+        code === 'ECONNREFUSED'
+          ? 'refused'
+          : code === 'ETIMEDOUT'
+            ? 'timeout'
+            : code === 'EHOSTUNREACH' || code === 'ENETUNREACH' || code === 'EADDRNOTAVAIL' || code === 'EHOSTDOWN'
+              ? 'unreachable'
+              : 'error';
+      finish({ fail: { address, outcome, code } });
+    });
+  });
+}
+
+/** What {@link readBanner} saw. */
+export type BannerResult =
+  | { kind: 'ok'; ident: string; preamble: string[] }
+  | { kind: 'stall'; received: Buffer }
+  | { kind: 'closed'; received: Buffer }
+  | { kind: 'not-ssh'; received: Buffer };
+
+/** Longest identification string (RFC 4253 section 4.2: 255 characters including CR LF). */
+const MAX_IDENT = 255;
+/** Bytes of pre-banner lines accepted before giving up (OpenSSH accepts up to 1024 lines). */
+const MAX_PREAMBLE_BYTES = 64 * 1024;
+
+/**
+ * Reads the server's identification string (RFC 4253 section 4.2) without sending ours, then
+ * puts every byte read back into the socket (paused), so ssh2 can take it over. Lines before
+ * the `SSH-` line are allowed and returned as `preamble`.
+ */
+export function readBanner(sock: Socket, timeoutMs: number): Promise<BannerResult> {
+  return new Promise((resolve) => {
+    let buf = Buffer.alloc(0);
+    let done = false;
+    const finish = (r: BannerResult): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.removeListener('data', onData);
+      sock.removeListener('close', onClose);
+      sock.removeListener('end', onClose);
+      sock.pause();
+      if (r.kind === 'ok' && buf.length > 0) sock.unshift(buf);
+      resolve(r);
+    };
+    const timer = setTimeout(() => finish({ kind: 'stall', received: buf }), timeoutMs);
+    const onClose = (): void => finish({ kind: 'closed', received: buf });
+    const onData = (chunk: Buffer): void => {
+      buf = Buffer.concat([buf, chunk]);
+      const preamble: string[] = [];
+      let start = 0;
+      for (;;) {
+        const nl = buf.indexOf(0x0a, start);
+        if (nl < 0) {
+          const partial = buf.subarray(start);
+          if (partial.subarray(0, 4).toString('latin1') === 'SSH-' && partial.length > MAX_IDENT) {
+            return finish({ kind: 'not-ssh', received: buf });
+          }
+          if (buf.length > MAX_PREAMBLE_BYTES) return finish({ kind: 'not-ssh', received: buf });
+          return;
+        }
+        const line = buf.subarray(start, nl).toString('latin1').replace(/\r$/, '');
+        start = nl + 1;
+        if (line.startsWith('SSH-')) return finish({ kind: 'ok', ident: line, preamble });
+        if (/[^\x20-\x7e\t]/.test(line)) return finish({ kind: 'not-ssh', received: buf });
+        preamble.push(line);
+      }
+    };
+    sock.on('data', onData);
+    sock.once('close', onClose);
+    sock.once('end', onClose);
+  });
+}
+
+/** Printable preview of bytes received (for reports): at most 80 characters. */
+export function preview(b: Buffer): string {
+  const s = b.subarray(0, 80).toString('latin1').replace(/[^\x20-\x7e]/g, '.');
+  return b.length > 80 ? `${s}...` : s;
+}
+
+/** One authentication attempt and the server's answer. */
+export interface AuthTry {
+  /** `none`, `publickey`, `agent`, `password` or `keyboard-interactive`. */
+  method: string;
+  /** Key type and fingerprint, and where it came from, for key methods. */
+  key?: string;
+  /** `accepted`, `rejected` (USERAUTH_FAILURE), `partial` (partial success), or `disconnected`. */
+  answer: 'accepted' | 'rejected' | 'partial' | 'disconnected';
+  /** The methods the server said can continue, after this attempt. */
+  serverAllows?: string[];
+}
+
+/** A method offered to ssh2's authHandler. */
+export type AuthOffer =
+  | { kind: 'agent'; socket: string; label: string }
+  | { kind: 'publickey'; key: ParsedKey; label: string }
+  | { kind: 'password'; password: string; label: string };
+
+/** The recorded run of one ssh2 connection. */
+export interface HandshakeRecord {
+  /** `ready` (authenticated), `error`, `close` (closed early), `timeout` (a phase stalled). */
+  end: 'ready' | 'error' | 'close' | 'timeout' | 'hostkey-refused';
+  /** The phase the connection was in when it ended. */
+  phase: 'kex' | 'hostkey' | 'auth' | 'done';
+  error?: Error & { level?: string; code?: unknown };
+  /** `performance.now()` when each phase ended. */
+  marks: { start: number; kex?: number; hostkey?: number; auth?: number };
+  /** Algorithm lists seen in ssh2's debug output, by category (e.g. `KEX method`). */
+  local: Record<string, string>;
+  remote: Record<string, string>;
+  /** Chosen algorithms by category (e.g. `KEX algorithm`, `C->S Cipher`). */
+  chosen: Record<string, string>;
+  authTries: AuthTry[];
+}
+
+/** Options of {@link runHandshake}. */
+export interface HandshakeOptions {
+  sock: Socket;
+  host: string;
+  port: number;
+  username: string;
+  algorithms: ssh2.Algorithms;
+  /** Decides the host key; `true` continues to authentication. */
+  verifyHostKey: (key: Buffer) => Promise<boolean>;
+  offers: readonly AuthOffer[];
+  /** Bound on each phase, in ms. */
+  phaseTimeoutMs: number;
+}
+
+const DEBUG_LIST = /^Handshake: \((local|remote)\) (.+?): (.*)$/;
+const DEBUG_CHOSEN = /^Handshake: (KEX algorithm|Host key format|C->S Cipher|S->C cipher|C->S MAC|S->C MAC|C->S compression|S->C compression): (.*)$/;
+
+/**
+ * Drives one ssh2 client over `sock` and records every phase. Resolves (never rejects) with the
+ * record and, on `ready`, the connected client (the caller ends it). Settles once.
+ */
+export function runHandshake(o: HandshakeOptions): Promise<{ record: HandshakeRecord; client: ssh2.Client }> {
+  const client = new ssh2.Client();
+  const rec: HandshakeRecord = { end: 'error', phase: 'kex', marks: { start: performance.now() }, local: {}, remote: {}, chosen: {}, authTries: [] };
+  return new Promise((resolve) => {
+    let done = false;
+    let timer: NodeJS.Timeout | undefined;
+    let i = 0;
+    /** The attempt awaiting the server's answer ('disconnected' until one arrives). */
+    let pending: AuthTry | undefined;
+    const arm = (): void => {
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(() => finish('timeout'), o.phaseTimeoutMs);
+    };
+    const finish = (end: HandshakeRecord['end'], error?: Error): void => {
+      if (done) return;
+      done = true;
+      if (timer) clearTimeout(timer);
+      rec.end = end;
+      if (error) rec.error = error;
+      if (pending && end === 'ready') pending.answer = 'accepted';
+      pending = undefined;
+      if (end === 'ready') {
+        rec.marks.auth = performance.now();
+        rec.phase = 'done';
+        resolve({ record: rec, client });
+        return;
+      }
+      client.destroy();
+      o.sock.destroy();
+      resolve({ record: rec, client });
+    };
+    arm();
+    // The `error` listener stays for the client's life: nothing it emits can be unhandled.
+    client.on('error', (err: Error) => finish('error', err));
+    client.on('close', () => finish('close'));
+    client.on('ready', () => finish('ready'));
+
+    const authHandler: ssh2.AuthHandlerMiddleware = (methodsLeft, partial, next) => {
+      arm();
+      if (pending) {
+        pending.answer = partial === true ? 'partial' : 'rejected';
+        if (Array.isArray(methodsLeft)) pending.serverAllows = [...methodsLeft];
+        pending = undefined;
+      }
+      const allows = Array.isArray(methodsLeft) ? methodsLeft : undefined;
+      if (i === 0) {
+        // `none` first: learns what the server allows; OpenSSH does not count it against MaxAuthTries.
+        i++;
+        pending = { method: 'none', answer: 'disconnected' };
+        rec.authTries.push(pending);
+        next({ type: 'none', username: o.username });
+        return;
+      }
+      while (i - 1 < o.offers.length) {
+        const offer = o.offers[i - 1];
+        i++;
+        if (!offer) break;
+        const method = offer.kind === 'agent' ? 'publickey' : offer.kind;
+        if (allows && !allows.includes(method)) continue;
+        pending = { method: offer.kind, answer: 'disconnected', ...(offer.kind === 'password' ? {} : { key: offer.label }) };
+        rec.authTries.push(pending);
+        switch (offer.kind) {
+          case 'agent':
+            next({ type: 'agent', username: o.username, agent: offer.socket });
+            return;
+          case 'publickey':
+            next({ type: 'publickey', username: o.username, key: offer.key });
+            return;
+          case 'password':
+            next({ type: 'password', username: o.username, password: offer.password });
+            return;
+        }
+      }
+      next(false as unknown as ssh2.AuthenticationType);
+    };
+
+    const config: ssh2.ConnectConfig = {
+      sock: o.sock,
+      host: o.host,
+      port: o.port,
+      username: o.username,
+      readyTimeout: 0,
+      keepaliveInterval: 0,
+      algorithms: o.algorithms,
+      authHandler,
+      debug: (line: string) => {
+        const l = DEBUG_LIST.exec(line);
+        if (l?.[1] && l[2] !== undefined && l[3] !== undefined) {
+          (l[1] === 'local' ? rec.local : rec.remote)[l[2]] = l[3];
+          return;
+        }
+        const c = DEBUG_CHOSEN.exec(line);
+        if (c?.[1] && c[2] !== undefined) rec.chosen[c[1]] = c[2];
+      },
+      hostVerifier: ((key: Buffer, verify: (ok: boolean) => void): void => {
+        rec.marks.kex = performance.now();
+        rec.phase = 'hostkey';
+        arm();
+        o.verifyHostKey(Buffer.from(key)).then(
+          (ok) => {
+            if (done) return;
+            rec.marks.hostkey = performance.now();
+            if (!ok) {
+              verify(false);
+              finish('hostkey-refused');
+              return;
+            }
+            rec.phase = 'auth';
+            arm();
+            verify(true);
+          },
+          (err: unknown) => {
+            verify(false);
+            finish('error', err instanceof Error ? err : new Error(String(err)));
+          },
+        );
+      }),
+    };
+    try {
+      client.connect(config);
+    } catch (err) {
+      finish('error', err instanceof Error ? err : new Error(String(err)));
+    }
+  });
+}
+
+/** Lists the public keys an ssh-agent holds; rejects when the agent cannot be reached. */
+export function listAgentKeys(socket: string, timeoutMs: number): Promise<unknown[]> {
+  const agent = new ssh2.OpenSSHAgent(socket);
+  return withTimeout(
+    new Promise<unknown[]>((resolve, reject) => {
+      agent.getIdentities((err, keys) => (err ? reject(err) : resolve(keys ?? [])));
+    }),
+    timeoutMs,
+    () => new Error(`the agent at ${socket} did not answer within ${timeoutMs} ms`),
+  );
+}
+
+/** Runs `true` on a session channel; resolves with its exit code (or rejects). */
+export function runTrue(client: ssh2.Client, timeoutMs: number): Promise<number | undefined> {
+  return withTimeout(
+    new Promise<number | undefined>((resolve, reject) => {
+      client.exec('true', (err, ch) => {
+        if (err) return reject(err);
+        let code: number | undefined;
+        ch.on('exit', (c: number | null) => {
+          code = c ?? undefined;
+        });
+        ch.on('error', () => undefined);
+        ch.stderr.resume();
+        ch.resume();
+        ch.on('close', () => resolve(code));
+      });
+    }),
+    timeoutMs,
+    () => new Error(`the session did not finish within ${timeoutMs} ms`),
+  );
+}
+
+/** Opens a `direct-tcpip` channel (RFC 4254 section 7.2) to `host:port` and closes it again. */
+export function forwardOnce(client: ssh2.Client, host: string, port: number, timeoutMs: number): Promise<void> {
+  return withTimeout(
+    new Promise<void>((resolve, reject) => {
+      client.forwardOut('127.0.0.1', 0, host, port, (err, ch) => {
+        if (err) return reject(err);
+        ch.on('error', () => undefined);
+        ch.resume();
+        ch.end();
+        ch.close();
+        resolve();
+      });
+    }),
+    timeoutMs,
+    () => new Error(`the forwarded channel to ${host}:${port} did not open within ${timeoutMs} ms`),
+  );
+}
+
+/** Starts the `sftp` subsystem (RFC 4254 section 6.5) and ends it again. */
+export function sftpOnce(client: ssh2.Client, timeoutMs: number): Promise<void> {
+  return withTimeout(
+    new Promise<void>((resolve, reject) => {
+      client.sftp((err, sftp) => {
+        if (err) return reject(err);
+        sftp.on('error', () => undefined);
+        sftp.end();
+        resolve();
+      });
+    }),
+    timeoutMs,
+    () => new Error(`the sftp subsystem did not start within ${timeoutMs} ms`),
+  );
+}
