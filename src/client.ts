@@ -5,6 +5,7 @@ import { resolveOptions, type ResolvedOptions, type SshClientOptions } from './c
 import { resolveEffective } from './config/effective.js';
 import type { SshConfigWarning } from './config/ssh-config.js';
 import { Connection, type ConnectionEvents, type RttSummary } from './connection/connection.js';
+import { JumpHosts } from './connection/jump.js';
 import type { ConnectionState } from './connection/state.js';
 import type { Link, LinkWaitOptions } from './connection/link.js';
 import { SessionLimiter } from './channel/limiter.js';
@@ -109,9 +110,11 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     };
     const logger = o.logger ? redactingLogger(o.logger, secrets) : silentLogger;
     const warned = new Set<string>();
+    const jump = new JumpHosts({ onNewKey: (info) => this.emit('hostkey', info) });
     this.#conn = new Connection(o, {
       owner: this,
       logger,
+      transport: (a, signal) => jump.transport(a, signal),
       resolveAttempt: async () => {
         const e = await resolveEffective(o);
         for (const w of e.warnings) {
@@ -150,6 +153,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     c.on('keepalive', (e) => this.emit('keepalive', e));
     c.on('error', (e) => this.emit('error', e));
     c.on('close', (e) => this.emit('close', e));
+    this.#conn.on('close', () => jump.destroy());
     this.#conn.on('close', () => {
       this.#limiter.failAll(new SshError('ERR_SSH_CLOSED', 'the client is closed'));
     });

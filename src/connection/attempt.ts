@@ -3,7 +3,7 @@ import ssh2 from 'ssh2';
 import type { Duplex } from 'node:stream';
 import { SshAuthError, SshError, mapConnectError } from '../errors.js';
 import type { ResolvedOptions } from '../config/options.js';
-import { buildAuthSteps, makeAuthHandler, type AuthTrace } from './auth.js';
+import { SHA1_REFUSED, buildAuthSteps, describeAuthFailure, makeAuthHandler, newAuthTrace } from './auth.js';
 import { secureDefaultAlgorithms } from '../config/options.js';
 
 /** Verifies a server host key blob; resolves when trusted, rejects with an SshHostKeyError otherwise. */
@@ -51,9 +51,9 @@ export interface AttemptOptions {
  * On failure the socket and client are destroyed and no listener that could fire later remains harmful.
  */
 export async function connectAttempt(o: ResolvedOptions, a: AttemptOptions): Promise<ConnectedTransport> {
-  const steps = await buildAuthSteps(o);
+  const trace = newAuthTrace();
+  const steps = await buildAuthSteps(o, trace);
   a.signal.throwIfAborted();
-  const trace: AuthTrace = { tried: [], serverAllows: undefined };
   const client = new ssh2.Client();
   return new Promise<ConnectedTransport>((resolve, reject) => {
     let settled = false;
@@ -94,13 +94,19 @@ export async function connectAttempt(o: ResolvedOptions, a: AttemptOptions): Pro
 
     client.on('error', (err: Error & { level?: string }) => {
       if (hostKeyError) return fail(hostKeyError);
-      if (err.level === 'client-authentication' || /All configured authentication methods failed/.test(err.message)) {
-        const allowed = trace.serverAllows ? `; the server allows: ${trace.serverAllows.join(', ')}` : '';
+      // Not fatal: ssh2 goes on with the next key or method after these (an unusable agent, an
+      // agent that refused to sign, a refused SHA-1 signature).
+      if (err.level === 'agent' || (err.level === 'client-authentication' && !/All configured authentication methods failed/.test(err.message))) {
+        trace.notes.push(err.message.includes(SHA1_REFUSED) ? SHA1_REFUSED : `${err.level === 'agent' ? 'agent' : 'signing'}: ${err.message}`);
+        return;
+      }
+      const tooMany = /Too many authentication failures/i.test(err.message);
+      if (err.level === 'client-authentication' || tooMany) {
         return fail(
-          new SshAuthError(
-            `authentication as '${o.username}' to ${o.host}:${o.port} failed; tried ${trace.tried.length > 0 ? trace.tried.join('; ') : 'no method (no key, agent or password available)'}${allowed}`,
-            { methodsTried: [...trace.tried], cause: err },
-          ),
+          new SshAuthError(describeAuthFailure(o, trace, tooMany ? 'the server disconnected: too many authentication failures (sshd MaxAuthTries)' : undefined), {
+            methodsTried: [...trace.tried],
+            cause: err,
+          }),
         );
       }
       return fail(mapConnectError(err, trace.tried));
@@ -126,6 +132,9 @@ export async function connectAttempt(o: ResolvedOptions, a: AttemptOptions): Pro
       ...(a.debug ? { debug: a.debug } : {}),
       algorithms: toAlgorithms(o),
       authHandler: makeAuthHandler(steps, o, trace),
+      // ssh_config ForwardAgent: ssh2 then asks for auth-agent-req@openssh.com on the first
+      // session channel and serves the server's auth-agent@openssh.com channels from this agent.
+      ...(o.forwardAgent && o.agent !== undefined ? { agent: o.agent, agentForward: true } : {}),
       hostVerifier: ((key: Buffer, verify: (ok: boolean) => void): void => {
         // ssh2 hands a slice of its packet buffer: copy it before going async.
         a.hostKeyCheck(Buffer.from(key)).then(

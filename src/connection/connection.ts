@@ -10,6 +10,7 @@ import { canTransition, type ConnectionState } from './state.js';
 import { Keepalive, systemClock, type Clock } from './keepalive.js';
 import { connectAttempt, type HostKeyCheck } from './attempt.js';
 import type { Link, LinkProvider, LinkWaitOptions } from './link.js';
+import { sendKeepaliveProbe } from './probe.js';
 import { publish, DIAGNOSTICS_CHANNELS as DC } from '../internal/diagnostics.js';
 import { silentLogger, type Logger } from '../internal/logger.js';
 
@@ -94,26 +95,6 @@ interface LiveLink {
 interface Waiter {
   resolve: (link: Link) => void;
   reject: (err: SshError) => void;
-}
-
-interface Ssh2Internals {
-  _protocol?: { ping(): void };
-  _callbacks?: Array<(hadErr?: unknown) => void>;
-}
-
-/**
- * Sends one `keepalive@openssh.com` global request (want-reply) on ssh2's transport.
- * ssh2 has no public API for it; this uses the same internals its own keep-alive uses
- * (`_protocol.ping()` and the global-request callback queue, answered in order, RFC 4254 4).
- */
-function sendKeepaliveProbe(client: ssh2.Client, onReply: () => void): boolean {
-  const c = client as unknown as Ssh2Internals;
-  if (!c._protocol || !Array.isArray(c._callbacks)) return false;
-  c._callbacks.push((hadErr) => {
-    if (!(hadErr instanceof Error)) onReply();
-  });
-  c._protocol.ping();
-  return true;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -1,0 +1,399 @@
+import type { Duplex } from 'node:stream';
+import type ssh2 from 'ssh2';
+import { SshConfigError, SshError } from '../errors.js';
+import { resolveOptions, type ResolvedOptions, type SshClientOptions } from '../config/options.js';
+import { resolveEffective } from '../config/effective.js';
+import { abortReason } from '../internal/cancel.js';
+import { createHostVerifier, type NewHostKeyInfo } from '../known-hosts/index.js';
+import { connectAttempt, type HostKeyCheck } from './attempt.js';
+import { Keepalive, systemClock, type Clock } from './keepalive.js';
+import { sendKeepaliveProbe } from './probe.js';
+
+/**
+ * Jump hosts (ssh_config(5) `ProxyJump`, ssh(1) `-J`): each hop is a full SSH connection with its
+ * own host key check and credentials; the next hop (and finally the target) runs over a
+ * `direct-tcpip` channel of the previous one (RFC 4254 section 7.2).
+ *
+ * How a hop's settings are resolved (like `ssh -J`, which connects to each hop as if `ssh hop`
+ * had been run with the same ssh_config):
+ * - the hop spec gives host (or ssh_config alias), and user and port when written;
+ * - the hop's own ssh_config resolution gives HostName, Port, User, IdentityFile, IdentitiesOnly,
+ *   IdentityAgent, ServerAlive*, known_hosts files...; its own `ProxyJump` is ignored (the chain
+ *   is the one given for the target);
+ * - from the client's explicit options, the caller's trust policy and secrets apply to every hop
+ *   and win over the hop's ssh_config: `sshConfig`, `knownHostsFiles`, `globalKnownHostsFiles`,
+ *   `strictHostKeyChecking`, `hashKnownHosts`, `agent`, `connectTimeoutMs`,
+ *   `keepaliveIntervalMs`, `keepaliveCountMax`, `algorithms`, `passphrase`, `keyboardInteractive`;
+ * - the client's explicit `identityFiles`, `identitiesOnly` and `privateKey` are used for a hop
+ *   only where the hop's ssh_config sets no `IdentityFile`/`IdentitiesOnly` of its own;
+ * - `password` and `username` are never passed to hops (a target's password must not reach a
+ *   bastion; the user comes from the spec, the hop's `User`, or the local user, as in OpenSSH).
+ */
+
+/** A hop spec split into its parts (`[user@]host[:port]`, `ssh://[user@]host[:port]`, `[v6addr]:port`). */
+export interface HopSpec {
+  user: string | undefined;
+  host: string;
+  port: number | undefined;
+}
+
+/**
+ * Parses one ProxyJump hop spec, as ssh(1) `-J` reads it (`parse_user_host_port` / `parse_ssh_uri`):
+ * `[user@]host[:port]`, `ssh://[user@]host[:port]`, IPv6 addresses in brackets (`[::1]:2222`)
+ * or bare (`::1`, no port then).
+ *
+ * @throws {SshConfigError} `ERR_SSH_CONFIG` (field `jump`) for an empty host or user, or a port
+ *   that is not an integer from 1 to 65535.
+ */
+export function parseHopSpec(spec: string): HopSpec {
+  const bad = (why: string): SshConfigError =>
+    new SshConfigError(`invalid jump host ${JSON.stringify(spec)}: ${why}; expected [user@]host[:port] or ssh://[user@]host[:port]`, { field: 'jump' });
+  let s = spec.trim();
+  if (/^ssh:\/\//i.test(s)) s = s.slice(6).replace(/\/$/, '');
+  let user: string | undefined;
+  const at = s.lastIndexOf('@');
+  if (at >= 0) {
+    user = s.slice(0, at);
+    s = s.slice(at + 1);
+    if (user === '') throw bad('empty user');
+  }
+  let host = s;
+  let portText: string | undefined;
+  if (s.startsWith('[')) {
+    const close = s.indexOf(']');
+    if (close < 0) throw bad('unclosed [');
+    host = s.slice(1, close);
+    const rest = s.slice(close + 1);
+    if (rest !== '') {
+      if (!rest.startsWith(':')) throw bad(`unexpected ${JSON.stringify(rest)} after ]`);
+      portText = rest.slice(1);
+    }
+  } else if (s.indexOf(':') >= 0 && s.indexOf(':') === s.lastIndexOf(':')) {
+    host = s.slice(0, s.indexOf(':'));
+    portText = s.slice(s.indexOf(':') + 1);
+  }
+  if (host === '' || /\s/.test(host)) throw bad('empty or invalid host');
+  let port: number | undefined;
+  if (portText !== undefined) {
+    port = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw bad(`port ${JSON.stringify(portText)} is not an integer from 1 to 65535`);
+  }
+  return { user, host, port };
+}
+
+/** Options that only fill gaps a hop's ssh_config leaves (see the module notes). */
+const FALLBACK_KEYS = ['identityFiles', 'identitiesOnly', 'privateKey'] as const;
+
+/**
+ * Resolves the settings of one hop for the target settings `target` (see the module notes for
+ * what is inherited). Reads ssh_config for the hop (unless the client has `sshConfig: false`).
+ *
+ * @throws {SshConfigError} `ERR_SSH_CONFIG` for a bad spec or ssh_config.
+ */
+export async function resolveHop(target: ResolvedOptions, spec: string): Promise<ResolvedOptions> {
+  const { user, host, port } = parseHopSpec(spec);
+  const ex = (k: keyof SshClientOptions): boolean => target.explicitKeys.has(k);
+  const input: SshClientOptions = {
+    host,
+    ...(port !== undefined ? { port } : {}),
+    ...(user !== undefined ? { username: user } : {}),
+    jump: false,
+    reconnect: false,
+    forwardAgent: false,
+    ...(target.sshConfig !== undefined ? { sshConfig: typeof target.sshConfig === 'string' || target.sshConfig === false ? target.sshConfig : [...target.sshConfig] } : {}),
+    ...(ex('knownHostsFiles') ? { knownHostsFiles: [...target.knownHostsFiles] } : {}),
+    ...(ex('globalKnownHostsFiles') ? { globalKnownHostsFiles: [...target.globalKnownHostsFiles] } : {}),
+    ...(ex('strictHostKeyChecking') ? { strictHostKeyChecking: target.strictHostKeyChecking } : {}),
+    ...(ex('hashKnownHosts') ? { hashKnownHosts: target.hashKnownHosts } : {}),
+    ...(ex('agent') ? { agent: target.agent ?? false } : {}),
+    ...(ex('connectTimeoutMs') ? { connectTimeoutMs: target.connectTimeoutMs } : {}),
+    ...(ex('keepaliveIntervalMs') ? { keepaliveIntervalMs: target.keepaliveIntervalMs } : {}),
+    ...(ex('keepaliveCountMax') ? { keepaliveCountMax: target.keepaliveCountMax } : {}),
+    ...(ex('algorithms') && target.algorithms ? { algorithms: structuredClone(target.algorithms) } : {}),
+    ...(target.passphrase !== undefined ? { passphrase: typeof target.passphrase === 'function' ? target.passphrase : target.passphrase.reveal() } : {}),
+    ...(target.keyboardInteractive ? { keyboardInteractive: target.keyboardInteractive } : {}),
+    // fallbacks (not explicit for the hop: its own ssh_config wins)
+    ...(ex('identityFiles') ? { identityFiles: [...target.identityFiles] } : {}),
+    ...(ex('identitiesOnly') ? { identitiesOnly: target.identitiesOnly } : {}),
+    ...(target.privateKey ? { privateKey: target.privateKey.reveal() } : {}),
+  };
+  const r = resolveOptions(input);
+  const explicitKeys = new Set([...r.explicitKeys].filter((k) => !(FALLBACK_KEYS as readonly string[]).includes(k)));
+  return resolveEffective({ ...r, explicitKeys });
+}
+
+interface Hop {
+  /** `user@host:port` as resolved: a changed value means a new connection. */
+  readonly id: string;
+  /** The spec as written, for messages. */
+  readonly spec: string;
+  readonly client: ssh2.Client;
+  readonly sock: Duplex;
+  keepalive: Keepalive | undefined;
+  alive: boolean;
+  /** direct-tcpip channels opened on this hop (the next hop's or the target's transport). */
+  readonly channels: Set<Duplex>;
+}
+
+/** Options of {@link JumpHosts}. */
+export interface JumpHostsOptions {
+  /** Host-key check for a hop, made from the hop's settings; default: known_hosts as configured for the hop. */
+  hostKeyCheckFor?: (o: ResolvedOptions) => HostKeyCheck;
+  /** Called when a hop's unknown host key was accepted (`accept-new` / `'no'`), like the client's `hostkey` event. */
+  onNewKey?: (info: NewHostKeyInfo) => void;
+  /** Called when a live hop dies (keep-alive timeout or closed); the target's transport through it closes too. */
+  onHopLost?: (info: { spec: string; cause: SshError }) => void;
+  clock?: Clock;
+}
+
+function prefixed<E extends Error>(err: E, spec: string): E {
+  if (!err.message.startsWith('jump host ')) err.message = `jump host ${JSON.stringify(spec)}: ${err.message}`;
+  return err;
+}
+
+/**
+ * The chain of jump hosts of one client, kept across reconnects: each call of
+ * {@link JumpHosts.transport} reuses the live hops at the head of the chain and reconnects from
+ * the first dead (or changed) hop on, then opens the target's transport channel on the last hop.
+ * Every hop is watched by its own keep-alive (its `keepaliveIntervalMs`/`keepaliveCountMax`);
+ * when a hop dies, it and every hop after it are torn down, which closes the target's transport
+ * (so the client sees a lost link and reconnects through {@link JumpHosts.transport}).
+ *
+ * Use it as the connection's `transport` hook and call {@link JumpHosts.destroy} when the client closes.
+ */
+export class JumpHosts {
+  #hops: Hop[] = [];
+  #closed = false;
+  /** Target transports open now (at most one in practice). */
+  readonly #targets = new Set<Duplex>();
+  readonly #opts: JumpHostsOptions;
+
+  constructor(options: JumpHostsOptions = {}) {
+    this.#opts = options;
+  }
+
+  /** Hops connected now (first hop first), e.g. for health figures. */
+  get liveHops(): number {
+    let n = 0;
+    for (const h of this.#hops) {
+      if (!h.alive) break;
+      n += 1;
+    }
+    return n;
+  }
+
+  /**
+   * Provides the byte stream to run the target's SSH connection over: `undefined` when
+   * `o.jump` is empty (direct TCP), else a `direct-tcpip` channel to `o.host:o.port` opened on
+   * the last hop, (re)connecting hops as needed.
+   *
+   * @param o - the target's settings for this attempt (`jump`, `host`, `port`...).
+   * @param signal - aborts the hop connects and the channel open (the client's lifetime).
+   * @throws {SshError} any connect error of a hop (see `connectAttempt`), its message prefixed with
+   *   the hop spec: `ERR_SSH_CONNECT`, `ERR_SSH_CONNECT_TIMEOUT`, `ERR_SSH_HANDSHAKE`,
+   *   `ERR_SSH_HOST_KEY_*`, `ERR_SSH_AUTH`, `ERR_SSH_KEY`; `ERR_SSH_CONNECT` when a hop cannot open
+   *   the channel to the next host (`AllowTcpForwarding`/`PermitOpen`, or the next host is down);
+   *   `ERR_SSH_CONFIG` for a bad spec; `ERR_SSH_CLOSED` after {@link JumpHosts.destroy}.
+   */
+  async transport(o: ResolvedOptions, signal: AbortSignal): Promise<Duplex | undefined> {
+    this.#checkOpen();
+    if (o.jump.length === 0) {
+      this.#dropFrom(0);
+      return undefined;
+    }
+    const hops: ResolvedOptions[] = [];
+    for (const spec of o.jump) hops.push(await resolveHop(o, spec));
+    for (let i = 0; i < hops.length; i++) {
+      const want = hops[i];
+      const spec = o.jump[i];
+      if (!want || spec === undefined) break;
+      const id = `${want.username}@${want.host}:${want.port}`;
+      const have = this.#hops[i];
+      if (have && have.alive && have.id === id) continue;
+      this.#dropFrom(i);
+      const prev = this.#hops[i - 1];
+      const sock = prev ? await this.#forward(prev, want.host, want.port, want.connectTimeoutMs, signal) : undefined;
+      this.#checkOpen(sock);
+      const hop = await this.#connectHop(want, spec, id, sock, signal);
+      if (this.#closed) {
+        this.#kill(hop);
+        this.#checkOpen();
+      }
+      this.#hops.push(hop);
+    }
+    this.#dropFrom(hops.length);
+    const last = this.#hops[hops.length - 1];
+    if (!last) throw new SshError('ERR_SSH_CONNECT', 'internal: jump chain is empty');
+    const ch = await this.#forward(last, o.host, o.port, o.connectTimeoutMs, signal);
+    this.#holdProcess(ch);
+    return ch;
+  }
+
+  /**
+   * Like a direct TCP connection, the chain keeps the Node.js process alive only while a target
+   * transport runs over it: the first hop's socket is ref'd while `ch` is open and unref'd after,
+   * so a client left idle after a failed connect does not hold the process open through its hops.
+   */
+  #holdProcess(ch: Duplex): void {
+    const first = this.#hops[0];
+    const sock = first?.sock as (Duplex & { ref?: () => void; unref?: () => void }) | undefined;
+    if (!first || typeof sock?.ref !== 'function' || typeof sock.unref !== 'function') return;
+    this.#targets.add(ch);
+    sock.ref();
+    ch.once('close', () => {
+      this.#targets.delete(ch);
+      if (this.#targets.size === 0 && this.#hops[0] === first) sock.unref?.();
+    });
+  }
+
+  /** Tears down every hop at once. Idempotent; afterwards {@link JumpHosts.transport} rejects with `ERR_SSH_CLOSED`. */
+  destroy(): void {
+    this.#closed = true;
+    this.#dropFrom(0);
+  }
+
+  #checkOpen(sock?: Duplex): void {
+    if (!this.#closed) return;
+    sock?.destroy();
+    throw new SshError('ERR_SSH_CLOSED', 'the client is closed');
+  }
+
+  #dropFrom(i: number): void {
+    for (const hop of this.#hops.splice(i)) this.#kill(hop);
+  }
+
+  #kill(hop: Hop): void {
+    hop.alive = false;
+    hop.keepalive?.stop();
+    for (const ch of hop.channels) ch.destroy();
+    hop.channels.clear();
+    hop.client.destroy();
+    hop.sock.destroy();
+  }
+
+  /** A hop died: it and every later hop are torn down (their transports ran through it). */
+  #lost(hop: Hop, cause: SshError): void {
+    if (!hop.alive) return;
+    const idx = this.#hops.indexOf(hop);
+    const doomed = idx >= 0 ? this.#hops.slice(idx) : [hop];
+    for (const h of doomed) this.#kill(h);
+    if (!this.#closed) this.#opts.onHopLost?.({ spec: hop.spec, cause });
+  }
+
+  async #connectHop(o: ResolvedOptions, spec: string, id: string, sock: Duplex | undefined, signal: AbortSignal): Promise<Hop> {
+    const check =
+      this.#opts.hostKeyCheckFor?.(o) ??
+      createHostVerifier({
+        host: o.host,
+        port: o.port,
+        knownHostsFiles: o.knownHostsFiles,
+        globalKnownHostsFiles: o.globalKnownHostsFiles,
+        strictHostKeyChecking: o.strictHostKeyChecking,
+        hashKnownHosts: o.hashKnownHosts,
+        ...(this.#opts.onNewKey ? { onNewKey: this.#opts.onNewKey } : {}),
+      });
+    let keepalive: Keepalive | undefined;
+    let t;
+    try {
+      t = await connectAttempt(o, {
+        hostKeyCheck: check,
+        signal,
+        ...(sock ? { sock } : {}),
+        onData: () => keepalive?.received(),
+      });
+    } catch (err) {
+      sock?.destroy();
+      throw err instanceof Error ? prefixed(err, spec) : err;
+    }
+    const hop: Hop = { id, spec, client: t.client, sock: t.sock, keepalive: undefined, alive: true, channels: new Set() };
+    // The first hop's TCP socket holds the process open only while a target runs over it (see #holdProcess).
+    if (!sock) (t.sock as Duplex & { unref?: () => void }).unref?.();
+    let lostCause: SshError | undefined;
+    t.client.on('error', (err: Error) => {
+      lostCause ??= new SshError('ERR_SSH_CONNECTION_LOST', `jump host ${JSON.stringify(spec)} failed: ${err.message}`, { cause: err });
+    });
+    // 'end': the hop's transport stream ended (EOF); the connection through it is over.
+    t.client.on('end', () => {
+      this.#lost(hop, lostCause ?? new SshError('ERR_SSH_CONNECTION_LOST', `jump host ${JSON.stringify(spec)} (${o.host}:${o.port}) ended the connection`));
+    });
+    t.client.on('close', () => {
+      this.#lost(hop, lostCause ?? new SshError('ERR_SSH_CONNECTION_LOST', `jump host ${JSON.stringify(spec)} (${o.host}:${o.port}) closed the connection`));
+    });
+    if (o.keepaliveIntervalMs > 0) {
+      keepalive = new Keepalive(
+        o.keepaliveIntervalMs,
+        o.keepaliveCountMax,
+        {
+          sendProbe: (onReply) => {
+            sendKeepaliveProbe(t.client, onReply);
+          },
+          onRtt: () => undefined,
+          onDead: (missed) => {
+            this.#lost(
+              hop,
+              new SshError(
+                'ERR_SSH_KEEPALIVE_TIMEOUT',
+                `jump host ${JSON.stringify(spec)} (${o.host}:${o.port}): no packet for ${o.keepaliveIntervalMs * (missed + 1)} ms (${missed} keep-alive probes unanswered)`,
+              ),
+            );
+          },
+        },
+        this.#opts.clock ?? systemClock,
+      );
+      hop.keepalive = keepalive;
+    }
+    return hop;
+  }
+
+  /** Opens a direct-tcpip channel to `host:port` on `hop`, bounded by `timeoutMs` and `signal`. */
+  #forward(hop: Hop, host: string, port: number, timeoutMs: number, signal: AbortSignal): Promise<Duplex> {
+    return new Promise<Duplex>((resolve, reject) => {
+      let done = false;
+      const finish = (err: SshError | undefined, ch?: Duplex): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        hop.client.removeListener('close', onClose);
+        if (err || !ch) reject(err ?? new SshError('ERR_SSH_CONNECT', 'internal: no channel'));
+        else resolve(ch);
+      };
+      const timer = setTimeout(() => {
+        finish(new SshError('ERR_SSH_CONNECT_TIMEOUT', `jump host ${JSON.stringify(hop.spec)} did not open a channel to ${host}:${port} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const onAbort = (): void => finish(abortReason(signal, 'connect'));
+      const onClose = (): void => finish(new SshError('ERR_SSH_CONNECT', `jump host ${JSON.stringify(hop.spec)} closed while opening a channel to ${host}:${port}`));
+      if (signal.aborted) return onAbort();
+      if (!hop.alive) return onClose();
+      signal.addEventListener('abort', onAbort, { once: true });
+      hop.client.once('close', onClose);
+      try {
+        // Originator 127.0.0.1:0, as OpenSSH's `-W` (stdio forward) reports it.
+        hop.client.forwardOut('127.0.0.1', 0, host, port, (err, ch) => {
+          if (err) {
+            finish(
+              new SshError('ERR_SSH_CONNECT', `jump host ${JSON.stringify(hop.spec)} could not connect to ${host}:${port}: ${err.message}`, {
+                cause: err,
+              }),
+            );
+            return;
+          }
+          ch.on('error', () => undefined);
+          if (done || !hop.alive) {
+            ch.destroy();
+            return;
+          }
+          hop.channels.add(ch);
+          ch.once('close', () => hop.channels.delete(ch));
+          // An SSH transport has no half-close: the far end's EOF (the next host went away) ends
+          // ours too, so the hop sends CHANNEL_CLOSE and the stream emits 'close' (ssh2 channels
+          // are half-open by default, and sshd waits for our EOF before closing the channel).
+          ch.once('end', () => ch.end());
+          finish(undefined, ch);
+        });
+      } catch (err) {
+        finish(new SshError('ERR_SSH_CONNECT', `jump host ${JSON.stringify(hop.spec)} could not open a channel: ${String(err)}`, { cause: err }));
+      }
+    });
+  }
+}
