@@ -1,7 +1,6 @@
 import { EventEmitter } from 'eventemitter3';
 import { setMaxListeners } from 'node:events';
 import pRetry from 'p-retry';
-import type ssh2 from 'ssh2';
 import type { Duplex } from 'node:stream';
 import { SshError, isRetryable } from '../errors.js';
 import type { ResolvedOptions } from '../config/options.js';
