@@ -12,4 +12,17 @@ export default defineConfig([
     treeshake: true,
     tsconfig: 'tsconfig.build.json',
   },
+  {
+    // The `ssh-tether` bin: ESM only, no types, a shebang so npm can link it.
+    entry: { cli: 'src/cli/main.ts' },
+    format: ['esm'],
+    dts: false,
+    sourcemap: true,
+    clean: false,
+    target: 'node20',
+    splitting: false,
+    treeshake: true,
+    tsconfig: 'tsconfig.build.json',
+    banner: { js: '#!/usr/bin/env node' },
+  },
 ]);

@@ -1,0 +1,238 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { parseCliForward } from '../../src/cli/args.js';
+import { parseForwardArgs } from '../../src/cli/commands.js';
+import { sharedSshd } from '../helpers/shared.js';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const CLI = join(ROOT, 'dist/cli.js');
+const info = sharedSshd();
+
+/** Newest mtime under `dir`, recursively (bounded walk of the source tree). */
+function newest(dir: string): number {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+/**
+ * Builds dist/cli.js (only the CLI entry, no types) when it is missing or older than src/.
+ * Under CI `npm run build` ran before the tests, so this is a no-op there.
+ */
+beforeAll(async () => {
+  let built: number;
+  try {
+    built = statSync(CLI).mtimeMs;
+  } catch {
+    built = 0;
+  }
+  if (built >= newest(join(ROOT, 'src'))) return;
+  const { build } = await import('tsup');
+  await build({
+    entry: { cli: join(ROOT, 'src/cli/main.ts') },
+    outDir: join(ROOT, 'dist'),
+    format: ['esm'],
+    dts: false,
+    clean: false,
+    sourcemap: true,
+    target: 'node20',
+    splitting: false,
+    silent: true,
+    config: false,
+    tsconfig: join(ROOT, 'tsconfig.build.json'),
+    banner: { js: '#!/usr/bin/env node' },
+  });
+}, 120_000);
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built CLI; resolves when it exits (bounded by `timeoutMs`, then SIGKILL). */
+function cli(args: string[], opts: { stdin?: string; timeoutMs?: number } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, SSH_AUTH_SOCK: '' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 20_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    if (opts.stdin !== undefined) child.stdin.end(opts.stdin);
+  });
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'tether-cli-'));
+const config = join(dir, 'ssh_config');
+writeFileSync(
+  config,
+  [
+    'Host box',
+    `  HostName ${info.host}`,
+    `  Port ${info.port}`,
+    `  User ${info.username}`,
+    `  IdentityFile ${info.privateKeyPath}`,
+    `  UserKnownHostsFile ${info.knownHostsPath}`,
+    '  GlobalKnownHostsFile none',
+    '  IdentityAgent none',
+    '',
+  ].join('\n'),
+);
+const F = ['-F', config];
+
+describe('ssh-tether CLI', () => {
+  it('prints help for every command and exits 0; bad usage exits 2', async () => {
+    const main = await cli(['--help']);
+    expect(main.code).toBe(0);
+    expect(main.stdout).toMatch(/Usage: ssh-tether <command>/);
+    for (const c of ['doctor', 'exec', 'forward', 'get', 'put']) {
+      const r = await cli([c, '--help']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`Usage: ssh-tether ${c}`);
+      expect(r.stdout).toContain('--config');
+    }
+    const unknown = await cli(['frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown command "frobnicate"/);
+    const badPort = await cli(['doctor', 'box', '-p', 'x']);
+    expect(badPort.code).toBe(2);
+    expect(badPort.stderr).toMatch(/--port: expected a whole number from 1 to 65535/);
+  });
+
+  it('doctor: a readable report with one line per step, exit 0', async () => {
+    const r = await cli(['doctor', ...F, 'box', '--sftp']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split('\n');
+    for (const s of ['config', 'dns', 'tcp', 'banner', 'kex', 'hostkey', 'auth', 'session', 'sftp']) {
+      expect(lines.some((l) => new RegExp(`^  ✓ ${s} +\\d+\\.\\d ms  `).test(l))).toBe(true);
+    }
+    expect(r.stdout).toContain(info.hostKeyFingerprint);
+    expect(r.stdout).toMatch(/all checks passed/);
+  });
+
+  it('doctor --json; a failing layer sets its exit code and prints the fix', async () => {
+    const json = await cli(['doctor', ...F, 'box', '--json']);
+    expect(json.code).toBe(0);
+    const report = JSON.parse(json.stdout) as { ok: boolean; steps: Array<{ step: string; ok: boolean }> };
+    expect(report.ok).toBe(true);
+    expect(report.steps.map((s) => s.step)).toEqual(['config', 'dns', 'tcp', 'banner', 'kex', 'hostkey', 'auth', 'session']);
+
+    const empty = join(dir, 'empty_known_hosts');
+    writeFileSync(empty, '');
+    const unknown = await cli(['doctor', ...F, 'box', '--known-hosts', empty]);
+    expect(unknown.code).toBe(15);
+    expect(unknown.stdout).toMatch(/✗ hostkey/);
+    expect(unknown.stdout).toMatch(/hint: .*accept-new/);
+
+    const srv = net.createServer();
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const port = (srv.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => srv.close(() => r()));
+    const refused = await cli(['doctor', ...F, 'box', '-p', String(port)]);
+    expect(refused.code).toBe(12);
+    expect(refused.stdout).toMatch(/✗ tcp .*refused/);
+  });
+
+  it('exec: passes stdout, stderr and the exit status through; argv arrives literally', async () => {
+    const r = await cli(['exec', ...F, 'box', '--', 'sh', '-c', 'echo out; echo err >&2; exit 7'], { stdin: '' });
+    expect(r).toEqual({ code: 7, stdout: 'out\n', stderr: 'err\n' });
+    const q = await cli(['exec', ...F, 'box', '--', 'printf', '[%s]\\n', "it's", '$(nope)', 'a b'], { stdin: '' });
+    expect(q.code).toBe(0);
+    expect(q.stdout).toBe("[it's]\n[$(nope)]\n[a b]\n");
+  });
+
+  it('exec: feeds stdin; -n does not; a failed login exits 255', async () => {
+    const r = await cli(['exec', ...F, 'box', '--', 'tr', 'a-z', 'A-Z'], { stdin: 'hello\n' });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('HELLO\n');
+    const n = await cli(['exec', ...F, '-n', 'box', '--', 'cat']);
+    expect(n.code).toBe(0);
+    expect(n.stdout).toBe('');
+    const bad = await cli(['exec', ...F, '-l', 'nosuchuser', 'box', '--', 'true'], { stdin: '' });
+    expect(bad.code).toBe(255);
+    expect(bad.stderr).toMatch(/authentication as 'nosuchuser'/);
+  });
+
+  it('put then get round-trips a file and reports the bytes', async () => {
+    const local = join(dir, 'data.bin');
+    const data = randomBytes(300 * 1024 + 7);
+    writeFileSync(local, data);
+    const remote = `/tmp/tether-cli-${process.pid}-${Date.now()}.bin`;
+    const put = await cli(['put', ...F, 'box', local, remote]);
+    expect(put.stderr).toContain(`${local} -> box:${remote}: ${data.length} bytes`);
+    expect(put.code).toBe(0);
+    const back = join(dir, 'back.bin');
+    const get = await cli(['get', ...F, 'box', remote, back]);
+    expect(get.code).toBe(0);
+    expect(readFileSync(back).equals(data)).toBe(true);
+    const missing = await cli(['get', ...F, 'box', '/nonexistent/file', join(dir, 'x')]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/ssh-tether: /);
+    await cli(['exec', ...F, '-n', 'box', '--', 'rm', '-f', remote]);
+  });
+
+  it('forward: usage errors for missing or malformed specs', async () => {
+    const none = await cli(['forward', ...F, 'box']);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/give at least one -L, -R or -D/);
+    const bad = await cli(['forward', ...F, 'box', '-L', '8080:nohostport']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('expected -L [bind_address:]port:host:hostport');
+  });
+});
+
+describe('forward argument parsing (as ssh -L/-R/-D)', () => {
+  it('parses local, remote and dynamic specs, with bind addresses and IPv6 brackets', () => {
+    expect(parseCliForward('-L', '8080:db.internal:5432')).toEqual({
+      type: 'local',
+      spec: '8080:db.internal:5432',
+      options: { localPort: 8080, remoteHost: 'db.internal', remotePort: 5432 },
+    });
+    expect(parseCliForward('-L', '127.0.0.2:8081:localhost:80').options).toEqual({ localPort: 8081, localHost: '127.0.0.2', remoteHost: 'localhost', remotePort: 80 });
+    expect(parseCliForward('-L', '[::1]:8080:[fe80::1]:22').options).toEqual({ localPort: 8080, localHost: '::1', remoteHost: 'fe80::1', remotePort: 22 });
+    expect(parseCliForward('-R', '9000:localhost:3000')).toEqual({
+      type: 'remote',
+      spec: '9000:localhost:3000',
+      options: { remotePort: 9000, localHost: 'localhost', localPort: 3000 },
+    });
+    expect(parseCliForward('-R', '*:9000:127.0.0.1:3000').options).toEqual({ remotePort: 9000, remoteHost: '0.0.0.0', localHost: '127.0.0.1', localPort: 3000 });
+    expect(parseCliForward('-D', '1080')).toEqual({ type: 'dynamic', spec: '1080', options: { localPort: 1080 } });
+    expect(parseCliForward('-D', '127.0.0.1:1080').options).toEqual({ localPort: 1080, localHost: '127.0.0.1' });
+  });
+
+  it('rejects malformed specs naming the accepted form', () => {
+    expect(() => parseCliForward('-L', '8080')).toThrow(/expected -L \[bind_address:\]port:host:hostport/);
+    expect(() => parseCliForward('-L', '70000:h:1')).toThrow(/not a valid forward/);
+    expect(() => parseCliForward('-D', 'a:b:c:d')).toThrow(/expected -D \[bind_address:\]port/);
+    expect(() => parseCliForward('-L', '/tmp/sock:h:1')).toThrow();
+  });
+
+  it('collects repeated -L/-R/-D and the connection options', () => {
+    const p = parseForwardArgs(['-F', 'cfg', 'me@box', '-L', '1:a:2', '-L', '3:b:4', '-R', '5:c:6', '-D', '7']);
+    expect(p.target).toBe('me@box');
+    expect(p.forwards.map((f) => f.type)).toEqual(['local', 'local', 'remote', 'dynamic']);
+    expect(p.values.config).toBe('cfg');
+  });
+});
+
+describe('the built bin', () => {
+  it('is an executable ESM file with a shebang', () => {
+    expect(readFileSync(CLI, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
+    expect(execFileSync(CLI, ['--help'], { encoding: 'utf8' })).toMatch(/ssh-tether/);
+  });
+});
