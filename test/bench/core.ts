@@ -253,7 +253,9 @@ async function openTether(t: BenchTarget): Promise<ExecTool> {
   return {
     name: TETHER,
     exec: async () => {
-      const r = await c.exec(CMD, { timeoutMs: OP_TIMEOUT_MS });
+      // No timeoutMs, like the raw ssh2 and node-ssh rows (a timeout makes the command report its
+      // pid so it can be killed); the harness bounds the call instead.
+      const r = await withTimeout(c.exec(CMD), OP_TIMEOUT_MS, TETHER);
       if (r.exitCode !== 0) throw new Error(`exit ${String(r.exitCode)}`);
       check(r.stdout, TETHER);
     },
