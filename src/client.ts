@@ -14,6 +14,18 @@ import type { ExecResult, RemoteProcess } from './exec/process.js';
 import { createHostVerifier, type NewHostKeyInfo } from './known-hosts/index.js';
 import { openSession } from './channel/open.js';
 import { SftpClient } from './sftp/index.js';
+import {
+  ForwardManager,
+  parseForwardSpecs,
+  type DynamicForward,
+  type DynamicForwardOptions,
+  type ForwardEvent,
+  type ForwardHandle,
+  type LocalForward,
+  type LocalForwardOptions,
+  type RemoteForward,
+  type RemoteForwardOptions,
+} from './forward/index.js';
 import { redactingLogger, silentLogger } from './internal/logger.js';
 import type ssh2 from 'ssh2';
 
@@ -32,6 +44,8 @@ export interface ClientEvents extends ConnectionEvents {
   hostkey: [info: NewHostKeyInfo];
   /** An ssh_config keyword that is not applied (ProxyCommand, LocalCommand, Match exec...), once per keyword. */
   warning: [info: SshConfigWarning];
+  /** A forward changed state: `up` (the server accepted it / it listens), `down` (link lost), `error`. */
+  forward: [event: ForwardEvent];
 }
 
 /** What {@link SshClient.health} reports. */
@@ -61,6 +75,48 @@ export interface ClientHealth {
   /** Bytes received and sent on the transport (all links, SSH framing included). */
   bytesIn: number;
   bytesOut: number;
+  /** Every open forward with its state and counters (`bytesIn`: server to local). */
+  forwards: ForwardHealth[];
+}
+
+/** One forward in {@link ClientHealth.forwards}. */
+export interface ForwardHealth {
+  /** A stable name: `L:127.0.0.1:8080->db:5432`, `R:localhost:9000->127.0.0.1:3000`, `D:127.0.0.1:1080`. */
+  id: string;
+  type: 'local' | 'remote' | 'dynamic';
+  state: 'up' | 'down' | 'error' | 'pending';
+  /** Where it listens. */
+  bind: string;
+  /** Where it connects to (`socks` for dynamic forwards). */
+  target: string;
+  connectionsTotal: number;
+  connectionsActive: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+function endpoint(host: string | undefined, port: number | undefined, path: string | undefined): string {
+  return path ?? `${host ?? ''}:${String(port ?? '')}`;
+}
+
+function describeForward(f: ForwardHandle): { id: string; type: ForwardHealth['type']; bind: string; target: string; state: ForwardHealth['state'] } {
+  switch (f.type) {
+    case 'local': {
+      const bind = endpoint(f.localHost, f.localPort, undefined);
+      const target = endpoint(f.remoteHost, f.remotePort, f.remotePath);
+      return { id: `L:${bind}->${target}`, type: 'local', bind, target, state: 'up' };
+    }
+    case 'remote': {
+      const bind = endpoint(f.remoteHost, f.remotePort, f.remotePath);
+      const target = endpoint(f.localHost, f.localPort, undefined);
+      const st = f.state;
+      return { id: `R:${bind}->${target}`, type: 'remote', bind, target, state: st === 'closed' ? 'down' : st };
+    }
+    case 'dynamic': {
+      const bind = endpoint(f.localHost, f.localPort, undefined);
+      return { id: `D:${bind}`, type: 'dynamic', bind, target: 'socks', state: 'up' };
+    }
+  }
 }
 
 /**
@@ -88,6 +144,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
   readonly #conn: Connection;
   readonly #limiter: SessionLimiter;
   readonly #execCtx: ExecContext;
+  readonly #forwards: ForwardManager;
   #sftp: SftpClient | undefined;
 
   /**
@@ -109,6 +166,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
       return out;
     };
     const logger = o.logger ? redactingLogger(o.logger, secrets) : silentLogger;
+    const declared = parseForwardSpecs(o.forwards);
     const warned = new Set<string>();
     const jump = new JumpHosts({ onNewKey: (info) => this.emit('hostkey', info) });
     this.#conn = new Connection(o, {
@@ -138,9 +196,22 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
             this.emit('hostkey', info);
           },
         }),
+      beforeReady:
+        declared.length > 0
+          ? async (link) => {
+              await this.#forwards.applyDeclared(declared, link, { exitOnForwardFailure: o.exitOnForwardFailure });
+            }
+          : undefined,
       beforeEnd: async (deadlineMs) => {
+        await this.#forwards.closeAll();
         await this.#sftp?.close();
         await this.#limiter.idle(deadlineMs);
+      },
+    });
+    this.#forwards = new ForwardManager(this.#conn, {
+      emit: (ev) => {
+        logger.info({ forward: describeForward(ev.forward).id, state: ev.state, code: ev.cause?.code }, `ssh-tether: forward ${ev.state}`);
+        this.emit('forward', ev);
       },
     });
     this.#conn.onLink(() => this.#limiter.reset());
@@ -153,7 +224,10 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     c.on('keepalive', (e) => this.emit('keepalive', e));
     c.on('error', (e) => this.emit('error', e));
     c.on('close', (e) => this.emit('close', e));
-    this.#conn.on('close', () => jump.destroy());
+    this.#conn.on('close', () => {
+      jump.destroy();
+      this.#forwards.closeAll().catch(() => undefined);
+    });
     this.#conn.on('close', () => {
       this.#limiter.failAll(new SshError('ERR_SSH_CLOSED', 'the client is closed'));
     });
@@ -261,6 +335,58 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     return Promise.resolve(this.#sftp);
   }
 
+  /**
+   * A local forward (`ssh -L`, RFC 4254 7.2 `direct-tcpip`; `remotePath`:
+   * `direct-streamlocal@openssh.com`): listens on `localHost:localPort` (default
+   * `127.0.0.1:0`, the assigned port is on the handle) and carries each connection to
+   * `remoteHost:remotePort` as seen from the server. The listener stays bound across
+   * reconnects; connections accepted meanwhile wait (bounded) for the link.
+   *
+   * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options (e.g. a port outside 0-65535).
+   * @throws {SshError} `ERR_SSH_FORWARD` when the bind fails (EADDRINUSE, EACCES); `ERR_SSH_CLOSED`.
+   *
+   * @example
+   * ```ts
+   * const db = await ssh.forwardLocal({ remoteHost: 'localhost', remotePort: 5432 });
+   * const pg = new pg.Client({ host: db.localHost, port: db.localPort });
+   * ```
+   */
+  forwardLocal(options: LocalForwardOptions): Promise<LocalForward> {
+    return this.#whenOpen(() => this.#forwards.forwardLocal(options));
+  }
+
+  /**
+   * A remote forward (`ssh -R`, RFC 4254 7.1 `tcpip-forward`; `remotePath`:
+   * `streamlocal-forward@openssh.com`): the server listens on `remoteHost:remotePort` (default
+   * `localhost:0`; the bound port is on the handle) and each connection is carried to
+   * `localHost:localPort` here. Requested again after every reconnect on the same port; state
+   * changes arrive as `forward` events.
+   *
+   * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options.
+   * @throws {SshError} `ERR_SSH_FORWARD` when the server refuses (e.g. `AllowTcpForwarding no`, `PermitListen`); `ERR_SSH_CLOSED`.
+   */
+  forwardRemote(options: RemoteForwardOptions): Promise<RemoteForward> {
+    return this.#whenOpen(() => this.#forwards.forwardRemote(options));
+  }
+
+  /**
+   * A dynamic forward (`ssh -D`): a SOCKS5 server (RFC 1928, username/password per RFC 1929
+   * when `auth` is given) on `localHost:localPort` (default `127.0.0.1:0`) whose CONNECTs go
+   * through `direct-tcpip` channels.
+   *
+   * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options.
+   * @throws {SshError} `ERR_SSH_FORWARD` when the bind fails; `ERR_SSH_CLOSED`.
+   */
+  forwardDynamic(options: DynamicForwardOptions = {}): Promise<DynamicForward> {
+    return this.#whenOpen(() => this.#forwards.forwardDynamic(options));
+  }
+
+  #whenOpen<T>(fn: () => Promise<T>): Promise<T> {
+    const state = this.#conn.state;
+    if (state === 'closing' || state === 'closed') return Promise.reject(new SshError('ERR_SSH_CLOSED', 'the client is closed'));
+    return fn();
+  }
+
   /** @internal {@inheritDoc LinkProvider.link} */
   link(options?: LinkWaitOptions): Promise<Link> {
     return this.#conn.link(options);
@@ -290,6 +416,10 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
       queuedChannels: this.#limiter.queued,
       bytesIn: s.bytesIn,
       bytesOut: s.bytesOut,
+      forwards: this.#forwards.list().map((f) => {
+        const d = describeForward(f);
+        return { ...d, ...f.stats() };
+      }),
     };
   }
 

@@ -3,7 +3,27 @@
  *
  * @packageDocumentation
  */
-export { SshClient, type ClientEvents, type ClientHealth } from './client.js';
+export { SshClient, type ClientEvents, type ClientHealth, type ForwardHealth } from './client.js';
+export {
+  LocalForward,
+  RemoteForward,
+  DynamicForward,
+  FORWARD_DEFAULTS,
+  forwardSpecSchema,
+  localForwardOptionsSchema,
+  remoteForwardOptionsSchema,
+  dynamicForwardOptionsSchema,
+  type ForwardEvent,
+  type ForwardHandle,
+  type ForwardStats,
+  type RemoteForwardState,
+  type RemoteRetryPolicy,
+  type ForwardSpec,
+  type ForwardSpecInput,
+  type LocalForwardOptions,
+  type RemoteForwardOptions,
+  type DynamicForwardOptions,
+} from './forward/index.js';
 export {
   SshError,
   SshConfigError,

@@ -6,6 +6,7 @@ import { SshConfigError } from '../errors.js';
 import { Secret } from '../internal/secret.js';
 import type ssh2 from 'ssh2';
 import type { Logger } from '../internal/logger.js';
+import type { ForwardSpecInput } from '../forward/options.js';
 
 /**
  * Built-in defaults, in one frozen object. Every duration is in milliseconds.
@@ -92,6 +93,8 @@ export const clientOptionsSchema = z.strictObject({
     .union([z.string(), z.array(nonEmpty('a jump host spec')), z.literal(false)], { error: "expected 'user@host:port,...', an array of host specs, or false" })
     .optional(),
   compression: z.boolean({ error: 'expected a boolean' }).optional(),
+  forwards: z.array(z.unknown(), { error: 'expected an array of forward specs ({ type: "local" | "remote" | "dynamic", ... })' }).optional(),
+  exitOnForwardFailure: z.boolean({ error: 'expected a boolean' }).optional(),
   logger: z
     .custom<Logger>(
       (v) => typeof v === 'object' && v !== null && ['debug', 'info', 'warn', 'error'].every((m) => typeof (v as Record<string, unknown>)[m] === 'function'),
@@ -188,6 +191,17 @@ export interface SshClientOptions {
   /** Request zlib compression (ssh_config `Compression`). @default false */
   compression?: boolean;
   /**
+   * Forwards set up on every connect, like ssh_config `LocalForward`, `RemoteForward` and
+   * `DynamicForward`: `{ type: 'local' | 'remote' | 'dynamic', ...the options of
+   * forwardLocal/forwardRemote/forwardDynamic }`. Validated by the constructor.
+   */
+  forwards?: ForwardSpecInput[];
+  /**
+   * OpenSSH `ExitOnForwardFailure`: `connect()` rejects with `ERR_SSH_FORWARD` when a declared
+   * forward cannot be set up, leaving nothing half-open. @default true
+   */
+  exitOnForwardFailure?: boolean;
+  /**
    * A pino-compatible logger (`debug/info/warn/error(obj, msg)`). Secrets are redacted from
    * everything it receives. @default silent
    */
@@ -247,6 +261,9 @@ export interface ResolvedOptions {
   readonly batchMode: boolean;
   readonly logger: Logger | undefined;
   readonly debugProtocol: boolean;
+  /** Declared forwards, not yet validated (the forward layer validates them). */
+  readonly forwards: readonly unknown[];
+  readonly exitOnForwardFailure: boolean;
   /** Options the caller set explicitly (they win over ssh_config). */
   readonly explicitKeys: ReadonlySet<string>;
 }
@@ -285,7 +302,7 @@ export function expandHome(path: string, home = homedir()): string {
  * @param what - the name of the options object, e.g. `SshClient options`.
  * @param accepted - the accepted option names, listed when an unknown key was given.
  */
-export function zodToConfigError(error: z.ZodError, what: string, accepted?: string): SshConfigError {
+export function zodToConfigError(error: z.ZodError, what: string, accepted?: string, input?: unknown): SshConfigError {
   const issue = error.issues[0];
   if (!issue) return new SshConfigError(`invalid ${what}`, { cause: error });
   const base = issue.path.map(String).join('.');
@@ -298,7 +315,10 @@ export function zodToConfigError(error: z.ZodError, what: string, accepted?: str
     );
   }
   const field = base || '(options)';
-  const message = issue.code === 'invalid_type' && issue.input === undefined ? `required: ${issue.message}` : issue.message;
+  // zod 4 does not keep the input on issues: look the value up to tell "missing" from "wrong type".
+  let value: unknown = input;
+  for (const key of issue.path) value = typeof value === 'object' && value !== null ? (value as Record<PropertyKey, unknown>)[key] : undefined;
+  const message = issue.code === 'invalid_type' && input !== undefined && value === undefined ? `required: ${issue.message}` : issue.message;
   return new SshConfigError(`invalid ${what}: '${field}': ${message}`, { cause: error, field });
 }
 
@@ -310,7 +330,7 @@ export function zodToConfigError(error: z.ZodError, what: string, accepted?: str
  */
 export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.env): ResolvedOptions {
   const parsed = clientOptionsSchema.safeParse(input);
-  if (!parsed.success) throw zodToConfigError(parsed.error, 'SshClient options', ACCEPTED);
+  if (!parsed.success) throw zodToConfigError(parsed.error, 'SshClient options', ACCEPTED, input);
   const o = parsed.data;
   const home = homedir();
   const identityFilesDefaulted = o.identityFiles === undefined;
@@ -369,6 +389,8 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
     compression: o.compression ?? false,
     logger: o.logger,
     debugProtocol: o.debugProtocol ?? false,
+    forwards: Object.freeze([...(o.forwards ?? [])]),
+    exitOnForwardFailure: o.exitOnForwardFailure ?? true,
     preferredAuthentications: undefined,
     passwordAuthentication: true,
     pubkeyAuthentication: true,

@@ -41,7 +41,7 @@ export interface ConnectionHooks {
    * Runs on each fresh link before it is announced `ready` (e.g. declared forwards with
    * ExitOnForwardFailure). A rejection fails the attempt (the link is torn down).
    */
-  beforeReady?: (link: Link) => Promise<void>;
+  beforeReady?: ((link: Link) => Promise<void>) | undefined;
   /** Runs during graceful `close()` before the transport is ended (drain channels, close features). */
   beforeEnd?: (deadlineMs: number) => Promise<void>;
   /** Provides a transport stream (ProxyJump) instead of a direct TCP connection; `undefined` for direct. */

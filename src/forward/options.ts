@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { zodToConfigError } from '../config/options.js';
 import type { SshConfigError } from '../errors.js';
 
-/** Defaults of the forward options and of {@link ForwardManager}, in one frozen object. Durations in ms. */
+/** Defaults of the forward options and of the forward manager, in one frozen object. Durations in ms. */
 export const FORWARD_DEFAULTS = Object.freeze({
   /** Address local and dynamic listeners bind to (loopback only unless named explicitly). */
   localHost: '127.0.0.1',

@@ -1,0 +1,344 @@
+/**
+ * The forward manager: opens and tracks every forward of one client, keeps them across
+ * reconnects, and sets up the declared forwards of the client options.
+ *
+ * @module forward/manager
+ */
+import type ssh2 from 'ssh2';
+import type { Link, LinkProvider } from '../connection/link.js';
+import { SshError } from '../errors.js';
+import { linkLost } from './carry.js';
+import { DynamicForward } from './dynamic.js';
+import { LocalForward } from './local.js';
+import {
+  FORWARD_DEFAULTS,
+  parseForwardOptions,
+  type DynamicForwardOptions,
+  type ForwardSpec,
+  type LocalForwardOptions,
+  type RemoteForwardOptions,
+} from './options.js';
+import { asForwardError, RemoteForward, tcpRouteKey, unixRouteKey } from './remote.js';
+import type { ForwardContext, ForwardEvent, ForwardHandle, RemoteRetryPolicy } from './types.js';
+
+/** Options of {@link ForwardManager}. Durations in milliseconds. */
+export interface ForwardManagerOptions {
+  /** Receives every {@link ForwardEvent} (the client re-emits them as `forward`). Errors thrown by it are ignored. */
+  emit: (event: ForwardEvent) => void;
+  /** How long a connection accepted while the client reconnects waits for the link before it is closed. @default 15000 */
+  connectionWaitMs?: number;
+  /** Concurrent connections per dynamic (SOCKS) forward; more are closed on accept. @default 1024 */
+  maxSocksConnections?: number;
+  /** Bound on a SOCKS client's greeting + authentication + request. @default 10000 */
+  socksHandshakeTimeoutMs?: number;
+  /** Bound on connecting to the local target of a remote forward. @default 10000 */
+  localConnectTimeoutMs?: number;
+  /**
+   * Backoff when re-requesting remote forwards after a reconnect.
+   * @default { retries: 12, minDelayMs: 200, maxDelayMs: 5000, factor: 2 }
+   */
+  remoteRetry?: Partial<RemoteRetryPolicy>;
+}
+
+/** Options of {@link ForwardManager.applyDeclared}. */
+export interface ApplyDeclaredOptions {
+  /** OpenSSH `ExitOnForwardFailure`: any failure rejects (and nothing opened by the call stays open). */
+  exitOnForwardFailure: boolean;
+}
+
+function checkMs(name: string, v: number | undefined, dflt: number, min = 0): number {
+  if (v === undefined) return dflt;
+  if (!Number.isFinite(v) || v < min || !Number.isInteger(v)) {
+    throw new SshError('ERR_SSH_CONFIG', `invalid forward manager option '${name}': expected an integer >= ${min}`);
+  }
+  return v;
+}
+
+/**
+ * Opens and tracks the forwards of one client.
+ *
+ * Local and dynamic listeners are bound once and stay bound while the client reconnects;
+ * remote forwards are requested again on every new link (the provider's `onLink`) on the port
+ * they had, with backoff while the dead session may still hold it.
+ *
+ * @internal The client facade composes it; users call `SshClient.forwardLocal()` etc.
+ */
+export class ForwardManager {
+  readonly #provider: LinkProvider;
+  readonly #emit: (event: ForwardEvent) => void;
+  readonly #ctx: ForwardContext;
+  readonly #handles = new Set<ForwardHandle>();
+  readonly #routes = new Map<string, RemoteForward>();
+  readonly #attached = new WeakSet<ssh2.Client>();
+  readonly #deathHooks = new WeakMap<Link, Set<(cause: SshError) => void>>();
+  readonly #unsubscribe: () => void;
+  #declared: ForwardHandle[] | undefined;
+  #declaredRemote: RemoteForward[] = [];
+  #closed = false;
+
+  /**
+   * @param provider - the client's link provider.
+   * @param options - the event sink and bounds (see {@link ForwardManagerOptions}).
+   * @throws {SshError} `ERR_SSH_CONFIG` for a negative or non-integer bound.
+   */
+  constructor(provider: LinkProvider, options: ForwardManagerOptions) {
+    this.#provider = provider;
+    this.#emit = options.emit;
+    const r = options.remoteRetry ?? {};
+    const d = FORWARD_DEFAULTS.remoteRetry;
+    this.#ctx = {
+      provider,
+      connectionWaitMs: checkMs('connectionWaitMs', options.connectionWaitMs, FORWARD_DEFAULTS.connectionWaitMs),
+      maxSocksConnections: checkMs('maxSocksConnections', options.maxSocksConnections, FORWARD_DEFAULTS.maxSocksConnections, 1),
+      socksHandshakeTimeoutMs: checkMs('socksHandshakeTimeoutMs', options.socksHandshakeTimeoutMs, FORWARD_DEFAULTS.socksHandshakeTimeoutMs, 1),
+      localConnectTimeoutMs: checkMs('localConnectTimeoutMs', options.localConnectTimeoutMs, FORWARD_DEFAULTS.localConnectTimeoutMs, 1),
+      remoteRetry: Object.freeze({
+        retries: checkMs('remoteRetry.retries', r.retries, d.retries),
+        minDelayMs: checkMs('remoteRetry.minDelayMs', r.minDelayMs, d.minDelayMs),
+        maxDelayMs: checkMs('remoteRetry.maxDelayMs', r.maxDelayMs, d.maxDelayMs),
+        factor: r.factor !== undefined && r.factor >= 1 ? r.factor : d.factor,
+      }),
+      emit: (ev) => this.#safeEmit(ev),
+      onLinkDeath: (link, fn) => this.#onLinkDeath(link, fn),
+      attach: (link) => this.#attach(link),
+      route: (key, fwd) => {
+        if (fwd) this.#routes.set(key, fwd);
+        else this.#routes.delete(key);
+      },
+      release: (h) => {
+        this.#handles.delete(h);
+      },
+    };
+    this.#unsubscribe = provider.onLink((link) => this.#onNewLink(link));
+  }
+
+  /**
+   * Opens a local forward (ssh(1) `-L`; RFC 4254 section 7.2 `direct-tcpip`, or
+   * `direct-streamlocal@openssh.com` for `remotePath`). Binds at once; the link is only needed
+   * when a connection arrives.
+   *
+   * @param opts - `{ localHost = '127.0.0.1', localPort = 0, remoteHost = 'localhost', remotePort }`
+   *   or `{ localHost, localPort, remotePath }`.
+   * @returns the handle; `localPort` is the bound port.
+   * @throws {SshConfigError} `ERR_SSH_CONFIG` for invalid options (e.g. a port < 0, > 65535 or not an integer).
+   * @throws {SshError} `ERR_SSH_FORWARD` when the local bind fails (cause: EADDRINUSE, EACCES...);
+   *   `ERR_SSH_CLOSED` after {@link ForwardManager.closeAll}.
+   */
+  async forwardLocal(opts: LocalForwardOptions): Promise<LocalForward> {
+    const o = parseForwardOptions('local', opts);
+    this.#checkOpen();
+    return this.#adopt(await LocalForward.open(this.#ctx, o));
+  }
+
+  /**
+   * Opens a remote forward (ssh(1) `-R`; RFC 4254 section 7.1 `tcpip-forward`, or
+   * `streamlocal-forward@openssh.com` for `remotePath`). Resolves once the server accepted it.
+   *
+   * @param opts - `{ remoteHost = 'localhost', remotePort = 0, localHost = '127.0.0.1', localPort }`
+   *   or `{ remotePath, localHost, localPort }`.
+   * @returns the handle; `remotePort` is the port the server bound.
+   * @throws {SshConfigError} `ERR_SSH_CONFIG` for invalid options.
+   * @throws {SshError} `ERR_SSH_FORWARD` when the server refuses (e.g. `AllowTcpForwarding no`,
+   *   `PermitListen`, port in use); the link errors of `provider.link()` (`ERR_SSH_TIMEOUT`
+   *   after `connectionWaitMs`, `ERR_SSH_CLOSED`...); `ERR_SSH_CONNECTION_LOST`.
+   */
+  async forwardRemote(opts: RemoteForwardOptions): Promise<RemoteForward> {
+    const o = parseForwardOptions('remote', opts);
+    this.#checkOpen();
+    const link = await this.#provider.link({ timeoutMs: this.#ctx.connectionWaitMs });
+    this.#checkOpen();
+    const fwd = new RemoteForward(this.#ctx, o);
+    this.#handles.add(fwd);
+    try {
+      await fwd.ensureOn(link, false);
+    } catch (err) {
+      await fwd.close();
+      throw err;
+    }
+    return fwd;
+  }
+
+  /**
+   * Opens a dynamic forward (ssh(1) `-D`): a SOCKS5 server (RFC 1928; RFC 1929 when `auth` is given).
+   *
+   * @param opts - `{ localHost = '127.0.0.1', localPort = 0, auth?: { username, password } }`.
+   * @throws {SshConfigError} `ERR_SSH_CONFIG` for invalid options.
+   * @throws {SshError} `ERR_SSH_FORWARD` when the bind fails; `ERR_SSH_CLOSED` after closeAll.
+   */
+  async forwardDynamic(opts: DynamicForwardOptions = {}): Promise<DynamicForward> {
+    const o = parseForwardOptions('dynamic', opts);
+    this.#checkOpen();
+    return this.#adopt(await DynamicForward.open(this.#ctx, o));
+  }
+
+  /**
+   * Sets up the declared forwards (client option `forwards`, ssh_config `LocalForward`,
+   * `RemoteForward`, `DynamicForward`) on a fresh `link`, before `connect()` resolves.
+   *
+   * First successful call: binds the local and dynamic listeners (kept across reconnects) and
+   * requests the remote forwards on `link`. Later calls (after a reconnect): requests the
+   * remote forwards again on `link` (with backoff while the dead session holds the port;
+   * shared with the request the manager starts itself for every new link).
+   *
+   * With `exitOnForwardFailure` (OpenSSH `ExitOnForwardFailure`), any failure rejects and what
+   * this call opened is closed again: on the first call every forward it created, later the
+   * remote forwards it re-established on `link` (cancelled on the server; they are requested
+   * again on the next link). Without it, a failing forward is reported as an `error` event
+   * (a local/dynamic one is dropped; a remote one is kept and retried on the next link).
+   *
+   * @param specs - validated specs (see `parseForwardSpecs`).
+   * @param link - the fresh link.
+   * @throws {SshError} `ERR_SSH_FORWARD` naming the failed forward, with its error as `cause`.
+   */
+  async applyDeclared(specs: readonly ForwardSpec[], link: Link, options: ApplyDeclaredOptions): Promise<void> {
+    this.#checkOpen();
+    if (this.#declared === undefined) {
+      await this.#applyFirst(specs, link, options);
+      return;
+    }
+    const remotes = this.#declaredRemote.filter((f) => !f.closed);
+    const results = await Promise.allSettled(remotes.map((f) => f.ensureOn(link, true)));
+    const failed = results.findIndex((r) => r.status === 'rejected');
+    if (failed < 0 || !options.exitOnForwardFailure) return;
+    const first = results[failed] as PromiseRejectedResult;
+    const err = asForwardError(first.reason, `declared forward ${remotes[failed]?.toString() ?? ''} could not be set up again`);
+    // Nothing half-open: cancel what came up on this link (it will be requested on the next one).
+    await Promise.all(remotes.map((f) => f.withdraw(link, err)));
+    throw err;
+  }
+
+  async #applyFirst(specs: readonly ForwardSpec[], link: Link, options: ApplyDeclaredOptions): Promise<void> {
+    const opened: ForwardHandle[] = [];
+    const remotes: RemoteForward[] = [];
+    for (const spec of specs) {
+      try {
+        const { type, ...rest } = spec;
+        let h: ForwardHandle;
+        if (type === 'local') h = await LocalForward.open(this.#ctx, parseForwardOptions('local', rest));
+        else if (type === 'dynamic') h = await DynamicForward.open(this.#ctx, parseForwardOptions('dynamic', rest));
+        else {
+          const r = new RemoteForward(this.#ctx, parseForwardOptions('remote', rest));
+          h = r;
+          opened.push(r);
+          remotes.push(r);
+          this.#handles.add(r);
+          try {
+            await r.ensureOn(link, false);
+          } catch (err) {
+            if (options.exitOnForwardFailure) throw err;
+            continue; // kept, in state 'error' (already emitted); retried on the next link.
+          }
+          continue;
+        }
+        opened.push(h);
+        this.#handles.add(h);
+      } catch (err) {
+        const e = asForwardError(err, `declared ${spec.type} forward could not be set up`);
+        if (options.exitOnForwardFailure) {
+          await Promise.all(opened.map((h) => h.close()));
+          throw e;
+        }
+        const { type, ...rest } = spec;
+        if (type === 'remote') continue;
+        const failedHandle =
+          type === 'local'
+            ? LocalForward.unbound(this.#ctx, parseForwardOptions('local', rest))
+            : DynamicForward.unbound(this.#ctx, parseForwardOptions('dynamic', rest));
+        this.#safeEmit({ forward: failedHandle, state: 'error', cause: e });
+      }
+    }
+    this.#declared = opened;
+    this.#declaredRemote = remotes;
+  }
+
+  /** The open forwards, in the order they were opened. */
+  list(): ForwardHandle[] {
+    return [...this.#handles].filter((h) => !h.closed);
+  }
+
+  /** Closes every forward (listeners unbound, remote forwards cancelled) and stops following new links. Idempotent. */
+  async closeAll(): Promise<void> {
+    this.#closed = true;
+    this.#unsubscribe();
+    await Promise.all([...this.#handles].map((h) => h.close()));
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new SshError('ERR_SSH_CLOSED', 'forward manager closed');
+  }
+
+  async #adopt<H extends ForwardHandle>(h: H): Promise<H> {
+    if (this.#closed) {
+      await h.close();
+      throw new SshError('ERR_SSH_CLOSED', 'forward manager closed');
+    }
+    this.#handles.add(h);
+    return h;
+  }
+
+  #safeEmit(ev: ForwardEvent): void {
+    try {
+      this.#emit(ev);
+    } catch {
+      // A throwing listener must not break forwarding.
+    }
+  }
+
+  #onNewLink(link: Link): void {
+    if (this.#closed) return;
+    this.#attach(link);
+    for (const h of this.#handles) {
+      if (h instanceof RemoteForward && !h.closed) h.ensureOn(link, true).catch(() => undefined);
+    }
+  }
+
+  #onLinkDeath(link: Link, fn: (cause: SshError) => void): () => void {
+    let hooks = this.#deathHooks.get(link);
+    if (!hooks) {
+      const set = new Set<(cause: SshError) => void>();
+      hooks = set;
+      this.#deathHooks.set(link, set);
+      // One listener per link (not per connection): hundreds of connections share it.
+      link.signal.addEventListener(
+        'abort',
+        () => {
+          const cause = linkLost(link);
+          for (const f of [...set]) {
+            try {
+              f(cause);
+            } catch {
+              // keep going
+            }
+          }
+          set.clear();
+        },
+        { once: true },
+      );
+    }
+    if (link.signal.aborted) {
+      fn(linkLost(link));
+      return () => undefined;
+    }
+    const set = hooks;
+    set.add(fn);
+    return () => {
+      set.delete(fn);
+    };
+  }
+
+  #attach(link: Link): void {
+    const client = link.client;
+    if (this.#attached.has(client)) return;
+    this.#attached.add(client);
+    client.on('tcp connection', (info, accept, reject) => {
+      const fwd = this.#routes.get(tcpRouteKey(info.destIP, info.destPort));
+      if (fwd) fwd.incoming(link, accept, reject);
+      else if (!link.signal.aborted) reject();
+    });
+    client.on('unix connection', (info, accept, reject) => {
+      const fwd = this.#routes.get(unixRouteKey(info.socketPath));
+      if (fwd) fwd.incoming(link, accept, reject);
+      else if (!link.signal.aborted) reject();
+    });
+  }
+}

@@ -1,0 +1,318 @@
+/**
+ * Remote forwards (ssh(1) `-R`): the server listens (`tcpip-forward`, RFC 4254 section 7.1, or
+ * `streamlocal-forward@openssh.com`, OpenSSH PROTOCOL 2.4) and each connection it accepts is
+ * carried back here (`forwarded-tcpip` / `forwarded-streamlocal@openssh.com` channels) to
+ * `localHost:localPort`.
+ *
+ * @module forward/remote
+ */
+import net from 'node:net';
+import pRetry from 'p-retry';
+import type ssh2 from 'ssh2';
+import type { Link } from '../connection/link.js';
+import { SshError } from '../errors.js';
+import { carry, linkLost, Traffic } from './carry.js';
+import { fmtHostPort } from './listener.js';
+import type { ResolvedRemoteForward } from './options.js';
+import type { ForwardContext, ForwardStats } from './types.js';
+
+/** The state of a remote forward. */
+export type RemoteForwardState = 'pending' | 'up' | 'down' | 'error' | 'closed';
+
+/** How long `close()` waits for the server to answer `cancel-tcpip-forward`. */
+const CANCEL_TIMEOUT_MS = 5_000;
+
+interface Attempt {
+  readonly link: Link;
+  readonly promise: Promise<void>;
+}
+
+/** Dispatch key of a TCP remote forward, as ssh2 reports incoming connections (bind address, port). */
+export function tcpRouteKey(bindAddr: string, port: number): string {
+  return `tcp:${bindAddr}:${port}`;
+}
+
+/** Dispatch key of a Unix-socket remote forward. */
+export function unixRouteKey(path: string): string {
+  return `unix:${path}`;
+}
+
+/**
+ * A remote forward. The server binds {@link RemoteForward.remoteHost}:{@link RemoteForward.remotePort}
+ * (or the Unix socket {@link RemoteForward.remotePath}); connections to it are carried to
+ * `localHost:localPort` here. After every reconnect it is requested again on the same port
+ * (with backoff while the dead session still holds the port on the server); its
+ * {@link RemoteForward.state} follows, and the manager emits `forward` events `down`, `up`
+ * (only once the server accepted) or `error`.
+ */
+export class RemoteForward implements AsyncDisposable {
+  /** Always `'remote'`. */
+  readonly type = 'remote' as const;
+  /** The address the server binds (TCP only). */
+  readonly remoteHost: string | undefined;
+  /** The Unix socket path the server listens on (stream-local only). */
+  readonly remotePath: string | undefined;
+  /** Where connections are carried to, on this side. */
+  readonly localHost: string;
+  /** Port connections are carried to, on this side. */
+  readonly localPort: number;
+
+  readonly #ctx: ForwardContext;
+  readonly #traffic = new Traffic();
+  readonly #closeCtl = new AbortController();
+  #port: number;
+  #state: RemoteForwardState = 'pending';
+  #current: Attempt | undefined;
+  #upOn: Link | undefined;
+  #offDeath: (() => void) | undefined;
+  #closing: Promise<void> | undefined;
+
+  /** @internal */
+  constructor(ctx: ForwardContext, opts: ResolvedRemoteForward) {
+    this.#ctx = ctx;
+    this.remotePath = opts.remotePath;
+    this.remoteHost = opts.remotePath === undefined ? (opts.remoteHost ?? 'localhost') : undefined;
+    this.#port = opts.remotePath === undefined ? (opts.remotePort ?? 0) : 0;
+    this.localHost = opts.localHost;
+    this.localPort = opts.localPort;
+  }
+
+  /**
+   * The port the server bound (the assigned one when 0 was asked, known once it was first
+   * accepted; kept across reconnects). 0 for a Unix-socket forward.
+   */
+  get remotePort(): number {
+    return this.#port;
+  }
+
+  /**
+   * `pending` (first request in flight), `up` (the server accepted it on the live link),
+   * `down` (the link died; waiting for the next one), `error` (the last request failed; tried
+   * again on the next link), `closed`.
+   */
+  get state(): RemoteForwardState {
+    return this.#state;
+  }
+
+  /** `true` once {@link RemoteForward.close} was called. */
+  get closed(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  /** Connection and byte counters (see {@link ForwardStats}). */
+  stats(): ForwardStats {
+    return this.#traffic.stats();
+  }
+
+  /**
+   * Cancels the forward on the server (`cancel-tcpip-forward` /
+   * `cancel-streamlocal-forward@openssh.com`, waiting up to 5 s for the answer), closes every
+   * connection and stops re-requesting it. Idempotent; never rejects.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      const wasUpOn = this.#upOn;
+      this.#state = 'closed';
+      this.#closeCtl.abort(new SshError('ERR_SSH_CLOSED', 'forward closed'));
+      this.#down();
+      this.#traffic.killAll();
+      if (wasUpOn && !wasUpOn.signal.aborted) await this.#cancelOn(wasUpOn);
+      this.#ctx.release(this);
+    })();
+    return this.#closing;
+  }
+
+  /** Same as {@link RemoteForward.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** A short description, e.g. `remote localhost:8080 -> 127.0.0.1:3000`. */
+  toString(): string {
+    const from = this.remotePath ?? fmtHostPort(this.remoteHost ?? 'localhost', this.#port);
+    return `remote ${from} -> ${fmtHostPort(this.localHost, this.localPort)}`;
+  }
+
+  /**
+   * Makes sure the forward is requested on `link`: starts a request (retried with backoff when
+   * `retry` is set) unless one for this link exists already, and resolves once the server
+   * accepted it.
+   *
+   * @throws {SshError} `ERR_SSH_FORWARD` (server refusal, cause: ssh2's error),
+   *   `ERR_SSH_CONNECTION_LOST` (the link died first), `ERR_SSH_CLOSED` (forward closed).
+   * @internal
+   */
+  ensureOn(link: Link, retry: boolean): Promise<void> {
+    if (this.closed) return Promise.reject(new SshError('ERR_SSH_CLOSED', 'forward closed'));
+    if (this.#current?.link === link) return this.#current.promise;
+    const promise = this.#establish(link, retry);
+    const attempt: Attempt = { link, promise };
+    this.#current = attempt;
+    promise.catch((err: unknown) => {
+      if (this.#current !== attempt || this.closed || link.signal.aborted) return;
+      this.#state = 'error';
+      this.#ctx.emit({ forward: this, state: 'error', cause: asForwardError(err) });
+    });
+    return promise;
+  }
+
+  async #establish(link: Link, retry: boolean): Promise<void> {
+    this.#ctx.attach(link);
+    const scope = new AbortController();
+    const onAbort = function (this: AbortSignal): void {
+      scope.abort(this.reason);
+    };
+    link.signal.addEventListener('abort', onAbort, { once: true });
+    this.#closeCtl.signal.addEventListener('abort', onAbort, { once: true });
+    if (link.signal.aborted) scope.abort(link.signal.reason);
+    try {
+      const policy = this.#ctx.remoteRetry;
+      await pRetry(() => this.#requestOn(link), {
+        retries: retry ? policy.retries : 0,
+        minTimeout: policy.minDelayMs,
+        maxTimeout: policy.maxDelayMs,
+        factor: policy.factor,
+        randomize: true,
+        signal: scope.signal,
+        unref: true,
+        // Only a refusal by the server is worth retrying (the dead session may hold the port).
+        shouldRetry: ({ error }) => error instanceof SshError && error.code === 'ERR_SSH_FORWARD',
+      });
+    } catch (err) {
+      if (this.closed) throw new SshError('ERR_SSH_CLOSED', 'forward closed');
+      if (link.signal.aborted) throw linkLost(link);
+      throw err;
+    } finally {
+      link.signal.removeEventListener('abort', onAbort);
+      this.#closeCtl.signal.removeEventListener('abort', onAbort);
+    }
+    if (this.closed) {
+      if (!link.signal.aborted) await this.#cancelOn(link);
+      throw new SshError('ERR_SSH_CLOSED', 'forward closed');
+    }
+    if (link.signal.aborted) throw linkLost(link);
+    this.#up(link);
+  }
+
+  /** One `tcpip-forward` / `streamlocal-forward@openssh.com` request; resolves with the bound port. */
+  #requestOn(link: Link): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const client = link.client;
+      const done = (err: Error | null | undefined, port?: number): void => {
+        if (err) {
+          const lost = link.signal.aborted || /No response from server|Not connected/i.test(err.message);
+          reject(
+            lost
+              ? new SshError('ERR_SSH_CONNECTION_LOST', `connection lost while requesting ${this.toString()}`, { cause: err })
+              : new SshError('ERR_SSH_FORWARD', `the server refused ${this.toString()}: ${err.message}`, { cause: err }),
+          );
+          return;
+        }
+        if (port !== undefined && port > 0) this.#port = port;
+        resolve();
+      };
+      try {
+        if (this.remotePath !== undefined) client.openssh_forwardInStreamLocal(this.remotePath, (err) => done(err));
+        else client.forwardIn(this.remoteHost ?? 'localhost', this.#port, (err, port) => done(err, port));
+      } catch (err) {
+        reject(new SshError('ERR_SSH_CONNECTION_LOST', `connection lost: ${(err as Error).message}`, { cause: err }));
+      }
+    });
+  }
+
+  #routeKey(): string {
+    return this.remotePath !== undefined ? unixRouteKey(this.remotePath) : tcpRouteKey(this.remoteHost ?? 'localhost', this.#port);
+  }
+
+  #up(link: Link): void {
+    this.#upOn = link;
+    this.#state = 'up';
+    this.#ctx.route(this.#routeKey(), this);
+    this.#offDeath = this.#ctx.onLinkDeath(link, (cause) => {
+      if (this.#upOn !== link) return;
+      this.#down();
+      this.#state = 'down';
+      this.#ctx.emit({ forward: this, state: 'down', cause });
+    });
+    this.#ctx.emit({ forward: this, state: 'up' });
+  }
+
+  #down(): void {
+    this.#offDeath?.();
+    this.#offDeath = undefined;
+    if (this.#upOn) this.#ctx.route(this.#routeKey(), undefined);
+    this.#upOn = undefined;
+  }
+
+  /**
+   * Takes the forward down on `link` (cancelled on the server) without closing it: it is
+   * requested again on the next link. Emits `down` with `cause` when it was up there.
+   *
+   * @internal
+   */
+  async withdraw(link: Link, cause: SshError): Promise<void> {
+    if (this.#upOn !== link) return;
+    this.#down();
+    this.#state = 'down';
+    this.#ctx.emit({ forward: this, state: 'down', cause });
+    if (!link.signal.aborted) await this.#cancelOn(link);
+  }
+
+  #cancelOn(link: Link): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, CANCEL_TIMEOUT_MS);
+      timer.unref();
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      try {
+        if (this.remotePath !== undefined) link.client.openssh_unforwardInStreamLocal(this.remotePath, done);
+        else link.client.unforwardIn(this.remoteHost ?? 'localhost', this.#port, done);
+      } catch {
+        done();
+      }
+    });
+  }
+
+  /**
+   * An incoming `forwarded-tcpip` / `forwarded-streamlocal@openssh.com` channel open for this
+   * forward: connects to `localHost:localPort` first and accepts the channel once connected
+   * (rejects it, as OpenSSH does, when the local connect fails).
+   *
+   * @internal
+   */
+  incoming(link: Link, accept: () => ssh2.Channel, reject: () => void): void {
+    if (this.closed || this.#upOn !== link) {
+      if (!link.signal.aborted) reject();
+      return;
+    }
+    const sock = net.connect({ host: this.localHost, port: this.localPort, allowHalfOpen: true, noDelay: true });
+    sock.on('error', () => undefined);
+    const tracked = this.#traffic.add(sock);
+    const timer = setTimeout(() => sock.destroy(), this.#ctx.localConnectTimeoutMs);
+    timer.unref();
+    let connected = false;
+    sock.once('connect', () => {
+      connected = true;
+      clearTimeout(timer);
+      if (this.closed || link.signal.aborted) {
+        sock.destroy();
+        if (!link.signal.aborted) reject();
+        return;
+      }
+      carry(this.#ctx, link, sock, accept(), tracked);
+    });
+    sock.once('close', () => {
+      clearTimeout(timer);
+      if (!connected && !link.signal.aborted) reject();
+    });
+  }
+}
+
+/** Wraps anything into an `ERR_SSH_FORWARD` SshError (an SshError of that code is kept). */
+export function asForwardError(err: unknown, what?: string): SshError {
+  if (err instanceof SshError && err.code === 'ERR_SSH_FORWARD' && what === undefined) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  return new SshError('ERR_SSH_FORWARD', what === undefined ? msg : `${what}: ${msg}`, { cause: err });
+}

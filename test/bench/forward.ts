@@ -1,0 +1,385 @@
+/**
+ * Forward benchmark: bulk throughput (256 MiB each direction; 32 MiB with BENCH_QUICK) through a
+ * local forward to a loopback sink/source, and the new-connection rate (connect, 1-byte echo,
+ * close) through it: ssh-tether's ForwardManager vs a plain raw-ssh2 `forwardOut` + `pipe`
+ * forwarder vs OpenSSH `ssh -L` (`ControlMaster=no`), all with the cipher pinned
+ * (aes128-gcm@openssh.com) on one sshd. The sink/source and the client side of each connection
+ * run in this process for every tool alike. Medians over the runs; client CPU s/GiB is this
+ * process's CPU (in-process tools) or the `ssh` process's (from /proc) plus this process's.
+ *
+ * Run alone: `node --expose-gc --import ./scripts/ts-node-register.mjs test/bench/forward.ts`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ssh2 from 'ssh2';
+import { SshError } from '../../src/errors.js';
+import type { Link, LinkProvider } from '../../src/connection/link.js';
+import { ForwardManager } from '../../src/forward/index.js';
+import { opensshArgs, startSshd } from '../helpers/sshd.js';
+import { cpuSeconds, gc, hostKeyVerifier, iterations, median, nowMs, pinnedAlgorithms, pinnedOpensshArgs, sleep, targetOf, trackChild, type BenchTarget, type Row } from './lib.js';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const TETHER = 'ssh-tether';
+const RAW = 'raw ssh2 forwardOut + pipe';
+const OPENSSH = 'ssh -L (OpenSSH)';
+
+/** A LinkProvider over one ssh2 client with the pinned algorithms and TCP_NODELAY (no reconnect). */
+class BenchLinks implements LinkProvider {
+  private link_: Promise<Link> | undefined;
+  constructor(private readonly t: BenchTarget) {}
+  link(): Promise<Link> {
+    this.link_ ??= new Promise<Link>((resolve, reject) => {
+      const client = new ssh2.Client();
+      const ctl = new AbortController();
+      client.on('error', (err) => {
+        ctl.abort(new SshError('ERR_SSH_CONNECTION_LOST', err.message));
+        reject(err);
+      });
+      client.on('close', () => ctl.abort(new SshError('ERR_SSH_CONNECTION_LOST', 'closed')));
+      client.on('ready', () => {
+        client.setNoDelay(true);
+        resolve({ client, epoch: 1, signal: ctl.signal });
+      });
+      client.connect({
+        host: this.t.host,
+        port: this.t.port,
+        username: this.t.username,
+        privateKey: this.t.privateKey,
+        algorithms: pinnedAlgorithms() as ssh2.Algorithms,
+        hostVerifier: hostKeyVerifier(this.t),
+        readyTimeout: 10_000,
+      });
+    });
+    return this.link_;
+  }
+  onLink(): () => void {
+    return () => undefined;
+  }
+  async close(): Promise<void> {
+    const l = await this.link_?.catch(() => undefined);
+    l?.client.end();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// loopback endpoints
+
+interface Endpoint {
+  port: number;
+  close(): Promise<void>;
+}
+
+function serve(handler: (s: net.Socket) => void): Promise<Endpoint> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ noDelay: true }, (s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+    s.on('close', () => sockets.delete(s));
+    handler(s);
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({
+        port: (server.address() as net.AddressInfo).port,
+        close: () =>
+          new Promise<void>((r) => {
+            for (const s of sockets) s.destroy();
+            server.close(() => r());
+          }),
+      }),
+    ),
+  );
+}
+
+const CHUNK = Buffer.alloc(MiB, 0x5a);
+
+/** Writes `bytes` to `s` with backpressure, then ends it. */
+function writeAll(s: net.Socket, bytes: number): void {
+  let left = bytes;
+  const pump = (): void => {
+    while (left > 0) {
+      const n = Math.min(left, CHUNK.length);
+      left -= n;
+      if (!s.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) {
+        s.once('drain', pump);
+        return;
+      }
+    }
+    s.end();
+  };
+  pump();
+}
+
+/** Sink: reads and counts; source: writes `bytes` then ends; echo: pipes back. */
+const sink = (): Promise<Endpoint> => serve((s) => s.resume());
+const source = (bytes: number): Promise<Endpoint> => serve((s) => writeAll(s, bytes));
+const echo = (): Promise<Endpoint> => serve((s) => s.pipe(s));
+
+/** Upload `bytes` through `port` (the sink closes when it got everything and we end). */
+function upload(port: number, bytes: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1', noDelay: true });
+    s.on('error', reject);
+    s.on('connect', () => writeAll(s, bytes));
+    s.resume();
+    s.on('close', () => resolve());
+  });
+}
+
+/** Download until EOF through `port`; resolves with the byte count. */
+function download(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1', noDelay: true });
+    let n = 0;
+    s.on('error', reject);
+    s.on('data', (c: Buffer) => (n += c.length));
+    s.on('close', () => resolve(n));
+  });
+}
+
+/** One short connection: connect, send 1 byte, read it back, close. */
+function pingOnce(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1', noDelay: true });
+    s.on('error', reject);
+    s.on('connect', () => s.write('x'));
+    s.once('data', () => s.end());
+    s.on('close', () => resolve());
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// forwarders under test
+
+interface Forwarder {
+  tool: string;
+  /** Opens a forward to 127.0.0.1:`targetPort`; returns the local port and a closer. */
+  open(targetPort: number): Promise<{ port: number; close(): Promise<void> }>;
+  /** CPU seconds used by the forwarder outside this process so far (ssh -L), else 0. */
+  extraCpu(): number;
+  shutdown(): Promise<void>;
+}
+
+function tetherForwarder(t: BenchTarget): Forwarder {
+  const links = new BenchLinks(t);
+  const manager = new ForwardManager(links, { emit: () => undefined });
+  return {
+    tool: TETHER,
+    async open(targetPort) {
+      await links.link();
+      const f = await manager.forwardLocal({ remoteHost: '127.0.0.1', remotePort: targetPort });
+      return { port: f.localPort, close: () => f.close() };
+    },
+    extraCpu: () => 0,
+    async shutdown() {
+      await manager.closeAll();
+      await links.close();
+    },
+  };
+}
+
+function rawForwarder(t: BenchTarget): Forwarder {
+  const links = new BenchLinks(t);
+  return {
+    tool: RAW,
+    async open(targetPort) {
+      const { client } = await links.link();
+      const sockets = new Set<net.Socket>();
+      const server = net.createServer((s) => {
+        sockets.add(s);
+        s.on('error', () => undefined);
+        s.on('close', () => sockets.delete(s));
+        client.forwardOut('127.0.0.1', 0, '127.0.0.1', targetPort, (err, ch) => {
+          if (err) return s.destroy();
+          ch.on('error', () => s.destroy());
+          ch.on('close', () => s.destroy());
+          s.pipe(ch).pipe(s);
+        });
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      return {
+        port: (server.address() as net.AddressInfo).port,
+        close: () =>
+          new Promise<void>((r) => {
+            for (const s of sockets) s.destroy();
+            server.close(() => r());
+          }),
+      };
+    },
+    extraCpu: () => 0,
+    shutdown: () => links.close(),
+  };
+}
+
+function procCpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(rest[11]) + Number(rest[12]); // utime + stime
+    return ticks / 100;
+  } catch {
+    return 0;
+  }
+}
+
+async function waitListening(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = nowMs() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`ssh -L exited with ${child.exitCode}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (nowMs() > deadline) throw new Error('ssh -L did not start listening');
+    await sleep(50);
+  }
+}
+
+function opensshForwarder(t: BenchTarget): Forwarder {
+  let children: ChildProcess[] = [];
+  return {
+    tool: OPENSSH,
+    async open(targetPort) {
+      const port = await new Promise<number>((r) => {
+        const s = net.createServer().listen(0, '127.0.0.1', () => {
+          const p = (s.address() as net.AddressInfo).port;
+          s.close(() => r(p));
+        });
+      });
+      const child = spawn(
+        'ssh',
+        [
+          ...opensshArgs({ ...t, knownHostsPath: t.knownHostsPath }),
+          ...pinnedOpensshArgs(),
+          '-o', 'ControlMaster=no',
+          '-o', 'ControlPath=none',
+          '-o', 'ExitOnForwardFailure=yes',
+          '-N',
+          '-L', `127.0.0.1:${port}:127.0.0.1:${targetPort}`,
+          t.host,
+        ],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+      trackChild(child);
+      children.push(child);
+      await waitListening(port, child, 10_000);
+      return {
+        port,
+        close: () =>
+          new Promise<void>((r) => {
+            if (child.exitCode !== null) return r();
+            child.once('exit', () => r());
+            child.kill('SIGTERM');
+          }),
+      };
+    },
+    extraCpu: () => children.reduce((a, c) => a + procCpuSeconds(c.pid), 0),
+    shutdown() {
+      for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+      children = [];
+      return Promise.resolve();
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function timed(f: Forwarder, fn: () => Promise<void>): Promise<{ seconds: number; cpu: number }> {
+  gc();
+  const c0 = cpuSeconds() + f.extraCpu();
+  const t0 = nowMs();
+  await fn();
+  const seconds = (nowMs() - t0) / 1000;
+  return { seconds, cpu: cpuSeconds() + f.extraCpu() - c0 };
+}
+
+/**
+ * Runs the forward benchmark against `target`.
+ *
+ * @returns rows `upload N MiB` / `download N MiB` (mbPerSec, cpuSecPerGiB) and
+ *   `new connections` (connPerSec) for each tool.
+ */
+export async function benchForward(target: BenchTarget): Promise<Row[]> {
+  const bytes = (target.quick ? 32 : 256) * MiB;
+  const runs = iterations(5, 1);
+  const conns = target.quick ? 50 : 300;
+  const forwarders = [tetherForwarder(target), rawForwarder(target), opensshForwarder(target)];
+  const up = await sink();
+  const down = await source(bytes);
+  const ping = await echo();
+  const rows: Row[] = [];
+  try {
+    const samples = new Map<string, { up: number[]; upCpu: number[]; down: number[]; downCpu: number[]; conn: number[] }>();
+    const fwds = new Map<string, { up: Awaited<ReturnType<Forwarder['open']>>; down: Awaited<ReturnType<Forwarder['open']>>; ping: Awaited<ReturnType<Forwarder['open']>> }>();
+    for (const f of forwarders) {
+      fwds.set(f.tool, { up: await f.open(up.port), down: await f.open(down.port), ping: await f.open(ping.port) });
+      samples.set(f.tool, { up: [], upCpu: [], down: [], downCpu: [], conn: [] });
+    }
+    // Interleave the tools per run so a slow spell of the machine hits all alike.
+    for (let i = 0; i < runs; i++) {
+      for (const f of forwarders) {
+        const fw = fwds.get(f.tool)!;
+        const s = samples.get(f.tool)!;
+        const u = await timed(f, () => upload(fw.up.port, bytes));
+        s.up.push(bytes / 1e6 / u.seconds);
+        s.upCpu.push((u.cpu * GiB) / bytes);
+        let got = 0;
+        const d = await timed(f, async () => {
+          got = await download(fw.down.port);
+        });
+        if (got !== bytes) throw new Error(`${f.tool}: downloaded ${got} of ${bytes} bytes`);
+        s.down.push(bytes / 1e6 / d.seconds);
+        s.downCpu.push((d.cpu * GiB) / bytes);
+        const t0 = nowMs();
+        for (let k = 0; k < conns; k++) await pingOnce(fw.ping.port);
+        s.conn.push(conns / ((nowMs() - t0) / 1000));
+      }
+    }
+    const r1 = (x: number): number => Math.round(x * 10) / 10;
+    const r2 = (x: number): number => Math.round(x * 100) / 100;
+    for (const f of forwarders) {
+      const s = samples.get(f.tool)!;
+      rows.push({ name: `upload ${bytes / MiB} MiB`, tool: f.tool, mbPerSec: r1(median(s.up)), cpuSecPerGiB: r2(median(s.upCpu)) });
+    }
+    for (const f of forwarders) {
+      const s = samples.get(f.tool)!;
+      rows.push({ name: `download ${bytes / MiB} MiB`, tool: f.tool, mbPerSec: r1(median(s.down)), cpuSecPerGiB: r2(median(s.downCpu)) });
+    }
+    for (const f of forwarders) {
+      const s = samples.get(f.tool)!;
+      rows.push({ name: `new connections (sequential, 1-byte echo)`, tool: f.tool, connPerSec: r1(median(s.conn)), notes: `${conns} per run` });
+    }
+    for (const fw of fwds.values()) {
+      await fw.up.close();
+      await fw.down.close();
+      await fw.ping.close();
+    }
+  } finally {
+    for (const f of forwarders) await f.shutdown();
+    await up.close();
+    await down.close();
+    await ping.close();
+  }
+  return rows;
+}
+
+// run alone
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+  const sshd = await startSshd();
+  try {
+    const rows = await benchForward(targetOf(sshd, process.env.BENCH_QUICK === '1'));
+    console.table(rows);
+  } finally {
+    await sshd.stop();
+  }
+}
