@@ -15,7 +15,6 @@ import { diagnose, DIAGNOSE_EXIT_CODES, DIAGNOSE_STEPS, type DiagnoseReport } fr
 import { targetClientOptions } from '../doctor/effective.js';
 import type { TransferProgress } from '../sftp/index.js';
 import { CONNECT_HELP, CONNECT_OPTIONS, intArg, parse, parseCliForward, targetOptionsFrom, UsageError, type CliForward } from './args.js';
-import type { DynamicForwardOptions, LocalForwardOptions, RemoteForwardOptions } from '../forward/options.js';
 
 /** Where a command writes; injectable for tests of the formatting. */
 export interface Io {
@@ -277,19 +276,9 @@ export function parseForwardArgs(args: string[]): { help: boolean; target: strin
   return { help: false, target, forwards, values };
 }
 
-/** A forward handle as the client's forwarding API returns it (only what the CLI uses). */
+/** What the CLI reads from a forward handle. */
 interface ForwardHandleLike {
   close(): Promise<void>;
-}
-/** The client's forwarding API (SshClient.forwardLocal/forwardRemote/forwardDynamic). */
-interface ForwardingClient {
-  forwardLocal(o: LocalForwardOptions): Promise<ForwardHandleLike>;
-  forwardRemote(o: RemoteForwardOptions): Promise<ForwardHandleLike>;
-  forwardDynamic(o: DynamicForwardOptions): Promise<ForwardHandleLike>;
-}
-function canForward(c: object): c is ForwardingClient {
-  const x = c as Partial<Record<keyof ForwardingClient, unknown>>;
-  return typeof x.forwardLocal === 'function' && typeof x.forwardRemote === 'function' && typeof x.forwardDynamic === 'function';
 }
 
 function describeHandle(h: ForwardHandleLike, f: CliForward): string {
@@ -306,10 +295,7 @@ async function forwardCommand(args: string[], io: Io): Promise<number> {
   }
   const target = parsed.target;
   const client = new SshClient(targetClientOptions(target, targetOptionsFrom(parsed.values)));
-  if (!canForward(client)) {
-    err(io, 'ssh-tether: this build of ssh-tether has no port forwarding (SshClient.forwardLocal/forwardRemote/forwardDynamic)');
-    return 1;
-  }
+  client.on('forward', ({ forward, state, cause }) => err(io, `[${new Date().toISOString()}] forward ${forward.type} ${state}${cause ? `: ${cause.code}` : ''}`));
   client.on('state', ({ state, previous }) => err(io, `[${new Date().toISOString()}] ${previous} -> ${state}`));
   client.on('disconnect', ({ cause }) => err(io, `[${new Date().toISOString()}] disconnected: ${cause.code}: ${cause.message}`));
   client.on('reconnecting', ({ attempt, delayMs, cause }) => err(io, `[${new Date().toISOString()}] reconnecting (attempt ${attempt} in ${delayMs} ms; last: ${cause.code})`));

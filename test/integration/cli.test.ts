@@ -236,3 +236,48 @@ describe('the built bin', () => {
     expect(execFileSync(CLI, ['--help'], { encoding: 'utf8' })).toMatch(/ssh-tether/);
   });
 });
+
+describe('ssh-tether forward', () => {
+  it('-L keeps a local forward up until SIGINT, then exits 0', async () => {
+    const echo = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.on('data', (d) => s.write(`echo:${d.toString()}`));
+    });
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    const echoPort = (echo.address() as net.AddressInfo).port;
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const localPort = (probe.address() as net.AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+
+    const child = spawn(process.execPath, [CLI, 'forward', ...F, 'box', '-L', `${localPort}:127.0.0.1:${echoPort}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, SSH_AUTH_SOCK: '' },
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    try {
+      for (let i = 0; i < 200 && !stderr.includes('forwarding -L'); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(stderr).toContain(`listening on 127.0.0.1:${localPort}`);
+      const reply = await new Promise<string>((resolve, reject) => {
+        const s = net.connect({ host: '127.0.0.1', port: localPort });
+        s.on('error', reject);
+        s.on('data', (d) => {
+          s.destroy();
+          resolve(d.toString());
+        });
+        s.write('hi');
+      });
+      expect(reply).toBe('echo:hi');
+      child.kill('SIGINT');
+      expect(await exited).toBe(0);
+      expect(stderr).toContain('stopping');
+    } finally {
+      clearTimeout(killer);
+      child.kill('SIGKILL');
+      await new Promise((r) => echo.close(r));
+    }
+  });
+});
