@@ -77,6 +77,8 @@ export interface ClientHealth {
   bytesOut: number;
   /** Every open forward with its state and counters (`bytesIn`: server to local). */
   forwards: ForwardHealth[];
+  /** File content bytes moved over SFTP. */
+  sftp: { bytesRead: number; bytesWritten: number };
 }
 
 /** One forward in {@link ClientHealth.forwards}. */
@@ -420,6 +422,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
         const d = describeForward(f);
         return { ...d, ...f.stats() };
       }),
+      sftp: this.#sftp ? this.#sftp.stats() : { bytesRead: 0, bytesWritten: 0 },
     };
   }
 

@@ -18,7 +18,7 @@ import type { Link, LinkProvider } from '../connection/link.js';
 import { abortReason, operationScope, raceSignals } from '../internal/cancel.js';
 import { runGet, runPut, readIntoBuffer, writeBuffer, ProgressReporter, type TransferProgress } from './engine.js';
 import { SftpStatus, SshSftpError } from './errors.js';
-import { OpenFlags, SftpSession, type RemotePath, type SetAttrs } from './session.js';
+import { OpenFlags, SftpSession, type RemotePath, type SetAttrs, type SftpCounters } from './session.js';
 import { OrderedReader, SftpReadStream, SftpWriteStream } from './streams.js';
 import {
   baseOf,
@@ -369,6 +369,12 @@ export class SftpClient {
   private pending: Promise<SftpSession> | undefined;
   private closed = false;
   private readonly closeCtl = new AbortController();
+  private readonly counters: SftpCounters = { bytesRead: 0, bytesWritten: 0 };
+
+  /** File content bytes read from and written to the server over this client's SFTP sessions (all links). */
+  stats(): { bytesRead: number; bytesWritten: number } {
+    return { bytesRead: this.counters.bytesRead, bytesWritten: this.counters.bytesWritten };
+  }
 
   /**
    * Made by {@link SshClient.sftp}; not constructed by users.
@@ -409,7 +415,7 @@ export class SftpClient {
     close.addEventListener('abort', onAbort, { once: true });
     try {
       const wrapper = await raceSignals(this.openSftp(link, ctl.signal), [ctl.signal], 'sftp open');
-      const session = new SftpSession(link, wrapper);
+      const session = new SftpSession(link, wrapper, this.counters);
       if (this.closed) {
         session.kill(new SshError('ERR_SSH_CLOSED', 'SFTP client is closed'));
         throw new SshError('ERR_SSH_CLOSED', 'SFTP client is closed');

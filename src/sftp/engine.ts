@@ -245,6 +245,7 @@ class GetSlot {
     }
     if (nb > 0) {
       this.got += nb;
+      this.e.p.session.counters.bytesRead += nb;
       if (this.got < this.len) return this.read(); // short read: ask for the rest
     } else {
       e.sourceEnded(this.pos + this.got);
@@ -340,6 +341,7 @@ class PutSlot {
       return e.release();
     }
     if (e.failed) return e.release();
+    e.p.session.counters.bytesWritten += this.got;
     e.p.onBytes(this.got);
     e.active--;
     this.start();
@@ -396,12 +398,18 @@ export function writeBuffer(
       if (err) return finish(mapSftpError(err, 'write', remotePath, session.deadReason));
       pump();
     };
+    const onWriteOf =
+      (len: number) =>
+      (err?: Error | null): void => {
+        if (!err) session.counters.bytesWritten += len;
+        onWrite(err);
+      };
     const pump = (): void => {
       while (!done && inflight < concurrency && next < data.length) {
         const len = Math.min(chunk, data.length - next);
         inflight++;
         try {
-          session.sftp.write(handle, data, next, len, offset + next, onWrite);
+          session.sftp.write(handle, data, next, len, offset + next, onWriteOf(len));
         } catch (err) {
           inflight--;
           return finish(mapSftpError(err, 'write', remotePath, session.deadReason));
@@ -456,6 +464,7 @@ export function readIntoBuffer(
             return finish(mapSftpError(err, 'read', remotePath, session.deadReason));
           }
           const n = err ? 0 : nb;
+          session.counters.bytesRead += n;
           if (n === 0) endAt = Math.min(endAt, off);
           else if (n < len && off + n < endAt) issue(off + n, len - n);
           pump();

@@ -15,6 +15,7 @@
  * @internal
  * @module sftp/session
  */
+import { setMaxListeners } from 'node:events';
 import type ssh2 from 'ssh2';
 import { SshError } from '../errors.js';
 import type { Link } from '../connection/link.js';
@@ -340,6 +341,12 @@ function isInternals(v: unknown): v is SftpInternals {
  *
  * @internal
  */
+/** File content bytes read from and written to the server over SFTP. */
+export interface SftpCounters {
+  bytesRead: number;
+  bytesWritten: number;
+}
+
 export class SftpSession {
   /** The ssh2 wrapper (public API used for read/write/close/fstat/fsetstat). */
   readonly sftp: ssh2.SFTPWrapper;
@@ -359,10 +366,17 @@ export class SftpSession {
   private readonly names = new NameCapture();
   private readonly cleanup: () => void;
 
-  constructor(link: Link, sftp: ssh2.SFTPWrapper) {
+  /** File bytes moved over SFTP, shared by every session of one client (for health/metrics). */
+  readonly counters: SftpCounters;
+
+  constructor(link: Link, sftp: ssh2.SFTPWrapper, counters: SftpCounters = { bytesRead: 0, bytesWritten: 0 }) {
+    this.counters = counters;
     this.sftp = sftp;
     this.link = link;
     this.dead = this.ctl.signal;
+    // Every request in flight listens to it: parallel transfers (16 requests each) are normal,
+    // not a leak, and must not raise MaxListenersExceededWarning.
+    setMaxListeners(0, this.dead);
     if (!isInternals(sftp)) {
       throw new SshError('ERR_SSH_SFTP', 'unsupported ssh2 SFTP object (ssh-tether needs ssh2 1.x internals)');
     }

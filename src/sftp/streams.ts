@@ -94,6 +94,7 @@ export class OrderedReader {
           this.error ??= mapSftpError(err, 'read', this.path, this.session.deadReason);
         } else if (!err && nb > 0) {
           req.got += nb;
+          this.session.counters.bytesRead += nb;
           if (req.got < req.len && !this.ended) return this.issue(req);
         } else {
           req.eof = true;
@@ -293,7 +294,10 @@ export class SftpWriteStream extends Writable {
       p.session.sftp.write(handle, chunk, 0, len, pos, (err) => {
         this.inflight--;
         if (err) this.error ??= mapSftpError(err, 'write', p.path, p.session.deadReason);
-        else this.bytesWritten += len;
+        else {
+          this.bytesWritten += len;
+          p.session.counters.bytesWritten += len;
+        }
         this.poke();
       });
     } catch (err) {

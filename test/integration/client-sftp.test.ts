@@ -28,6 +28,8 @@ describe('SshClient.sftp()', () => {
     await sftp.writeFile(path, data);
     expect(createHash('sha256').update(await sftp.readFile(path)).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
     expect(ssh.health().openChannels).toBe(1);
+    expect(ssh.health().sftp.bytesWritten).toBeGreaterThanOrEqual(300_000);
+    expect(ssh.health().sftp.bytesRead).toBeGreaterThanOrEqual(300_000);
     // with maxSessions 2 and SFTP holding one, execs still all complete (queued on one slot)
     const rs = await Promise.all(Array.from({ length: 10 }, (_, i) => ssh.exec(`echo ${i}`)));
     expect(rs.map((r) => r.stdout.trim())).toEqual(Array.from({ length: 10 }, (_, i) => String(i)));

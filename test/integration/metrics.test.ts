@@ -166,3 +166,40 @@ describe('ssh-tether/prometheus registerMetrics()', () => {
     expect(stub.listenerCount('keepalive') + stub.listenerCount('disconnect') + stub.listenerCount('error')).toBe(0);
   });
 });
+
+describe('forward and SFTP series from a real client', () => {
+  it('scrapes ssh_tether_forward_* and ssh_tether_sftp_bytes_total after real traffic', async () => {
+    const info = sharedSshd();
+    const { clientOptions } = await import('../helpers/client.js');
+    const net = await import('node:net');
+    const registry = new Registry();
+    const ssh = new SshClient(clientOptions(info));
+    const unregister = registerMetrics(ssh, { registry });
+    try {
+      const echo = net.createServer((s) => s.on('data', (d) => s.end(d)));
+      await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+      const fwd = await ssh.forwardLocal({ remoteHost: '127.0.0.1', remotePort: (echo.address() as import('node:net').AddressInfo).port });
+      await new Promise<void>((resolve, reject) => {
+        const s = net.connect({ host: '127.0.0.1', port: fwd.localPort });
+        s.on('error', reject);
+        s.on('data', () => undefined);
+        s.on('close', () => resolve());
+        s.write('ping');
+      });
+      const sftp = await ssh.sftp();
+      const path = `${info.homeDir}/metrics-${process.pid}.bin`;
+      await sftp.writeFile(path, Buffer.alloc(50_000, 7));
+      await sftp.readFile(path);
+      await sftp.unlink(path);
+      const text = await registry.metrics();
+      expect(text).toMatch(/ssh_tether_forward_connections_total\{forward="L:127\.0\.0\.1:\d+->127\.0\.0\.1:\d+"\} 1/);
+      expect(text).toMatch(/ssh_tether_forward_bytes_total\{forward="L:[^"]+",direction="out"\} 4/);
+      expect(text).toMatch(/ssh_tether_sftp_bytes_total\{direction="write"\} 50000/);
+      expect(text).toMatch(/ssh_tether_sftp_bytes_total\{direction="read"\} 50000/);
+      await new Promise((r) => echo.close(r));
+    } finally {
+      unregister();
+      await ssh.close();
+    }
+  });
+});
