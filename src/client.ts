@@ -198,12 +198,11 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
             this.emit('hostkey', info);
           },
         }),
-      beforeReady:
-        declared.length > 0
-          ? async (link) => {
-              await this.#forwards.applyDeclared(declared, link, { exitOnForwardFailure: o.exitOnForwardFailure });
-            }
-          : undefined,
+      beforeReady: async (link, a) => {
+        // Declared forwards: the `forwards` option, else ssh_config LocalForward/RemoteForward/DynamicForward.
+        const specs = a.forwards === o.forwards ? declared : parseForwardSpecs(a.forwards);
+        if (specs.length > 0) await this.#forwards.applyDeclared(specs, link, { exitOnForwardFailure: a.exitOnForwardFailure });
+      },
       beforeEnd: async (deadlineMs) => {
         await this.#forwards.closeAll();
         await this.#sftp?.close();

@@ -1,5 +1,7 @@
 import { inspect } from 'node:util';
 import { resolveSshConfig, applyAlgorithmSpec, type ResolvedSshConfig, type SshConfigWarning, type SshConfigField } from './ssh-config.js';
+import type { ForwardListen } from './ssh-config/forward.js';
+import type { ForwardSpecInput } from '../forward/options.js';
 import { resolveOptions, secureDefaultAlgorithms, type ResolvedOptions, type SshClientOptions } from './options.js';
 
 /**
@@ -11,6 +13,47 @@ export interface EffectiveConfig extends ResolvedOptions {
   readonly warnings: readonly SshConfigWarning[];
   /** The ssh_config files that were read. */
   readonly sources: readonly string[];
+}
+
+/** ssh_config bind addresses as our forward options take them: unset or `localhost` is loopback. */
+function bindHost(listen: Extract<ForwardListen, { kind: 'tcp' }>): string {
+  const b = listen.bindAddress;
+  if (b === undefined || b === '' || b === 'localhost') return '127.0.0.1';
+  return b === '*' ? '0.0.0.0' : b;
+}
+
+/**
+ * Maps ssh_config LocalForward / RemoteForward / DynamicForward to declared forwards. Forms we
+ * cannot carry (a local listener on a Unix socket, a remote SOCKS forward, a remote forward to a
+ * local Unix socket) are reported as warnings instead.
+ */
+export function configForwards(cfg: ResolvedSshConfig): { forwards: ForwardSpecInput[]; warnings: SshConfigWarning[] } {
+  const forwards: ForwardSpecInput[] = [];
+  const warnings: SshConfigWarning[] = [];
+  for (const f of cfg.localForwards) {
+    if (f.listen.kind !== 'tcp') {
+      warnings.push({ keyword: 'LocalForward', message: `LocalForward listening on a Unix socket (${f.listen.path}) is not supported; ignored` });
+      continue;
+    }
+    const target = f.connect.kind === 'tcp' ? { remoteHost: f.connect.host, remotePort: f.connect.port } : { remotePath: f.connect.path };
+    forwards.push({ type: 'local', localHost: bindHost(f.listen), localPort: f.listen.port, ...target });
+  }
+  for (const f of cfg.remoteForwards) {
+    if (f.connect === undefined || f.connect.kind !== 'tcp') {
+      warnings.push({ keyword: 'RemoteForward', message: 'RemoteForward to a SOCKS proxy or a local Unix socket is not supported; ignored' });
+      continue;
+    }
+    const listen = f.listen.kind === 'tcp' ? { remoteHost: f.listen.bindAddress ?? 'localhost', remotePort: f.listen.port } : { remotePath: f.listen.path };
+    forwards.push({ type: 'remote', ...listen, localHost: f.connect.host, localPort: f.connect.port });
+  }
+  for (const f of cfg.dynamicForwards) {
+    if (f.listen.kind !== 'tcp') {
+      warnings.push({ keyword: 'DynamicForward', message: 'DynamicForward on a Unix socket is not supported; ignored' });
+      continue;
+    }
+    forwards.push({ type: 'dynamic', localHost: bindHost(f.listen), localPort: f.listen.port });
+  }
+  return { forwards, warnings };
 }
 
 function pick<T>(explicit: boolean, fromConfig: boolean, explicitValue: T, configValue: T): T {
@@ -45,6 +88,7 @@ export function applySshConfig(o: ResolvedOptions, cfg: ResolvedSshConfig): Effe
   const compression = pick(ex('compression'), set('compression'), o.compression, cfg.compression);
   if (compression && !o.algorithms?.compress) algorithms.compress = ['zlib@openssh.com', 'zlib', 'none'];
   const hasAlgorithms = Object.keys(algorithms).length > 0;
+  const fromConfig = configForwards(cfg);
   const effective: EffectiveConfig = {
     ...o,
     host: cfg.hostName,
@@ -69,7 +113,9 @@ export function applySshConfig(o: ResolvedOptions, cfg: ResolvedSshConfig): Effe
     passwordAuthentication: cfg.passwordAuthentication,
     pubkeyAuthentication: cfg.pubkeyAuthentication,
     batchMode: cfg.batchMode,
-    warnings: cfg.warnings,
+    forwards: ex('forwards') ? o.forwards : Object.freeze(fromConfig.forwards),
+    exitOnForwardFailure: pick(ex('exitOnForwardFailure'), set('exitOnForwardFailure'), o.exitOnForwardFailure, cfg.exitOnForwardFailure),
+    warnings: [...cfg.warnings, ...fromConfig.warnings],
     sources: cfg.sources,
   };
   Object.defineProperty(effective, inspect.custom, { enumerable: false, value: () => ({ ...effective }) });

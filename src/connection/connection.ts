@@ -41,7 +41,7 @@ export interface ConnectionHooks {
    * Runs on each fresh link before it is announced `ready` (e.g. declared forwards with
    * ExitOnForwardFailure). A rejection fails the attempt (the link is torn down).
    */
-  beforeReady?: ((link: Link) => Promise<void>) | undefined;
+  beforeReady?: ((link: Link, o: ResolvedOptions) => Promise<void>) | undefined;
   /** Runs during graceful `close()` before the transport is ended (drain channels, close features). */
   beforeEnd?: (deadlineMs: number) => Promise<void>;
   /** Provides a transport stream (ProxyJump) instead of a direct TCP connection; `undefined` for direct. */
@@ -356,7 +356,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     this.#live = thisLive;
     if (this.#hooks.beforeReady) {
       try {
-        await this.#hooks.beforeReady(link);
+        await this.#hooks.beforeReady(link, o);
       } catch (err) {
         this.#live = undefined;
         keepalive?.stop();

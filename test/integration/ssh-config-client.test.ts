@@ -64,3 +64,45 @@ describe('ssh_config through SshClient', () => {
     await expect(resolveConfig('a;b', { sshConfig: configFile('') })).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG' });
   });
 });
+
+describe('forwards from ssh_config', () => {
+  it('LocalForward and DynamicForward in the config are set up by connect(); unsupported forms warn', async () => {
+    const net = await import('node:net');
+    const echo = net.createServer((s) => s.on('data', (d) => s.end(`cfg:${d.toString()}`)));
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    const echoPort = (echo.address() as import('node:net').AddressInfo).port;
+    const { freePort } = await import('../helpers/sshd.js');
+    const lport = await freePort();
+    const dport = await freePort();
+    const file = configFile(`Host fwd-box
+  HostName ${info.host}
+  Port ${info.port}
+  User ${info.username}
+  IdentityFile ${info.privateKeyPath}
+  UserKnownHostsFile ${info.knownHostsPath}
+  LocalForward ${lport} 127.0.0.1:${echoPort}
+  DynamicForward ${dport}
+  LocalForward /tmp/tether-unsupported.sock 127.0.0.1:${echoPort}
+`);
+    const cfg = await resolveConfig('fwd-box', { sshConfig: file, agent: false });
+    expect(cfg.forwards).toEqual([
+      { type: 'local', localHost: '127.0.0.1', localPort: lport, remoteHost: '127.0.0.1', remotePort: echoPort },
+      { type: 'dynamic', localHost: '127.0.0.1', localPort: dport },
+    ]);
+    expect(cfg.warnings.map((w) => w.keyword)).toContain('LocalForward');
+    const ssh = new SshClient({ host: 'fwd-box', sshConfig: file, agent: false });
+    clients.push(ssh);
+    await ssh.connect();
+    const reply = await new Promise<string>((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port: lport });
+      s.on('error', reject);
+      let got = '';
+      s.on('data', (d) => (got += d.toString()));
+      s.on('close', () => resolve(got));
+      s.write('hello');
+    });
+    expect(reply).toBe('cfg:hello');
+    expect(ssh.health().forwards.map((f) => f.type).sort()).toEqual(['dynamic', 'local']);
+    await new Promise((r) => echo.close(r));
+  });
+});
