@@ -1,6 +1,9 @@
 import { abortReason } from '../internal/cancel.js';
 import type { SshError } from '../errors.js';
 
+/** How often a stalled queue at a lowered limit probes one more slot, in ms. */
+export const RECOVERY_PROBE_MS = 1_000;
+
 /**
  * A FIFO counting semaphore for session channels (sshd_config `MaxSessions`).
  *
@@ -14,6 +17,7 @@ export class SessionLimiter {
   #successes = 0;
   readonly #queue: Array<{ grant: () => void; fail: (e: SshError) => void }> = [];
   readonly #idleWaiters = new Set<() => void>();
+  #recovery: NodeJS.Timeout | undefined;
 
   /**
    * @param limit - maximum channels open at once (>= 1).
@@ -70,6 +74,7 @@ export class SessionLimiter {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#queue.push(entry);
+      this.#scheduleRecovery();
     });
   }
 
@@ -80,6 +85,7 @@ export class SessionLimiter {
   lowerLimit(): void {
     this.#learned = Math.max(1, Math.min(this.#learned, this.#open - 1));
     this.#successes = 0;
+    this.#scheduleRecovery();
   }
 
   /**
@@ -98,6 +104,7 @@ export class SessionLimiter {
 
   /** Back to the configured limit (a new link may be a different server). */
   reset(): void {
+    this.#stopRecovery();
     this.#learned = this.limit;
     this.#successes = 0;
     this.#pump();
@@ -119,6 +126,7 @@ export class SessionLimiter {
 
   /** Rejects every queued caller with `err`. */
   failAll(err: SshError): void {
+    this.#stopRecovery();
     for (const e of this.#queue.splice(0)) e.fail(err);
   }
 
@@ -131,6 +139,32 @@ export class SessionLimiter {
       this.#pump();
       if (this.#open === 0) for (const w of [...this.#idleWaiters]) w();
     };
+  }
+
+  /**
+   * A lowered limit recovers through successes, but successes need grants: when every slot is
+   * held by a long-lived channel (the SFTP session, a shell, a `tail -f`), no release ever comes
+   * and the queue would wait forever (seen: sshd refusing channels during churn lowered the limit
+   * to 1, held by the SFTP session). So while callers wait at a lowered limit, probe one more slot
+   * every {@link RECOVERY_PROBE_MS}; a refusal lowers it again. The timer exists only then.
+   */
+  #scheduleRecovery(): void {
+    if (this.#recovery !== undefined || this.#learned >= this.limit || this.#queue.length === 0) return;
+    this.#recovery = setTimeout(() => {
+      this.#recovery = undefined;
+      if (this.#learned < this.limit && this.#queue.length > 0 && this.#open >= this.#learned) {
+        this.#learned += 1;
+        this.#successes = 0;
+        this.#pump();
+      }
+      this.#scheduleRecovery();
+    }, RECOVERY_PROBE_MS);
+    this.#recovery.unref();
+  }
+
+  #stopRecovery(): void {
+    if (this.#recovery !== undefined) clearTimeout(this.#recovery);
+    this.#recovery = undefined;
   }
 
   #pump(): void {

@@ -58,6 +58,8 @@ export async function connectAttempt(o: ResolvedOptions, a: AttemptOptions): Pro
   return new Promise<ConnectedTransport>((resolve, reject) => {
     let settled = false;
     let hostKeyError: SshError | undefined;
+    /** The host key verified in this connection's first key exchange. */
+    let verifiedKey: Buffer | undefined;
     let sock: Duplex;
     let tcp: Socket | undefined;
     const fail = (err: SshError): void => {
@@ -135,16 +137,27 @@ export async function connectAttempt(o: ResolvedOptions, a: AttemptOptions): Pro
       // ssh_config ForwardAgent: ssh2 then asks for auth-agent-req@openssh.com on the first
       // session channel and serves the server's auth-agent@openssh.com channels from this agent.
       ...(o.forwardAgent && o.agent !== undefined ? { agent: o.agent, agentForward: true } : {}),
-      hostVerifier: ((key: Buffer, verify: (ok: boolean) => void): void => {
+      hostVerifier: ((key: Buffer, verify: (ok: boolean) => void): boolean | undefined => {
+        // Re-key (RFC 4253 section 9): ssh2 asks again on every key exchange. Its asynchronous path
+        // never sends our NEWKEYS when the server's NEWKEYS arrives before the answer (ssh2 1.17
+        // lib/protocol/kex.js), which corrupts the stream (sshd: "Bad packet length") when the
+        // server re-keys under load (RekeyLimit). So a re-key is answered synchronously: the key
+        // verified for this connection is trusted again, any other key is refused.
+        if (verifiedKey) return verifiedKey.equals(key);
         // ssh2 hands a slice of its packet buffer: copy it before going async.
-        a.hostKeyCheck(Buffer.from(key)).then(
-          () => verify(true),
+        const copy = Buffer.from(key);
+        a.hostKeyCheck(copy).then(
+          () => {
+            verifiedKey = copy;
+            verify(true);
+          },
           (err: unknown) => {
             hostKeyError = err instanceof SshError ? err : new SshError('ERR_SSH_HANDSHAKE', `host key check failed: ${String(err)}`, { cause: err });
             verify(false);
             fail(hostKeyError);
           },
         );
+        return undefined; // asynchronous: ssh2 waits for verify()
       }),
     };
     try {

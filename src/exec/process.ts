@@ -121,7 +121,8 @@ export class RemoteProcess {
     this.#exit = earlyExit.get(channel);
     channel.on('exit', (code: number | null, signal?: string) => {
       this.#exit ??= { code: typeof code === 'number' ? code : null, signal: typeof signal === 'string' ? signal : null };
-      if (settleOnExit) this.#finish?.(undefined);
+      // A command stopped by kill()/timeout/abort settles with that reason, even if it exited first.
+      if (settleOnExit) this.#finish?.(this.#stopped);
     });
     this.exited = new Promise<ExecResult<string>>((resolve, reject) => {
       let done = false;

@@ -8,6 +8,16 @@ import { SshError } from '../../src/errors.js';
 import { parseForwardSpecs } from '../../src/forward/index.js';
 import { canBind, connect, echoServer, roundTrip, setup, waitFor } from './forward-util.js';
 
+/** Fails with a message naming the step instead of hanging the test. */
+async function bounded<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 let noForwarding: SshdHandle;
 let permitListen: SshdHandle;
 let permittedPort: number;
@@ -169,9 +179,9 @@ describe('across a dead link', () => {
 
       proxy.blackhole();
       viaLocal.write(Buffer.alloc(64 * 1024, 2)); // goes nowhere
-      await provider.drop(); // what the keep-alive does when it declares the link dead
+      await bounded(provider.drop(), 10_000, 'drop'); // what the keep-alive does when it declares the link dead
 
-      await localClosed; // the connection carried on the dead link is closed
+      await bounded(localClosed, 10_000, 'carried connection closed'); // the connection carried on the dead link is closed
       await waitFor(() => local.stats().connectionsActive === 0, 10_000, 'local connections closed');
       await waitFor(() => events.some((e) => e.state === 'down'), 10_000, 'down event');
       const down = events.find((e) => e.state === 'down');
@@ -182,15 +192,15 @@ describe('across a dead link', () => {
 
       proxy.resume();
       // Same local port; this connection waits for the new link, then is carried.
-      expect(await roundTrip(local.localPort, 'after the drop')).toBe('after the drop');
+      expect(await bounded(roundTrip(local.localPort, 'after the drop'), 25_000, 'round trip after the drop')).toBe('after the drop');
       await waitFor(() => remote.state === 'up', 20_000, 'remote forward up again');
       expect(remote.remotePort).toBe(remotePort);
       expect(events.map((e) => e.state)).toEqual(['up', 'down', 'up']);
-      expect(await roundTrip(remotePort, 'remote again')).toBe('remote again');
+      expect(await bounded(roundTrip(remotePort, 'remote again'), 10_000, 'remote round trip')).toBe('remote again');
       expect(local.stats().connectionsTotal).toBe(2);
     } finally {
-      await manager.closeAll();
-      await provider.close();
+      await bounded(manager.closeAll(), 10_000, 'closeAll');
+      await bounded(provider.close(), 10_000, 'provider close');
     }
   }, 90_000);
 });
