@@ -144,7 +144,7 @@ export interface ResumeOptions {
 
 /** Options of {@link SftpClient.get} and {@link SftpClient.put}. */
 export interface TransferOptions extends SftpOperationOptions {
-  /** Requests in flight. Default 64. */
+  /** Requests in flight (each up to `chunkSize`). Default 16: more in flight than the SFTP channel window holds makes downloads slower (measured: 64 x 255 KiB halved get throughput). */
   concurrency?: number | undefined;
   /** Bytes per request. Default (and maximum): the server's max read/write length (255 KiB on OpenSSH). */
   chunkSize?: number | undefined;
@@ -207,7 +207,7 @@ export interface DirTransferSummary {
   transferredBytes: number;
 }
 
-const DEFAULT_CONCURRENCY = 64;
+const DEFAULT_CONCURRENCY = 16;
 const DEFAULT_STREAM_CONCURRENCY = 16;
 const DEFAULT_DIR_CONCURRENCY = 8;
 const DEFAULT_DIR_FILE_CONCURRENCY = 16;

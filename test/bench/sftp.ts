@@ -160,8 +160,8 @@ export async function benchSftp(target: BenchTarget): Promise<Row[]> {
 
     // ssh-tether
     await attempt('ssh-tether', async () => {
-      add(down, 'ssh-tether get', await measure(n, bytes, () => inProcess(() => sftp.get(remoteSrc, dst))), '64 x 255 KiB requests');
-      add(up, 'ssh-tether put', await measure(n, bytes, () => inProcess(() => sftp.put(src, remoteDst))), '64 x 255 KiB requests');
+      add(down, 'ssh-tether get', await measure(n, bytes, () => inProcess(() => sftp.get(remoteSrc, dst))), '16 x 255 KiB requests');
+      add(up, 'ssh-tether put', await measure(n, bytes, () => inProcess(() => sftp.put(src, remoteDst))), '16 x 255 KiB requests');
       add(
         down,
         'ssh-tether createReadStream',
