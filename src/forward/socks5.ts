@@ -309,7 +309,8 @@ function sha256(b: Buffer | string): Buffer {
  * else no authentication (0x00); a client offering neither gets `05 FF` and is closed. Wrong
  * credentials get `01 01` and are closed. BIND and UDP ASSOCIATE get reply 0x07, an unknown
  * address type 0x08, then the socket is closed. A malformed message, more than 1 KiB of
- * handshake, or a handshake not done within `handshakeTimeoutMs` closes the socket.
+ * handshake, the client ending its side (FIN) before its request is complete, or a handshake
+ * not done within `handshakeTimeoutMs` closes the socket.
  *
  * The caller then opens the connection and answers with {@link encodeReply} (0x00 on success).
  * The socket is left paused, without listeners added by this function.
@@ -332,6 +333,7 @@ export function acceptSocks5(socket: Socket, options: Socks5AcceptOptions): Prom
     const cleanup = (): void => {
       clearTimeout(timer);
       socket.off('data', onData);
+      socket.off('end', onEnd);
       socket.off('close', onClose);
       socket.off('error', onError);
     };
@@ -354,6 +356,11 @@ export function acceptSocks5(socket: Socket, options: Socks5AcceptOptions): Prom
     }
     function onClose(): void {
       abort(new SshError('ERR_SSH_FORWARD', 'SOCKS5 client closed during the handshake'));
+    }
+    // The listener allows half-open sockets, so a client's FIN alone never fires 'close': a
+    // client that stopped sending before its request was complete can never complete it.
+    function onEnd(): void {
+      abort(new SshError('ERR_SSH_FORWARD', 'SOCKS5 client ended its side during the handshake'));
     }
     const timer = setTimeout(() => {
       abort(new SshError('ERR_SSH_TIMEOUT', `SOCKS5 handshake not done within ${options.handshakeTimeoutMs} ms`));
@@ -409,6 +416,7 @@ export function acceptSocks5(socket: Socket, options: Socks5AcceptOptions): Prom
     }
 
     socket.on('data', onData);
+    socket.on('end', onEnd);
     socket.on('close', onClose);
     socket.on('error', onError);
     socket.resume();

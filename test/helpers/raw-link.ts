@@ -17,6 +17,8 @@ export class RawLinkProvider implements LinkProvider {
   private current: Promise<Link> | undefined;
   private epoch = 0;
   private readonly listeners = new Set<(link: Link) => void>();
+  /** Abort controllers of the links handed out, so drop() can declare one dead at once. */
+  private readonly controllers = new WeakMap<Link, AbortController>();
   private closed = false;
 
   constructor(private readonly target: RawLinkTarget) {}
@@ -38,7 +40,11 @@ export class RawLinkProvider implements LinkProvider {
     this.current = undefined;
     if (!cur) return;
     const link = await cur.catch(() => undefined);
-    link?.client.destroy();
+    if (!link) return;
+    // Like the real connection layer when its keep-alive declares the link dead: abort the
+    // link's signal first (features react to it), then tear the transport down.
+    this.controllers.get(link)?.abort(new SshError('ERR_SSH_CONNECTION_LOST', 'connection lost (dropped)'));
+    link.client.destroy();
   }
 
   async close(): Promise<void> {
@@ -65,6 +71,7 @@ export class RawLinkProvider implements LinkProvider {
       });
       client.on('ready', () => {
         const link: Link = { client, epoch, signal: ctl.signal };
+        this.controllers.set(link, ctl);
         resolve(link);
         for (const l of this.listeners) l(link);
       });

@@ -1,11 +1,12 @@
 /**
  * The short soak inside `npm test` (issue 6 item 14): 200 forced reconnect cycles with the SFTP
- * session restored each time, then 3,000 execs; `SOAK_FULL=1` runs the full 1,000 / 10,000
+ * session, a local and a remote forward restored each time (one round trip through each forward
+ * per cycle), then 3,000 execs; `SOAK_FULL=1` runs the full 1,000 / 10,000
  * (as `npm run soak` does). Leak figures must stay within `TOLERANCE` (test/soak/soak.ts).
  */
 import { describe, expect, it } from 'vitest';
 import { sharedSshd } from '../helpers/shared.js';
-import { formatSnapshot, runSoak, TOLERANCE } from '../soak/soak.js';
+import { forwardRestorable, formatSnapshot, runSoak, sftpRestorable, TOLERANCE } from '../soak/soak.js';
 import { reliabilitySuite } from './guard.js';
 
 const FULL = process.env.SOAK_FULL === '1';
@@ -14,9 +15,12 @@ const cycles = FULL ? 1_000 : 200;
 const execs = FULL ? 10_000 : 3_000;
 
 describe('soak', () => {
-  it(`${cycles} forced reconnect cycles with SFTP restored, then ${execs} execs: heap, fds, resources and listeners stay flat`, async () => {
-    const r = await runSoak({ server: sharedSshd(), cycles, execs, log: (l) => console.log(l) });
+  it(`${cycles} forced reconnect cycles with SFTP, a local and a remote forward restored, then ${execs} execs: heap, fds, resources, listeners and forward handles stay flat`, async () => {
+    const forwards = forwardRestorable();
+    const r = await runSoak({ server: sharedSshd(), cycles, execs, restorables: [sftpRestorable, forwards], log: (l) => console.log(l) });
     suite.figure('reconnect cycles survived', r.cyclesSurvived);
+    suite.figure('round trips through the restored forwards (local + remote)', forwards.roundTrips());
+    suite.figure('slowest wait for the remote forward after a reconnect', `${forwards.slowestRemoteUpMs()} ms`);
     suite.figure('execs run', r.execsRun);
     suite.figure('soak start', formatSnapshot(r.start));
     suite.figure('soak end', formatSnapshot(r.end));

@@ -9,14 +9,17 @@
  * a figure grew past its tolerance. `test/reliability/soak.test.ts` runs a short variant
  * inside `npm test` (and the full one with `SOAK_FULL=1`).
  *
- * What is restored after each reconnect is a list of {@link Restorable}s: forwards are added to
- * that list once they land (each: set up once, then checked after every cycle).
+ * What is restored after each reconnect is a list of {@link Restorable}s (each: set up once,
+ * then checked after every cycle): {@link sftpRestorable} by default; `npm run soak` and the
+ * reliability test add {@link forwardRestorable} (a local and a remote forward, one round trip
+ * each per cycle).
  */
 import { readdirSync } from 'node:fs';
+import net from 'node:net';
 import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { SshClient } from '../../src/index.js';
+import { SshClient, type LocalForward, type RemoteForward } from '../../src/index.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { startSshd, describeSshd, type SshdInfo } from '../helpers/sshd.js';
 import { clientOptions } from '../helpers/client.js';
@@ -43,6 +46,132 @@ export const sftpRestorable: Restorable = {
     if (st.type !== 'directory') throw new Error('sftp stat of the home directory is not a directory');
   },
 };
+
+/** Options of {@link forwardRestorable}. */
+export interface ForwardRestorableOptions {
+  /**
+   * Also keep a remote forward (server port -> a local echo server) and check it after every
+   * reconnect. It needs the server to free the dead session's port quickly: the soak's
+   * `FaultProxy.reset()` resets the server side too, so sshd drops the session at once (a
+   * silent drop would need sshd `ClientAliveInterval`). @default true
+   */
+  remote?: boolean;
+  /** How long to wait for the remote forward to be up again after a reconnect, in ms. @default 20000 */
+  upWaitMs?: number;
+}
+
+/** A {@link Restorable} of forwards, with what it checked so far. */
+export interface ForwardRestorable extends Restorable {
+  /** Round trips carried (and checked) through the forwards so far. */
+  roundTrips(): number;
+  /** The longest wait, in ms, from the start of a check until the remote forward was up again (0 without one). */
+  slowestRemoteUpMs(): number;
+}
+
+/** Sends `msg` to `127.0.0.1:port`, reads the echo, closes; rejects unless the echo matches (bounded: 10 s). */
+function echoRoundTrip(port: number, msg: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    let out = '';
+    const t = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`round trip through port ${port} timed out (got '${out}')`));
+    }, 10_000);
+    s.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.length >= msg.length) s.end();
+    });
+    s.on('error', (e) => {
+      clearTimeout(t);
+      reject(new Error(`round trip through port ${port} failed: ${e.message}`));
+    });
+    s.on('close', () => {
+      clearTimeout(t);
+      if (out === msg) resolve();
+      else reject(new Error(`round trip through port ${port}: sent '${msg}', got '${out}'`));
+    });
+    s.write(msg);
+  });
+}
+
+async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/**
+ * Forwards kept across reconnects: a local forward (its listener stays bound) and, unless
+ * `remote: false`, a remote forward (requested again on its port after each reconnect), both to
+ * an echo server of its own. Each check carries one round trip through each, then waits until
+ * no connection is left open on either and checks the client still lists exactly these forwards
+ * on the same ports (handles stay flat).
+ */
+export function forwardRestorable(options: ForwardRestorableOptions = {}): ForwardRestorable {
+  const withRemote = options.remote ?? true;
+  const upWaitMs = options.upWaitMs ?? 20_000;
+  const sockets = new Set<net.Socket>();
+  const echo = net.createServer((sock) => {
+    sockets.add(sock);
+    sock.on('error', () => undefined);
+    sock.on('close', () => sockets.delete(sock));
+    sock.pipe(sock);
+  });
+  let local: LocalForward | undefined;
+  let remote: RemoteForward | undefined;
+  let remotePort = 0;
+  let trips = 0;
+  let slowestUpMs = 0;
+  const once = async (ssh: SshClient): Promise<void> => {
+    if (!local) throw new Error('forwardRestorable: check() before setup()');
+    await echoRoundTrip(local.localPort, `local ${trips}`);
+    trips++;
+    if (remote) {
+      const r = remote;
+      const t0 = Date.now();
+      await until(() => r.state === 'up', upWaitMs, `the remote forward up again (state ${r.state})`);
+      slowestUpMs = Math.max(slowestUpMs, Date.now() - t0);
+      if (r.remotePort !== remotePort) throw new Error(`the remote forward moved from port ${remotePort} to ${r.remotePort}`);
+      await echoRoundTrip(r.remotePort, `remote ${trips}`);
+      trips++;
+    }
+    const l = local;
+    await until(() => l.stats().connectionsActive === 0 && (remote?.stats().connectionsActive ?? 0) === 0, 5_000, 'the forwarded connections closed');
+    const listed = ssh.health().forwards.map((f) => f.id);
+    const expected = remote ? 2 : 1;
+    if (listed.length !== expected) throw new Error(`expected ${expected} forwards, the client lists ${listed.join(', ')}`);
+  };
+  return {
+    name: withRemote ? 'local + remote forward' : 'local forward',
+    async setup(ssh) {
+      await new Promise<void>((resolve, reject) => {
+        echo.once('error', reject);
+        echo.listen(0, '127.0.0.1', () => {
+          echo.off('error', reject);
+          resolve();
+        });
+      });
+      const echoPort = (echo.address() as net.AddressInfo).port;
+      local = await ssh.forwardLocal({ remoteHost: '127.0.0.1', remotePort: echoPort });
+      if (withRemote) {
+        remote = await ssh.forwardRemote({ remoteHost: '127.0.0.1', remotePort: 0, localHost: '127.0.0.1', localPort: echoPort });
+        remotePort = remote.remotePort;
+      }
+      await once(ssh);
+    },
+    check: once,
+    async teardown() {
+      await remote?.close();
+      await local?.close();
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => echo.close(() => r()));
+    },
+    roundTrips: () => trips,
+    slowestRemoteUpMs: () => slowestUpMs,
+  };
+}
 
 /** One measurement of the process. */
 export interface Snapshot {
@@ -149,6 +278,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
   const t0 = Date.now();
   let cycles = 0;
   let execs = 0;
+  let tornDown = false;
   try {
     await ssh.connect();
     for (const r of restorables) await r.setup(ssh);
@@ -193,11 +323,14 @@ export async function runSoak(o: SoakOptions): Promise<SoakResult> {
     }
     const end = await snapshot(ssh);
     log(`soak end:   ${formatSnapshot(end)}`);
+    tornDown = true;
     for (const r of restorables) await r.teardown?.(ssh);
     const leaks = compare(start, end);
     return { cyclesSurvived: cycles, execsRun: execs, start, end, warnings, leaks, seconds: Math.round((Date.now() - t0) / 100) / 10 };
   } finally {
     process.off('warning', onWarning);
+    // after a failure too: restorables may hold servers of their own
+    if (!tornDown) for (const r of restorables) await r.teardown?.(ssh).catch(() => undefined);
     await ssh.close();
     await proxy.close();
   }
@@ -208,8 +341,10 @@ async function main(): Promise<void> {
   const execs = Number(process.env.SOAK_EXECS ?? 10_000);
   const server = await startSshd();
   try {
-    console.log(`soak: ${cycles} forced reconnect cycles (SFTP restored each time), then ${execs} execs`);
-    const r = await runSoak({ server: describeSshd(server), cycles, execs, log: (l) => console.log(l) });
+    console.log(`soak: ${cycles} forced reconnect cycles (SFTP, a local and a remote forward restored each time), then ${execs} execs`);
+    const forwards = forwardRestorable();
+    const r = await runSoak({ server: describeSshd(server), cycles, execs, restorables: [sftpRestorable, forwards], log: (l) => console.log(l) });
+    console.log(`soak: ${forwards.roundTrips()} round trips through the forwards`);
     console.log(`soak: ${r.cyclesSurvived} cycles, ${r.execsRun} execs in ${r.seconds} s; tolerance ${JSON.stringify(TOLERANCE)}`);
     for (const w of r.warnings) console.log(`warning: ${w}`);
     for (const l of r.leaks) console.log(`LEAK: ${l}`);
