@@ -1,4 +1,10 @@
+import { setMaxListeners } from 'node:events';
 import { SshError } from '../errors.js';
+
+const never = new AbortController().signal;
+// Every unbounded operation in flight listens to it: many at once is normal, not a leak.
+setMaxListeners(0, never);
+const UNBOUNDED: OperationScope = Object.freeze({ signal: never, dispose: () => undefined });
 
 /** A combined cancellation scope for one operation: caller's signal + optional timeout. */
 export interface OperationScope {
@@ -27,6 +33,8 @@ export function operationScope(
   options: { signal?: AbortSignal | undefined; timeoutMs?: number | undefined },
   what = 'operation',
 ): OperationScope {
+  // Nothing can cancel this operation: share one signal that never aborts (hot path of exec).
+  if (options.signal === undefined && (options.timeoutMs === undefined || options.timeoutMs === Infinity)) return UNBOUNDED;
   const ctl = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   const outer = options.signal;
