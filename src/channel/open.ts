@@ -1,5 +1,5 @@
 import { SshChannelOpenError, SshError, mapChannelError } from '../errors.js';
-import { abortReason } from '../internal/cancel.js';
+import { abortReason, sleep } from '../internal/cancel.js';
 import type { Link, LinkProvider } from '../connection/link.js';
 import type { SessionLimiter } from './limiter.js';
 import { publish, DIAGNOSTICS_CHANNELS as DC } from '../internal/diagnostics.js';
@@ -29,20 +29,6 @@ const SHORTAGE_REASONS = new Set([2, 4]);
 /** Retries (10, 20, 40... 320 ms) of a refusal while none of our channels is open. */
 const TRANSIENT_RETRIES = 6;
 
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(abortReason(signal));
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(abortReason(signal));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /**
  * Opens a session channel through the `MaxSessions` limiter (RFC 4254 section 6.1).
@@ -94,7 +80,7 @@ export async function openSession<T extends Closable>(
         // Nothing else of ours is open: a slot freed a moment ago may not be free on the server
         // yet. Back off briefly (bounded) before giving up.
         transientRetries += 1;
-        await delay(5 * 2 ** transientRetries, signal);
+        await sleep(5 * 2 ** transientRetries, signal);
         continue;
       }
       throw mapped;

@@ -4,7 +4,7 @@ import pRetry from 'p-retry';
 import type { Duplex } from 'node:stream';
 import { SshError, isRetryable } from '../errors.js';
 import type { ResolvedOptions } from '../config/options.js';
-import { abortReason, operationScope } from '../internal/cancel.js';
+import { abortReason, operationScope, sleep } from '../internal/cancel.js';
 import { canTransition, type ConnectionState } from './state.js';
 import { Keepalive, systemClock, type Clock } from './keepalive.js';
 import { connectAttempt, type HostKeyCheck } from './attempt.js';
@@ -96,20 +96,6 @@ interface Waiter {
   reject: (err: SshError) => void;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(abortReason(signal));
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    function onAbort(): void {
-      clearTimeout(t);
-      reject(abortReason(signal));
-    }
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /**
  * One logical connection: makes a fresh ssh2 `Client` per attempt, watches it with our own

@@ -51,15 +51,9 @@ export class DynamicForward implements AsyncDisposable {
    * @internal
    */
   static async open(ctx: ForwardContext, opts: ResolvedDynamicForward): Promise<DynamicForward> {
-    const box: { self?: DynamicForward } = {};
-    const early: net.Socket[] = [];
-    const { server, port } = await listen(opts.localHost, opts.localPort, false, (sock) => {
-      if (box.self) box.self.#accept(sock);
-      else early.push(sock);
-    });
+    const { server, port, attach } = await listen(opts.localHost, opts.localPort, false);
     const self = new DynamicForward(ctx, opts, server, port);
-    box.self = self;
-    for (const s of early) self.#accept(s);
+    attach((sock) => self.#accept(sock));
     return self;
   }
 

@@ -9,8 +9,9 @@ import { SshError } from '../errors.js';
 
 /**
  * Binds a TCP listener on `host:port` (allowHalfOpen, TCP_NODELAY on accepted sockets).
+ * Connections accepted before `attach(handler)` is called are queued and handed to it then.
  *
- * @returns the listening server and the port it got (the assigned one when `port` is 0).
+ * @returns the listening server, the port it got (the assigned one when `port` is 0), and `attach`.
  * @throws {SshError} `ERR_SSH_FORWARD` with the socket error (EADDRINUSE, EACCES,
  *   EADDRNOTAVAIL...) as `cause`.
  */
@@ -18,8 +19,17 @@ export function listen(
   host: string,
   port: number,
   pauseOnConnect: boolean,
-  onConnection: (sock: net.Socket) => void,
-): Promise<{ server: net.Server; port: number }> {
+): Promise<{ server: net.Server; port: number; attach: (handler: (sock: net.Socket) => void) => void }> {
+  let handler: ((sock: net.Socket) => void) | undefined;
+  const early: net.Socket[] = [];
+  const attach = (h: (sock: net.Socket) => void): void => {
+    handler = h;
+    for (const s of early.splice(0)) h(s);
+  };
+  const onConnection = (sock: net.Socket): void => {
+    if (handler) handler(sock);
+    else early.push(sock);
+  };
   const server = net.createServer({ allowHalfOpen: true, pauseOnConnect, noDelay: true });
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
@@ -33,7 +43,7 @@ export function listen(
       server.on('error', () => undefined);
       server.on('connection', onConnection);
       const addr = server.address();
-      resolve({ server, port: typeof addr === 'object' && addr !== null ? addr.port : port });
+      resolve({ server, port: typeof addr === 'object' && addr !== null ? addr.port : port, attach });
     });
   });
 }

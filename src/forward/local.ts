@@ -57,15 +57,9 @@ export class LocalForward implements AsyncDisposable {
    * @internal
    */
   static async open(ctx: ForwardContext, opts: ResolvedLocalForward): Promise<LocalForward> {
-    const box: { self?: LocalForward } = {};
-    const early: net.Socket[] = [];
-    const { server, port } = await listen(opts.localHost, opts.localPort, true, (sock) => {
-      if (box.self) box.self.#accept(sock);
-      else early.push(sock);
-    });
+    const { server, port, attach } = await listen(opts.localHost, opts.localPort, true);
     const self = new LocalForward(ctx, opts, server, port);
-    box.self = self;
-    for (const s of early) self.#accept(s);
+    attach((sock) => self.#accept(sock));
     return self;
   }
 

@@ -65,6 +65,25 @@ export function operationScope(
 }
 
 /**
+ * Waits `ms` milliseconds; rejects at once with the signal's SshError reason when it aborts
+ * (before or during the wait). The timer and listener are removed either way.
+ */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(abortReason(signal));
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(abortReason(signal));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
  * Resolves or rejects like `promise`, but rejects with the signal's SshError reason as soon as
  * any of `signals` aborts. Listeners are removed when it settles.
  */

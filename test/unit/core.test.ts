@@ -94,15 +94,30 @@ describe('keep-alive (fake clock)', () => {
     const clock = fakeClock();
     const rtts: number[] = [];
     let reply: (() => void) | undefined;
-    const ka = new Keepalive(1_000, 3, { sendProbe: (r) => (reply = r), onDead: () => undefined, onRtt: (ms) => rtts.push(ms) }, clock);
+    const dead = vi.fn();
+    let probes = 0;
+    const ka = new Keepalive(
+      1_000,
+      3,
+      {
+        sendProbe: (r) => {
+          probes += 1;
+          reply = r;
+        },
+        onDead: dead,
+        onRtt: (ms) => rtts.push(ms),
+      },
+      clock,
+    );
     clock.advance(1_000);
     clock.advance(42);
     reply?.();
     expect(rtts).toEqual([42]);
     ka.stop();
-    const dead = vi.fn();
-    clock.advance(100_000);
+    const probesAtStop = probes;
+    clock.advance(100_000); // a running keep-alive would have declared the link dead by now
     expect(dead).not.toHaveBeenCalled();
+    expect(probes).toBe(probesAtStop);
   });
 });
 
