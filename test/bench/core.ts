@@ -8,10 +8,7 @@
  * ssh-tether's" (> 1: ssh-tether is faster).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import ssh2 from 'ssh2';
 import { SshClient } from '../../src/index.js';
 // Observed only (never changed): how often ssh-tether's session limiter learns a lower limit.
@@ -19,7 +16,6 @@ import { SessionLimiter } from '../../src/channel/limiter.js';
 import { opensshArgs } from '../helpers/sshd.js';
 import {
   fmt,
-  gc,
   hostKeyVerifier,
   iterations,
   nowMs,
@@ -28,7 +24,9 @@ import {
   ratio,
   runProcess,
   sleep,
+  startControlMaster,
   summarize,
+  tetherOptions,
   trackChild,
   withTimeout,
   type BenchTarget,
@@ -77,20 +75,6 @@ async function loadNodeSsh(): Promise<NodeSshCtor | undefined> {
 
 // ---------------------------------------------------------------------------------------------
 // connecting, per tool
-
-function tetherOptions(t: BenchTarget): ConstructorParameters<typeof SshClient>[0] {
-  return {
-    host: t.host,
-    port: t.port,
-    username: t.username,
-    identityFiles: [t.privateKeyPath],
-    knownHostsFiles: [t.knownHostsPath],
-    globalKnownHostsFiles: [],
-    agent: false,
-    algorithms: pinnedAlgorithms(),
-    reconnect: false,
-  };
-}
 
 function ssh2Config(t: BenchTarget, noDelay: boolean): ssh2.ConnectConfig {
   const cfg: ssh2.ConnectConfig = {
@@ -293,22 +277,8 @@ async function openNodeSsh(Ctor: NodeSshCtor, t: BenchTarget): Promise<ExecTool>
 
 /** An OpenSSH ControlMaster (`ssh -M -N -f`, ControlPersist) and `ssh -S` execs through it. */
 async function openControlMaster(t: BenchTarget): Promise<ExecTool> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'tether-bench-cm-'));
-  const sockPath = path.join(dir, 'cm');
-  const logPath = path.join(dir, 'master.log');
-  const base = opensshArgs(t);
-  const start = await runProcess(
-    'ssh',
-    ['-M', '-N', '-f', '-E', logPath, ...base, ...pinnedOpensshArgs(), '-o', `ControlPath=${sockPath}`, '-o', 'ControlPersist=yes', t.host],
-    OP_TIMEOUT_MS,
-  );
-  if (start.code !== 0) {
-    rmSync(dir, { recursive: true, force: true });
-    throw new Error(`ssh -M failed (code ${String(start.code)}): ${start.stderr}`);
-  }
-  const chk = await runProcess('ssh', ['-S', sockPath, '-O', 'check', ...base, t.host], 5_000);
-  const pid = Number(/pid=(\d+)/.exec(chk.stderr)?.[1] ?? Number.NaN);
-  const muxArgs = ['-S', sockPath, '-o', 'ControlMaster=no', ...base, t.host, CMD];
+  const cm = await startControlMaster(t, OP_TIMEOUT_MS);
+  const muxArgs = ['-S', cm.sockPath, '-o', 'ControlMaster=no', ...opensshArgs(t), t.host, CMD];
   return {
     name: 'OpenSSH ssh -S',
     exec: async () => {
@@ -316,19 +286,7 @@ async function openControlMaster(t: BenchTarget): Promise<ExecTool> {
       if (r.code !== 0) throw new Error(`ssh -S exit ${String(r.code)}: ${r.stderr.trim()}`);
       check(r.stdout, 'ssh -S');
     },
-    close: async () => {
-      const r = await runProcess('ssh', ['-S', sockPath, '-O', 'exit', ...base, t.host], 5_000);
-      if (r.code !== 0 && Number.isInteger(pid)) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
-      // The master leaves after -O exit; wait (bounded) so no process outlives the bench.
-      for (let i = 0; i < 100 && Number.isInteger(pid) && alive(pid); i++) await sleep(20);
-      rmSync(dir, { recursive: true, force: true });
-    },
+    close: () => cm.close(),
     note: 'one ssh process per exec over a ControlMaster',
   };
 }
@@ -359,15 +317,6 @@ function limited(n: number, fn: () => Promise<void>): () => Promise<void> {
       else active--;
     }
   };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -489,7 +438,6 @@ async function benchExecSequential(tools: readonly ExecTool[]): Promise<{ sectio
   const samples = new Map<string, number[]>(tools.map((x) => [x.name, []]));
   const failures = new Map<string, number>(tools.map((x) => [x.name, 0]));
   for (const tool of tools) for (let i = 0; i < 5; i++) await tool.exec().catch(() => undefined);
-  gc();
   for (let i = 0; i < n; i++) {
     for (const tool of rotate(tools, i)) {
       const t0 = nowMs();
@@ -546,7 +494,6 @@ async function benchExecConcurrent(
     const times = new Map<string, number[]>(tools.map((x) => [x.name, []]));
     const fails = new Map<string, number>(tools.map((x) => [x.name, 0]));
     const lastErr = new Map<string, string>();
-    gc();
     for (let r = 0; r < reps; r++) {
       for (const tool of rotate(tools, r)) {
         const t0 = nowMs();
@@ -608,12 +555,10 @@ export async function benchCore(target: BenchTarget): Promise<CoreResult> {
   const sections: Section[] = [];
   const targets: TargetCheck[] = [];
 
-  gc();
   process.stderr.write('core: connect to ready...\n');
   const connect = await benchConnect(target, NodeSSH);
   sections.push(connect.section);
 
-  gc();
   process.stderr.write('core: opening connections for exec...\n');
   const tools: ExecTool[] = [];
   try {

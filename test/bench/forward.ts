@@ -3,23 +3,24 @@
  * local forward to a loopback sink/source, and the new-connection rate (connect, 1-byte echo,
  * close) through it: ssh-tether's ForwardManager vs a plain raw-ssh2 `forwardOut` + `pipe`
  * forwarder vs OpenSSH `ssh -L` (`ControlMaster=no`), all with the cipher pinned
- * (aes128-gcm@openssh.com) on one sshd. The sink/source and the client side of each connection
- * run in this process for every tool alike. Medians over the runs; client CPU s/GiB is this
- * process's CPU (in-process tools) or the `ssh` process's (from /proc) plus this process's.
+ * (aes128-gcm@openssh.com) on one sshd. The sink/source/echo servers and the TCP clients that
+ * load each forward run in a separate process (test/bench/endpoints.ts) for every tool alike, so
+ * the forwarder we measure (this process, or the `ssh -L` process) does nothing but forward.
+ * Medians over the runs; client CPU s/GiB is this process's CPU for the in-process tools and the
+ * `ssh` process's CPU (from /proc) for `ssh -L` (plus this idle process's, for symmetry).
  *
- * Run alone: `node --expose-gc --import ./scripts/ts-node-register.mjs test/bench/forward.ts`.
+ * Run alone: `node --import ./scripts/ts-node-register.mjs test/bench/forward.ts`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import ssh2 from 'ssh2';
 import { SshError } from '../../src/errors.js';
 import type { Link, LinkProvider } from '../../src/connection/link.js';
-import { ForwardManager } from '../../src/forward/index.js';
+import { SshClient } from '../../src/index.js';
 import { opensshArgs, startSshd } from '../helpers/sshd.js';
-import { cpuSeconds, gc, hostKeyVerifier, iterations, median, nowMs, pinnedAlgorithms, pinnedOpensshArgs, sleep, targetOf, trackChild, type BenchTarget, type Row } from './lib.js';
+import { cpuSeconds, hostKeyVerifier, iterations, median, nowMs, pinnedAlgorithms, pinnedOpensshArgs, procCpuSeconds, sleep, targetOf, tetherOptions, trackChild, ratioTarget, type BenchTarget, type Row, type TargetCheck } from './lib.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -66,90 +67,55 @@ class BenchLinks implements LinkProvider {
 }
 
 // ---------------------------------------------------------------------------------------------
-// loopback endpoints
+// loopback endpoints, in a process of their own (test/bench/endpoints.ts)
 
-interface Endpoint {
-  port: number;
+interface Endpoints {
+  sink: number;
+  source: number;
+  echo: number;
+  upload(port: number, bytes: number): Promise<void>;
+  download(port: number): Promise<number>;
+  pings(port: number, n: number): Promise<void>;
   close(): Promise<void>;
 }
 
-function serve(handler: (s: net.Socket) => void): Promise<Endpoint> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer({ noDelay: true }, (s) => {
-    sockets.add(s);
-    s.on('error', () => undefined);
-    s.on('close', () => sockets.delete(s));
-    handler(s);
+async function startEndpoints(bytes: number): Promise<Endpoints> {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const register = path.resolve(here, '../../scripts/ts-node-register.mjs');
+  const child = fork(path.join(here, 'endpoints.ts'), [], {
+    execArgv: ['--import', pathToFileURL(register).href],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () =>
-      resolve({
-        port: (server.address() as net.AddressInfo).port,
-        close: () =>
-          new Promise<void>((r) => {
-            for (const s of sockets) s.destroy();
-            server.close(() => r());
-          }),
+  trackChild(child);
+  let pending: { resolve(v: Record<string, unknown>): void; reject(e: Error): void } | undefined;
+  child.on('message', (m: Record<string, unknown>) => {
+    const p = pending;
+    pending = undefined;
+    if (typeof m.error === 'string') p?.reject(new Error(`endpoints: ${m.error}`));
+    else p?.resolve(m);
+  });
+  child.on('exit', (code) => pending?.reject(new Error(`endpoints process exited with ${code}`)));
+  const ask = (req: object): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      if (pending) return reject(new Error('endpoints: one request at a time'));
+      pending = { resolve, reject };
+      child.send(req);
+    });
+  const ports = await ask({ op: 'servers', bytes });
+  return {
+    sink: Number(ports.sink),
+    source: Number(ports.source),
+    echo: Number(ports.echo),
+    upload: async (port, n) => void (await ask({ op: 'upload', port, bytes: n })),
+    download: async (port) => Number((await ask({ op: 'download', port })).bytes),
+    pings: async (port, n) => void (await ask({ op: 'pings', port, n })),
+    close: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.send({ op: 'exit' });
       }),
-    ),
-  );
-}
-
-const CHUNK = Buffer.alloc(MiB, 0x5a);
-
-/** Writes `bytes` to `s` with backpressure, then ends it. */
-function writeAll(s: net.Socket, bytes: number): void {
-  let left = bytes;
-  const pump = (): void => {
-    while (left > 0) {
-      const n = Math.min(left, CHUNK.length);
-      left -= n;
-      if (!s.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) {
-        s.once('drain', pump);
-        return;
-      }
-    }
-    s.end();
   };
-  pump();
-}
-
-/** Sink: reads and counts; source: writes `bytes` then ends; echo: pipes back. */
-const sink = (): Promise<Endpoint> => serve((s) => s.resume());
-const source = (bytes: number): Promise<Endpoint> => serve((s) => writeAll(s, bytes));
-const echo = (): Promise<Endpoint> => serve((s) => s.pipe(s));
-
-/** Upload `bytes` through `port` (the sink closes when it got everything and we end). */
-function upload(port: number, bytes: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ port, host: '127.0.0.1', noDelay: true });
-    s.on('error', reject);
-    s.on('connect', () => writeAll(s, bytes));
-    s.resume();
-    s.on('close', () => resolve());
-  });
-}
-
-/** Download until EOF through `port`; resolves with the byte count. */
-function download(port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ port, host: '127.0.0.1', noDelay: true });
-    let n = 0;
-    s.on('error', reject);
-    s.on('data', (c: Buffer) => (n += c.length));
-    s.on('close', () => resolve(n));
-  });
-}
-
-/** One short connection: connect, send 1 byte, read it back, close. */
-function pingOnce(port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ port, host: '127.0.0.1', noDelay: true });
-    s.on('error', reject);
-    s.on('connect', () => s.write('x'));
-    s.once('data', () => s.end());
-    s.on('close', () => resolve());
-  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -165,20 +131,16 @@ interface Forwarder {
 }
 
 function tetherForwarder(t: BenchTarget): Forwarder {
-  const links = new BenchLinks(t);
-  const manager = new ForwardManager(links, { emit: () => undefined });
+  const client = new SshClient(tetherOptions(t));
   return {
     tool: TETHER,
     async open(targetPort) {
-      await links.link();
-      const f = await manager.forwardLocal({ remoteHost: '127.0.0.1', remotePort: targetPort });
+      if (client.state !== 'ready') await client.connect();
+      const f = await client.forwardLocal({ remoteHost: '127.0.0.1', remotePort: targetPort });
       return { port: f.localPort, close: () => f.close() };
     },
     extraCpu: () => 0,
-    async shutdown() {
-      await manager.closeAll();
-      await links.close();
-    },
+    shutdown: () => client.close(),
   };
 }
 
@@ -213,18 +175,6 @@ function rawForwarder(t: BenchTarget): Forwarder {
     extraCpu: () => 0,
     shutdown: () => links.close(),
   };
-}
-
-function procCpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(rest[11]) + Number(rest[12]); // utime + stime
-    return ticks / 100;
-  } catch {
-    return 0;
-  }
 }
 
 async function waitListening(port: number, child: ChildProcess, timeoutMs: number): Promise<void> {
@@ -295,12 +245,19 @@ function opensshForwarder(t: BenchTarget): Forwarder {
 // ---------------------------------------------------------------------------------------------
 
 async function timed(f: Forwarder, fn: () => Promise<void>): Promise<{ seconds: number; cpu: number }> {
-  gc();
   const c0 = cpuSeconds() + f.extraCpu();
   const t0 = nowMs();
   await fn();
   const seconds = (nowMs() - t0) / 1000;
   return { seconds, cpu: cpuSeconds() + f.extraCpu() - c0 };
+}
+
+/** Issue 3's targets: throughput >= 1.0x `ssh -L` upload and download, in the same run. */
+export function targetsOf(rows: readonly Row[]): TargetCheck[] {
+  return [
+    ratioTarget(rows, 'local forward upload >= 1.0x ssh -L (MB/s)', /^upload /, TETHER, OPENSSH, 'mbPerSec', 1.0),
+    ratioTarget(rows, 'local forward download >= 1.0x ssh -L (MB/s)', /^download /, TETHER, OPENSSH, 'mbPerSec', 1.0),
+  ];
 }
 
 /**
@@ -313,16 +270,17 @@ export async function benchForward(target: BenchTarget): Promise<Row[]> {
   const bytes = (target.quick ? 32 : 256) * MiB;
   const runs = iterations(5, 1);
   const conns = target.quick ? 50 : 300;
-  const forwarders = [tetherForwarder(target), rawForwarder(target), opensshForwarder(target)];
-  const up = await sink();
-  const down = await source(bytes);
-  const ping = await echo();
+  const only = process.env.BENCH_FORWARD_TOOLS?.split(',');
+  const forwarders = [tetherForwarder(target), rawForwarder(target), opensshForwarder(target)].filter(
+    (f) => only === undefined || only.some((o) => f.tool.startsWith(o)),
+  );
+  const ep = await startEndpoints(bytes);
   const rows: Row[] = [];
   try {
     const samples = new Map<string, { up: number[]; upCpu: number[]; down: number[]; downCpu: number[]; conn: number[] }>();
     const fwds = new Map<string, { up: Awaited<ReturnType<Forwarder['open']>>; down: Awaited<ReturnType<Forwarder['open']>>; ping: Awaited<ReturnType<Forwarder['open']>> }>();
     for (const f of forwarders) {
-      fwds.set(f.tool, { up: await f.open(up.port), down: await f.open(down.port), ping: await f.open(ping.port) });
+      fwds.set(f.tool, { up: await f.open(ep.sink), down: await f.open(ep.source), ping: await f.open(ep.echo) });
       samples.set(f.tool, { up: [], upCpu: [], down: [], downCpu: [], conn: [] });
     }
     // Interleave the tools per run so a slow spell of the machine hits all alike.
@@ -330,18 +288,18 @@ export async function benchForward(target: BenchTarget): Promise<Row[]> {
       for (const f of forwarders) {
         const fw = fwds.get(f.tool)!;
         const s = samples.get(f.tool)!;
-        const u = await timed(f, () => upload(fw.up.port, bytes));
+        const u = await timed(f, () => ep.upload(fw.up.port, bytes));
         s.up.push(bytes / 1e6 / u.seconds);
         s.upCpu.push((u.cpu * GiB) / bytes);
         let got = 0;
         const d = await timed(f, async () => {
-          got = await download(fw.down.port);
+          got = await ep.download(fw.down.port);
         });
         if (got !== bytes) throw new Error(`${f.tool}: downloaded ${got} of ${bytes} bytes`);
         s.down.push(bytes / 1e6 / d.seconds);
         s.downCpu.push((d.cpu * GiB) / bytes);
         const t0 = nowMs();
-        for (let k = 0; k < conns; k++) await pingOnce(fw.ping.port);
+        await ep.pings(fw.ping.port, conns);
         s.conn.push(conns / ((nowMs() - t0) / 1000));
       }
     }
@@ -366,9 +324,7 @@ export async function benchForward(target: BenchTarget): Promise<Row[]> {
     }
   } finally {
     for (const f of forwarders) await f.shutdown();
-    await up.close();
-    await down.close();
-    await ping.close();
+    await ep.close();
   }
   return rows;
 }

@@ -6,9 +6,19 @@
  * Statistics are written here rather than taken from npm: a median/percentile over an array is a
  * few lines, and the benchmark packages on npm (tinybench, benchmark.js) run a function in a
  * tight loop, which does not fit round trips to a server that must be interleaved between tools.
+ *
+ * No forced garbage collection: the bench runs without `--expose-gc`. That flag alone changes
+ * V8's collection heuristics for Buffer-heavy code (measured on the forward bench: raw ssh2
+ * `forwardOut` upload 487 MB/s and 133 mark-compacts with the flag, 541 MB/s and 10 without),
+ * so it would measure every in-process tool under conditions no user runs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { opensshArgs } from '../helpers/sshd.js';
 import type { SshdHandle } from '../helpers/sshd.js';
+import type { SshClientOptions } from '../../src/index.js';
 
 // ---------------------------------------------------------------------------------------------
 // the target
@@ -173,12 +183,6 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Runs a full GC when node was started with `--expose-gc` (it is, by `npm run bench`). */
-export function gc(): void {
-  const g = (globalThis as { gc?: () => void }).gc;
-  if (typeof g === 'function') g();
-}
-
 /** Rejects with `Error(what + ' timed out after N ms')` when `p` does not settle within `ms`. */
 export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -329,8 +333,8 @@ export function renderTargets(targets: readonly TargetCheck[]): string {
   return targets.map((t) => `- **${t.pass ? 'PASS' : 'FAIL'}** ${t.name}: ${t.detail}`).join('\n');
 }
 
-const KNOWN_ORDER = ['mbPerSec', 'connPerSec', 'cpuSecPerGiB'];
-const HIGHER_IS_BETTER = new Set(['mbPerSec', 'connPerSec']);
+const KNOWN_ORDER = ['filesPerSec', 'mbPerSec', 'connPerSec', 'cpuSecPerGiB'];
+const HIGHER_IS_BETTER = new Set(['filesPerSec', 'mbPerSec', 'connPerSec']);
 
 /**
  * Turns bench {@link Row}s into a {@link Section}: columns `name`, `tool`, every numeric field
@@ -363,6 +367,122 @@ export function rowsToSection(title: string, rows: readonly Row[]): Section {
     title,
     columns,
     rows: out,
-    notes: hasRatio ? ['"ssh-tether vs this": the MB/s (or conn/s) of the first ssh-tether row with the same name divided by this row\'s; > 1 means ssh-tether is faster.'] : [],
+    notes: hasRatio ? ['"ssh-tether vs this": the files/s, MB/s or conn/s (the first of those a row has) of the first ssh-tether row with the same name divided by this row\'s; > 1 means ssh-tether is faster.'] : [],
   };
+}
+
+/**
+ * ssh-tether client options for a bench target: the harness key and known_hosts, no agent, the
+ * pinned algorithms and no reconnect (a bench measures one connection).
+ */
+export function tetherOptions(t: BenchTarget): SshClientOptions {
+  return {
+    host: t.host,
+    port: t.port,
+    username: t.username,
+    identityFiles: [t.privateKeyPath],
+    knownHostsFiles: [t.knownHostsPath],
+    globalKnownHostsFiles: [],
+    agent: false,
+    algorithms: pinnedAlgorithms(),
+    reconnect: false,
+  };
+}
+
+/** CPU seconds (user + system) a live process has used so far, from `/proc/<pid>/stat`; 0 when gone. */
+export function procCpuSeconds(pid: number | undefined): number {
+  if (pid === undefined || !Number.isInteger(pid)) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / 100; // utime + stime, in clock ticks
+  } catch {
+    return 0;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A running OpenSSH ControlMaster: its socket, its pid (for CPU accounting) and a closer. */
+export interface ControlMaster {
+  /** The ControlPath: pass `-S sockPath` (or `-o ControlPath=`) to ssh, scp and sftp. */
+  sockPath: string;
+  /** The master's pid (from `ssh -O check`); `NaN` when it could not be read. */
+  pid: number;
+  /** `ssh -O exit`, waits (bounded) for the master to leave, removes its directory. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts an OpenSSH ControlMaster (`ssh -M -N -f`, `ControlPersist=yes`) to `t` with the pinned
+ * algorithms; ssh, scp and sftp then run their sessions over it (`-S sockPath`), so no transfer
+ * or exec pays for a connection of its own.
+ */
+export async function startControlMaster(t: BenchTarget, timeoutMs = 20_000): Promise<ControlMaster> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tether-bench-cm-'));
+  const sockPath = path.join(dir, 'cm');
+  const logPath = path.join(dir, 'master.log');
+  const base = opensshArgs(t);
+  const start = await runProcess(
+    'ssh',
+    ['-M', '-N', '-f', '-E', logPath, ...base, ...pinnedOpensshArgs(), '-o', `ControlPath=${sockPath}`, '-o', 'ControlPersist=yes', t.host],
+    timeoutMs,
+  );
+  if (start.code !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`ssh -M failed (code ${String(start.code)}): ${start.stderr}`);
+  }
+  const chk = await runProcess('ssh', ['-S', sockPath, '-O', 'check', ...base, t.host], 5_000);
+  const pid = Number(/pid=(\d+)/.exec(chk.stderr)?.[1] ?? Number.NaN);
+  return {
+    sockPath,
+    pid,
+    async close() {
+      const r = await runProcess('ssh', ['-S', sockPath, '-O', 'exit', ...base, t.host], 5_000);
+      if (r.code !== 0 && Number.isInteger(pid)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      // The master leaves after -O exit; wait (bounded) so no process outlives the bench.
+      for (let i = 0; i < 100 && Number.isInteger(pid) && alive(pid); i++) await sleep(20);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The row named `name` by `tool` (exact), if measured. */
+function rowOf(rows: readonly Row[], name: RegExp, tool: string): Row | undefined {
+  return rows.find((r) => name.test(r.name) && r.tool === tool);
+}
+
+/**
+ * A target "`ours` is at least `min` x `theirs`" on `key` (higher is better), or for
+ * `cpuSecPerGiB` "at most `min` x theirs". Missing rows make a failed check that says so.
+ */
+export function ratioTarget(
+  rows: readonly Row[],
+  label: string,
+  name: RegExp,
+  ours: string,
+  theirs: string,
+  key: 'mbPerSec' | 'connPerSec' | 'filesPerSec' | 'cpuSecPerGiB',
+  min: number,
+): TargetCheck {
+  const a = rowOf(rows, name, ours)?.[key];
+  const b = rowOf(rows, name, theirs)?.[key];
+  if (typeof a !== 'number' || typeof b !== 'number') return { name: label, pass: false, detail: `not measured (${ours}: ${String(a)}, ${theirs}: ${String(b)})` };
+  if (key === 'cpuSecPerGiB') {
+    return { name: label, pass: a <= b * min, detail: `${ours} ${a} s/GiB vs ${theirs} ${b} s/GiB (${(a / b).toFixed(2)}x)` };
+  }
+  return { name: label, pass: a >= b * min, detail: `${ours} ${a} vs ${theirs} ${b}: ${(a / b).toFixed(2)}x` };
 }

@@ -20,7 +20,6 @@ import { fileURLToPath } from 'node:url';
 import { startSshd, type SshdHandle } from '../helpers/sshd.js';
 import { benchCore } from './core.js';
 import {
-  gc,
   isQuick,
   killAllChildren,
   renderSection,
@@ -58,13 +57,23 @@ function parseArgs(argv: readonly string[]): BenchName[] {
   return names.length === 0 ? [...BENCHES] : BENCHES.filter((b) => names.includes(b));
 }
 
-/** Loads `./<file>.ts` when it exists and returns its exported function `fn`. */
-async function loadRowBench(file: string, fn: string): Promise<((t: BenchTarget) => Promise<Row[]>) | string> {
+interface RowBench {
+  run(t: BenchTarget): Promise<Row[]>;
+  /** The issue's targets checked against the rows (optional export `targetsOf`). */
+  targets(rows: readonly Row[]): TargetCheck[];
+}
+
+/** Loads `./<file>.ts` when it exists: its exported function `fn` and its optional `targetsOf`. */
+async function loadRowBench(file: string, fn: string): Promise<RowBench | string> {
   if (!existsSync(here(`./${file}.ts`))) return `test/bench/${file}.ts does not exist yet`;
   const mod = (await import(new URL(`./${file}.js`, import.meta.url).href)) as Record<string, unknown>;
   const f = mod[fn];
   if (typeof f !== 'function') return `test/bench/${file}.ts does not export ${fn}()`;
-  return f as (t: BenchTarget) => Promise<Row[]>;
+  const t = mod.targetsOf;
+  return {
+    run: f as (t: BenchTarget) => Promise<Row[]>,
+    targets: typeof t === 'function' ? (t as (rows: readonly Row[]) => TargetCheck[]) : () => [],
+  };
 }
 
 async function runBench(name: BenchName, target: BenchTarget): Promise<BenchOutput> {
@@ -75,7 +84,6 @@ async function runBench(name: BenchName, target: BenchTarget): Promise<BenchOutp
 
 async function runBenchInner(name: BenchName, target: BenchTarget): Promise<BenchOutput> {
   const t0 = Date.now();
-  gc();
   if (name === 'core') {
     const r = await benchCore(target);
     return { ...r, elapsedMs: Date.now() - t0 };
@@ -83,8 +91,8 @@ async function runBenchInner(name: BenchName, target: BenchTarget): Promise<Benc
   const [file, fn, title] = name === 'sftp' ? ['sftp', 'benchSftp', 'SFTP'] : ['forward', 'benchForward', 'Port forwarding'];
   const f = await loadRowBench(file, fn);
   if (typeof f === 'string') return { sections: [], targets: [], skipped: f, elapsedMs: 0 };
-  const rows = await f(target);
-  return { sections: [rowsToSection(title, rows)], targets: [], elapsedMs: Date.now() - t0 };
+  const rows = await f.run(target);
+  return { sections: [rowsToSection(title, rows)], targets: f.targets(rows), elapsedMs: Date.now() - t0 };
 }
 
 /** Runs a short command; its stdout and stderr together, trimmed (`ssh -V` prints on stderr). */
