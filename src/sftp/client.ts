@@ -16,6 +16,7 @@ import type ssh2 from 'ssh2';
 import { SshConfigError, SshError, mapChannelError } from '../errors.js';
 import type { Link, LinkProvider } from '../connection/link.js';
 import { abortReason, operationScope, raceSignals } from '../internal/cancel.js';
+import { walkTree, type WalkedTree } from './dir-walk.js';
 import { runGet, runPut, readIntoBuffer, writeBuffer, ProgressReporter, type TransferProgress } from './engine.js';
 import { SftpStatus, SshSftpError } from './errors.js';
 import { OpenFlags, SftpSession, type RemotePath, type SetAttrs, type SftpCounters } from './session.js';
@@ -215,7 +216,6 @@ const DEFAULT_HWM = 1024 * 1024;
 const CLOSE_TIMEOUT_MS = 5_000;
 const MAX_DEPTH = 4096;
 const MAX_READDIR_ROUNDS = 1_000_000;
-const MAX_TREE_ENTRIES = 10_000_000;
 
 // ---------------------------------------------------------------------------------------------
 // validation
@@ -344,6 +344,16 @@ interface FileJob {
   preserve: boolean;
   progress: ProgressReporter;
   signal: AbortSignal;
+}
+
+/** What differs between {@link SftpClient.getDir} and {@link SftpClient.putDir}. */
+interface TreeSide {
+  /** Lists the source tree. */
+  walk(s: SftpSession, signal: AbortSignal): Promise<WalkedTree>;
+  /** Creates the destination root and `dirs` (relative to it, parents first). */
+  makeDirs(s: SftpSession, signal: AbortSignal, dirs: readonly Buffer[]): Promise<void>;
+  /** Copies one file, `rel` relative to both roots. */
+  copy(s: SftpSession, rel: Buffer, job: FileJob): Promise<TransferResult>;
 }
 
 /**
@@ -996,30 +1006,8 @@ export class SftpClient {
       } catch (err) {
         throw localError(err, 'open', local);
       }
-      let start = 0;
-      if (job.resume) {
-        const have = (await fstatFd(fd)).size;
-        if (have <= size && have > 0) {
-          start = have;
-          if (job.resume === 'sha256') {
-            const [a, b] = await Promise.all([hashLocal(fd, have), hashRemote(s, handle, remote, have, signal)]);
-            if (!a.equals(b)) start = 0;
-          }
-        }
-      }
-      job.progress.skip(start);
-      const { endedAt } = await runGet({
-        session: s,
-        handle,
-        remotePath: remote,
-        fd,
-        start,
-        end: size,
-        chunkSize: Math.min(job.chunkSize ?? Infinity, s.maxReadLen),
-        concurrency: job.concurrency,
-        onBytes: (n) => job.progress.add(n),
-        signal,
-      });
+      const have = job.resume ? (await fstatFd(fd)).size : 0;
+      const { start, endedAt } = await copyRange(runGet, s, handle, remote, fd, have, size, s.maxReadLen, job);
       try {
         if (job.resume) await ftruncateFd(fd, endedAt);
         if (job.preserve) {
@@ -1078,31 +1066,8 @@ export class SftpClient {
       if (setTotal) job.progress.total = size;
       const flags = OpenFlags.WRITE | OpenFlags.CREAT | (job.resume ? 0 : OpenFlags.TRUNC) | (job.resume === 'sha256' ? OpenFlags.READ : 0);
       handle = await s.open(remote, flags, job.preserve ? { mode: lst.mode & 0o7777 } : undefined, signal);
-      let start = 0;
-      let remoteSize = 0;
-      if (job.resume) {
-        remoteSize = (await s.fstat(handle, remote, signal)).size ?? 0;
-        if (remoteSize <= size && remoteSize > 0) {
-          start = remoteSize;
-          if (job.resume === 'sha256') {
-            const [a, b] = await Promise.all([hashLocal(fd, remoteSize), hashRemote(s, handle, remote, remoteSize, signal)]);
-            if (!a.equals(b)) start = 0;
-          }
-        }
-      }
-      job.progress.skip(start);
-      const { endedAt } = await runPut({
-        session: s,
-        handle,
-        remotePath: remote,
-        fd,
-        start,
-        end: size,
-        chunkSize: Math.min(job.chunkSize ?? Infinity, s.maxWriteLen),
-        concurrency: job.concurrency,
-        onBytes: (n) => job.progress.add(n),
-        signal,
-      });
+      const remoteSize = job.resume ? ((await s.fstat(handle, remote, signal)).size ?? 0) : 0;
+      const { start, endedAt } = await copyRange(runPut, s, handle, remote, fd, remoteSize, size, s.maxWriteLen, job);
       const attrs: SetAttrs = {};
       if (remoteSize > endedAt || endedAt < size) attrs.size = endedAt;
       if (job.preserve) {
@@ -1133,67 +1098,25 @@ export class SftpClient {
   async getDir(remoteDir: RemotePath, localDir: string | Buffer, options?: DirTransferOptions): Promise<DirTransferSummary> {
     const r = checkPath('remoteDir', remoteDir);
     const l = checkLocal('localDir', localDir);
-    checkFn('filter', options?.filter);
-    checkFn('onProgress', options?.onProgress);
-    const parallel = checkInt('concurrency', options?.concurrency, 1, 256) ?? DEFAULT_DIR_CONCURRENCY;
-    const perFile = checkInt('fileConcurrency', options?.fileConcurrency, 1, 1024) ?? DEFAULT_DIR_FILE_CONCURRENCY;
-    return await this.op('getDir', options, async (s, sig) => {
-      const summary: DirTransferSummary = { copied: [], skipped: [], failed: [], transferredBytes: 0 };
-      const files: { rel: Buffer; size: number }[] = [];
-      const dirs: Buffer[] = [];
-      // walk (breadth first, bounded)
-      const queue: Buffer[] = [Buffer.alloc(0)];
-      let seen = 0;
-      while (queue.length > 0) {
-        const rel = queue.shift()!;
-        const entries = await this.listWith(s, rel.length === 0 ? r : joinRemote(r, rel), sig);
-        for (const e of entries) {
-          if (++seen > MAX_TREE_ENTRIES) throw new SshSftpError('sftp getDir: too many entries', { statusCode: SftpStatus.FAILURE, path: r });
-          const relPath = rel.length === 0 ? e.rawName : joinBytes(rel, e.rawName);
-          const fe: DirFilterEntry = { path: relPath.toString('utf8'), rawPath: relPath, type: e.type, size: e.size };
-          if (options?.filter && !options.filter(fe)) {
-            summary.skipped.push({ path: fe.path, reason: 'filter' });
-            continue;
-          }
-          if (e.type === 'directory') {
-            dirs.push(relPath);
-            queue.push(relPath);
-          } else if (e.type === 'file') files.push({ rel: relPath, size: e.size });
-          else summary.skipped.push({ path: fe.path, reason: e.type === 'symlink' ? 'symlink' : 'other' });
+    const localBytes = toBytes(l);
+    return await this.transferTree('getDir', options, {
+      walk: (s, sig) =>
+        walkTree(
+          {
+            list: (rel) => this.listWith(s, rel.length === 0 ? r : joinRemote(r, rel), sig),
+            tooMany: () => new SshSftpError('sftp getDir: too many entries', { statusCode: SftpStatus.FAILURE, path: r }),
+          },
+          options,
+        ),
+      makeDirs: async (_s, _sig, dirs) => {
+        try {
+          await fsp.mkdir(l, { recursive: true });
+          for (const d of dirs) await fsp.mkdir(joinBytes(localBytes, d), { recursive: true });
+        } catch (err) {
+          throw localError(err, 'mkdir', l);
         }
-      }
-      const localBytes = toBytes(l);
-      try {
-        await fsp.mkdir(l, { recursive: true });
-        for (const d of dirs) await fsp.mkdir(joinBytes(localBytes, d), { recursive: true });
-      } catch (err) {
-        throw localError(err, 'mkdir', l);
-      }
-      const progress = new ProgressReporter(
-        files.reduce((a, f) => a + f.size, 0),
-        options?.onProgress,
-      );
-      const job = this.fileJob({ concurrency: perFile, resume: options?.resume, preserve: options?.preserve }, progress, sig);
-      let fatal: unknown;
-      await pool(
-        files,
-        parallel,
-        async (f) => {
-          try {
-            const res = await this.getFile(s, joinRemote(r, f.rel), joinBytes(localBytes, f.rel), job, false);
-            summary.copied.push(f.rel.toString('utf8'));
-            summary.transferredBytes += res.transferredBytes;
-          } catch (err) {
-            if (isFatal(err)) fatal ??= err;
-            else summary.failed.push({ path: f.rel.toString('utf8'), error: err as SshError });
-          }
-        },
-        () => fatal !== undefined || sig.aborted,
-      );
-      if (fatal !== undefined) throw asError(fatal);
-      if (sig.aborted) throw abortReason(sig, 'sftp getDir');
-      progress.final();
-      return summary;
+      },
+      copy: (s, rel, job) => this.getFile(s, joinRemote(r, rel), joinBytes(localBytes, rel), job, false),
     });
   }
 
@@ -1206,66 +1129,68 @@ export class SftpClient {
   async putDir(localDir: string | Buffer, remoteDir: RemotePath, options?: DirTransferOptions): Promise<DirTransferSummary> {
     const l = checkLocal('localDir', localDir);
     const r = checkPath('remoteDir', remoteDir);
+    const localBytes = toBytes(l);
+    return await this.transferTree('putDir', options, {
+      walk: async () => {
+        try {
+          return await walkTree(
+            {
+              list: async (rel) => {
+                const abs = rel.length === 0 ? localBytes : joinBytes(localBytes, rel);
+                const entries = await fsp.readdir(abs, { withFileTypes: true, encoding: 'buffer' });
+                return entries.map((e) => ({ rawName: e.name, type: localType(e), size: 0 }));
+              },
+              fileSize: async (rel) => (await fsp.lstat(joinBytes(localBytes, rel))).size,
+              tooMany: () => new Error('too many entries'),
+            },
+            options,
+          );
+        } catch (err) {
+          throw localError(err, 'readdir', l);
+        }
+      },
+      makeDirs: async (s, sig, dirs) => {
+        await this.mkdirp(s, r, undefined, sig, 0);
+        for (const d of dirs) {
+          const rd = joinRemote(r, d);
+          try {
+            await s.mkdir(rd, undefined, sig);
+          } catch (err) {
+            const st = await s.stat(rd, sig).catch(() => undefined);
+            if (!st || typeOfMode(st.mode) !== 'directory') throw err;
+          }
+        }
+      },
+      copy: (s, rel, job) => this.putFile(s, joinBytes(localBytes, rel), joinRemote(r, rel), job, false),
+    });
+  }
+
+  /**
+   * What {@link SftpClient.getDir} and {@link SftpClient.putDir} share: checks the options,
+   * walks the source tree, creates the destination directories, then copies the files
+   * `concurrency` at a time with one overall progress and one summary.
+   */
+  private async transferTree(what: 'getDir' | 'putDir', options: DirTransferOptions | undefined, side: TreeSide): Promise<DirTransferSummary> {
     checkFn('filter', options?.filter);
     checkFn('onProgress', options?.onProgress);
     const parallel = checkInt('concurrency', options?.concurrency, 1, 256) ?? DEFAULT_DIR_CONCURRENCY;
     const perFile = checkInt('fileConcurrency', options?.fileConcurrency, 1, 1024) ?? DEFAULT_DIR_FILE_CONCURRENCY;
-    return await this.op('putDir', options, async (s, sig) => {
-      const summary: DirTransferSummary = { copied: [], skipped: [], failed: [], transferredBytes: 0 };
-      const files: { rel: Buffer; size: number }[] = [];
-      const dirs: Buffer[] = [];
-      const localBytes = toBytes(l);
-      const queue: Buffer[] = [Buffer.alloc(0)];
-      let seen = 0;
-      try {
-        while (queue.length > 0) {
-          const rel = queue.shift()!;
-          const abs = rel.length === 0 ? localBytes : joinBytes(localBytes, rel);
-          const entries = await fsp.readdir(abs, { withFileTypes: true, encoding: 'buffer' });
-          for (const e of entries) {
-            if (++seen > MAX_TREE_ENTRIES) throw new Error('too many entries');
-            const name = e.name;
-            const relPath = rel.length === 0 ? Buffer.from(name) : joinBytes(rel, name);
-            const type: SftpEntryType = e.isDirectory() ? 'directory' : e.isFile() ? 'file' : e.isSymbolicLink() ? 'symlink' : 'other';
-            let size = 0;
-            if (type === 'file') size = (await fsp.lstat(joinBytes(localBytes, relPath))).size;
-            const fe: DirFilterEntry = { path: relPath.toString('utf8'), rawPath: relPath, type, size };
-            if (options?.filter && !options.filter(fe)) {
-              summary.skipped.push({ path: fe.path, reason: 'filter' });
-              continue;
-            }
-            if (type === 'directory') {
-              dirs.push(relPath);
-              queue.push(relPath);
-            } else if (type === 'file') files.push({ rel: relPath, size });
-            else summary.skipped.push({ path: fe.path, reason: type === 'symlink' ? 'symlink' : 'other' });
-          }
-        }
-      } catch (err) {
-        throw localError(err, 'readdir', l);
-      }
-      await this.mkdirp(s, r, undefined, sig, 0);
-      for (const d of dirs) {
-        const rd = joinRemote(r, d);
-        try {
-          await s.mkdir(rd, undefined, sig);
-        } catch (err) {
-          const st = await s.stat(rd, sig).catch(() => undefined);
-          if (!st || typeOfMode(st.mode) !== 'directory') throw err;
-        }
-      }
+    return await this.op(what, options, async (s, sig) => {
+      const tree = await side.walk(s, sig);
+      const summary: DirTransferSummary = { copied: [], skipped: tree.skipped, failed: [], transferredBytes: 0 };
+      await side.makeDirs(s, sig, tree.dirs);
       const progress = new ProgressReporter(
-        files.reduce((a, f) => a + f.size, 0),
+        tree.files.reduce((a, f) => a + f.size, 0),
         options?.onProgress,
       );
       const job = this.fileJob({ concurrency: perFile, resume: options?.resume, preserve: options?.preserve }, progress, sig);
       let fatal: unknown;
       await pool(
-        files,
+        tree.files,
         parallel,
         async (f) => {
           try {
-            const res = await this.putFile(s, joinBytes(localBytes, f.rel), joinRemote(r, f.rel), job, false);
+            const res = await side.copy(s, f.rel, job);
             summary.copied.push(f.rel.toString('utf8'));
             summary.transferredBytes += res.transferredBytes;
           } catch (err) {
@@ -1276,7 +1201,7 @@ export class SftpClient {
         () => fatal !== undefined || sig.aborted,
       );
       if (fatal !== undefined) throw asError(fatal);
-      if (sig.aborted) throw abortReason(sig, 'sftp putDir');
+      if (sig.aborted) throw abortReason(sig, `sftp ${what}`);
       progress.final();
       return summary;
     });
@@ -1289,6 +1214,11 @@ function isFatal(err: unknown): boolean {
   return err.code !== 'ERR_SSH_SFTP';
 }
 
+/** Entry type of a local directory entry (not following symlinks). */
+function localType(e: { isDirectory(): boolean; isFile(): boolean; isSymbolicLink(): boolean }): SftpEntryType {
+  return e.isDirectory() ? 'directory' : e.isFile() ? 'file' : e.isSymbolicLink() ? 'symlink' : 'other';
+}
+
 function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
 }
@@ -1298,6 +1228,46 @@ function toBuffer(data: unknown): Buffer {
   if (Buffer.isBuffer(data)) return data;
   if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   throw new SshConfigError('data must be a string, Buffer or Uint8Array', { field: 'data' });
+}
+
+/**
+ * The engine run of {@link SftpClient.get} / {@link SftpClient.put} once both files are open:
+ * with `resume`, keeps the `have` bytes already at the destination when they are a prefix of the
+ * source (`'sha256'`: checked by hashing both), then copies `[start, size)` with `run`.
+ */
+async function copyRange(
+  run: typeof runGet,
+  s: SftpSession,
+  handle: Buffer,
+  remote: RemotePath,
+  fd: number,
+  have: number,
+  size: number,
+  maxLen: number,
+  job: FileJob,
+): Promise<{ start: number; endedAt: number }> {
+  let start = 0;
+  if (job.resume && have <= size && have > 0) {
+    start = have;
+    if (job.resume === 'sha256') {
+      const [a, b] = await Promise.all([hashLocal(fd, have), hashRemote(s, handle, remote, have, job.signal)]);
+      if (!a.equals(b)) start = 0;
+    }
+  }
+  job.progress.skip(start);
+  const { endedAt } = await run({
+    session: s,
+    handle,
+    remotePath: remote,
+    fd,
+    start,
+    end: size,
+    chunkSize: Math.min(job.chunkSize ?? Infinity, maxLen),
+    concurrency: job.concurrency,
+    onBytes: (n) => job.progress.add(n),
+    signal: job.signal,
+  });
+  return { start, endedAt };
 }
 
 async function hashLocal(fd: number, length: number): Promise<Buffer> {

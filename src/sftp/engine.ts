@@ -94,7 +94,33 @@ export interface EngineResult {
   endedAt: number;
 }
 
-abstract class Engine {
+/** Calls `onAbort` once the session dies or `signal` aborts; false (after calling it) when one already has. */
+function watchAbort(session: SftpSession, signal: AbortSignal | undefined, onAbort: () => void): boolean {
+  if (session.dead.aborted || signal?.aborted) {
+    onAbort();
+    return false;
+  }
+  session.dead.addEventListener('abort', onAbort, { once: true });
+  signal?.addEventListener('abort', onAbort, { once: true });
+  return true;
+}
+
+/** Undoes {@link watchAbort}. */
+function unwatchAbort(session: SftpSession, signal: AbortSignal | undefined, onAbort: () => void): void {
+  session.dead.removeEventListener('abort', onAbort);
+  signal?.removeEventListener('abort', onAbort);
+}
+
+/** The error for an abort seen by {@link watchAbort}: the session's death first, else the signal's reason. */
+function abortError(session: SftpSession, signal: AbortSignal | undefined, what: string): SshError {
+  return abortReason(session.dead.aborted ? session.dead : signal!, what);
+}
+
+/** Builds one slot of an engine around its buffer. */
+type SlotClass = new (e: Engine, buf: Buffer) => Slot;
+
+/** One `runGet`/`runPut`: hands out ranges to its slots and settles once they are all done. */
+class Engine {
   next: number;
   end: number;
   active = 0;
@@ -108,7 +134,10 @@ abstract class Engine {
   readonly promise: Promise<EngineResult>;
   private readonly onAbort: () => void;
 
-  constructor(p: EngineParams) {
+  constructor(
+    p: EngineParams,
+    private readonly slotClass: SlotClass,
+  ) {
     this.p = p;
     this.next = p.start;
     this.end = p.end;
@@ -116,20 +145,11 @@ abstract class Engine {
       this.resolve = res;
       this.reject = rej;
     });
-    this.onAbort = (): void => {
-      const s = p.session.dead.aborted ? p.session.dead : p.signal!;
-      this.fail(abortReason(s, 'sftp transfer'));
-    };
+    this.onAbort = (): void => this.fail(abortError(p.session, p.signal, 'sftp transfer'));
   }
 
   run(): Promise<EngineResult> {
-    const { session, signal } = this.p;
-    if (session.dead.aborted || signal?.aborted) {
-      this.onAbort();
-      return this.promise;
-    }
-    session.dead.addEventListener('abort', this.onAbort, { once: true });
-    signal?.addEventListener('abort', this.onAbort, { once: true });
+    if (!watchAbort(this.p.session, this.p.signal, this.onAbort)) return this.promise;
     const chunk = Math.max(1, this.p.chunkSize);
     const size = Math.max(0, this.end - this.next);
     const slots = Math.max(1, Math.min(this.p.concurrency, Math.ceil(size / chunk)));
@@ -138,11 +158,9 @@ abstract class Engine {
       this.check();
       return this.promise;
     }
-    for (let i = 0; i < slots; i++) this.startSlot(Buffer.allocUnsafe(bufLen));
+    for (let i = 0; i < slots; i++) new this.slotClass(this, Buffer.allocUnsafe(bufLen)).start();
     return this.promise;
   }
-
-  protected abstract startSlot(buf: Buffer): void;
 
   /** Takes the next range for a slot, or undefined when done/failed. */
   take(chunk: number): [number, number] | undefined {
@@ -171,6 +189,12 @@ abstract class Engine {
     this.check();
   }
 
+  /** The slot gave up its range with `err`. */
+  abandon(err: SshError): void {
+    this.fail(err);
+    this.release();
+  }
+
   check(): void {
     if (this.settled) return;
     if (this.failed) {
@@ -188,8 +212,7 @@ abstract class Engine {
 
   private finish(): void {
     this.settled = true;
-    this.p.session.dead.removeEventListener('abort', this.onAbort);
-    this.p.signal?.removeEventListener('abort', this.onAbort);
+    unwatchAbort(this.p.session, this.p.signal, this.onAbort);
   }
 
   remoteError(err: unknown, op: string): SshError {
@@ -202,16 +225,19 @@ function localError(err: unknown, what: string): SshError {
   return new SshError('ERR_SSH_SFTP', `local ${what} failed: ${msg}`, { cause: err, retryable: false });
 }
 
-/** One download slot: remote read into its buffer, then a positional local write. */
-class GetSlot {
+/**
+ * One slot of an engine, owning one buffer for the whole transfer: takes a range, fills the
+ * buffer from the source (asking again after a short read), hands it to the destination, then
+ * takes the next range.
+ */
+abstract class Slot {
   pos = 0;
   len = 0;
   got = 0;
-  written = 0;
 
   constructor(
-    private readonly e: GetEngine,
-    private readonly buf: Buffer,
+    protected readonly e: Engine,
+    protected readonly buf: Buffer,
   ) {}
 
   start(): void {
@@ -222,13 +248,51 @@ class GetSlot {
     this.read();
   }
 
-  private read(): void {
+  /** Reads `[pos + got, pos + len)` from the source into the buffer at `got`. */
+  protected abstract read(): void;
+
+  /**
+   * `n` more bytes arrived from the source (0: it ended). True when the buffer is ready for the
+   * destination; false when the slot asked for the rest or gave up its (empty) range.
+   */
+  protected received(n: number): boolean {
+    if (n > 0) {
+      this.got += n;
+      if (this.got < this.len) {
+        this.read(); // short read: ask for the rest
+        return false;
+      }
+    } else {
+      this.e.sourceEnded(this.pos + this.got);
+    }
+    if (this.got === 0) {
+      this.e.release();
+      return false;
+    }
+    return true;
+  }
+
+  /** The destination has the whole buffer: count it and go on with the next range. */
+  protected delivered(): void {
+    const e = this.e;
+    e.p.onBytes(this.got);
+    e.active--;
+    if (e.failed) return e.check();
+    this.start();
+    e.check();
+  }
+}
+
+/** One download slot: remote read into its buffer, then a positional local write. */
+class GetSlot extends Slot {
+  written = 0;
+
+  protected read(): void {
     const { session, handle } = this.e.p;
     try {
       session.sftp.read(handle, this.buf, this.got, this.len - this.got, this.pos + this.got, this.onRead);
     } catch (err) {
-      this.e.fail(this.e.remoteError(err, 'read'));
-      this.e.release();
+      this.e.abandon(this.e.remoteError(err, 'read'));
     }
   }
 
@@ -237,23 +301,11 @@ class GetSlot {
     if (e.failed) return e.release();
     if (err) {
       const code = (err as { code?: unknown }).code;
-      if (code !== SftpStatus.EOF) {
-        e.fail(e.remoteError(err, 'read'));
-        return e.release();
-      }
+      if (code !== SftpStatus.EOF) return e.abandon(e.remoteError(err, 'read'));
       nb = 0;
     }
-    if (nb > 0) {
-      this.got += nb;
-      this.e.p.session.counters.bytesRead += nb;
-      if (this.got < this.len) return this.read(); // short read: ask for the rest
-    } else {
-      e.sourceEnded(this.pos + this.got);
-    }
-    if (this.got === 0) {
-      e.release();
-      return;
-    }
+    e.p.session.counters.bytesRead += nb;
+    if (!this.received(nb)) return;
     this.written = 0;
     this.write();
   };
@@ -266,46 +318,16 @@ class GetSlot {
   private readonly onWrite = (err: NodeJS.ErrnoException | null, n: number): void => {
     const e = this.e;
     e.localPending--;
-    if (err) {
-      e.fail(localError(err, 'write'));
-      return e.release();
-    }
+    if (err) return e.abandon(localError(err, 'write'));
     this.written += n;
     if (this.written < this.got && !e.failed) return this.write();
-    e.p.onBytes(this.got);
-    e.active--;
-    if (e.failed) return e.check();
-    this.start();
-    e.check();
+    this.delivered();
   };
 }
 
-class GetEngine extends Engine {
-  protected startSlot(buf: Buffer): void {
-    new GetSlot(this, buf).start();
-  }
-}
-
 /** One upload slot: positional local read into its buffer, then a remote write. */
-class PutSlot {
-  pos = 0;
-  len = 0;
-  got = 0;
-
-  constructor(
-    private readonly e: PutEngine,
-    private readonly buf: Buffer,
-  ) {}
-
-  start(): void {
-    const r = this.e.take(this.buf.length);
-    if (!r) return;
-    [this.pos, this.len] = r;
-    this.got = 0;
-    this.read();
-  }
-
-  private read(): void {
+class PutSlot extends Slot {
+  protected read(): void {
     this.e.localPending++;
     fs.read(this.e.p.fd, this.buf, this.got, this.len - this.got, this.pos + this.got, this.onRead);
   }
@@ -313,56 +335,34 @@ class PutSlot {
   private readonly onRead = (err: NodeJS.ErrnoException | null, n: number): void => {
     const e = this.e;
     e.localPending--;
-    if (err) {
-      e.fail(localError(err, 'read'));
-      return e.release();
-    }
+    if (err) return e.abandon(localError(err, 'read'));
     if (e.failed) return e.release();
-    if (n > 0) {
-      this.got += n;
-      if (this.got < this.len) return this.read();
-    } else {
-      e.sourceEnded(this.pos + this.got);
-    }
-    if (this.got === 0) return e.release();
+    if (!this.received(n)) return;
     const { session, handle } = e.p;
     try {
       session.sftp.write(handle, this.buf, 0, this.got, this.pos, this.onWrite);
     } catch (error) {
-      e.fail(e.remoteError(error, 'write'));
-      e.release();
+      e.abandon(e.remoteError(error, 'write'));
     }
   };
 
   private readonly onWrite = (err?: Error | null): void => {
     const e = this.e;
-    if (err) {
-      e.fail(e.remoteError(err, 'write'));
-      return e.release();
-    }
+    if (err) return e.abandon(e.remoteError(err, 'write'));
     if (e.failed) return e.release();
     e.p.session.counters.bytesWritten += this.got;
-    e.p.onBytes(this.got);
-    e.active--;
-    this.start();
-    e.check();
+    this.delivered();
   };
-}
-
-class PutEngine extends Engine {
-  protected startSlot(buf: Buffer): void {
-    new PutSlot(this, buf).start();
-  }
 }
 
 /** Downloads `[start, end)` of the open remote handle into the local fd. */
 export function runGet(p: EngineParams): Promise<EngineResult> {
-  return new GetEngine(p).run();
+  return new Engine(p, GetSlot).run();
 }
 
 /** Uploads `[start, end)` of the local fd into the open remote handle. */
 export function runPut(p: EngineParams): Promise<EngineResult> {
-  return new PutEngine(p).run();
+  return new Engine(p, PutSlot).run();
 }
 
 /**
@@ -386,12 +386,11 @@ export function writeBuffer(
     const finish = (err?: SshError): void => {
       if (done) return;
       done = true;
-      session.dead.removeEventListener('abort', onAbort);
-      signal?.removeEventListener('abort', onAbort);
+      unwatchAbort(session, signal, onAbort);
       if (err) reject(err);
       else resolve();
     };
-    const onAbort = (): void => finish(abortReason(session.dead.aborted ? session.dead : signal!, 'sftp write'));
+    const onAbort = (): void => finish(abortError(session, signal, 'sftp write'));
     const onWrite = (err?: Error | null): void => {
       inflight--;
       if (done) return;
@@ -418,10 +417,7 @@ export function writeBuffer(
       }
       if (!done && inflight === 0 && next >= data.length) finish();
     };
-    if (session.dead.aborted || signal?.aborted) return onAbort();
-    session.dead.addEventListener('abort', onAbort, { once: true });
-    signal?.addEventListener('abort', onAbort, { once: true });
-    pump();
+    if (watchAbort(session, signal, onAbort)) pump();
   });
 }
 
@@ -448,12 +444,11 @@ export function readIntoBuffer(
     const finish = (err?: SshError): void => {
       if (done) return;
       done = true;
-      session.dead.removeEventListener('abort', onAbort);
-      signal?.removeEventListener('abort', onAbort);
+      unwatchAbort(session, signal, onAbort);
       if (err) reject(err);
       else resolve(endAt < length ? out.subarray(0, endAt) : out);
     };
-    const onAbort = (): void => finish(abortReason(session.dead.aborted ? session.dead : signal!, 'sftp read'));
+    const onAbort = (): void => finish(abortError(session, signal, 'sftp read'));
     const issue = (off: number, len: number): void => {
       inflight++;
       try {
@@ -482,10 +477,6 @@ export function readIntoBuffer(
       }
       if (!done && inflight === 0 && next >= endAt) finish();
     };
-    if (session.dead.aborted || signal?.aborted) return onAbort();
-    if (length === 0) return finish();
-    session.dead.addEventListener('abort', onAbort, { once: true });
-    signal?.addEventListener('abort', onAbort, { once: true });
-    pump();
+    if (watchAbort(session, signal, onAbort)) pump();
   });
 }
