@@ -292,7 +292,7 @@ export async function benchSftp(target: BenchTarget): Promise<Row[]> {
       add(smallName, 'ssh-tether putDir', await measureFiles(n, treeStats, () => inProcess(async () => {
         const r = await sftp.putDir(tree, fresh('t'));
         if (r.failed.length > 0 || r.copied.length !== SMALL_FILES) throw new Error(`putDir copied ${r.copied.length}, failed ${r.failed.length}`);
-      })), smallNote('defaults (8 files in parallel)'));
+      })), smallNote('defaults (32 files in parallel)'));
     });
     await attempt('sftp put -R', async () => {
       add(smallName, 'sftp (OpenSSH) put -R', await measureFiles(n, treeStats, () => {
