@@ -17,6 +17,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { opensshArgs } from '../helpers/sshd.js';
+import { clientOptions } from '../helpers/client.js';
 import type { SshdHandle } from '../helpers/sshd.js';
 import type { SshClientOptions } from '../../src/index.js';
 
@@ -372,21 +373,11 @@ export function rowsToSection(title: string, rows: readonly Row[]): Section {
 }
 
 /**
- * ssh-tether client options for a bench target: the harness key and known_hosts, no agent, the
- * pinned algorithms and no reconnect (a bench measures one connection).
+ * ssh-tether client options for a bench target: the harness key and known_hosts, no agent, no
+ * ssh_config (hermetic), the pinned algorithms and no reconnect (a bench measures one connection).
  */
 export function tetherOptions(t: BenchTarget): SshClientOptions {
-  return {
-    host: t.host,
-    port: t.port,
-    username: t.username,
-    identityFiles: [t.privateKeyPath],
-    knownHostsFiles: [t.knownHostsPath],
-    globalKnownHostsFiles: [],
-    agent: false,
-    algorithms: pinnedAlgorithms(),
-    reconnect: false,
-  };
+  return clientOptions(t, { algorithms: pinnedAlgorithms(), reconnect: false });
 }
 
 /** CPU seconds (user + system) a live process has used so far, from `/proc/<pid>/stat`; 0 when gone. */

@@ -15,7 +15,11 @@ export function knownHostsFor(info: Pick<SshdInfo, 'hostPublicKey'>, host: strin
 }
 
 /** Client options for the harness server `info`, reached at `host:port` (default: the server itself). */
-export function clientOptions(info: SshdInfo, overrides: Partial<SshClientOptions> = {}, via?: { host: string; port: number }): SshClientOptions {
+export function clientOptions(
+  info: Pick<SshdInfo, 'host' | 'port' | 'username' | 'privateKeyPath' | 'knownHostsPath' | 'hostPublicKey'>,
+  overrides: Partial<SshClientOptions> = {},
+  via?: { host: string; port: number },
+): SshClientOptions {
   const host = via?.host ?? info.host;
   const port = via?.port ?? info.port;
   return {
