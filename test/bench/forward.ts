@@ -9,6 +9,9 @@
  * Medians over the runs; client CPU s/GiB is this process's CPU for the in-process tools and the
  * `ssh` process's CPU (from /proc) for `ssh -L` (plus this idle process's, for symmetry).
  *
+ * `BENCH_FORWARD_TOOLS=ssh-tether,raw` limits the run to the tools whose names start with those
+ * words (for profiling one tool); the default runs all three.
+ *
  * Run alone: `node --import ./scripts/ts-node-register.mjs test/bench/forward.ts`.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
