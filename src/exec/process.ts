@@ -164,8 +164,7 @@ export class RemoteProcess {
         if (!this.#exit && (typeof code === 'number' || typeof signal === 'string')) {
           this.#exit = { code: typeof code === 'number' ? code : null, signal: typeof signal === 'string' ? signal : null };
         }
-        // Let buffered stdout/stderr data be delivered before settling.
-        setImmediate(() => {
+        const settle = (): void => {
           if (this.#stopped) return finish(this.#stopped);
           if (!this.#exit) {
             return finish(
@@ -175,7 +174,16 @@ export class RemoteProcess {
             );
           }
           finish(undefined);
-        });
+        };
+        // ssh2 emits 'close' only after stdout's 'end', so stdout is fully delivered; settle once
+        // stderr is too. A stderr being read ends within this tick's nextTicks; one nobody reads
+        // never ends, so then wait one event-loop turn (what every case did before: ~50 us per exec).
+        const err = this.stderr;
+        if (err.readableEnded || err.destroyed) settle();
+        else if (err.readableFlowing === true) {
+          err.once('end', settle);
+          err.once('close', settle);
+        } else setImmediate(settle);
       });
     });
     // `exited` is also awaited by users; this guard only keeps a rejection nobody awaited from
