@@ -340,7 +340,7 @@ class PutSlot extends Slot {
     if (!this.received(n)) return;
     const { session, handle } = e.p;
     try {
-      session.sftp.write(handle, this.buf, 0, this.got, this.pos, this.onWrite);
+      session.write(handle, this.buf, 0, this.got, this.pos, true, this.onWrite);
     } catch (error) {
       e.abandon(e.remoteError(error, 'write'));
     }
@@ -408,7 +408,7 @@ export function writeBuffer(
         const len = Math.min(chunk, data.length - next);
         inflight++;
         try {
-          session.sftp.write(handle, data, next, len, offset + next, onWriteOf(len));
+          session.write(handle, data, next, len, offset + next, true, onWriteOf(len));
         } catch (err) {
           inflight--;
           return finish(mapSftpError(err, 'write', remotePath, session.deadReason));

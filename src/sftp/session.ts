@@ -9,8 +9,9 @@
  * wrapper's own send path (same request ids, same window handling, same reply dispatch), and the
  * raw bytes of `SSH_FXP_NAME` replies are captured as they arrive (see {@link NameCapture}).
  * This relies on ssh2 1.x internals (`_requests`, `_writeReqid`, `_buffer`, `outgoing`), which
- * are checked when the session opens. Reads and writes of file contents use ssh2's public
- * `read`/`write`.
+ * are checked when the session opens. Reads use ssh2's public `read`, with `DATA` replies copied
+ * straight into the reader's buffer (see sftp/inbound.ts); writes go through
+ * {@link SftpSession.write}, which sends the data without copying it into a request buffer.
  *
  * @internal
  * @module sftp/session
@@ -21,6 +22,7 @@ import { SshError } from '../errors.js';
 import type { Link } from '../connection/link.js';
 import { abortReason } from '../internal/cancel.js';
 import { mapSftpError, SftpStatus, SshSftpError } from './errors.js';
+import { DataReplySplitter } from './inbound.js';
 
 /** A remote path: a string (sent as UTF-8) or the exact bytes. */
 export type RemotePath = string | Buffer;
@@ -69,6 +71,9 @@ interface SftpInternals {
   _isOpenSSH: boolean;
   _pktLenBytes: number;
   _pktPos: number;
+  _version?: unknown;
+  _maxInPktLen?: unknown;
+  _debug?: unknown;
   outgoing: { state: string; window: number; packetSize: number; id: number };
   incoming: { window: number };
   _protocol: { channelData(id: number, data: Buffer): void; channelWindowAdjust?: (id: number, amount: number) => void };
@@ -97,6 +102,8 @@ const REQ = {
 } as const;
 
 const FXP_NAME = 104;
+/** SSH_FXP_WRITE. */
+const REQ_WRITE = 6;
 /** Receive window kept open on the SFTP channel, bytes (ssh2's default is 2 MiB). */
 const RECV_WINDOW = 16 * 1024 * 1024;
 const RECV_WINDOW_LOW = 8 * 1024 * 1024;
@@ -391,10 +398,11 @@ export class SftpSession {
       const orig = s.push.bind(s);
       const names = this.names;
       const adjust = typeof s._protocol.channelWindowAdjust === 'function' && typeof s.incoming?.window === 'number';
+      const splitter = new DataReplySplitter(s, orig);
       s.push = (data: Buffer | null): unknown => {
         if (data === null) return orig(data);
         names.scan(data);
-        const ret = orig(data);
+        splitter.push(data);
         // ssh2 keeps a fixed 2 MiB receive window for every channel; many 255 KiB reads in
         // flight need more (OpenSSH's sftp client uses a larger one too), so top it up here
         // before ssh2's own check (which only acts below 1 MiB) would.
@@ -403,7 +411,7 @@ export class SftpSession {
           s.incoming.window += amount;
           s._protocol.channelWindowAdjust!(s.outgoing.id, amount);
         }
-        return ret;
+        return undefined;
       };
     } else {
       this.names.disable();
@@ -455,6 +463,49 @@ export class SftpSession {
     }
   }
 
+  /**
+   * Writes `buf[off, off + len)` at byte `position` of the open `handle` (SSH_FXP_WRITE,
+   * draft-ietf-secsh-filexfer-02 section 6.4), as ssh2's `write()` does (same request ids and
+   * reply dispatch; a request longer than the server's write limit is sent as several; `cb` gets
+   * an error with the SFTP status `code`, or `(undefined, off + len)`), but without first copying
+   * the data into one request buffer: the request header travels with the first bytes of data in
+   * one channel packet and the rest goes out as views of `buf`. With `stable` the caller
+   * promises `buf` stays unchanged until `cb` runs, so bytes the channel window cannot take yet
+   * wait as views of it; without, they are copied and `buf` is free once `write` returns.
+   */
+  write(handle: Buffer, buf: Buffer, off: number, len: number, position: number, stable: boolean, cb: (err?: Error | null, end?: number) => void): void {
+    if (len === 0) {
+      process.nextTick(cb, undefined, 0);
+      return;
+    }
+    const s = this.internals;
+    const n = Math.min(len, this.maxWriteLen);
+    const headLen = 4 + 1 + 4 + 4 + handle.length + 8 + 4;
+    const first = Math.min(n, Math.max(0, s.outgoing.packetSize - headLen));
+    const head = Buffer.allocUnsafe(headLen + first);
+    const id = this.nextId();
+    head.writeUInt32BE(headLen - 4 + n, 0);
+    head[4] = REQ_WRITE;
+    head.writeUInt32BE(id, 5);
+    head.writeUInt32BE(handle.length, 9);
+    handle.copy(head, 13);
+    let p = 13 + handle.length;
+    head.writeUInt32BE(Math.floor(position / 2 ** 32), p);
+    head.writeUInt32BE(position >>> 0, p + 4);
+    head.writeUInt32BE(n, p + 8);
+    p += 12;
+    buf.copy(head, p, off, off + first);
+    s._requests[id] = {
+      cb: (err?: unknown) => {
+        if (err) cb(err as Error);
+        else if (n < len) this.write(handle, buf, off + n, len - n, position + n, stable, cb);
+        else cb(undefined, off + len);
+      },
+    };
+    this.send(head);
+    if (n > first) this.send(buf.subarray(off + first, off + n), !stable);
+  }
+
   // ------------------------------------------------------------------------------------------
   // raw send (mirrors ssh2's sendOrBuffer: writes what the window allows, buffers the rest)
 
@@ -464,14 +515,15 @@ export class SftpSession {
     return s._writeReqid >>> 0;
   }
 
-  private send(payload: Buffer): void {
+  /** Sends `payload` or queues what the window cannot take yet (a copy of it with `copyQueued`). */
+  private send(payload: Buffer, copyQueued = false): void {
     const s = this.internals;
     if (s._buffer.length > 0) {
-      s._buffer.push(payload);
+      s._buffer.push(copyQueued ? Buffer.from(payload) : payload);
       return;
     }
     const rest = this.tryWrite(payload);
-    if (rest) s._buffer.push(rest);
+    if (rest) s._buffer.push(copyQueued ? Buffer.from(rest) : rest);
   }
 
   private tryWrite(payload: Buffer): Buffer | undefined {

@@ -291,7 +291,8 @@ export class SftpWriteStream extends Writable {
     this.pos += len;
     this.inflight++;
     try {
-      p.session.sftp.write(handle, chunk, 0, len, pos, (err) => {
+      // The stream calls back before the reply (writes in flight), so queued bytes are copied.
+      p.session.write(handle, chunk, 0, len, pos, false, (err) => {
         this.inflight--;
         if (err) this.error ??= mapSftpError(err, 'write', p.path, p.session.deadReason);
         else {
