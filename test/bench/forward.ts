@@ -23,7 +23,7 @@ import { SshError } from '../../src/errors.js';
 import type { Link, LinkProvider } from '../../src/connection/link.js';
 import { SshClient } from '../../src/index.js';
 import { opensshArgs, startSshd } from '../helpers/sshd.js';
-import { cpuSeconds, hostKeyVerifier, iterations, median, nowMs, pinnedAlgorithms, pinnedOpensshArgs, procCpuSeconds, sleep, targetOf, tetherOptions, trackChild, ratioTarget, type BenchTarget, type Row, type TargetCheck } from './lib.js';
+import { cpuSeconds, hostKeyVerifier, iterations, median, nowMs, pinnedAlgorithms, pinnedOpensshArgs, procCpuSeconds, sleep, targetOf, tetherOptions, trackChild, ratioTarget, runAsRowBenchChild, type BenchTarget, type Row, type TargetCheck } from './lib.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -332,8 +332,8 @@ export async function benchForward(target: BenchTarget): Promise<Row[]> {
   return rows;
 }
 
-// run alone
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+// run alone (or as one of the processes `npm run bench` starts)
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1]) && !(await runAsRowBenchChild(benchForward))) {
   const sshd = await startSshd();
   try {
     const rows = await benchForward(targetOf(sshd, process.env.BENCH_QUICK === '1'));

@@ -477,3 +477,82 @@ export function ratioTarget(
   }
   return { name: label, pass: a >= b * min, detail: `${ours} ${a} vs ${theirs} ${b}: ${(a / b).toFixed(2)}x` };
 }
+
+// ---------------------------------------------------------------------------------------------
+// row benches in fresh processes
+
+const TARGET_ENV = 'BENCH_TARGET_JSON';
+const ROWS_PREFIX = 'BENCH_ROWS ';
+
+/**
+ * When this process was started by {@link runRowBenchInProcesses}: runs `bench` on the target it
+ * was given, prints the rows for the parent and returns true. Otherwise returns false (the caller
+ * runs stand-alone).
+ */
+export async function runAsRowBenchChild(bench: (t: BenchTarget) => Promise<Row[]>): Promise<boolean> {
+  const json = process.env[TARGET_ENV];
+  if (json === undefined) return false;
+  const raw = JSON.parse(json) as BenchTarget & { privateKey: string };
+  const target: BenchTarget = { ...raw, privateKey: Buffer.from(raw.privateKey, 'base64') };
+  const rows = await bench(target);
+  process.stdout.write(`${ROWS_PREFIX}${JSON.stringify(rows)}\n`);
+  return true;
+}
+
+/**
+ * Runs the row bench `file` (test/bench/<file>.ts) `processes` times, each in a fresh Node
+ * process against `target`, and merges the rows: every numeric field is the median over the
+ * processes, and the notes say how many processes and the spread of the first of
+ * files/s, MB/s or conn/s.
+ *
+ * Why: V8's garbage collector settles per process into one of two modes for Buffer-heavy
+ * transfers (a mark-compact every 20-40 ms, or rarely), which moves every in-process tool's
+ * throughput by 30-40% together; one process is one draw of that. The median over several
+ * processes is the steadier figure.
+ */
+export async function runRowBenchInProcesses(file: string, target: BenchTarget, processes: number): Promise<Row[]> {
+  const script = path.join(path.dirname(new URL(import.meta.url).pathname), `${file}.ts`);
+  const register = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../scripts/ts-node-register.mjs');
+  const env = { ...process.env, [TARGET_ENV]: JSON.stringify({ ...target, privateKey: target.privateKey.toString('base64') }) };
+  const all: Row[][] = [];
+  for (let i = 0; i < processes; i++) {
+    const rows = await new Promise<Row[]>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', register, script], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+      trackChild(child);
+      let out = '';
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (d: string) => (out += d));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30 * 60_000);
+      child.on('error', reject);
+      child.on('exit', (code, signal) => {
+        clearTimeout(timer);
+        const line = out.split('\n').find((l) => l.startsWith(ROWS_PREFIX));
+        if (code !== 0 || line === undefined) return reject(new Error(`bench ${file} process ${i + 1} failed (${String(code ?? signal)})`));
+        resolve(JSON.parse(line.slice(ROWS_PREFIX.length)) as Row[]);
+      });
+    });
+    all.push(rows);
+  }
+  return mergeRows(all);
+}
+
+/** Medians of each (name, tool) row over the runs, in the first run's order. */
+export function mergeRows(runs: readonly (readonly Row[])[]): Row[] {
+  const first = runs[0] ?? [];
+  if (runs.length <= 1) return [...first];
+  return first.map((r) => {
+    const same = runs.map((rows) => rows.find((x) => x.name === r.name && x.tool === r.tool)).filter((x): x is Row => x !== undefined);
+    const merged: Row = { name: r.name, tool: r.tool };
+    for (const [k, v] of Object.entries(r)) {
+      if (typeof v !== 'number') continue;
+      const xs = same.map((x) => x[k]).filter((x): x is number => typeof x === 'number');
+      merged[k] = Math.round(median(xs) * 100) / 100;
+    }
+    const key = ['filesPerSec', 'mbPerSec', 'connPerSec'].find((k) => typeof r[k] === 'number');
+    const xs = key ? same.map((x) => x[key]).filter((x): x is number => typeof x === 'number') : [];
+    const spread = xs.length > 1 ? `; ${same.length} processes, ${Math.min(...xs)}-${Math.max(...xs)}` : '';
+    const notes = `${r.notes ?? ''}${spread}`.replace(/^; /, '');
+    if (notes !== '') merged.notes = notes;
+    return merged;
+  });
+}

@@ -9,6 +9,8 @@
  * - `BENCH_QUICK=1`: few iterations, a smoke run. RESULTS.md is NOT updated unless
  *   `BENCH_RESULTS` names a file.
  * - `BENCH_RESULTS=path`: write the results there instead of `test/bench/RESULTS.md`.
+ * - `BENCH_PROCESSES=n` (default 3; 1 with BENCH_QUICK): the sftp and forward benches run n
+ *   times, each in a fresh Node process, and report the median (V8's GC mode is per process).
  *
  * `test/bench/sftp.ts` (`benchSftp(target): Promise<Row[]>`) and `test/bench/forward.ts`
  * (`benchForward(target): Promise<Row[]>`) are imported only when the files exist.
@@ -25,6 +27,7 @@ import {
   renderSection,
   renderTargets,
   rowsToSection,
+  runRowBenchInProcesses,
   targetOf,
   type BenchTarget,
   type Row,
@@ -91,7 +94,9 @@ async function runBenchInner(name: BenchName, target: BenchTarget): Promise<Benc
   const [file, fn, title] = name === 'sftp' ? ['sftp', 'benchSftp', 'SFTP'] : ['forward', 'benchForward', 'Port forwarding'];
   const f = await loadRowBench(file, fn);
   if (typeof f === 'string') return { sections: [], targets: [], skipped: f, elapsedMs: 0 };
-  const rows = await f.run(target);
+  // Each run in fresh processes (the median over them; see runRowBenchInProcesses for why).
+  const processes = Math.max(1, Math.floor(Number(process.env.BENCH_PROCESSES ?? (target.quick ? 1 : 3))) || 1);
+  const rows = processes === 1 ? await f.run(target) : await runRowBenchInProcesses(file, target, processes);
   return { sections: [rowsToSection(title, rows)], targets: f.targets(rows), elapsedMs: Date.now() - t0 };
 }
 

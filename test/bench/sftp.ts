@@ -35,6 +35,7 @@ import {
   targetOf,
   tetherOptions,
   ratioTarget,
+  runAsRowBenchChild,
   type BenchTarget,
   type Row,
   type TargetCheck,
@@ -323,8 +324,8 @@ export async function benchSftp(target: BenchTarget): Promise<Row[]> {
   return rows;
 }
 
-// run alone
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
+// run alone (or as one of the processes `npm run bench` starts)
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1]) && !(await runAsRowBenchChild(benchSftp))) {
   const sshd = await startSshd();
   try {
     const rows = await benchSftp(targetOf(sshd, process.env.BENCH_QUICK === '1'));
