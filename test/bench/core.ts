@@ -238,7 +238,7 @@ async function openTether(t: BenchTarget): Promise<ExecTool> {
     name: TETHER,
     exec: async () => {
       // No timeoutMs, like the raw ssh2 and node-ssh rows (a timeout makes the command report its
-      // pid so it can be killed); the harness bounds the call instead.
+      // pid so it can be killed); the harness bounds the call instead, as it does theirs.
       const r = await withTimeout(c.exec(CMD), OP_TIMEOUT_MS, TETHER);
       if (r.exitCode !== 0) throw new Error(`exit ${String(r.exitCode)}`);
       check(r.stdout, TETHER);
@@ -253,7 +253,8 @@ async function openRaw(t: BenchTarget, noDelay: boolean): Promise<ExecTool> {
   const name = noDelay ? RAW_ND : RAW;
   return {
     name,
-    exec: async () => check(await ssh2Exec(c, CMD), name),
+    // Bounded like every in-process tool's exec (the same timer and race for all of them).
+    exec: async () => check(await withTimeout(ssh2Exec(c, CMD), OP_TIMEOUT_MS, name), name),
     close: () => ssh2End(c),
     note: noDelay ? 'own socket with TCP_NODELAY' : 'ssh2 as is (Nagle on)',
   };
@@ -267,7 +268,7 @@ async function openNodeSsh(Ctor: NodeSshCtor, t: BenchTarget): Promise<ExecTool>
   return {
     name: NODE_SSH,
     exec: async () => {
-      const r = await n.execCommand(CMD);
+      const r = await withTimeout(n.execCommand(CMD), OP_TIMEOUT_MS, NODE_SSH);
       if (r.code !== 0) throw new Error(`exit ${String(r.code)}`);
       check(r.stdout, NODE_SSH);
     },
