@@ -16,7 +16,8 @@ export interface ConnectedTransport {
   sock: Duplex;
 }
 
-function toAlgorithms(o: ResolvedOptions): ssh2.Algorithms {
+/** ssh2's algorithm lists for `o`: each list the caller set, else the secure default. @internal */
+export function toAlgorithms(o: ResolvedOptions): ssh2.Algorithms {
   const base = secureDefaultAlgorithms();
   const a = o.algorithms;
   if (!a) return base;

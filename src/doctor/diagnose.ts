@@ -9,7 +9,8 @@ import type { Socket } from 'node:net';
 import type ssh2 from 'ssh2';
 import type { ParsedKey } from 'ssh2';
 import { SshError } from '../errors.js';
-import { secureDefaultAlgorithms, type ResolvedOptions } from '../config/options.js';
+import type { ResolvedOptions } from '../config/options.js';
+import { toAlgorithms } from '../connection/attempt.js';
 import type { SshConfigWarning } from '../config/ssh-config.js';
 import { resolveConfig, type EffectiveConfig } from '../config/effective.js';
 import { keyFingerprint, loadIdentityFile, parseWithPassphrase, type PassphraseSource } from '../connection/auth.js';
@@ -110,19 +111,6 @@ function msg(err: unknown): string {
 
 function warningsText(w: readonly SshConfigWarning[]): string {
   return w.map((x) => `${x.keyword}: ${x.message}`).join('; ');
-}
-
-function toAlgorithms(o: ResolvedOptions): ssh2.Algorithms {
-  const base = secureDefaultAlgorithms();
-  const a = o.algorithms;
-  if (!a) return base;
-  return {
-    kex: (a.kex ?? base.kex) as ssh2.KexAlgorithm[],
-    serverHostKey: (a.serverHostKey ?? base.serverHostKey) as ssh2.ServerHostKeyAlgorithm[],
-    cipher: (a.cipher ?? base.cipher) as ssh2.CipherAlgorithm[],
-    hmac: (a.hmac ?? base.hmac) as ssh2.MacAlgorithm[],
-    compress: (a.compress ?? base.compress) as ssh2.CompressionAlgorithm[],
-  };
 }
 
 const TCP_HINT: Record<TcpTry['outcome'], string> = {
