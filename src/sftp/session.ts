@@ -84,6 +84,7 @@ interface SftpInternals {
 const REQ = {
   OPEN: 3,
   CLOSE: 4,
+  WRITE: 6,
   LSTAT: 7,
   FSTAT: 8,
   SETSTAT: 9,
@@ -102,8 +103,6 @@ const REQ = {
 } as const;
 
 const FXP_NAME = 104;
-/** SSH_FXP_WRITE. */
-const REQ_WRITE = 6;
 /** Receive window kept open on the SFTP channel, bytes (ssh2's default is 2 MiB). */
 const RECV_WINDOW = 16 * 1024 * 1024;
 const RECV_WINDOW_LOW = 8 * 1024 * 1024;
@@ -485,7 +484,7 @@ export class SftpSession {
     const head = Buffer.allocUnsafe(headLen + first);
     const id = this.nextId();
     head.writeUInt32BE(headLen - 4 + n, 0);
-    head[4] = REQ_WRITE;
+    head[4] = REQ.WRITE;
     head.writeUInt32BE(id, 5);
     head.writeUInt32BE(handle.length, 9);
     handle.copy(head, 13);
@@ -495,11 +494,15 @@ export class SftpSession {
     head.writeUInt32BE(n, p + 8);
     p += 12;
     buf.copy(head, p, off, off + first);
+    // Past the server's write limit the rest goes in a later request, sent on this one's reply:
+    // without `stable` the caller may reuse `buf` by then, so keep a copy of that rest.
+    const rest = n < len ? (stable ? buf.subarray(off + n, off + len) : Buffer.from(buf.subarray(off + n, off + len))) : undefined;
+    const end = off + len;
     s._requests[id] = {
       cb: (err?: unknown) => {
         if (err) cb(err as Error);
-        else if (n < len) this.write(handle, buf, off + n, len - n, position + n, stable, cb);
-        else cb(undefined, off + len);
+        else if (rest) this.write(handle, rest, 0, rest.length, position + n, true, (e) => (e ? cb(e) : cb(undefined, end)));
+        else cb(undefined, end);
       },
     };
     this.send(head);

@@ -314,6 +314,23 @@ describe('streams', () => {
       status: 'NO_SUCH_FILE',
     });
   });
+
+  it('createWriteStream: a writer may reuse its buffer once write() called back, even for chunks above the server write limit', async () => {
+    const p = `${base}/stream-reuse`;
+    const chunk = 1024 * 1024; // 4x OpenSSH's 255 KiB write limit: one chunk becomes several requests
+    const n = 12;
+    const buf = Buffer.alloc(chunk);
+    const expected = createHash('sha256');
+    const ws = sftp.createWriteStream(p);
+    for (let i = 0; i < n; i++) {
+      randomFillSync(buf);
+      expected.update(buf);
+      // the next randomFillSync overwrites `buf` as soon as this write called back
+      await new Promise<void>((resolve, reject) => ws.write(buf, (err) => (err ? reject(err) : resolve())));
+    }
+    await new Promise<void>((resolve, reject) => ws.end((err?: Error | null) => (err ? reject(err) : resolve())));
+    expect(sha256(fs.readFileSync(p))).toBe(expected.digest('hex'));
+  });
 });
 
 describe('interoperability with OpenSSH sftp', () => {
