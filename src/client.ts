@@ -11,7 +11,8 @@ import type { Link, LinkWaitOptions } from './connection/link.js';
 import { SessionLimiter } from './channel/limiter.js';
 import { execCommand, spawnCommand, type ExecContext, type ExecOptions, type SpawnOptions } from './exec/exec.js';
 import type { ExecResult, RemoteProcess } from './exec/process.js';
-import { createHostVerifier, type NewHostKeyInfo } from './known-hosts/index.js';
+import { createCallbackHostVerifier, createHostVerifier, type NewHostKeyInfo } from './known-hosts/index.js';
+import type { HostKeyCheck } from './connection/attempt.js';
 import { openSession } from './channel/open.js';
 import { SftpClient } from './sftp/index.js';
 import {
@@ -52,8 +53,19 @@ export interface ClientEvents extends ConnectionEvents {
 export interface ClientHealth {
   /** The connection state. */
   state: ConnectionState;
+  /** The host connected to, after ssh_config (`HostName`); the `host` option before the first attempt. */
   host: string;
+  /** The port connected to, after ssh_config (`Port`). */
   port: number;
+  /** The login user, after ssh_config (`User`). */
+  username: string;
+  /** The name the client was created with (an ssh_config alias or a host name). */
+  alias: string;
+  /**
+   * Why the client is `closed`: the fatal error (e.g. `ERR_SSH_HOST_KEY_MISMATCH` on a reconnect,
+   * `ERR_SSH_AUTH`), or `ERR_SSH_CLOSED` after `close()`/`destroy()`; `undefined` while not closed.
+   */
+  closedBy: { code: string; message: string } | undefined;
   /** When the current link became ready, or `undefined` when not ready. */
   connectedSince: Date | undefined;
   /** Milliseconds since the current link became ready (0 when not ready). */
@@ -86,7 +98,12 @@ export interface ForwardHealth {
   /** A stable name: `L:127.0.0.1:8080->db:5432`, `R:localhost:9000->127.0.0.1:3000`, `D:127.0.0.1:1080`. */
   id: string;
   type: 'local' | 'remote' | 'dynamic';
-  state: 'up' | 'down' | 'error' | 'pending';
+  /**
+   * `up`: usable now. `waiting` (local, dynamic): listening, but the client is (re)connecting, so
+   * new connections wait for the link (`forwardConnectionWaitMs`). `pending`/`down`/`error`
+   * (remote): not yet accepted / link lost / could not be set up again.
+   */
+  state: 'up' | 'waiting' | 'down' | 'error' | 'pending';
   /** Where it listens. */
   bind: string;
   /** Where it connects to (`socks` for dynamic forwards). */
@@ -106,7 +123,7 @@ function describeForward(f: ForwardHandle): { id: string; type: ForwardHealth['t
     case 'local': {
       const bind = endpoint(f.localHost, f.localPort, undefined);
       const target = endpoint(f.remoteHost, f.remotePort, f.remotePath);
-      return { id: `L:${bind}->${target}`, type: 'local', bind, target, state: 'up' };
+      return { id: `L:${bind}->${target}`, type: 'local', bind, target, state: f.state === 'closed' ? 'down' : f.state };
     }
     case 'remote': {
       const bind = endpoint(f.remoteHost, f.remotePort, f.remotePath);
@@ -116,7 +133,7 @@ function describeForward(f: ForwardHandle): { id: string; type: ForwardHealth['t
     }
     case 'dynamic': {
       const bind = endpoint(f.localHost, f.localPort, undefined);
-      return { id: `D:${bind}`, type: 'dynamic', bind, target: 'socks', state: 'up' };
+      return { id: `D:${bind}`, type: 'dynamic', bind, target: 'socks', state: f.state === 'closed' ? 'down' : f.state };
     }
   }
 }
@@ -148,6 +165,10 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
   readonly #execCtx: ExecContext;
   readonly #forwards: ForwardManager;
   #sftp: SftpClient | undefined;
+  /** Spawned commands still running: close() stops them instead of waiting closeTimeoutMs. */
+  readonly #spawned = new Set<RemoteProcess>();
+  /** The live link while close() runs, so the kill command of a spawn can still reach the server. */
+  #closingLink: Link | undefined;
 
   /**
    * Validates the options; does not connect (call {@link SshClient.connect}, or any operation).
@@ -170,7 +191,28 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     const logger = o.logger ? redactingLogger(o.logger, secrets) : silentLogger;
     const declared = parseForwardSpecs(o.forwards);
     const warned = new Set<string>();
-    const jump = new JumpHosts({ onNewKey: (info) => this.emit('hostkey', info) });
+    // In-memory known_hosts lines and the hostVerifier callback apply to every hop and the target.
+    const trusted = new Map<string, Buffer>();
+    const onNewKey = (info: NewHostKeyInfo): void => {
+      logger.warn({ host: info.host, action: info.action, fingerprint: info.fingerprint }, 'ssh-tether: host key accepted without being known');
+      this.emit('hostkey', info);
+    };
+    const hostKeyCheckFor = (a: ResolvedOptions): HostKeyCheck => {
+      if (o.hostVerifier) return createCallbackHostVerifier({ host: a.host, port: a.port, verify: o.hostVerifier, trusted });
+      return createHostVerifier({
+        host: a.host,
+        port: a.port,
+        knownHostsFiles: a.knownHostsFiles,
+        globalKnownHostsFiles: a.globalKnownHostsFiles,
+        // With in-memory lines, ssh_config's StrictHostKeyChecking cannot weaken the check.
+        strictHostKeyChecking: o.knownHosts.length > 0 && !o.explicitKeys.has('strictHostKeyChecking') ? 'yes' : a.strictHostKeyChecking,
+        hashKnownHosts: a.hashKnownHosts,
+        knownHosts: o.knownHosts,
+        onNewKey,
+      });
+    };
+    const custom = o.hostVerifier !== undefined || o.explicitKeys.has('knownHosts');
+    const jump = new JumpHosts({ onNewKey: (info) => this.emit('hostkey', info), ...(custom ? { hostKeyCheckFor } : {}) });
     this.#conn = new Connection(o, {
       owner: this,
       logger,
@@ -185,31 +227,24 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
         }
         return e;
       },
-      hostKeyCheckFor: (a) =>
-        createHostVerifier({
-          host: a.host,
-          port: a.port,
-          knownHostsFiles: a.knownHostsFiles,
-          globalKnownHostsFiles: a.globalKnownHostsFiles,
-          strictHostKeyChecking: a.strictHostKeyChecking,
-          hashKnownHosts: a.hashKnownHosts,
-          onNewKey: (info) => {
-            logger.warn({ host: info.host, action: info.action, fingerprint: info.fingerprint }, 'ssh-tether: host key accepted without being known');
-            this.emit('hostkey', info);
-          },
-        }),
+      hostKeyCheckFor,
       beforeReady: async (link, a) => {
         // Declared forwards: the `forwards` option, else ssh_config LocalForward/RemoteForward/DynamicForward.
         const specs = a.forwards === o.forwards ? declared : parseForwardSpecs(a.forwards);
         if (specs.length > 0) await this.#forwards.applyDeclared(specs, link, { exitOnForwardFailure: a.exitOnForwardFailure });
       },
-      beforeEnd: async (deadlineMs) => {
+      beforeEnd: async (deadlineMs, link) => {
+        // A spawned `tail -f` never ends by itself: stop it (TERM, channel close, process-group
+        // kill over `link`) rather than wait the whole closeTimeoutMs for it.
+        this.#closingLink = link;
+        for (const p of [...this.#spawned]) p.kill();
         await this.#forwards.closeAll();
         await this.#sftp?.close();
         await this.#limiter.idle(deadlineMs);
       },
     });
     this.#forwards = new ForwardManager(this.#conn, {
+      connectionWaitMs: o.forwardConnectionWaitMs,
       emit: (ev) => {
         logger.info({ forward: describeForward(ev.forward).id, state: ev.state, code: ev.cause?.code }, `ssh-tether: forward ${ev.state}`);
         this.emit('forward', ev);
@@ -232,11 +267,17 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     this.#conn.on('close', () => {
       this.#limiter.failAll(new SshError('ERR_SSH_CLOSED', 'the client is closed'));
     });
+    // The kill command of a stopped command also runs while close() drains (state `closing`,
+    // where the connection hands out no link): then it uses the link close() is ending.
+    const killProvider = {
+      link: (opts?: LinkWaitOptions): Promise<Link> => (this.#closingLink && !this.#closingLink.signal.aborted ? Promise.resolve(this.#closingLink) : this.#conn.link(opts)),
+      onLink: (l: (link: Link) => void) => this.#conn.onLink(l),
+    };
     this.#execCtx = {
       provider: this.#conn,
       limiter: this.#limiter,
       killer: async (pid) => {
-        await execCommand(this.#execCtx, `kill -TERM -- -${pid} 2>/dev/null || kill -TERM ${pid} 2>/dev/null; sleep 1; kill -KILL -- -${pid} 2>/dev/null; exit 0`, {
+        await execCommand({ ...this.#execCtx, provider: killProvider }, `kill -TERM -- -${pid} 2>/dev/null || kill -TERM ${pid} 2>/dev/null; sleep 1; kill -KILL -- -${pid} 2>/dev/null; exit 0`, {
           timeoutMs: 5_000,
         });
       },
@@ -248,14 +289,27 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     return this.#conn.state;
   }
 
-  /** The host this client connects to. */
+  /**
+   * The host this client connects to: after ssh_config resolution (`HostName`) once an attempt
+   * was made; the `host` option before.
+   */
   get host(): string {
-    return this.#o.host;
+    return this.#conn.effective.host;
   }
 
-  /** The port this client connects to. */
+  /** The port this client connects to, after ssh_config (`Port`) once an attempt was made. */
   get port(): number {
-    return this.#o.port;
+    return this.#conn.effective.port;
+  }
+
+  /** The login user, after ssh_config (`User`) once an attempt was made. */
+  get username(): string {
+    return this.#conn.effective.username;
+  }
+
+  /** The name this client was created with (the `host` option: an ssh_config alias or a host name). */
+  get alias(): string {
+    return this.#o.alias;
   }
 
   /**
@@ -304,8 +358,14 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
    *
    * @throws as {@link SshClient.exec}, for opening the channel.
    */
-  spawn(command: string | readonly string[], options: SpawnOptions = {}): Promise<RemoteProcess> {
-    return spawnCommand(this.#execCtx, command, options);
+  async spawn(command: string | readonly string[], options: SpawnOptions = {}): Promise<RemoteProcess> {
+    const p = await spawnCommand(this.#execCtx, command, options);
+    this.#spawned.add(p);
+    const forget = (): void => {
+      this.#spawned.delete(p);
+    };
+    p.exited.then(forget, forget);
+    return p;
   }
 
   /**
@@ -402,10 +462,15 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
   health(): ClientHealth {
     const s = this.#conn.stats();
     const cause = s.lastDisconnectCause;
+    const e = this.#conn.effective;
+    const closedBy = this.#conn.state === 'closed' ? this.#conn.closedBy : undefined;
     return {
       state: this.#conn.state,
-      host: this.#o.host,
-      port: this.#o.port,
+      host: e.host,
+      port: e.port,
+      username: e.username,
+      alias: this.#o.alias,
+      closedBy: closedBy ? { code: closedBy.code, message: closedBy.message } : undefined,
       connectedSince: s.connectedSince,
       uptimeMs: s.connectedSince ? Date.now() - s.connectedSince.getTime() : 0,
       reconnects: s.reconnects,
@@ -447,8 +512,10 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     await this.close();
   }
 
-  /** Shows host, port, user and state only: never secrets. */
+  /** Shows host, port, user (after ssh_config), the alias when it differs, and state only: never secrets. */
   [inspect.custom](): string {
-    return `SshClient { host: ${JSON.stringify(this.#o.host)}, port: ${this.#o.port}, username: ${JSON.stringify(this.#o.username)}, state: '${this.#conn.state}' }`;
+    const e = this.#conn.effective;
+    const alias = e.alias !== e.host ? `alias: ${JSON.stringify(e.alias)}, ` : '';
+    return `SshClient { ${alias}host: ${JSON.stringify(e.host)}, port: ${e.port}, username: ${JSON.stringify(e.username)}, state: '${this.#conn.state}' }`;
   }
 }

@@ -32,6 +32,10 @@ export const DEFAULTS = Object.freeze({
   reconnect: Object.freeze({ retries: Infinity, minDelayMs: 1_000, maxDelayMs: 30_000, factor: 2 }),
   /** Global known_hosts files, read-only. */
   globalKnownHostsFiles: Object.freeze(['/etc/ssh/ssh_known_hosts']),
+  /** Longest an operation (exec, spawn, sftp, forwardRemote...) waits for the link while the client (re)connects; 0 waits forever. */
+  operationTimeoutMs: 120_000,
+  /** Longest a connection accepted by a local or dynamic forward waits for the link while the client reconnects. */
+  forwardConnectionWaitMs: 15_000,
 });
 
 const port = z
@@ -48,11 +52,11 @@ const nonEmpty = (what: string) => z.string({ error: `expected ${what} as a non-
 const keyMaterial = z.union([z.string(), z.instanceof(Buffer)], { error: 'expected a string or Buffer holding a private key' });
 const algoList = z.array(z.string()).min(1);
 
+const RETRIES_ERROR = 'expected a whole number of retries >= 0, or Infinity';
 const reconnectSchema = z.strictObject({
+  // zod 4's z.number() refuses Infinity, so it is accepted as its own literal (README documents it).
   retries: z
-    .number({ error: 'expected a whole number of retries >= 0, or Infinity' })
-    .min(0, { error: 'expected a whole number of retries >= 0, or Infinity' })
-    .refine((n) => n === Infinity || Number.isInteger(n), { error: 'expected a whole number of retries >= 0, or Infinity' })
+    .union([z.literal(Infinity), z.number({ error: RETRIES_ERROR }).int({ error: RETRIES_ERROR }).min(0, { error: RETRIES_ERROR })], { error: RETRIES_ERROR })
     .optional(),
   minDelayMs: durationMs('reconnect.minDelayMs').optional(),
   maxDelayMs: durationMs('reconnect.maxDelayMs').optional(),
@@ -73,6 +77,8 @@ export const clientOptionsSchema = z.strictObject({
   agent: z.union([nonEmpty('an agent socket path'), z.literal(false)], { error: 'expected an agent socket path or false' }).optional(),
   knownHostsFiles: z.array(nonEmpty('a file path'), { error: 'expected an array of file paths' }).min(1, { error: 'expected at least one known_hosts file' }).optional(),
   globalKnownHostsFiles: z.array(nonEmpty('a file path'), { error: 'expected an array of file paths' }).optional(),
+  knownHosts: z.array(z.string({ error: 'expected known_hosts lines as strings' }), { error: 'expected an array of known_hosts lines' }).optional(),
+  hostVerifier: z.custom<HostKeyVerifier>((v) => typeof v === 'function', { error: 'expected a function (key, host) => boolean | Promise<boolean>' }).optional(),
   strictHostKeyChecking: z.enum(['yes', 'accept-new', 'no'], { error: "expected 'yes', 'accept-new' or 'no'" }).optional(),
   hashKnownHosts: z.boolean({ error: 'expected a boolean' }).optional(),
   connectTimeoutMs: durationMs('connectTimeoutMs').min(1, { error: 'expected connectTimeoutMs >= 1' }).optional(),
@@ -81,6 +87,8 @@ export const clientOptionsSchema = z.strictObject({
   reconnect: z.union([reconnectSchema, z.literal(false)], { error: 'expected false or { retries, minDelayMs, maxDelayMs, factor }' }).optional(),
   maxSessions: z.number().int().min(1, { error: 'expected an integer >= 1' }).max(10_000).optional(),
   closeTimeoutMs: durationMs('closeTimeoutMs').optional(),
+  operationTimeoutMs: durationMs('operationTimeoutMs').optional(),
+  forwardConnectionWaitMs: durationMs('forwardConnectionWaitMs').optional(),
   sshConfig: z
     .union([nonEmpty('an ssh_config path'), z.array(nonEmpty('an ssh_config path')), z.literal(false)], {
       error: 'expected an ssh_config path, an array of paths, or false',
@@ -145,6 +153,29 @@ export interface SshClientOptions {
   /** Read-only global known_hosts files. @default `['/etc/ssh/ssh_known_hosts']` */
   globalKnownHostsFiles?: string[];
   /**
+   * known_hosts lines held in memory (sshd(8) "SSH_KNOWN_HOSTS FILE FORMAT": `host,pattern keytype
+   * base64`, `[host]:port`, hashed names, `@revoked`), e.g. from a container secret. Checked with
+   * the same strict rules as the files (unknown -> `ERR_SSH_HOST_KEY_UNKNOWN`, other key ->
+   * `ERR_SSH_HOST_KEY_MISMATCH`, revoked -> `ERR_SSH_HOST_KEY_REVOKED`). When given, the user
+   * known_hosts files are not read unless `knownHostsFiles` is also given; global files still are.
+   * Applies to jump hosts too. Refused (`ERR_SSH_CONFIG`) with `strictHostKeyChecking: 'no'` (it
+   * would make the lines pointless), with `'accept-new'` unless `knownHostsFiles` names the file to
+   * record new keys in, and together with `hostVerifier` (give one source of trust).
+   */
+  knownHosts?: string[];
+  /**
+   * Decides on the server's host key instead of known_hosts: called once per connection, at the
+   * first key exchange, before any authentication packet, with `{ type, fingerprint, blob }`
+   * (`type` e.g. `ssh-ed25519`, `fingerprint` `SHA256:...` as `ssh-keygen -l` prints it, `blob`
+   * the SSH wire-format public key) and the host as known_hosts names it (`host` or `[host]:port`).
+   * Return (or resolve) `true` to trust the key. A re-key on the same connection must present the
+   * same key (checked without calling again). `false`, a throw or a rejection refuses the key:
+   * `ERR_SSH_HOST_KEY_MISMATCH` when this client trusted another key for the host before, else
+   * `ERR_SSH_HOST_KEY_UNKNOWN`. Applies to jump hosts too. Refused (`ERR_SSH_CONFIG`) with
+   * `strictHostKeyChecking` `'no'` or `'accept-new'` and with `knownHosts`.
+   */
+  hostVerifier?: HostKeyVerifier;
+  /**
    * ssh_config `StrictHostKeyChecking`: `'yes'` refuses unknown and changed keys; `'accept-new'`
    * records unknown keys and refuses changed ones; `'no'` accepts unknown and changed keys.
    * Revoked keys are always refused. @default 'yes'
@@ -168,6 +199,18 @@ export interface SshClientOptions {
   maxSessions?: number;
   /** How long `close()` waits for open channels before ending the connection, in ms. @default 5000 */
   closeTimeoutMs?: number;
+  /**
+   * Longest an operation (exec, spawn, sftp, forwardRemote, connect while reconnecting...) waits
+   * for the link while the client connects or reconnects, in ms; then it rejects with
+   * `ERR_SSH_TIMEOUT`. An operation's own `timeoutMs` replaces it. `0` waits forever.
+   * @default 120000
+   */
+  operationTimeoutMs?: number;
+  /**
+   * Longest a connection accepted by a local or dynamic forward waits for the link while the
+   * client reconnects, in ms; then it is closed (a SOCKS client gets reply 0x01). @default 15000
+   */
+  forwardConnectionWaitMs?: number;
   /**
    * ssh_config file(s) read to resolve `host` as an alias (HostName, Port, User, IdentityFile,
    * ProxyJump, ServerAliveInterval...), like `ssh -F`; `false` reads none. Explicit options win
@@ -212,6 +255,19 @@ export interface SshClientOptions {
   algorithms?: { kex?: string[]; cipher?: string[]; serverHostKey?: string[]; hmac?: string[]; compress?: string[] };
 }
 
+/** The server host key as {@link SshClientOptions.hostVerifier} receives it. */
+export interface HostKeyInfo {
+  /** Key type from the blob, e.g. `ssh-ed25519`, `ecdsa-sha2-nistp256`, `ssh-rsa`. */
+  readonly type: string;
+  /** `SHA256:` + unpadded base64 of the SHA-256 of the blob, as `ssh-keygen -l` prints it. */
+  readonly fingerprint: string;
+  /** The SSH wire-format public key blob (RFC 4253 section 6.6), a copy. */
+  readonly blob: Buffer;
+}
+
+/** Decides whether to trust a server host key (see {@link SshClientOptions.hostVerifier}). */
+export type HostKeyVerifier = (key: HostKeyInfo, host: string) => boolean | Promise<boolean>;
+
 /** Asked for the passphrase of an encrypted private key; called at most once per key and attempt. */
 export type PassphraseCallback = (info: { keyPath: string }) => string | Promise<string>;
 
@@ -235,6 +291,9 @@ export interface ResolvedOptions {
   readonly agent: string | undefined;
   readonly knownHostsFiles: readonly string[];
   readonly globalKnownHostsFiles: readonly string[];
+  /** In-memory known_hosts lines (empty when not given). */
+  readonly knownHosts: readonly string[];
+  readonly hostVerifier: HostKeyVerifier | undefined;
   readonly strictHostKeyChecking: 'yes' | 'accept-new' | 'no';
   readonly hashKnownHosts: boolean;
   readonly connectTimeoutMs: number;
@@ -243,6 +302,9 @@ export interface ResolvedOptions {
   readonly reconnect: Readonly<{ retries: number; minDelayMs: number; maxDelayMs: number; factor: number }> | false;
   readonly maxSessions: number;
   readonly closeTimeoutMs: number;
+  /** 0 = forever. */
+  readonly operationTimeoutMs: number;
+  readonly forwardConnectionWaitMs: number;
   readonly algorithms: SshClientOptions['algorithms'];
   /** The name the caller asked for (an ssh_config alias or a host name). */
   readonly alias: string;
@@ -269,6 +331,41 @@ export interface ResolvedOptions {
 }
 
 const ACCEPTED = Object.keys(clientOptionsSchema.shape).join(', ');
+
+/**
+ * Levenshtein edit distance (insert, delete, substitute; each cost 1), case-insensitive.
+ * Own code rather than a package: a dozen lines, used only to suggest an option name.
+ */
+export function editDistance(a: string, b: string): number {
+  const s = a.toLowerCase();
+  const t = b.toLowerCase();
+  let prev = Array.from({ length: t.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= s.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= t.length; j++) {
+      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (s[i - 1] === t[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[t.length] ?? 0;
+}
+
+/**
+ * The accepted name closest to `name` (Levenshtein), when close enough to be a typo: at most
+ * 2 edits, or a third of the name's length for long names; `undefined` otherwise.
+ */
+export function suggestName(name: string, accepted: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of accepted) {
+    const d = editDistance(name, c);
+    if (d < bestD) {
+      best = c;
+      bestD = d;
+    }
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+}
 
 function stripUndefined<T extends object>(obj: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
   const out: { [K in keyof T]?: Exclude<T[K], undefined> } = {};
@@ -309,8 +406,11 @@ export function zodToConfigError(error: z.ZodError, what: string, accepted?: str
   if (issue.code === 'unrecognized_keys') {
     const keys = issue.keys;
     const field = base ? `${base}.${keys[0] ?? ''}` : (keys[0] ?? '');
+    // Suggest the closest accepted top-level name for a typo ("did you mean `identityFiles`?").
+    const names = accepted && !base ? accepted.split(',').map((n) => n.trim()) : [];
+    const hint = keys[0] !== undefined && names.length > 0 ? suggestName(keys[0], names) : undefined;
     return new SshConfigError(
-      `invalid ${what}: unknown option ${keys.map((k) => `'${base ? `${base}.` : ''}${k}'`).join(', ')}${accepted && !base ? `; accepted options: ${accepted}` : ''}`,
+      `invalid ${what}: unknown option ${keys.map((k) => `'${base ? `${base}.` : ''}${k}'`).join(', ')}${hint ? ` (did you mean \`${hint}\`?)` : ''}${accepted && !base ? `; accepted options: ${accepted}` : ''}`,
       { cause: error, field },
     );
   }
@@ -320,6 +420,40 @@ export function zodToConfigError(error: z.ZodError, what: string, accepted?: str
   for (const key of issue.path) value = typeof value === 'object' && value !== null ? (value as Record<PropertyKey, unknown>)[key] : undefined;
   const message = issue.code === 'invalid_type' && input !== undefined && value === undefined ? `required: ${issue.message}` : issue.message;
   return new SshConfigError(`invalid ${what}: '${field}': ${message}`, { cause: error, field });
+}
+
+/**
+ * Refuses combinations of the host-key sources that would silently weaken or contradict each
+ * other: `knownHosts` or `hostVerifier` with `strictHostKeyChecking: 'no'` (every key would be
+ * accepted anyway), `hostVerifier` with `'accept-new'` (the verifier decides; nothing is
+ * recorded), `knownHosts` with `'accept-new'` and no `knownHostsFiles` (nowhere to record new
+ * keys), and `knownHosts` with `hostVerifier` (two sources of trust).
+ *
+ * @throws {SshConfigError} `ERR_SSH_CONFIG` naming the field and saying why.
+ */
+function checkHostKeySources(o: { knownHosts?: string[] | undefined; hostVerifier?: HostKeyVerifier | undefined; strictHostKeyChecking?: string | undefined; knownHostsFiles?: string[] | undefined }): void {
+  const source = o.hostVerifier !== undefined ? 'hostVerifier' : o.knownHosts !== undefined ? 'knownHosts' : undefined;
+  if (source === undefined) return;
+  if (o.hostVerifier !== undefined && o.knownHosts !== undefined) {
+    throw new SshConfigError(
+      "invalid SshClient options: 'hostVerifier': give either hostVerifier or knownHosts, not both (one source of trust for host keys; put the known lines inside your verifier)",
+      { field: 'hostVerifier' },
+    );
+  }
+  if (o.strictHostKeyChecking === 'no') {
+    throw new SshConfigError(
+      `invalid SshClient options: 'strictHostKeyChecking': 'no' accepts every host key, so ${source} would never be consulted; drop strictHostKeyChecking (the default 'yes' checks keys against ${source})`,
+      { field: 'strictHostKeyChecking' },
+    );
+  }
+  if (o.strictHostKeyChecking === 'accept-new' && (source === 'hostVerifier' || o.knownHostsFiles === undefined)) {
+    throw new SshConfigError(
+      source === 'hostVerifier'
+        ? "invalid SshClient options: 'strictHostKeyChecking': 'accept-new' records unknown keys in known_hosts, but hostVerifier decides on every key; drop strictHostKeyChecking"
+        : "invalid SshClient options: 'strictHostKeyChecking': 'accept-new' with knownHosts needs knownHostsFiles naming the file to record new keys in",
+      { field: 'strictHostKeyChecking' },
+    );
+  }
 }
 
 /**
@@ -350,6 +484,7 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
       { field: 'reconnect.maxDelayMs' },
     );
   }
+  checkHostKeySources(o);
   let username = o.username;
   if (username === undefined) {
     try {
@@ -369,8 +504,11 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
     identityFiles: Object.freeze(identityFiles),
     identityFilesDefaulted,
     agent: o.agent === false ? undefined : (o.agent ?? (agentEnv !== undefined && agentEnv !== '' ? agentEnv : undefined)),
-    knownHostsFiles: Object.freeze((o.knownHostsFiles ?? ['~/.ssh/known_hosts']).map((p) => expandHome(p, home))),
+    // In-memory lines replace the default user file (a container has none); explicit files still count.
+    knownHostsFiles: Object.freeze((o.knownHostsFiles ?? (o.knownHosts !== undefined ? [] : ['~/.ssh/known_hosts'])).map((p) => expandHome(p, home))),
     globalKnownHostsFiles: Object.freeze([...(o.globalKnownHostsFiles ?? DEFAULTS.globalKnownHostsFiles)]),
+    knownHosts: Object.freeze([...(o.knownHosts ?? [])]),
+    hostVerifier: o.hostVerifier,
     strictHostKeyChecking: o.strictHostKeyChecking ?? DEFAULTS.strictHostKeyChecking,
     hashKnownHosts: o.hashKnownHosts ?? false,
     connectTimeoutMs: o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
@@ -379,6 +517,8 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
     reconnect,
     maxSessions: o.maxSessions ?? DEFAULTS.maxSessions,
     closeTimeoutMs: o.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs,
+    operationTimeoutMs: o.operationTimeoutMs ?? DEFAULTS.operationTimeoutMs,
+    forwardConnectionWaitMs: o.forwardConnectionWaitMs ?? DEFAULTS.forwardConnectionWaitMs,
     algorithms: o.algorithms === undefined ? undefined : Object.freeze(stripUndefined(o.algorithms)),
     alias: o.host,
     sshConfig: o.sshConfig,

@@ -30,6 +30,37 @@ export function toAlgorithms(o: ResolvedOptions): ssh2.Algorithms {
   };
 }
 
+/**
+ * Gives socket errors a message that says what to check: a name that does not resolve
+ * (`getaddrinfo ENOTFOUND`, never retryable: the name is wrong or missing from ssh_config) and a
+ * refused connection (`ECONNREFUSED`, retryable: sshd may be restarting). Other errors unchanged.
+ *
+ * @internal
+ */
+export function explainConnectError(err: SshError, o: Pick<ResolvedOptions, 'host' | 'port' | 'alias'>): SshError {
+  const cause: unknown = err.cause;
+  const code = typeof cause === 'object' && cause !== null ? (cause as { code?: unknown }).code : undefined;
+  if (err.code !== 'ERR_SSH_CONNECT') return err;
+  if (code === 'ENOTFOUND') {
+    const what =
+      o.alias === o.host
+        ? `host name '${o.host}' does not resolve (getaddrinfo ENOTFOUND), and it is not an alias in ssh_config: check the name, or add a 'Host ${o.alias}' block with a HostName to ssh_config`
+        : `host name '${o.host}' (the HostName ssh_config gives for '${o.alias}') does not resolve (getaddrinfo ENOTFOUND): check the HostName in its 'Host' block`;
+    return new SshError('ERR_SSH_CONNECT', `cannot connect to ${o.alias}: ${what}`, { cause, retryable: false });
+  }
+  if (code === 'ECONNREFUSED') {
+    return new SshError('ERR_SSH_CONNECT', `connection to ${o.host}:${o.port} refused (ECONNREFUSED): check that sshd runs on ${o.host} and listens on port ${o.port}`, { cause });
+  }
+  return err;
+}
+
+/** `true` for a name that did not resolve (ENOTFOUND): see {@link explainConnectError}. @internal */
+export function isUnresolvedName(err: unknown): boolean {
+  if (!(err instanceof SshError)) return false;
+  const cause: unknown = err.cause;
+  return typeof cause === 'object' && cause !== null && (cause as { code?: unknown }).code === 'ENOTFOUND';
+}
+
 /** Options of one attempt besides the resolved client options. */
 export interface AttemptOptions {
   hostKeyCheck: HostKeyCheck;
@@ -112,7 +143,7 @@ export async function connectAttempt(o: ResolvedOptions, a: AttemptOptions): Pro
           }),
         );
       }
-      return fail(mapConnectError(err, trace.tried));
+      return fail(explainConnectError(mapConnectError(err, trace.tried), o));
     });
     client.on('close', () => {
       if (hostKeyError) return fail(hostKeyError);

@@ -7,7 +7,7 @@ import type { ResolvedOptions } from '../config/options.js';
 import { abortReason, operationScope, sleep } from '../internal/cancel.js';
 import { canTransition, type ConnectionState } from './state.js';
 import { Keepalive, systemClock, type Clock } from './keepalive.js';
-import { connectAttempt, type HostKeyCheck } from './attempt.js';
+import { connectAttempt, isUnresolvedName, type HostKeyCheck } from './attempt.js';
 import type { Link, LinkProvider, LinkWaitOptions } from './link.js';
 import { sendKeepaliveProbe } from './probe.js';
 import { publish, DIAGNOSTICS_CHANNELS as DC } from '../internal/diagnostics.js';
@@ -42,8 +42,11 @@ export interface ConnectionHooks {
    * ExitOnForwardFailure). A rejection fails the attempt (the link is torn down).
    */
   beforeReady?: ((link: Link, o: ResolvedOptions) => Promise<void>) | undefined;
-  /** Runs during graceful `close()` before the transport is ended (drain channels, close features). */
-  beforeEnd?: (deadlineMs: number) => Promise<void>;
+  /**
+   * Runs during graceful `close()` before the transport is ended (drain channels, close
+   * features); `link` is the live link, still usable for clean-up work (e.g. killing commands).
+   */
+  beforeEnd?: (deadlineMs: number, link: Link) => Promise<void>;
   /** Provides a transport stream (ProxyJump) instead of a direct TCP connection; `undefined` for direct. */
   transport?: (o: ResolvedOptions, signal: AbortSignal) => Promise<Duplex | undefined>;
   clock?: Clock;
@@ -109,6 +112,10 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
   #live: LiveLink | undefined;
   #waiters = new Set<Waiter>();
   #fatal: SshError | undefined;
+  /** Why the client reached `closed` (the fatal error, or ERR_SSH_CLOSED for close()/destroy()). */
+  #closedBy: SshError | undefined;
+  /** The settings of the latest attempt (after ssh_config): the host, port and user really used. */
+  #current: ResolvedOptions;
   #lifetime = new AbortController();
   #connecting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
@@ -116,6 +123,8 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
   #reconnects = 0;
   #lastRttMs: number | undefined;
   #lastDisconnect: SshError | undefined;
+  /** The latest failed attempt or lost link (for timeout messages). */
+  #lastFailure: SshError | undefined;
   #disconnects = 0;
   #rtts: number[] = [];
   #bytesIn = 0;
@@ -130,6 +139,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     super();
     setMaxListeners(0, this.#lifetime.signal);
     this.#o = options;
+    this.#current = options;
     this.#hooks = hooks;
     this.#clock = hooks.clock ?? systemClock;
     this.#owner = hooks.owner ?? this;
@@ -139,6 +149,19 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
   /** The current state. */
   get state(): ConnectionState {
     return this.#state;
+  }
+
+  /**
+   * The settings of the latest connect attempt, after ssh_config resolution (HostName, Port,
+   * User...): what the client really connects to. The client's own options before the first attempt.
+   */
+  get effective(): ResolvedOptions {
+    return this.#current;
+  }
+
+  /** Why the client reached `closed`: the fatal error, or `ERR_SSH_CLOSED` after close()/destroy(); `undefined` before. */
+  get closedBy(): SshError | undefined {
+    return this.#closedBy;
   }
 
   /** Figures for `health()`. */
@@ -174,7 +197,8 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
       throw new Error(`internal: illegal state transition ${previous} -> ${next}`);
     }
     this.#state = next;
-    this.#log.info({ state: next, previous, host: this.#o.host, port: this.#o.port }, `ssh-tether: ${previous} -> ${next}`);
+    const c = this.#current;
+    this.#log.info({ state: next, previous, host: c.host, port: c.port, username: c.username }, `ssh-tether: ${previous} -> ${next}`);
     publish(DC.state, () => ({ client: this.#owner, state: next, previous }));
     this.emit('state', { state: next, previous });
   }
@@ -196,11 +220,24 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     if (state === 'closed' || state === 'closing') {
       return Promise.reject(this.#fatal ?? new SshError('ERR_SSH_CLOSED', 'the client is closed'));
     }
-    const scope = operationScope(options, 'waiting for the connection');
+    // The client-wide bound (operationTimeoutMs) applies when the caller gave no timeoutMs.
+    const defaultMs = options.timeoutMs === undefined && this.#o.operationTimeoutMs > 0 ? this.#o.operationTimeoutMs : undefined;
+    const scope = operationScope(defaultMs === undefined ? options : { signal: options.signal, timeoutMs: defaultMs }, 'waiting for the connection');
     if (scope.signal.aborted) {
       scope.dispose();
       return Promise.reject(abortReason(scope.signal));
     }
+    const reason = (): SshError => {
+      const e = abortReason(scope.signal, 'waiting for the connection');
+      if (defaultMs === undefined || e.code !== 'ERR_SSH_TIMEOUT') return e;
+      const c = this.#current;
+      const last = this.#lastFailure;
+      return new SshError(
+        'ERR_SSH_TIMEOUT',
+        `no connection to ${c.host}:${c.port} within operationTimeoutMs (${defaultMs} ms)${last ? `; last failure: ${last.message}` : ''}`,
+        last ? { cause: last } : {},
+      );
+    };
     const p = new Promise<Link>((resolve, reject) => {
       const waiter: Waiter = {
         resolve: (l) => {
@@ -212,7 +249,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
           reject(e);
         },
       };
-      const onAbort = (): void => waiter.reject(abortReason(scope.signal, 'waiting for the connection'));
+      const onAbort = (): void => waiter.reject(reason());
       const cleanup = (): void => {
         this.#waiters.delete(waiter);
         scope.signal.removeEventListener('abort', onAbort);
@@ -246,6 +283,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
             this.#setState('idle');
           } else {
             this.#fatal = e;
+            this.#closedBy = e;
             this.#setState('closed');
             this.#lifetime.abort(e);
             this.emit('error', e);
@@ -270,6 +308,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     let keepalive: Keepalive | undefined;
     const started = performance.now();
     const o = this.#hooks.resolveAttempt ? await this.#hooks.resolveAttempt() : this.#o;
+    this.#current = o;
     lifetime.throwIfAborted();
     let bytesIn = 0;
     // Set once the link exists; the data callback below runs before that too.
@@ -289,7 +328,8 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
         debug: o.debugProtocol ? (line: string) => this.#log.debug({ host: o.host, port: o.port }, line) : undefined,
       });
     } catch (err) {
-      this.#log.warn({ host: o.host, port: o.port, err }, 'ssh-tether: connect attempt failed');
+      if (err instanceof SshError) this.#lastFailure = err;
+      this.#log.warn({ host: o.host, port: o.port, username: o.username, err }, 'ssh-tether: connect attempt failed');
       publish(DC.connectError, () => ({ client: this.#owner, host: o.host, port: o.port, error: err }));
       throw err;
     }
@@ -354,7 +394,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     }
     this.#setState('ready');
     const durationMs = performance.now() - started;
-    this.#log.info({ host: o.host, port: o.port, durationMs }, 'ssh-tether: connected');
+    this.#log.info({ host: o.host, port: o.port, username: o.username, alias: o.alias, durationMs }, 'ssh-tether: connected');
     publish(DC.connect, () => ({ client: this.#owner, host: o.host, port: o.port, durationMs }));
     this.emit('ready');
     for (const l of [...this.#linkListeners]) {
@@ -383,14 +423,16 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     this.#bytesOut += (live.sock as { bytesWritten?: number }).bytesWritten ?? 0;
     live.sock.destroy();
     this.#lastDisconnect = cause;
+    this.#lastFailure = cause;
     if (this.#state === 'closing' || this.#state === 'closed') return;
     this.#disconnects += 1;
-    this.#log.warn({ host: this.#o.host, port: this.#o.port, code: cause.code, cause: cause.message }, 'ssh-tether: connection lost');
+    this.#log.warn({ host: this.#current.host, port: this.#current.port, code: cause.code, cause: cause.message }, 'ssh-tether: connection lost');
     publish(DC.disconnect, () => ({ client: this.#owner, cause }));
     this.emit('disconnect', { cause });
     if (this.#state !== 'ready') return;
     if (this.#o.reconnect === false) {
       this.#fatal = lost;
+      this.#closedBy = lost;
       this.#setState('closed');
       this.#lifetime.abort(lost);
       this.#rejectWaiters(lost);
@@ -434,9 +476,11 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
           maxTimeout: 0,
           factor: 1,
           signal: lifetime,
-          shouldRetry: ({ error }) => !lifetime.aborted && isRetryable(error),
+          // A name that resolved before and fails now is a DNS outage, not a typo: keep trying.
+          shouldRetry: ({ error }) => !lifetime.aborted && (isRetryable(error) || isUnresolvedName(error)),
           onFailedAttempt: ({ error }) => {
             lastCause = error instanceof SshError ? error : new SshError('ERR_SSH_CONNECT', error.message, { cause: error });
+            this.#lastFailure = lastCause;
           },
         },
       );
@@ -444,6 +488,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
       if (lifetime.aborted || this.#state !== 'reconnecting') return;
       const e = err instanceof SshError ? err : new SshError('ERR_SSH_CONNECT', String(err), { cause: err });
       this.#fatal = e;
+      this.#closedBy = e;
       this.#setState('closed');
       this.#lifetime.abort(e);
       this.#rejectWaiters(e);
@@ -465,13 +510,14 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
 
   async #doClose(): Promise<void> {
     const closedErr = new SshError('ERR_SSH_CLOSED', 'the client is closed');
+    this.#closedBy ??= new SshError('ERR_SSH_CLOSED', 'closed by close()');
     this.#setState('closing');
     this.#lifetime.abort(closedErr);
     this.#rejectWaiters(closedErr);
     const live = this.#live;
     if (live && this.#hooks.beforeEnd) {
       try {
-        await this.#hooks.beforeEnd(this.#o.closeTimeoutMs);
+        await this.#hooks.beforeEnd(this.#o.closeTimeoutMs, live.link);
       } catch {
         // best effort; the transport is ended below regardless
       }
@@ -503,6 +549,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     if (this.#state === 'closed') return;
     const e = err ?? new SshError('ERR_SSH_CLOSED', 'the client was destroyed');
     this.#fatal = err;
+    this.#closedBy ??= e;
     this.#lifetime.abort(e);
     const live = this.#live;
     this.#live = undefined;

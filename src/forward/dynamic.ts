@@ -35,6 +35,7 @@ export class DynamicForward implements AsyncDisposable {
   readonly #auth: { readonly username: string; readonly password: string } | undefined;
   #rejected = 0;
   #closing: Promise<void> | undefined;
+  #linkUp = false;
 
   private constructor(ctx: ForwardContext, opts: ResolvedDynamicForward, server: net.Server, port: number) {
     this.#ctx = ctx;
@@ -66,6 +67,28 @@ export class DynamicForward implements AsyncDisposable {
     const h = new DynamicForward(ctx, opts, net.createServer(), opts.localPort);
     h.#closing = Promise.resolve();
     return h;
+  }
+
+  /**
+   * `up`: the client has a live link, connections are carried at once. `waiting`: listening, but
+   * the client is connecting or reconnecting; a new connection waits for the link (at most the
+   * client's `forwardConnectionWaitMs`). `closed`: after {@link DynamicForward.close}.
+   */
+  get state(): 'up' | 'waiting' | 'closed' {
+    if (this.closed) return 'closed';
+    return this.#linkUp ? 'up' : 'waiting';
+  }
+
+  /**
+   * The manager tells the handle whether the client has a live link; returns `true` when that
+   * changed its state (the manager then emits a `forward` event).
+   *
+   * @internal
+   */
+  setLinkUp(up: boolean): boolean {
+    if (this.closed || this.#linkUp === up) return false;
+    this.#linkUp = up;
+    return true;
   }
 
   /** `true` once {@link DynamicForward.close} was called. */
@@ -134,7 +157,9 @@ export class DynamicForward implements AsyncDisposable {
       this.#ctx.attach(link);
       chan = await openDirect(this.#ctx, link, { host: pending.request.host, port: pending.request.port }, sock);
     } catch (err) {
-      reply(err instanceof SshError && err.code === 'ERR_SSH_CHANNEL_OPEN' ? replyForChannelError(err) : SocksReply.GENERAL_FAILURE);
+      const refused = err instanceof SshError && err.code === 'ERR_SSH_CHANNEL_OPEN';
+      if (refused) this.#ctx.emit({ forward: this, state: 'refused', cause: err, target: fmtHostPort(pending.request.host, pending.request.port) });
+      reply(refused ? replyForChannelError(err) : SocksReply.GENERAL_FAILURE);
       return;
     } finally {
       sock.off('close', onClose);

@@ -6,6 +6,7 @@
  * @module forward/local
  */
 import net from 'node:net';
+import { SshError } from '../errors.js';
 import { carry, openDirect, Traffic, type DirectTarget } from './carry.js';
 import { closeServer, fmtHostPort, listen } from './listener.js';
 import type { ResolvedLocalForward } from './options.js';
@@ -17,7 +18,8 @@ import type { ForwardContext, ForwardStats } from './types.js';
  * from the server. The listener stays bound while the client reconnects: a connection accepted
  * meanwhile waits for the link (up to the manager's `connectionWaitMs`) and is closed if the
  * wait runs out; connections carried on a link that dies are reset.
- * A refused channel open closes the accepted connection (as OpenSSH does).
+ * A refused channel open closes the accepted connection (as OpenSSH does) and is reported as a
+ * `forward` event `refused` carrying the server's reason.
  */
 export class LocalForward implements AsyncDisposable {
   /** Always `'local'`. */
@@ -38,6 +40,7 @@ export class LocalForward implements AsyncDisposable {
   readonly #traffic = new Traffic();
   readonly #target: DirectTarget;
   #closing: Promise<void> | undefined;
+  #linkUp = false;
 
   private constructor(ctx: ForwardContext, opts: ResolvedLocalForward, server: net.Server, port: number) {
     this.#ctx = ctx;
@@ -72,6 +75,28 @@ export class LocalForward implements AsyncDisposable {
     const h = new LocalForward(ctx, opts, net.createServer(), opts.localPort);
     h.#closing = Promise.resolve();
     return h;
+  }
+
+  /**
+   * `up`: the client has a live link, connections are carried at once. `waiting`: listening, but
+   * the client is connecting or reconnecting; a new connection waits for the link (at most the
+   * client's `forwardConnectionWaitMs`). `closed`: after {@link LocalForward.close}.
+   */
+  get state(): 'up' | 'waiting' | 'closed' {
+    if (this.closed) return 'closed';
+    return this.#linkUp ? 'up' : 'waiting';
+  }
+
+  /**
+   * The manager tells the handle whether the client has a live link; returns `true` when that
+   * changed its state (the manager then emits a `forward` event).
+   *
+   * @internal
+   */
+  setLinkUp(up: boolean): boolean {
+    if (this.closed || this.#linkUp === up) return false;
+    this.#linkUp = up;
+    return true;
   }
 
   /** `true` once {@link LocalForward.close} was called. */
@@ -132,7 +157,18 @@ export class LocalForward implements AsyncDisposable {
     }
     if (sock.destroyed || this.closed) return;
     this.#ctx.attach(link);
-    const chan = await openDirect(this.#ctx, link, this.#target, sock);
+    let chan;
+    try {
+      chan = await openDirect(this.#ctx, link, this.#target, sock);
+    } catch (err) {
+      // The server refused this connection's channel (AllowTcpForwarding, PermitOpen, target
+      // down...): say so with its reason; the forward stays up. The connection is closed (caller).
+      if (err instanceof SshError && err.code === 'ERR_SSH_CHANNEL_OPEN') {
+        const target = 'path' in this.#target ? this.#target.path : fmtHostPort(this.#target.host, this.#target.port);
+        this.#ctx.emit({ forward: this, state: 'refused', cause: err, target });
+      }
+      throw err;
+    }
     if (sock.destroyed || this.closed || link.signal.aborted) {
       if (!link.signal.aborted) chan.close();
       sock.destroy();

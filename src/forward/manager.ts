@@ -75,6 +75,8 @@ export class ForwardManager {
   #declared: ForwardHandle[] | undefined;
   #declaredRemote: RemoteForward[] = [];
   #closed = false;
+  /** The live link, as last announced by the provider; `undefined` once it died. */
+  #live: Link | undefined;
 
   /**
    * @param provider - the client's link provider.
@@ -231,6 +233,7 @@ export class ForwardManager {
           continue;
         }
         opened.push(h);
+        h.setLinkUp(this.#live !== undefined && !this.#live.signal.aborted);
         this.#handles.add(h);
       } catch (err) {
         const e = asForwardError(err, `declared ${spec.type} forward could not be set up`);
@@ -267,13 +270,30 @@ export class ForwardManager {
     if (this.#closed) throw new SshError('ERR_SSH_CLOSED', 'forward manager closed');
   }
 
-  async #adopt<H extends ForwardHandle>(h: H): Promise<H> {
+  async #adopt<H extends LocalForward | DynamicForward>(h: H): Promise<H> {
     if (this.#closed) {
       await h.close();
       throw new SshError('ERR_SSH_CLOSED', 'forward manager closed');
     }
+    h.setLinkUp(this.#live !== undefined && !this.#live.signal.aborted);
     this.#handles.add(h);
     return h;
+  }
+
+  /** Local and dynamic forwards follow the link: `up` with it, `waiting` (event `down`) without. */
+  #followLink(link: Link): void {
+    this.#live = link;
+    for (const h of this.#handles) {
+      if ((h instanceof LocalForward || h instanceof DynamicForward) && h.setLinkUp(true)) this.#safeEmit({ forward: h, state: 'up' });
+    }
+    this.#onLinkDeath(link, (cause) => {
+      if (this.#live !== link) return;
+      this.#live = undefined;
+      if (this.#closed) return;
+      for (const h of this.#handles) {
+        if ((h instanceof LocalForward || h instanceof DynamicForward) && h.setLinkUp(false)) this.#safeEmit({ forward: h, state: 'down', cause });
+      }
+    });
   }
 
   #safeEmit(ev: ForwardEvent): void {
@@ -287,6 +307,7 @@ export class ForwardManager {
   #onNewLink(link: Link): void {
     if (this.#closed) return;
     this.#attach(link);
+    this.#followLink(link);
     for (const h of this.#handles) {
       if (h instanceof RemoteForward && !h.closed) h.ensureOn(link, true).catch(() => undefined);
     }

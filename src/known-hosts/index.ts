@@ -23,7 +23,12 @@ export { checkHostKey, type HostKeyStatus } from './check.js';
 export { appendKnownHost, loadKnownHosts, MAX_KNOWN_HOSTS_BYTES, type AppendKnownHostOptions } from './file.js';
 export {
   createHostVerifier,
+  createCallbackHostVerifier,
+  MEMORY_SOURCE,
   toSsh2HostVerifier,
+  type CallbackHostVerifierOptions,
+  type HostKeyCallback,
+  type HostKeyCallbackInfo,
   type HostVerifier,
   type HostVerifierOptions,
   type NewHostKeyInfo,

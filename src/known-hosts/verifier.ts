@@ -4,11 +4,16 @@
  *
  * @module known-hosts/verifier
  */
+import { inspect } from 'node:util';
 import { SshConfigError, SshError, SshHostKeyError } from '../errors.js';
 import { checkHostKey } from './check.js';
 import { appendKnownHost, loadKnownHosts } from './file.js';
 import { fingerprintSha256, validateKeyBlob } from './key-blob.js';
 import { hostPattern } from './pattern.js';
+import { parseKnownHosts, type KnownHostsEntry } from './parse.js';
+
+/** Where in-memory known_hosts lines are said to come from in messages. */
+export const MEMORY_SOURCE = 'knownHosts option';
 
 /** ssh_config(5) `StrictHostKeyChecking` values we support. */
 export type StrictHostKeyChecking = 'yes' | 'accept-new' | 'no';
@@ -65,6 +70,12 @@ export interface HostVerifierOptions {
    */
   strictHostKeyChecking: StrictHostKeyChecking;
   /**
+   * known_hosts lines held in memory (the `knownHosts` client option), checked before the files
+   * with the same rules. Lines that do not parse are skipped, as in a file.
+   * @default []
+   */
+  knownHosts?: readonly string[];
+  /**
    * Hash the host name of lines written by `accept-new` (ssh_config `HashKnownHosts`).
    * @default false
    */
@@ -82,7 +93,7 @@ export interface HostVerifierOptions {
  */
 export type HostVerifier = (key: Buffer) => Promise<void>;
 
-const ACCEPTED_KEYS = ['host', 'port', 'knownHostsFiles', 'globalKnownHostsFiles', 'strictHostKeyChecking', 'hashKnownHosts', 'onNewKey'];
+const ACCEPTED_KEYS = ['host', 'port', 'knownHostsFiles', 'globalKnownHostsFiles', 'knownHosts', 'strictHostKeyChecking', 'hashKnownHosts', 'onNewKey'];
 
 function validateOptions(o: unknown): HostVerifierOptions {
   if (typeof o !== 'object' || o === null) throw new SshConfigError('host verifier options must be an object', { field: '(options)' });
@@ -101,6 +112,9 @@ function validateOptions(o: unknown): HostVerifierOptions {
   };
   files('knownHostsFiles', rec.knownHostsFiles, false);
   files('globalKnownHostsFiles', rec.globalKnownHostsFiles, true);
+  if (rec.knownHosts !== undefined && (!Array.isArray(rec.knownHosts) || !rec.knownHosts.every((l) => typeof l === 'string'))) {
+    throw new SshConfigError('knownHosts must be an array of known_hosts lines (strings)', { field: 'knownHosts' });
+  }
   const strict = rec.strictHostKeyChecking;
   if (strict !== 'yes' && strict !== 'accept-new' && strict !== 'no') {
     throw new SshConfigError(`strictHostKeyChecking must be 'yes', 'accept-new' or 'no'`, { field: 'strictHostKeyChecking' });
@@ -156,6 +170,8 @@ export function createHostVerifier(options: HostVerifierOptions): HostVerifier {
   const userFiles = [...o.knownHostsFiles];
   const allFiles = [...userFiles, ...(o.globalKnownHostsFiles ?? [])];
   const strict = o.strictHostKeyChecking;
+  // Parsed once: the lines cannot change. A newline inside one string is a line break, as in a file.
+  const memory: readonly KnownHostsEntry[] = o.knownHosts && o.knownHosts.length > 0 ? parseKnownHosts(o.knownHosts.join('\n'), MEMORY_SOURCE).entries : [];
   const notify = (info: NewHostKeyInfo): void => {
     try {
       o.onNewKey?.(info);
@@ -178,7 +194,8 @@ export function createHostVerifier(options: HostVerifierOptions): HostVerifier {
         { host: lookup, fingerprint },
       );
     }
-    const { entries } = await loadKnownHosts(allFiles);
+    const { entries: fromFiles } = await loadKnownHosts(allFiles);
+    const entries = memory.length === 0 ? fromFiles : [...memory, ...fromFiles];
     const result = checkHostKey(entries, o.host, o.port, key);
     switch (result.status) {
       case 'known':
@@ -229,6 +246,15 @@ export function createHostVerifier(options: HostVerifierOptions): HostVerifier {
           return;
         }
         const where = userFiles[0] ?? '~/.ssh/known_hosts';
+        if (memory.length > 0 && userFiles.length === 0) {
+          throw new SshHostKeyError(
+            'ERR_SSH_HOST_KEY_UNKNOWN',
+            `host key for ${lookup} is not known: the server presented ${v.type} ${fingerprint}, and no line of the knownHosts option ` +
+              `names this host with this key. Check this fingerprint with the host's administrator, then add the line ` +
+              `(ssh-keyscan ${portArg}${shellQuote(o.host)} prints it) to the knownHosts option`,
+            { host: lookup, fingerprint },
+          );
+        }
         throw new SshHostKeyError(
           'ERR_SSH_HOST_KEY_UNKNOWN',
           `host key for ${lookup} is not known: the server presented ${v.type} ${fingerprint}. Check this fingerprint with the ` +
@@ -238,6 +264,91 @@ export function createHostVerifier(options: HostVerifierOptions): HostVerifier {
         );
       }
     }
+  };
+}
+
+/** The key as a {@link HostKeyCallback} receives it. */
+export interface HostKeyCallbackInfo {
+  /** Key type from the blob, e.g. `ssh-ed25519`. */
+  readonly type: string;
+  /** `SHA256:...` fingerprint, as `ssh-keygen -l` prints it. */
+  readonly fingerprint: string;
+  /** The SSH wire-format public key blob (a copy). */
+  readonly blob: Buffer;
+}
+
+/** A caller's decision on a host key: `true` trusts it. */
+export type HostKeyCallback = (key: HostKeyCallbackInfo, host: string) => boolean | Promise<boolean>;
+
+/** Options of {@link createCallbackHostVerifier}. */
+export interface CallbackHostVerifierOptions {
+  /** Host name or IP address as connected to. */
+  host: string;
+  /** TCP port, 1-65535. */
+  port: number;
+  /** The caller's decision. */
+  verify: HostKeyCallback;
+  /**
+   * Keys trusted earlier by the same client, by known_hosts lookup string (`host` or
+   * `[host]:port`); updated on every trusted key. A refused key is reported as
+   * `ERR_SSH_HOST_KEY_MISMATCH` when another key was trusted for the host before.
+   */
+  trusted?: Map<string, Buffer>;
+}
+
+/**
+ * Builds a {@link HostVerifier} that asks a caller's function (the `hostVerifier` client option)
+ * instead of known_hosts, for hosts whose keys live elsewhere (a container secret, a vault).
+ *
+ * The function gets `{ type, fingerprint, blob }` and the known_hosts lookup string (`host` or
+ * `[host]:port`, see {@link hostPattern}). A malformed or unsupported key blob is refused before
+ * the function is called. `true` (or a promise of `true`) trusts the key; anything else, a throw
+ * or a rejection refuses it with an {@link SshHostKeyError} (never retryable):
+ * `ERR_SSH_HOST_KEY_MISMATCH` when `trusted` holds another key for the host, else
+ * `ERR_SSH_HOST_KEY_UNKNOWN`; the thrown value is the `cause`.
+ *
+ * @throws SshConfigError `ERR_SSH_CONFIG` for an invalid host or port, or `verify` not a function.
+ */
+export function createCallbackHostVerifier(options: CallbackHostVerifierOptions): HostVerifier {
+  const lookup = hostPattern(options.host, options.port);
+  if (typeof options.verify !== 'function') throw new SshConfigError('hostVerifier must be a function (key, host) => boolean | Promise<boolean>', { field: 'hostVerifier' });
+  const verify = options.verify;
+  const trusted = options.trusted;
+  return async (key: Buffer): Promise<void> => {
+    const fingerprint = Buffer.isBuffer(key) ? fingerprintSha256(key) : '';
+    const v = Buffer.isBuffer(key) ? validateKeyBlob(key) : ({ ok: false, reason: 'not a Buffer' } as const);
+    if (!v.ok) {
+      throw new SshHostKeyError('ERR_SSH_HOST_KEY_UNKNOWN', `host key ${fingerprint} presented by ${lookup} cannot be verified: ${v.reason}`, {
+        host: lookup,
+        fingerprint,
+      });
+    }
+    let ok = false;
+    let thrown: unknown;
+    try {
+      ok = (await verify(Object.freeze({ type: v.type, fingerprint, blob: Buffer.from(key) }), lookup)) === true;
+    } catch (err) {
+      thrown = err;
+    }
+    if (ok) {
+      trusted?.set(lookup, Buffer.from(key));
+      return;
+    }
+    const before = trusted?.get(lookup);
+    const why = thrown === undefined ? 'the hostVerifier option refused it' : `the hostVerifier option failed: ${thrown instanceof Error ? thrown.message : inspect(thrown)}`;
+    const err =
+      before !== undefined && !before.equals(key)
+        ? new SshHostKeyError(
+            'ERR_SSH_HOST_KEY_MISMATCH',
+            `host key for ${lookup} has changed: the server presented ${v.type} ${fingerprint}, which differs from the key this client trusted before, and ${why}. Someone could be eavesdropping (man-in-the-middle), or the host key was replaced`,
+            { host: lookup, fingerprint },
+          )
+        : new SshHostKeyError('ERR_SSH_HOST_KEY_UNKNOWN', `host key ${v.type} ${fingerprint} presented by ${lookup} is not trusted: ${why}`, {
+            host: lookup,
+            fingerprint,
+          });
+    if (thrown !== undefined) Object.defineProperty(err, 'cause', { value: thrown, enumerable: false, configurable: true, writable: true });
+    throw err;
   };
 }
 
