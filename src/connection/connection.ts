@@ -116,6 +116,8 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
   #closedBy: SshError | undefined;
   /** The settings of the latest attempt (after ssh_config): the host, port and user really used. */
   #current: ResolvedOptions;
+  /** `true` once an attempt resolved its settings (ssh_config read). */
+  #resolved = false;
   #lifetime = new AbortController();
   #connecting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
@@ -198,7 +200,9 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     }
     this.#state = next;
     const c = this.#current;
-    this.#log.info({ state: next, previous, host: c.host, port: c.port, username: c.username }, `ssh-tether: ${previous} -> ${next}`);
+    // Before the first attempt resolved ssh_config, only the alias is known: do not log a guess.
+    const where = this.#resolved ? { host: c.host, port: c.port, username: c.username } : { alias: c.alias };
+    this.#log.info({ state: next, previous, ...where }, `ssh-tether: ${previous} -> ${next}`);
     publish(DC.state, () => ({ client: this.#owner, state: next, previous }));
     this.emit('state', { state: next, previous });
   }
@@ -309,6 +313,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     const started = performance.now();
     const o = this.#hooks.resolveAttempt ? await this.#hooks.resolveAttempt() : this.#o;
     this.#current = o;
+    this.#resolved = true;
     lifetime.throwIfAborted();
     let bytesIn = 0;
     // Set once the link exists; the data callback below runs before that too.
