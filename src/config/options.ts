@@ -352,7 +352,8 @@ export function editDistance(a: string, b: string): number {
 
 /**
  * The accepted name closest to `name` (Levenshtein), when close enough to be a typo: at most
- * 2 edits, or a third of the name's length for long names; `undefined` otherwise.
+ * 2 edits, or a third of the name's length for long names; else the first accepted name that
+ * starts with `name` (4 characters or more); `undefined` otherwise.
  */
 export function suggestName(name: string, accepted: readonly string[]): string | undefined {
   let best: string | undefined;
@@ -364,7 +365,10 @@ export function suggestName(name: string, accepted: readonly string[]): string |
       bestD = d;
     }
   }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
+  if (best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3))) return best;
+  // A shortened name (`user` for `username`, `keepalive` for `keepaliveIntervalMs`).
+  const lower = name.toLowerCase();
+  return lower.length >= 4 ? accepted.find((c) => c.toLowerCase().startsWith(lower)) : undefined;
 }
 
 function stripUndefined<T extends object>(obj: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
