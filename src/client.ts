@@ -45,7 +45,12 @@ export interface ClientEvents extends ConnectionEvents {
   hostkey: [info: NewHostKeyInfo];
   /** An ssh_config keyword that is not applied (ProxyCommand, LocalCommand, Match exec...), once per keyword. */
   warning: [info: SshConfigWarning];
-  /** A forward changed state: `up` (the server accepted it / it listens), `down` (link lost), `error`. */
+  /**
+   * A forward changed state: `up` (the server accepted it / the link is back), `down` (link lost;
+   * local/dynamic forwards keep listening in state `waiting`), `error` (could not be set up), or
+   * `refused` (the server refused one connection's channel: `cause` has its reason, `target` the
+   * destination).
+   */
   forward: [event: ForwardEvent];
 }
 
@@ -329,7 +334,9 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
   /**
    * Runs a command and collects its output. `command` is a shell command line run as written, or
    * an argv array quoted for a POSIX shell (so `'`, `;`, `$()`, newlines and globs arrive literally).
-   * A non-zero exit resolves (see `exitCode`) unless `check: true`. Connects first when needed.
+   * A non-zero exit resolves (see `exitCode`) unless `check: true`. Connects first when needed;
+   * while the client (re)connects it waits for the link at most `operationTimeoutMs` (default
+   * 120 s; the client option), then rejects with `ERR_SSH_TIMEOUT`.
    * Follows RFC 4254 section 6.5 (`exec`), 6.10 (`exit-status`/`exit-signal`).
    *
    * @returns `{ stdout, stderr, exitCode, signal }`; strings, or Buffers with `encoding: 'buffer'`.
@@ -401,7 +408,10 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
    * `direct-streamlocal@openssh.com`): listens on `localHost:localPort` (default
    * `127.0.0.1:0`, the assigned port is on the handle) and carries each connection to
    * `remoteHost:remotePort` as seen from the server. The listener stays bound across
-   * reconnects; connections accepted meanwhile wait (bounded) for the link.
+   * reconnects (its `state` is then `'waiting'`, with `forward` events `down`/`up`); connections
+   * accepted meanwhile wait for the link at most `forwardConnectionWaitMs`, then are closed. A
+   * connection whose channel the server refuses is closed and reported as a `forward` event
+   * `refused` with the server's reason.
    *
    * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options (e.g. a port outside 0-65535).
    * @throws {SshError} `ERR_SSH_FORWARD` when the bind fails (EADDRINUSE, EACCES); `ERR_SSH_CLOSED`.
@@ -433,7 +443,9 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
   /**
    * A dynamic forward (`ssh -D`): a SOCKS5 server (RFC 1928, username/password per RFC 1929
    * when `auth` is given) on `localHost:localPort` (default `127.0.0.1:0`) whose CONNECTs go
-   * through `direct-tcpip` channels.
+   * through `direct-tcpip` channels. Stays bound across reconnects (`state` `'waiting'` meanwhile;
+   * a CONNECT waits at most `forwardConnectionWaitMs` for the link). A CONNECT the server refuses
+   * gets the mapped SOCKS reply and a `forward` event `refused` with the server's reason.
    *
    * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options.
    * @throws {SshError} `ERR_SSH_FORWARD` when the bind fails; `ERR_SSH_CLOSED`.
@@ -494,6 +506,10 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
    * Graceful close: stops accepting work, lets open channels finish (bounded by
    * `closeTimeoutMs`), ends the connection and clears every timer, socket and listener it made.
    * Idempotent; afterwards every call rejects with `ERR_SSH_CLOSED`. Returns at once during backoff.
+   * Commands started with {@link SshClient.spawn} that are still running are stopped first (as
+   * {@link RemoteProcess.kill}: `TERM`, channel close, process-group kill), since a `tail -f`
+   * would otherwise hold close() for the whole `closeTimeoutMs`; their `exited` rejects with
+   * `ERR_SSH_ABORTED`. Commands run by {@link SshClient.exec} get the `closeTimeoutMs` to finish.
    */
   async close(): Promise<void> {
     await this.#conn.close();

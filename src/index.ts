@@ -38,6 +38,7 @@ export {
   type ExecResultLike,
 } from './errors.js';
 export { DEFAULTS, type SshClientOptions, type PassphraseCallback, type KeyboardInteractiveCallback } from './config/options.js';
+export type { HostKeyInfo, HostKeyVerifier } from './config/options.js';
 export { resolveConfig, type EffectiveConfig } from './config/effective.js';
 export type { SshConfigWarning } from './config/ssh-config.js';
 export type { ConnectionState } from './connection/state.js';

@@ -16,7 +16,8 @@ import type { ForwardContext, ForwardStats } from './types.js';
  * A local forward: listens on {@link LocalForward.localHost}:{@link LocalForward.localPort} and
  * carries each connection to `remoteHost:remotePort` (or the Unix socket `remotePath`) as seen
  * from the server. The listener stays bound while the client reconnects: a connection accepted
- * meanwhile waits for the link (up to the manager's `connectionWaitMs`) and is closed if the
+ * meanwhile waits for the link (at most the client's `forwardConnectionWaitMs`, the manager's
+ * `connectionWaitMs`) and is closed if the
  * wait runs out; connections carried on a link that dies are reset.
  * A refused channel open closes the accepted connection (as OpenSSH does) and is reported as a
  * `forward` event `refused` carrying the server's reason.
