@@ -210,7 +210,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
         knownHostsFiles: a.knownHostsFiles,
         globalKnownHostsFiles: a.globalKnownHostsFiles,
         // With in-memory lines, ssh_config's StrictHostKeyChecking cannot weaken the check.
-        strictHostKeyChecking: o.knownHosts.length > 0 && !o.explicitKeys.has('strictHostKeyChecking') ? 'yes' : a.strictHostKeyChecking,
+        strictHostKeyChecking: o.explicitKeys.has('knownHosts') && !o.explicitKeys.has('strictHostKeyChecking') ? 'yes' : a.strictHostKeyChecking,
         hashKnownHosts: a.hashKnownHosts,
         knownHosts: o.knownHosts,
         onNewKey,

@@ -163,7 +163,10 @@ describe('across a dead link', () => {
       const local = await manager.forwardLocal({ remoteHost: '127.0.0.1', remotePort: echo.port });
       const remote = await manager.forwardRemote({ remoteHost: '127.0.0.1', localPort: echo.port });
       const remotePort = remote.remotePort;
-      expect(events.map((e) => e.state)).toEqual(['up']);
+      // The local forward follows the link too (up/down events, state 'up'/'waiting').
+      const remoteStates = (): string[] => events.filter((e) => e.forward === remote).map((e) => e.state);
+      expect(remoteStates()).toEqual(['up']);
+      expect(local.state).toBe('up');
 
       // Live traffic through both forwards.
       const viaLocal = await connect(local.localPort);
@@ -183,8 +186,10 @@ describe('across a dead link', () => {
 
       await bounded(localClosed, 10_000, 'carried connection closed'); // the connection carried on the dead link is closed
       await waitFor(() => local.stats().connectionsActive === 0, 10_000, 'local connections closed');
-      await waitFor(() => events.some((e) => e.state === 'down'), 10_000, 'down event');
-      const down = events.find((e) => e.state === 'down');
+      await waitFor(() => events.some((e) => e.state === 'down' && e.forward === remote), 10_000, 'down event');
+      expect(local.state).toBe('waiting');
+      expect(events.some((e) => e.state === 'down' && e.forward === local)).toBe(true);
+      const down = events.find((e) => e.state === 'down' && e.forward === remote);
       expect(down?.forward).toBe(remote);
       expect(down?.cause?.code).toBe('ERR_SSH_CONNECTION_LOST');
       expect(remote.state).toBe('down');
@@ -195,7 +200,8 @@ describe('across a dead link', () => {
       expect(await bounded(roundTrip(local.localPort, 'after the drop'), 25_000, 'round trip after the drop')).toBe('after the drop');
       await waitFor(() => remote.state === 'up', 20_000, 'remote forward up again');
       expect(remote.remotePort).toBe(remotePort);
-      expect(events.map((e) => e.state)).toEqual(['up', 'down', 'up']);
+      expect(remoteStates()).toEqual(['up', 'down', 'up']);
+      expect(local.state).toBe('up');
       expect(await bounded(roundTrip(remotePort, 'remote again'), 10_000, 'remote round trip')).toBe('remote again');
       expect(local.stats().connectionsTotal).toBe(2);
     } finally {

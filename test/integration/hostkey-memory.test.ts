@@ -1,5 +1,8 @@
 // Issue 15 item 4: host keys without files — `knownHosts` (known_hosts lines in memory) and
 // `hostVerifier` (a caller's decision), against the harness sshd.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { SshClient, SshError, type SshClientOptions } from '../../src/index.js';
 import { sharedSshd } from '../helpers/shared.js';
@@ -60,6 +63,14 @@ describe('knownHosts: known_hosts lines in memory', () => {
       new SshClient(bare(info, { knownHosts: [`${lookup} ${info.hostPublicKey.trim()}`, `@revoked ${lookup} ${info.hostPublicKey.trim()}`] })),
     );
     expect(revoked.code).toBe('ERR_SSH_HOST_KEY_REVOKED');
+  });
+
+  it("ssh_config's StrictHostKeyChecking no does not weaken knownHosts", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tether-cfg-'));
+    const cfg = join(dir, 'config');
+    writeFileSync(cfg, `Host *\n  StrictHostKeyChecking no\n`, { mode: 0o600 });
+    const err = await failure(new SshClient(bare(info, { sshConfig: cfg, knownHosts: [`${lookup} ${otherKey}`] })));
+    expect(err.code).toBe('ERR_SSH_HOST_KEY_MISMATCH');
   });
 
   it('explicit knownHostsFiles are still read beside the lines', async () => {
