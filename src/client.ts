@@ -242,7 +242,8 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
         // A spawned `tail -f` never ends by itself: stop it (TERM, channel close, process-group
         // kill over `link`) rather than wait the whole closeTimeoutMs for it.
         this.#closingLink = link;
-        for (const p of [...this.#spawned]) p.kill();
+        const stopped = new SshError('ERR_SSH_CLOSED', 'the client is closing: the spawned command was stopped');
+        for (const p of [...this.#spawned]) p.stopWith(stopped);
         await this.#forwards.closeAll();
         await this.#sftp?.close();
         await this.#limiter.idle(deadlineMs);
@@ -509,7 +510,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
    * Commands started with {@link SshClient.spawn} that are still running are stopped first (as
    * {@link RemoteProcess.kill}: `TERM`, channel close, process-group kill), since a `tail -f`
    * would otherwise hold close() for the whole `closeTimeoutMs`; their `exited` rejects with
-   * `ERR_SSH_ABORTED`. Commands run by {@link SshClient.exec} get the `closeTimeoutMs` to finish.
+   * `ERR_SSH_CLOSED`. Commands run by {@link SshClient.exec} get the `closeTimeoutMs` to finish.
    */
   async close(): Promise<void> {
     await this.#conn.close();

@@ -236,7 +236,9 @@ describe('close() and a spawn that never ends', () => {
     const checker = track(new SshClient(clientOptions(info)));
     const running = async (): Promise<boolean> => (await checker.exec(['pgrep', '-f', `[t]ail -f ${file}`])).exitCode === 0;
     expect(await running()).toBe(true);
+    const exited = p.exited.catch((e: unknown) => e);
     await bounded(ssh.close(), 20_000, 'close() with a running tail -f');
+    expect(((await exited) as SshError).code).toBe('ERR_SSH_CLOSED');
     expect(ssh.state).toBe('closed');
     expect(await waitFor(async () => !(await running()), 3_000)).toBe(true);
     await checker.exec(['rm', '-f', file]);
