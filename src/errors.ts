@@ -28,7 +28,9 @@ export type SshErrorCode =
   | 'ERR_SSH_EXIT'
   | 'ERR_SSH_MAX_BUFFER'
   | 'ERR_SSH_FORWARD'
-  | 'ERR_SSH_SFTP';
+  | 'ERR_SSH_SFTP'
+  /** A per-host task of `SshGroup.run` threw something that is not an SshError (the `cause`). */
+  | 'ERR_SSH_TASK';
 
 /** Codes that describe a problem a retry cannot fix. */
 const NEVER_RETRY: ReadonlySet<SshErrorCode> = new Set<SshErrorCode>([

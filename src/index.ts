@@ -84,3 +84,13 @@ export {
   type DiagnoseStep,
   type DiagnoseStepName,
 } from './doctor/index.js';
+export {
+  SshGroup,
+  type GroupHost,
+  type SshGroupOptions,
+  type GroupRunOptions,
+  type GroupResult,
+  type GroupTaskContext,
+  type GroupEvents,
+  type GroupHostHealth,
+} from './group.js';
