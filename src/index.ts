@@ -94,3 +94,14 @@ export {
   type GroupEvents,
   type GroupHostHealth,
 } from './group.js';
+export {
+  JobManager,
+  RemoteJob,
+  type JobStartOptions,
+  type JobState,
+  type JobStatus,
+  type JobWaitOptions,
+  type JobOutputOptions,
+  type JobOutputChunk,
+} from './jobs/jobs.js';
+export type { FollowOptions, FollowLine } from './jobs/follow.js';
