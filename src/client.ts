@@ -28,6 +28,8 @@ import {
   type RemoteForwardOptions,
 } from './forward/index.js';
 import { redactingLogger, silentLogger } from './internal/logger.js';
+import { JobManager } from './jobs/jobs.js';
+import { checkFollowOptions, followLines, type FollowLine, type FollowOptions } from './jobs/follow.js';
 import type ssh2 from 'ssh2';
 
 function openSftpChannel(client: ssh2.Client): Promise<ssh2.SFTPWrapper> {
@@ -174,6 +176,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
   readonly #spawned = new Set<RemoteProcess>();
   /** The live link while close() runs, so the kill command of a spawn can still reach the server. */
   #closingLink: Link | undefined;
+  #jobs: JobManager | undefined;
 
   /**
    * Validates the options; does not connect (call {@link SshClient.connect}, or any operation).
@@ -402,6 +405,56 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
       },
     });
     return Promise.resolve(this.#sftp);
+  }
+
+  /**
+   * Durable remote jobs on this host (`nohup`/`tmux new -d` as an API): `start`, `list`, `get`,
+   * `prune`; each `RemoteJob` has `status`, `wait`, `kill`, `output`, `remove`. The state
+   * lives on the server (option `jobsDir`, default `~/.ssh-tether/jobs`), so a new client in a
+   * new process finds jobs started earlier. Needs only a POSIX `sh` on the server.
+   *
+   * @example
+   * ```ts
+   * const job = await ssh.jobs.start(['./deploy.sh', '--all'], { name: 'deploy', cwd: '/srv/app' });
+   * // later, maybe from another process:
+   * const again = await ssh.jobs.get('deploy');
+   * const { state, exitCode } = await again!.wait();
+   * ```
+   */
+  get jobs(): JobManager {
+    this.#jobs ??= new JobManager(this, { jobsDir: this.#o.jobsDir });
+    return this.#jobs;
+  }
+
+  /**
+   * Follows a remote file like `tail -F`, as an async iterable of lines that survives reconnects:
+   * after a lost link it goes on at the byte after the last line it delivered, so every line
+   * arrives once, in order. Rotation by rename (logrotate's `create`): the old file is read to its
+   * end (found again by inode next to its old name), then the new file from its start.
+   * Truncation in place (`copytruncate`): reading restarts at 0; lines written between the last
+   * poll and the truncation are lost (inherent to copytruncate). A file that does not exist yet is
+   * waited for. Works on any POSIX server (one short exec per poll: `ls -di`, `wc -c`, `tail -c`,
+   * `head -c`; `find -inum` where present); lines are split on `\n` and a partial last line is held
+   * until its newline arrives.
+   *
+   * @param path - the remote file (a leading `~/` is the login directory).
+   * @param options - see {@link FollowOptions}: `from` (default `'end'`), `filter`, `signal`.
+   * @returns an async iterable of `{ line, offset }`; iteration ends only through `signal` or `break`.
+   * @throws {SshConfigError} `ERR_SSH_CONFIG` for a bad path or option (at the call).
+   * @throws {SshError} while iterating: `ERR_SSH_ABORTED` (or the signal's reason), `ERR_SSH_CLOSED`,
+   *   `ERR_SSH_JOB` when the server lacks the POSIX tools or answers nonsense.
+   *
+   * @example
+   * ```ts
+   * const ac = new AbortController();
+   * for await (const { line } of ssh.follow('/var/log/app.log', { filter: /ERROR|CRITICAL|FAIL/, signal: ac.signal })) {
+   *   alert(line);
+   * }
+   * ```
+   */
+  follow(path: string, options: FollowOptions = {}): AsyncIterable<FollowLine> {
+    checkFollowOptions(path, options);
+    return { [Symbol.asyncIterator]: () => followLines(this, path, options) };
   }
 
   /**

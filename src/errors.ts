@@ -28,7 +28,11 @@ export type SshErrorCode =
   | 'ERR_SSH_EXIT'
   | 'ERR_SSH_MAX_BUFFER'
   | 'ERR_SSH_FORWARD'
-  | 'ERR_SSH_SFTP';
+  | 'ERR_SSH_SFTP'
+  /** A per-host task of `SshGroup.run` threw something that is not an SshError (the `cause`). */
+  | 'ERR_SSH_TASK'
+  /** A durable job could not be started, found, or removed (`ssh.jobs`), or `follow` got a bad answer. */
+  | 'ERR_SSH_JOB';
 
 /** Codes that describe a problem a retry cannot fix. */
 const NEVER_RETRY: ReadonlySet<SshErrorCode> = new Set<SshErrorCode>([

@@ -85,3 +85,24 @@ export {
   type DiagnoseStep,
   type DiagnoseStepName,
 } from './doctor/index.js';
+export {
+  SshGroup,
+  type GroupHost,
+  type SshGroupOptions,
+  type GroupRunOptions,
+  type GroupResult,
+  type GroupTaskContext,
+  type GroupEvents,
+  type GroupHostHealth,
+} from './group.js';
+export {
+  JobManager,
+  RemoteJob,
+  type JobStartOptions,
+  type JobState,
+  type JobStatus,
+  type JobWaitOptions,
+  type JobOutputOptions,
+  type JobOutputChunk,
+} from './jobs/jobs.js';
+export type { FollowOptions, FollowLine } from './jobs/follow.js';

@@ -36,6 +36,8 @@ export const DEFAULTS = Object.freeze({
   operationTimeoutMs: 120_000,
   /** Longest a connection accepted by a local or dynamic forward waits for the link while the client reconnects. */
   forwardConnectionWaitMs: 15_000,
+  /** Where durable jobs live on the server (`~/` is the login directory). */
+  jobsDir: '~/.ssh-tether/jobs',
 });
 
 const port = z
@@ -110,6 +112,11 @@ export const clientOptionsSchema = z.strictObject({
     )
     .optional(),
   debugProtocol: z.boolean({ error: 'expected a boolean' }).optional(),
+  jobsDir: z
+    .string({ error: "expected a remote directory path (a leading '~/' is the login directory)" })
+    .min(1, { error: "expected a remote directory path (a leading '~/' is the login directory)" })
+    .refine((s) => !s.includes('\0') && !s.includes('\n'), { error: 'expected no NUL or newline characters' })
+    .optional(),
   algorithms: z
     .strictObject({
       kex: algoList.optional(),
@@ -251,6 +258,11 @@ export interface SshClientOptions {
   logger?: Logger;
   /** Route ssh2's protocol debug output to `logger.debug` (verbose). @default false */
   debugProtocol?: boolean;
+  /**
+   * Where durable jobs (`ssh.jobs`) keep their directories on the server; a leading `~/` is the
+   * login directory. @default '~/.ssh-tether/jobs'
+   */
+  jobsDir?: string;
   /** Algorithm lists passed to ssh2 (`kex`, `cipher`, `serverHostKey`, `hmac`, `compress`). @default ssh2's secure defaults */
   algorithms?: { kex?: string[]; cipher?: string[]; serverHostKey?: string[]; hmac?: string[]; compress?: string[] };
 }
@@ -323,6 +335,8 @@ export interface ResolvedOptions {
   readonly batchMode: boolean;
   readonly logger: Logger | undefined;
   readonly debugProtocol: boolean;
+  /** Where durable jobs live on the server. */
+  readonly jobsDir: string;
   /** Declared forwards, not yet validated (the forward layer validates them). */
   readonly forwards: readonly unknown[];
   readonly exitOnForwardFailure: boolean;
@@ -533,6 +547,7 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
     compression: o.compression ?? false,
     logger: o.logger,
     debugProtocol: o.debugProtocol ?? false,
+    jobsDir: o.jobsDir ?? DEFAULTS.jobsDir,
     forwards: Object.freeze([...(o.forwards ?? [])]),
     exitOnForwardFailure: o.exitOnForwardFailure ?? true,
     preferredAuthentications: undefined,
