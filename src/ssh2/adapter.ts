@@ -13,12 +13,16 @@
  *    (packet.c: `KEX_INITIAL`), and asyncssh sends IGNORE during its re-keys, so ssh2 dropped the
  *    link ("Received unexpected packet type 2"). During a re-key those three messages are now
  *    handled as outside a key exchange; the initial exchange keeps the rule, and strict kex's
- *    sequence-number resets stay on for every exchange.
+ *    sequence-number resets stay on for every exchange. Likewise connection-protocol messages
+ *    (80-127) that arrive during a re-key (asyncssh answers a keep-alive after its KEXINIT: ssh2
+ *    said "Received unexpected packet type 81") are handled as usual, as OpenSSH's client does
+ *    (its re-key dispatch table covers messages 1-49 only).
  * 3. **UNIMPLEMENTED as the answer to a keep-alive probe** (RFC 4253 section 11.4): a server that
  *    does not know global requests (tinysshd) answers UNIMPLEMENTED, which ssh2 only logs, so the
  *    probe's callback stayed in ssh2's queue forever (and a later REQUEST_SUCCESS for another
  *    request would have been handed to it). An UNIMPLEMENTED naming a probe's sequence number
- *    answers that probe and removes its callback. See {@link sendKeepaliveProbe}.
+ *    (or the next one: tinysshd reports the rejected packet's number plus one) answers that probe
+ *    and removes its callback. See {@link sendKeepaliveProbe}.
  *
  * @module
  */
@@ -126,7 +130,7 @@ export function adaptSsh2Client(client: ssh2.Client): Ssh2Adapter {
         if (isGroupExchange(next)) guardGroupExchange(proto, next);
         if (rekey) {
           adapter.rekeys += 1;
-          if (proto._strictMode === true) relaxRekey(adapter, () => reader, (r) => (reader = r));
+          relaxRekey(adapter, () => reader, (r) => (reader = r));
         }
       }
       kex = next;
@@ -165,23 +169,28 @@ function guardGroupExchange(proto: Ssh2Protocol, kex: Ssh2KeyExchange): void {
 }
 
 /**
- * For one re-key under strict kex: wraps the decipher's key-exchange payload handler so IGNORE,
- * DEBUG and UNIMPLEMENTED are handled as outside a key exchange (ssh2's own non-strict path).
- * Every other packet goes to ssh2 unchanged, with strict mode on (sequence-number resets).
+ * For one re-key: wraps the decipher's key-exchange payload handler so that
+ * - IGNORE, DEBUG and UNIMPLEMENTED are handled as outside a key exchange (ssh2's own non-strict
+ *   path of the same handler);
+ * - connection-protocol messages (RFC 4254: 80-127) go to ssh2's normal payload handler, as
+ *   OpenSSH's client does (its re-key dispatch table covers 1-49 only): a server may have sent
+ *   them before our KEXINIT reached it (asyncssh answers a keep-alive mid re-key);
+ * - every other packet goes to ssh2 unchanged, with strict mode on (sequence-number resets).
  */
 function relaxRekey(adapter: Ssh2Adapter, getReader: () => Ssh2PacketReader, setReader: (r: Ssh2PacketReader) => void): void {
   const proto = adapter.protocol;
   const dec = proto._decipher;
   if (dec === null || typeof dec !== 'object' || typeof dec._onPayload !== 'function') throw internalsChanged('Protocol._decipher._onPayload()');
+  if (typeof proto._onPayload !== 'function') throw internalsChanged('Protocol._onPayload()');
   const kexPayload = dec._onPayload;
+  const normalPayload = proto._onPayload;
   dec._onPayload = (payload: Buffer): unknown => {
     if (payload.length === 0 || proto._skipNextInboundPacket) return kexPayload(payload);
     // Decode once (the zlib reader is stateful), then hand ssh2 the decoded payload through a
     // one-shot reader, so its handler does not inflate it a second time.
     const reader = getReader();
     const decoded = reader.read(payload);
-    const type = decoded[0];
-    const relax = type === MSG.IGNORE || type === MSG.DEBUG || type === MSG.UNIMPLEMENTED;
+    const type = decoded[0] as number;
     const oneShot: Ssh2PacketReader = {
       read: () => {
         setReader(reader);
@@ -189,13 +198,14 @@ function relaxRekey(adapter: Ssh2Adapter, getReader: () => Ssh2PacketReader, set
       },
       cleanup: () => reader.cleanup?.(),
     };
+    const connection = type >= MSG.CONNECTION_MIN && type <= MSG.CONNECTION_MAX;
+    // ssh2 handles these itself when strict kex is off; under strict kex only for the initial exchange.
+    const relax = proto._strictMode === true && (type === MSG.IGNORE || type === MSG.DEBUG || type === MSG.UNIMPLEMENTED);
+    if (connection || relax) adapter.relaxedDuringRekey += 1;
     setReader(oneShot);
-    if (relax) {
-      adapter.relaxedDuringRekey += 1;
-      proto._strictMode = false;
-    }
+    if (relax) proto._strictMode = false;
     try {
-      return kexPayload(payload);
+      return connection ? normalPayload(payload) : kexPayload(payload);
     } finally {
       if (relax) proto._strictMode = true;
       // ssh2 may have installed the next keys' reader meanwhile (NEWKEYS): keep that one.
@@ -208,6 +218,8 @@ function relaxRekey(adapter: Ssh2Adapter, getReader: () => Ssh2PacketReader, set
 function onUnimplemented(adapter: Ssh2Adapter, seqno: number): void {
   const pending = adapter.pending;
   let i = pending.findIndex((p) => p.seqno === seqno);
+  // tinysshd names the sequence number after the rejected packet's (seen with tinysshd 20230101).
+  if (i === -1) i = pending.findIndex((p) => p.seqno !== undefined && ((p.seqno + 1) >>> 0) === seqno);
   // A probe queued during a key exchange went out with a sequence number we could not know.
   if (i === -1) i = pending.findIndex((p) => p.seqno === undefined);
   if (i === -1) return;

@@ -50,6 +50,8 @@ export interface Ssh2Protocol {
   /** Strict kex (kex-strict-*-v00@openssh.com, the Terrapin counter-measure) negotiated in the first exchange. */
   _strictMode: boolean | undefined;
   _decipher: Ssh2Decipher | undefined;
+  /** The payload handler outside key exchanges (lib/protocol/Protocol.js `onPayload`, bound). */
+  _onPayload: (payload: Buffer) => unknown;
   _cipher: { outSeqno: number };
   _packetRW: { read: Ssh2PacketReader };
   _skipNextInboundPacket: boolean;
@@ -68,7 +70,7 @@ export interface Ssh2ClientInternals {
 }
 
 /** RFC 4253 section 12 message numbers used here. */
-export const MSG = { IGNORE: 2, UNIMPLEMENTED: 3, DEBUG: 4 } as const;
+export const MSG = { IGNORE: 2, UNIMPLEMENTED: 3, DEBUG: 4, CONNECTION_MIN: 80, CONNECTION_MAX: 127 } as const;
 /** RFC 4253 section 11.1: SSH_DISCONNECT_KEY_EXCHANGE_FAILED. */
 export const DISCONNECT_KEY_EXCHANGE_FAILED = 3;
 
@@ -121,6 +123,7 @@ export function checkSsh2Internals(client: ssh2.Client): { client: Ssh2ClientInt
     if (!('_kexinit' in p)) throw internalsChanged('Protocol._kexinit');
     if (p['_strictMode'] !== undefined) throw internalsChanged('Protocol._strictMode (undefined before the first key exchange)');
     if (!('_decipher' in p)) throw internalsChanged('Protocol._decipher');
+    if (!isFn(p['_onPayload'])) throw internalsChanged('Protocol._onPayload()');
     if (!isObject(p['_cipher']) || typeof p['_cipher']['outSeqno'] !== 'number') throw internalsChanged('Protocol._cipher.outSeqno');
     if (typeof p['_skipNextInboundPacket'] !== 'boolean') throw internalsChanged('Protocol._skipNextInboundPacket');
     if (!Array.isArray(c['_callbacks'])) throw internalsChanged('Client._callbacks');

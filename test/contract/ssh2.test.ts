@@ -41,7 +41,7 @@ function sendRaw(p: ServerProto, payload: Buffer): void {
   p._cipher.encrypt(w.finalize(pkt, true));
 }
 
-type Mode = 'normal' | 'unimplemented';
+type Mode = 'normal' | 'unimplemented' | 'reply-mid-rekey';
 const dir = mkdtempSync(join(tmpdir(), 'tether-contract-'));
 let hostKey: Buffer;
 let server: ssh2.Server;
@@ -67,6 +67,15 @@ beforeAll(async () => {
         // ssh2 counts the packet before calling the handler
         seq.writeUInt32BE((p._decipher.inSeqno - 1) >>> 0, 1);
         sendRaw(p, seq);
+      };
+    }
+    if (mode === 'reply-mid-rekey') {
+      // asyncssh's order: a keep-alive arrives, the server starts a re-key (KEXINIT), then
+      // answers the keep-alive (REQUEST_FAILURE, 82) before the new keys are in place.
+      const p = serverProto(conn);
+      p._handlers['GLOBAL_REQUEST'] = (): void => {
+        conn.rekey();
+        sendRaw(p, Buffer.from([82]));
       };
     }
     conn.on('authentication', (ctx) => ctx.accept());
@@ -209,6 +218,27 @@ describe('strict kex during a server re-key (issue 13 item 2)', () => {
       expect(a.relaxedDuringRekey).toBe(3);
     });
   }
+
+  it('a connection-protocol message during a re-key (a keep-alive answered after the server KEXINIT): plain ssh2 drops the link, the adapted client handles it', async () => {
+    mode = 'reply-mid-rekey';
+    const plain = connect({ adapt: false });
+    await plain.ready;
+    const closed = new Promise<void>((resolve) => plain.client.on('close', () => resolve()));
+    const proto = (plain.client as unknown as { _protocol: { ping(): void } })._protocol;
+    callbacksOf(plain.client).push(() => undefined);
+    proto.ping();
+    await closed;
+    expect(plain.errors.map((e) => e.message).join('; ')).toMatch(/unexpected packet type 82/);
+
+    const adapted = connect({ adapt: true });
+    await adapted.ready;
+    for (let i = 0; i < 3; i++) expect(await probe(adapted.client)).toBe(true);
+    // the link is still usable after the re-keys: one more probe answered, nothing queued
+    expect(await probe(adapted.client)).toBe(true);
+    expect(adapted.errors).toEqual([]);
+    expect(ssh2Adapter(adapted.client).rekeys).toBeGreaterThanOrEqual(3);
+    expect(callbacksOf(adapted.client).length).toBe(0);
+  });
 
   it('the initial exchange keeps the rule: an IGNORE injected after the server KEXINIT is refused (plain and adapted)', async () => {
     // A proxy that forwards the server's identification line and first packet (KEXINIT), then

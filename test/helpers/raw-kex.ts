@@ -129,7 +129,7 @@ export async function gexServer(prime: Buffer, generator = Buffer.from([2])): Pr
         s.destroy();
         return;
       }
-      session.clientIdent = stream.ident;
+      if (stream.ident !== undefined) session.clientIdent = stream.ident;
       for (const p of payloads) {
         switch (p[0]) {
           case MSG.KEX_DH_GEX_REQUEST:
