@@ -284,13 +284,15 @@ export async function buildAuthSteps(o: ResolvedOptions, trace: AuthTrace = newA
 
 /** A prompt asking for the account password: not echoed, and worded like one (not a passcode, OTP or token). */
 const PASSWORD_PROMPT = /pass(?:word|wd)|passwort|mot de passe|contrase(?:ñ|n)a|senha/i;
+/** Wording of one-time codes, even when they say "password" (pam_oath: "One-time password (OATH)"). */
+const ONE_TIME_PROMPT = /one[- ]?time|\botp\b|token|code/i;
 
 /**
  * True when `p` is a prompt the configured password may answer: not echoed (RFC 4256 section 3.2
  * `echo` false) and worded as a password prompt ("Password:", "user@host's password:").
  */
 export function isPasswordPrompt(p: { prompt: string; echo?: boolean }): boolean {
-  return p.echo !== true && PASSWORD_PROMPT.test(p.prompt);
+  return p.echo !== true && PASSWORD_PROMPT.test(p.prompt) && !ONE_TIME_PROMPT.test(p.prompt);
 }
 
 /** A server prompt made safe for an error message: control characters escaped, at most 80 characters. */
