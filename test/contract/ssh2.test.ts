@@ -9,13 +9,14 @@
  */
 import { execFileSync } from 'node:child_process';
 import { getDiffieHellman } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SshError } from '../../src/errors.js';
+import { SshClient } from '../../src/index.js';
 import { adaptSsh2Client, sendKeepaliveProbe, ssh2Adapter } from '../../src/ssh2/index.js';
 import { checkSsh2Internals } from '../../src/ssh2/index.js';
 import { resetSsh2InternalsCheck } from '../../src/ssh2/shapes.js';
@@ -302,6 +303,44 @@ describe('UNIMPLEMENTED answers to global requests (issue 13 item 3)', () => {
     expect(callbacksOf(adapted.client).length).toBe(0);
     expect(ssh2Adapter(adapted.client).pending.length).toBe(0);
     expect(ssh2Adapter(adapted.client).unimplementedAnswers).toBe(20);
+  });
+
+  it('SshClient against it: keep-alive events with an RTT for every probe, ssh2 queue bounded, link stays up', async () => {
+    mode = 'unimplemented';
+    const knownHosts = join(dir, 'known_hosts');
+    writeFileSync(knownHosts, `[127.0.0.1]:${port} ${execFileSync('ssh-keygen', ['-y', '-f', join(dir, 'host')], { encoding: 'utf8' }).trim()}\n`);
+    const ssh = new SshClient({
+      host: '127.0.0.1',
+      port,
+      username: 'u',
+      password: 'any',
+      identityFiles: [],
+      agent: false,
+      sshConfig: false,
+      knownHostsFiles: [knownHosts],
+      globalKnownHostsFiles: [],
+      reconnect: false,
+      keepaliveIntervalMs: 50,
+      keepaliveCountMax: 2,
+    });
+    const rtts: number[] = [];
+    ssh.on('keepalive', ({ rttMs }) => rtts.push(rttMs));
+    try {
+      await ssh.connect();
+      const link = await ssh.link();
+      let maxQueued = 0;
+      const end = Date.now() + 10_000;
+      while (rtts.length < 40 && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 20));
+        maxQueued = Math.max(maxQueued, callbacksOf(link.client).length);
+      }
+      expect(rtts.length).toBeGreaterThanOrEqual(40);
+      expect(maxQueued).toBeLessThanOrEqual(1);
+      expect(ssh.state).toBe('ready');
+      expect((await ssh.link()).client).toBe(link.client);
+    } finally {
+      await ssh.close();
+    }
   });
 
   it('a normal server: REQUEST_FAILURE answers the probe as before, nothing queued', async () => {

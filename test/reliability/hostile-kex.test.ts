@@ -85,6 +85,18 @@ describe('a group smaller than the requested minimum is refused', () => {
     await ssh.close();
   });
 
+  it('with reconnect on, the refusal is final: one connection, no retries', async () => {
+    const srv = servers[1024]!;
+    const before = srv.sessions.length;
+    const ssh = new SshClient(options(srv.port, { reconnect: { retries: 5, minDelayMs: 50, maxDelayMs: 100 } }));
+    const err = await rejection(ssh.connect());
+    expect(err.code).toBe('ERR_SSH_HANDSHAKE');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(srv.sessions.length - before).toBe(1);
+    expect(ssh.state).toBe('closed');
+    await ssh.close();
+  });
+
   it('a 2048-bit group is accepted by the check: the client goes on with KEX_DH_GEX_INIT', async () => {
     const srv = servers[2048]!;
     const before = srv.sessions.length;
