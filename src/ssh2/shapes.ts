@@ -119,9 +119,8 @@ export function checkSsh2Internals(client: ssh2.Client): { client: Ssh2ClientInt
   if (!checked) {
     if (!isFn(p['ping'])) throw internalsChanged('Protocol.ping()');
     if (!isFn(p['disconnect'])) throw internalsChanged('Protocol.disconnect()');
-    if (p['_kex'] !== undefined) throw internalsChanged('Protocol._kex (undefined before the first key exchange)');
     if (!('_kexinit' in p)) throw internalsChanged('Protocol._kexinit');
-    if (p['_strictMode'] !== undefined) throw internalsChanged('Protocol._strictMode (undefined before the first key exchange)');
+    if (!('_strictMode' in p)) throw internalsChanged('Protocol._strictMode');
     if (!('_decipher' in p)) throw internalsChanged('Protocol._decipher');
     if (!isFn(p['_onPayload'])) throw internalsChanged('Protocol._onPayload()');
     if (!isObject(p['_cipher']) || typeof p['_cipher']['outSeqno'] !== 'number') throw internalsChanged('Protocol._cipher.outSeqno');

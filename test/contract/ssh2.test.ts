@@ -162,9 +162,14 @@ describe('shapes of the private fields used (checked at first connect)', () => {
     client.on('error', () => undefined);
     client.connect({ host: '127.0.0.1', port, username: 'u', hostVerifier: () => true });
     expect(() => checkSsh2Internals(client)).not.toThrow();
+    // the adapter tells the initial exchange from re-keys by `_kex` being unset before it
+    const before = (client as unknown as { _protocol: Record<string, unknown> })._protocol;
+    expect(Object.getOwnPropertyDescriptor(before, '_kex')).toEqual({ value: undefined, writable: true, enumerable: true, configurable: true });
+    expect(before['_strictMode']).toBeUndefined();
     const ready = new Promise<void>((resolve) => client.on('ready', () => resolve()));
-    adaptSsh2Client(client);
+    const adapter = adaptSsh2Client(client);
     await ready;
+    expect(adapter.rekeys).toBe(0);
     // after the first exchange: what the adjustments read later
     const p = (client as unknown as { _protocol: Record<string, unknown> })._protocol;
     const kex = p['_kex'] as { negotiated: { kex: string }; type: string };
