@@ -5,6 +5,7 @@ import { SshAuthError, SshError, mapConnectError } from '../errors.js';
 import type { ResolvedOptions } from '../config/options.js';
 import { SHA1_REFUSED, buildAuthSteps, describeAuthFailure, makeAuthHandler, newAuthTrace } from './auth.js';
 import { secureDefaultAlgorithms } from '../config/options.js';
+import { adaptSsh2Client } from '../ssh2/index.js';
 
 /** Verifies a server host key blob; resolves when trusted, rejects with an SshHostKeyError otherwise. */
 export type HostKeyCheck = (key: Buffer) => Promise<void>;
@@ -194,6 +195,9 @@ export async function connectAttempt(o: ResolvedOptions, a: AttemptOptions): Pro
     };
     try {
       client.connect(config);
+      // Before any byte is parsed: checks ssh2's private fields and installs the guarded
+      // adjustments (DH group-exchange bounds, strict kex on re-keys, UNIMPLEMENTED answers).
+      adaptSsh2Client(client);
     } catch (err) {
       fail(mapConnectError(err));
     }

@@ -282,10 +282,33 @@ export async function buildAuthSteps(o: ResolvedOptions, trace: AuthTrace = newA
   return steps;
 }
 
+/** A prompt asking for the account password: not echoed, and worded like one (not a passcode, OTP or token). */
+const PASSWORD_PROMPT = /pass(?:word|wd)|passwort|mot de passe|contrase(?:ñ|n)a|senha/i;
+/** Wording of one-time codes, even when they say "password" (pam_oath: "One-time password (OATH)"). */
+const ONE_TIME_PROMPT = /one[- ]?time|\botp\b|token|code/i;
+
+/**
+ * True when `p` is a prompt the configured password may answer: not echoed (RFC 4256 section 3.2
+ * `echo` false) and worded as a password prompt ("Password:", "user@host's password:").
+ */
+export function isPasswordPrompt(p: { prompt: string; echo?: boolean }): boolean {
+  return p.echo !== true && PASSWORD_PROMPT.test(p.prompt) && !ONE_TIME_PROMPT.test(p.prompt);
+}
+
+/** A server prompt made safe for an error message: control characters escaped, at most 80 characters. */
+function sanitizePrompt(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = s.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return clean.length > 80 ? `${clean.slice(0, 80)}...` : clean;
+}
+
 /**
  * Makes an ssh2 `authHandler` walking `steps` in order, skipping methods the server does not
  * allow, and recording every attempt in `trace`. Keyboard-interactive prompts (RFC 4256) go to
- * the `keyboardInteractive` callback (not in `batchMode`), else each is answered with `password`.
+ * the `keyboardInteractive` callback (not in `batchMode`), which answers all of them; without one,
+ * `password` answers a round only when all its prompts are non-echoed password prompts
+ * ({@link isPasswordPrompt}); any other round gets empty answers and the note that ends in the
+ * `ERR_SSH_AUTH` message.
  */
 export function makeAuthHandler(steps: readonly AuthStep[], o: ResolvedOptions, trace: AuthTrace): ssh2.AuthHandlerMiddleware {
   let i = 0;
@@ -316,7 +339,23 @@ export function makeAuthHandler(steps: readonly AuthStep[], o: ResolvedOptions, 
             username,
             prompt: (name, instructions, _lang, prompts, finish) => {
               if (!kbdCallback) {
-                finish(prompts.map(() => o.password?.reveal() ?? ''));
+                // Without a callback the password answers a round only when every prompt of it is
+                // a non-echoed password prompt (never "Username:", an OTP or a verification code).
+                // Otherwise nothing secret is sent: empty answers, the server refuses, and the
+                // attempt ends with ERR_SSH_AUTH naming the prompt (RFC 4256 section 3.2/3.4).
+                const refused = prompts.find((p) => !isPasswordPrompt(p));
+                if (refused === undefined && o.password !== undefined) {
+                  finish(prompts.map(() => o.password?.reveal() ?? ''));
+                  return;
+                }
+                if (refused !== undefined) {
+                  record(
+                    trace.notes,
+                    `keyboard-interactive prompt ${JSON.stringify(sanitizePrompt(refused.prompt))} (${refused.echo === true ? 'echoed' : 'not echoed'}) ` +
+                      'is not a password prompt and was not answered: pass a keyboardInteractive callback',
+                  );
+                }
+                finish(prompts.map(() => ''));
                 return;
               }
               const asked = prompts.map((p) => ({ prompt: p.prompt, echo: p.echo === true }));

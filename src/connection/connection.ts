@@ -9,7 +9,7 @@ import { canTransition, type ConnectionState } from './state.js';
 import { Keepalive, systemClock, type Clock } from './keepalive.js';
 import { connectAttempt, isUnresolvedName, type HostKeyCheck } from './attempt.js';
 import type { Link, LinkProvider, LinkWaitOptions } from './link.js';
-import { sendKeepaliveProbe } from './probe.js';
+import { sendKeepaliveProbe } from '../ssh2/index.js';
 import { publish, DIAGNOSTICS_CHANNELS as DC } from '../internal/diagnostics.js';
 import { silentLogger, type Logger } from '../internal/logger.js';
 
@@ -372,11 +372,13 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
             publish(DC.keepalive, () => ({ client: this.#owner, rttMs }));
             this.emit('keepalive', { rttMs });
           },
-          onDead: (missed) => {
-            const cause = new SshError(
-              'ERR_SSH_KEEPALIVE_TIMEOUT',
-              `no packet from ${o.host}:${o.port} for ${o.keepaliveIntervalMs * (missed + 1)} ms (${missed} keep-alive probes unanswered)`,
-            );
+          onDead: (missed, sendFailure) => {
+            const cause =
+              sendFailure ??
+              new SshError(
+                'ERR_SSH_KEEPALIVE_TIMEOUT',
+                `no packet from ${o.host}:${o.port} for ${o.keepaliveIntervalMs * (missed + 1)} ms (${missed} keep-alive probes unanswered)`,
+              );
             this.#lost(thisLive, cause);
           },
         },

@@ -7,7 +7,7 @@ import { abortReason } from '../internal/cancel.js';
 import { createHostVerifier, type NewHostKeyInfo } from '../known-hosts/index.js';
 import { connectAttempt, type HostKeyCheck } from './attempt.js';
 import { Keepalive, systemClock, type Clock } from './keepalive.js';
-import { sendKeepaliveProbe } from './probe.js';
+import { sendKeepaliveProbe } from '../ssh2/index.js';
 
 /**
  * Jump hosts (ssh_config(5) `ProxyJump`, ssh(1) `-J`): each hop is a full SSH connection with its
@@ -328,9 +328,10 @@ export class JumpHosts {
             sendKeepaliveProbe(t.client, onReply);
           },
           onRtt: () => undefined,
-          onDead: (missed) => {
+          onDead: (missed, sendFailure) => {
             this.#lost(
               hop,
+              sendFailure ??
               new SshError(
                 'ERR_SSH_KEEPALIVE_TIMEOUT',
                 `jump host ${JSON.stringify(spec)} (${o.host}:${o.port}): no packet for ${o.keepaliveIntervalMs * (missed + 1)} ms (${missed} keep-alive probes unanswered)`,

@@ -6,7 +6,9 @@
  * global request, want-reply); ANY inbound packet resets the missed count (unlike ssh2's own
  * keep-alive, which resets only on replies); after `countMax` unanswered probes the link is dead.
  * A silent link is therefore declared dead `intervalMs x (countMax + 1)` after the last packet.
+ * A probe that cannot be sent (`sendProbe` throws) ends the keep-alive at once: `onDead` with the cause.
  */
+import { SshError } from '../errors.js';
 
 /** Timer functions, injectable for tests. */
 export interface Clock {
@@ -28,10 +30,16 @@ export const systemClock: Clock = {
 
 /** What the keep-alive drives. */
 export interface KeepaliveHooks {
-  /** Sends one probe; `onReply` is called once when the server answers (success or failure reply). */
+  /**
+   * Sends one probe; `onReply` is called once when the server answers (any answer: success,
+   * failure or UNIMPLEMENTED). Throws when the probe cannot be sent.
+   */
   sendProbe(onReply: () => void): void;
-  /** Called once when `countMax` probes went unanswered. */
-  onDead(missed: number): void;
+  /**
+   * Called once when `countMax` probes went unanswered (`cause` undefined), or when a probe could not
+   * be sent (`cause`: the error, an `SshError`, e.g. `ERR_SSH_CONNECTION_LOST`).
+   */
+  onDead(missed: number, cause?: SshError): void;
   /** Called with the round trip of every answered probe, in ms. */
   onRtt(rttMs: number): void;
 }
@@ -97,9 +105,19 @@ export class Keepalive {
     }
     this.missed += 1;
     const sentAt = this.clock.now();
-    this.hooks.sendProbe(() => {
-      if (!this.stopped) this.hooks.onRtt(this.clock.now() - sentAt);
-    });
+    try {
+      this.hooks.sendProbe(() => {
+        if (!this.stopped) this.hooks.onRtt(this.clock.now() - sentAt);
+      });
+    } catch (err) {
+      // A probe that cannot be sent is a visible failure, never a silent skip.
+      this.stop();
+      this.hooks.onDead(
+        this.missed,
+        err instanceof SshError ? err : new SshError('ERR_SSH_CONNECTION_LOST', `keep-alive probe could not be sent: ${String(err)}`, { cause: err }),
+      );
+      return;
+    }
     this.schedule(this.intervalMs);
   }
 }

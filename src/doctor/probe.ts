@@ -7,6 +7,7 @@
 import { lookup } from 'node:dns/promises';
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
+import { adaptSsh2Client } from '../ssh2/index.js';
 import type { ParsedKey } from 'ssh2';
 
 /** Outcome of one TCP attempt. */
@@ -320,6 +321,8 @@ export function runHandshake(o: HandshakeOptions): Promise<{ record: HandshakeRe
     };
     try {
       client.connect(config);
+      // The same guarded ssh2 adjustments as a client connection (DH group-exchange bounds, re-keys).
+      adaptSsh2Client(client);
     } catch (err) {
       finish('error', err instanceof Error ? err : new Error(String(err)));
     }

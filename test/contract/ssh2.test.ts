@@ -1,0 +1,386 @@
+/**
+ * Contract test of ssh2's private fields and behaviours that src/ssh2/ relies on (ssh2 ~1.17.0).
+ * Upgrading ssh2 means running this file: a failure names the field or behaviour that changed.
+ *
+ * Each adjustment is checked both ways: plain ssh2 still shows the bug (when ssh2 fixes it, the
+ * "plain ssh2" test fails and the adjustment can go), and the adapted client does not.
+ * Servers: ssh2's in-process `Server` (made hostile through its own transport where needed), a
+ * raw-TCP group-exchange server (ssh2's Server has none), and a TCP proxy that injects one packet.
+ */
+import { execFileSync } from 'node:child_process';
+import { getDiffieHellman } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import ssh2 from 'ssh2';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { SshError } from '../../src/errors.js';
+import { SshClient } from '../../src/index.js';
+import { adaptSsh2Client, sendKeepaliveProbe, ssh2Adapter } from '../../src/ssh2/index.js';
+import { checkSsh2Internals } from '../../src/ssh2/index.js';
+import { resetSsh2InternalsCheck } from '../../src/ssh2/shapes.js';
+import { gexServer, plainPacket, sshString } from '../helpers/raw-kex.js';
+
+// --- the hostile ssh2 Server -------------------------------------------------------------------
+
+/** The server side's transport, as the hostile behaviours below drive it (test code only). */
+interface ServerProto {
+  _packetRW: { write: { allocStart: number; allocStartKEX: number; alloc(n: number, force?: boolean): Buffer; finalize(b: Buffer, force?: boolean): Buffer } };
+  _cipher: { encrypt(b: Buffer): void };
+  _decipher: { inSeqno: number };
+  _handlers: Record<string, unknown>;
+}
+const serverProto = (conn: ssh2.Connection): ServerProto => (conn as unknown as { _protocol: ServerProto })._protocol;
+
+/** Sends one packet with the current keys, bypassing ssh2's queue (also during a key exchange). */
+function sendRaw(p: ServerProto, payload: Buffer): void {
+  const w = p._packetRW.write;
+  const at = w.allocStartKEX;
+  const pkt = w.alloc(payload.length, true);
+  payload.copy(pkt, at);
+  p._cipher.encrypt(w.finalize(pkt, true));
+}
+
+type Mode = 'normal' | 'unimplemented' | 'reply-mid-rekey';
+const dir = mkdtempSync(join(tmpdir(), 'tether-contract-'));
+let hostKey: Buffer;
+let server: ssh2.Server;
+let port = 0;
+let mode: Mode = 'normal';
+let lastConn: ssh2.Connection | undefined;
+const compressions = ['none', 'zlib@openssh.com'] as const;
+
+beforeAll(async () => {
+  const keyPath = join(dir, 'host');
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', keyPath]);
+  hostKey = readFileSync(keyPath);
+  server = new ssh2.Server({ hostKeys: [hostKey] }, (conn) => {
+    lastConn = conn;
+    conn.on('error', () => undefined);
+    if (mode === 'unimplemented') {
+      // tinysshd's answer to any global request: UNIMPLEMENTED naming its sequence number
+      // (RFC 4253 section 11.4), instead of REQUEST_SUCCESS/FAILURE.
+      const p = serverProto(conn);
+      p._handlers['GLOBAL_REQUEST'] = (): void => {
+        const seq = Buffer.alloc(5);
+        seq[0] = 3;
+        // ssh2 counts the packet before calling the handler
+        seq.writeUInt32BE((p._decipher.inSeqno - 1) >>> 0, 1);
+        sendRaw(p, seq);
+      };
+    }
+    if (mode === 'reply-mid-rekey') {
+      // asyncssh's order: a keep-alive arrives, the server starts a re-key (KEXINIT), then
+      // answers the keep-alive (REQUEST_FAILURE, 82) before the new keys are in place.
+      const p = serverProto(conn);
+      p._handlers['GLOBAL_REQUEST'] = (): void => {
+        conn.rekey();
+        sendRaw(p, Buffer.from([82]));
+      };
+    }
+    conn.on('authentication', (ctx) => ctx.accept());
+    conn.on('ready', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as AddressInfo).port;
+});
+afterAll(async () => {
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+});
+
+const clients: ssh2.Client[] = [];
+afterEach(() => {
+  for (const c of clients.splice(0)) c.destroy();
+  mode = 'normal';
+});
+
+/** Connects a plain ssh2 Client (optionally adapted right after connect(), as attempt.ts does). */
+function connect(opts: { adapt: boolean; port?: number; compress?: ssh2.CompressionAlgorithm[]; kex?: ssh2.KexAlgorithm[] }): {
+  client: ssh2.Client;
+  ready: Promise<void>;
+  errors: Error[];
+} {
+  const client = new ssh2.Client();
+  clients.push(client);
+  const errors: Error[] = [];
+  const ready = new Promise<void>((resolve, reject) => {
+    client.on('ready', () => resolve());
+    client.on('error', (e) => {
+      errors.push(e);
+      reject(e);
+    });
+    client.on('close', () => reject(new Error('closed')));
+  });
+  ready.catch(() => undefined);
+  client.connect({
+    host: '127.0.0.1',
+    port: opts.port ?? port,
+    username: 'u',
+    hostVerifier: () => true,
+    readyTimeout: 5_000,
+    algorithms: { compress: opts.compress ?? ['none'], ...(opts.kex ? { kex: opts.kex } : {}) },
+  });
+  if (opts.adapt) adaptSsh2Client(client);
+  return { client, ready, errors };
+}
+
+/** Waits until `cond` or `ms` pass. */
+async function until(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  return cond();
+}
+
+/** Server-initiated re-key with an IGNORE right after the server's KEXINIT, as asyncssh sends. */
+async function hostileRekey(conn: ssh2.Connection): Promise<void> {
+  const done = new Promise<void>((resolve) => conn.rekey(() => resolve()));
+  sendRaw(serverProto(conn), Buffer.concat([Buffer.from([2]), sshString('asyncssh-style ignore')]));
+  await done;
+}
+
+/** One keep-alive probe through src/ssh2; resolves true when answered within 2 s. */
+function probe(client: ssh2.Client): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const t = setTimeout(() => resolve(false), 2_000);
+    sendKeepaliveProbe(client, () => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
+}
+
+const callbacksOf = (c: ssh2.Client): unknown[] => (c as unknown as { _callbacks: unknown[] })._callbacks;
+
+// --- shapes --------------------------------------------------------------------------------------
+
+describe('shapes of the private fields used (checked at first connect)', () => {
+  it('right after connect(): Client._protocol, ._callbacks, ._sock; Protocol.ping/disconnect, _kex, _kexinit, _strictMode, _decipher, _cipher.outSeqno, _packetRW.read', async () => {
+    resetSsh2InternalsCheck();
+    const client = new ssh2.Client();
+    clients.push(client);
+    client.on('error', () => undefined);
+    client.connect({ host: '127.0.0.1', port, username: 'u', hostVerifier: () => true });
+    expect(() => checkSsh2Internals(client)).not.toThrow();
+    // the adapter tells the initial exchange from re-keys by `_kex` being unset before it
+    const before = (client as unknown as { _protocol: Record<string, unknown> })._protocol;
+    expect(Object.getOwnPropertyDescriptor(before, '_kex')).toEqual({ value: undefined, writable: true, enumerable: true, configurable: true });
+    expect(before['_strictMode']).toBeUndefined();
+    const ready = new Promise<void>((resolve) => client.on('ready', () => resolve()));
+    const adapter = adaptSsh2Client(client);
+    await ready;
+    expect(adapter.rekeys).toBe(0);
+    // after the first exchange: what the adjustments read later
+    const p = (client as unknown as { _protocol: Record<string, unknown> })._protocol;
+    const kex = p['_kex'] as { negotiated: { kex: string }; type: string };
+    expect(typeof kex.negotiated.kex).toBe('string');
+    expect(typeof kex.type).toBe('string');
+    expect(p['_strictMode']).toBe(true);
+    expect(typeof (p['_decipher'] as { _onPayload: unknown })._onPayload).toBe('function');
+    expect(typeof (p['_decipher'] as { inSeqno: unknown }).inSeqno).toBe('number');
+    expect(Array.isArray(callbacksOf(client))).toBe(true);
+  });
+
+  it('a missing field is ERR_SSH_HANDSHAKE "ssh2 internals changed", not retryable, naming the field', () => {
+    resetSsh2InternalsCheck();
+    const fake = { _protocol: { _kex: undefined, _packetRW: { read: { read: (b: Buffer) => b } } }, _callbacks: [], _sock: {} } as unknown as ssh2.Client;
+    let err: unknown;
+    try {
+      checkSsh2Internals(fake);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(SshError);
+    expect((err as SshError).code).toBe('ERR_SSH_HANDSHAKE');
+    expect((err as SshError).retryable).toBe(false);
+    expect((err as SshError).message).toMatch(/^ssh2 internals changed: Protocol\.ping\(\)/);
+    expect(() => checkSsh2Internals({} as ssh2.Client)).toThrow(/ssh2 internals changed: Client\._protocol/);
+  });
+});
+
+// --- behaviours ----------------------------------------------------------------------------------
+
+describe('strict kex during a server re-key (issue 13 item 2)', () => {
+  for (const compress of compressions) {
+    it(`[${compress}] plain ssh2 drops the link on an IGNORE during a re-key; the adapted client rides through and answers a probe`, async () => {
+      const plain = connect({ adapt: false, compress: [compress] });
+      await plain.ready;
+      const plainConn = lastConn!;
+      const closed = new Promise<void>((resolve) => plain.client.on('close', () => resolve()));
+      void hostileRekey(plainConn);
+      await closed;
+      expect(plain.errors.map((e) => e.message).join('; ')).toMatch(/unexpected packet type 2/);
+
+      const adapted = connect({ adapt: true, compress: [compress] });
+      await adapted.ready;
+      const negotiated = (adapted.client as unknown as { _protocol: { _kex: { negotiated: { sc: { compress: string } } } } })._protocol._kex.negotiated;
+      expect(negotiated.sc.compress).toBe(compress);
+      const conn = lastConn!;
+      for (let i = 0; i < 3; i++) await hostileRekey(conn);
+      expect(await probe(adapted.client)).toBe(true);
+      expect(adapted.errors).toEqual([]);
+      const a = ssh2Adapter(adapted.client);
+      expect(a.rekeys).toBe(3);
+      expect(a.relaxedDuringRekey).toBe(3);
+    });
+  }
+
+  it('a connection-protocol message during a re-key (a keep-alive answered after the server KEXINIT): plain ssh2 drops the link, the adapted client handles it', async () => {
+    mode = 'reply-mid-rekey';
+    const plain = connect({ adapt: false });
+    await plain.ready;
+    const closed = new Promise<void>((resolve) => plain.client.on('close', () => resolve()));
+    const proto = (plain.client as unknown as { _protocol: { ping(): void } })._protocol;
+    callbacksOf(plain.client).push(() => undefined);
+    proto.ping();
+    await closed;
+    expect(plain.errors.map((e) => e.message).join('; ')).toMatch(/unexpected packet type 82/);
+
+    const adapted = connect({ adapt: true });
+    await adapted.ready;
+    for (let i = 0; i < 3; i++) expect(await probe(adapted.client)).toBe(true);
+    // the link is still usable after the re-keys: one more probe answered, nothing queued
+    expect(await probe(adapted.client)).toBe(true);
+    expect(adapted.errors).toEqual([]);
+    expect(ssh2Adapter(adapted.client).rekeys).toBeGreaterThanOrEqual(3);
+    expect(callbacksOf(adapted.client).length).toBe(0);
+  });
+
+  it('the initial exchange keeps the rule: an IGNORE injected after the server KEXINIT is refused (plain and adapted)', async () => {
+    // A proxy that forwards the server's identification line and first packet (KEXINIT), then
+    // injects one unencrypted IGNORE, then passes everything through.
+    const proxy = net.createServer((down) => {
+      const up = net.connect(port, '127.0.0.1');
+      down.on('error', () => undefined);
+      up.on('error', () => undefined);
+      down.pipe(up);
+      let buf = Buffer.alloc(0);
+      let injected = false;
+      up.on('data', (chunk: Buffer) => {
+        if (injected) return void down.write(chunk);
+        buf = Buffer.concat([buf, chunk]);
+        const nl = buf.indexOf('\n');
+        if (nl === -1 || buf.length < nl + 1 + 4) return;
+        const len = buf.readUInt32BE(nl + 1);
+        const end = nl + 1 + 4 + len;
+        if (buf.length < end) return;
+        injected = true;
+        down.write(buf.subarray(0, end));
+        down.write(plainPacket(Buffer.concat([Buffer.from([2]), sshString('injected')])));
+        down.write(buf.subarray(end));
+      });
+      up.on('close', () => down.destroy());
+      down.on('close', () => up.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxyPort = (proxy.address() as AddressInfo).port;
+    try {
+      for (const adapt of [false, true]) {
+        const c = connect({ adapt, port: proxyPort });
+        await expect(c.ready).rejects.toThrow(/unexpected packet type 2/);
+      }
+    } finally {
+      proxy.close();
+    }
+  });
+});
+
+describe('UNIMPLEMENTED answers to global requests (issue 13 item 3)', () => {
+  it('plain ssh2 keeps one callback per ping queued forever', async () => {
+    mode = 'unimplemented';
+    const plain = connect({ adapt: false });
+    await plain.ready;
+    const proto = (plain.client as unknown as { _protocol: { ping(): void } })._protocol;
+    for (let i = 0; i < 5; i++) {
+      callbacksOf(plain.client).push(() => undefined);
+      proto.ping();
+    }
+    // give the server time to answer all five
+    await new Promise((r) => setTimeout(r, 300));
+    expect(callbacksOf(plain.client).length).toBe(5);
+  });
+
+  it('through src/ssh2 every UNIMPLEMENTED answers its probe and nothing stays queued', async () => {
+    mode = 'unimplemented';
+    const adapted = connect({ adapt: true });
+    await adapted.ready;
+    for (let i = 0; i < 20; i++) expect(await probe(adapted.client)).toBe(true);
+    expect(callbacksOf(adapted.client).length).toBe(0);
+    expect(ssh2Adapter(adapted.client).pending.length).toBe(0);
+    expect(ssh2Adapter(adapted.client).unimplementedAnswers).toBe(20);
+  });
+
+  it('SshClient against it: keep-alive events with an RTT for every probe, ssh2 queue bounded, link stays up', async () => {
+    mode = 'unimplemented';
+    const knownHosts = join(dir, 'known_hosts');
+    writeFileSync(knownHosts, `[127.0.0.1]:${port} ${execFileSync('ssh-keygen', ['-y', '-f', join(dir, 'host')], { encoding: 'utf8' }).trim()}\n`);
+    const ssh = new SshClient({
+      host: '127.0.0.1',
+      port,
+      username: 'u',
+      password: 'any',
+      identityFiles: [],
+      agent: false,
+      sshConfig: false,
+      knownHostsFiles: [knownHosts],
+      globalKnownHostsFiles: [],
+      reconnect: false,
+      keepaliveIntervalMs: 50,
+      keepaliveCountMax: 2,
+    });
+    const rtts: number[] = [];
+    ssh.on('keepalive', ({ rttMs }) => rtts.push(rttMs));
+    try {
+      await ssh.connect();
+      const link = await ssh.link();
+      let maxQueued = 0;
+      const end = Date.now() + 10_000;
+      while (rtts.length < 40 && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 20));
+        maxQueued = Math.max(maxQueued, callbacksOf(link.client).length);
+      }
+      expect(rtts.length).toBeGreaterThanOrEqual(40);
+      // only probes in flight (at most countMax), never one per probe sent (40+)
+      expect(maxQueued).toBeLessThanOrEqual(2);
+      expect(ssh.state).toBe('ready');
+      expect((await ssh.link()).client).toBe(link.client);
+    } finally {
+      await ssh.close();
+    }
+  });
+
+  it('a normal server: REQUEST_FAILURE answers the probe as before, nothing queued', async () => {
+    const adapted = connect({ adapt: true });
+    await adapted.ready;
+    for (let i = 0; i < 5; i++) expect(await probe(adapted.client)).toBe(true);
+    expect(callbacksOf(adapted.client).length).toBe(0);
+    expect(ssh2Adapter(adapted.client).unimplementedAnswers).toBe(0);
+  });
+
+  it('a probe on a closed client is a visible ERR_SSH_CONNECTION_LOST, not a silent false', async () => {
+    const c = connect({ adapt: true });
+    await c.ready;
+    const closed = new Promise<void>((resolve) => c.client.on('close', () => resolve()));
+    c.client.end();
+    await closed;
+    expect(() => sendKeepaliveProbe(c.client, () => undefined)).toThrow(expect.objectContaining({ code: 'ERR_SSH_CONNECTION_LOST' }) as Error);
+  });
+});
+
+describe('DH group exchange bounds (issue 11 item 5)', () => {
+  it('plain ssh2 accepts a 1024-bit group (sends KEX_DH_GEX_INIT); the adapted client refuses it', async () => {
+    const srv = await gexServer(getDiffieHellman('modp2').getPrime());
+    try {
+      const plain = connect({ adapt: false, port: srv.port, kex: ['diffie-hellman-group-exchange-sha256'] });
+      await expect(plain.ready).rejects.toBeDefined();
+      expect(await until(() => srv.sessions[0]?.sentInit === true, 2_000)).toBe(true);
+      expect(srv.sessions[0]?.request).toEqual({ min: 2048, pref: expect.any(Number) as number, max: 8192 });
+
+      const adapted = connect({ adapt: true, port: srv.port, kex: ['diffie-hellman-group-exchange-sha256'] });
+      await expect(adapted.ready).rejects.toThrow(/group has 1024 bits, outside the 2048-8192 bits requested/);
+      expect(srv.sessions[1]?.sentInit).toBe(false);
+    } finally {
+      await srv.close();
+    }
+  });
+});
