@@ -64,7 +64,7 @@ export interface TestServer {
   readonly traits: ServerTraits;
   /** Listener and every session process gone (bounded: 5 s). Idempotent. */
   stop(): Promise<void>;
-  /** Same port, same host key (bounded: 10 s). No-op when running. */
+  /** Same port, same host key (bounded: 20 s). No-op when running. */
   start(): Promise<void>;
   /** stop + delete temp files (and our authorized_keys line). */
   remove(): Promise<void>;
@@ -81,7 +81,8 @@ export interface TestServerOptions {
   extra?: Record<string, unknown>;
 }
 
-const READY_TIMEOUT_MS = 10_000;
+/** A loaded 2-core box can take seconds to start Python and import asyncssh. */
+const READY_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 5_000;
 const LOG_LIMIT = 256 * 1024;
 const SYSTEM_PYTHON = '/usr/bin/python3';
@@ -662,7 +663,7 @@ async function startOrRemove(server: SpawnedServer): Promise<void> {
 /**
  * Starts a real SSH server of `kind` on a free loopback port with a fresh host key, logging in
  * the harness user with a fresh ed25519 key. Resolves when it sends its SSH banner (bounded:
- * 10 s). A missing server binary is installed when this process is root with apt-get, else this
+ * 20 s). A missing server binary is installed when this process is root with apt-get, else this
  * rejects with one line naming the Debian package. `inproc` lives in test/helpers/inproc-server.ts.
  */
 export async function startTestServer(kind: ServerKind, options: TestServerOptions = {}): Promise<TestServer> {
