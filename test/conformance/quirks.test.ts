@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { SshClient, SshError, type SshClientOptions, type SshConfigWarning } from '../../src/index.js';
+import { SshChannelOpenError, SshClient, SshError, type SshClientOptions, type SshConfigWarning } from '../../src/index.js';
 import { clientOptions, waitFor } from '../helpers/client.js';
 import { serverLogs, startTestServer, type TestServer } from '../helpers/servers.js';
 
@@ -258,5 +258,48 @@ describe('forwarded-tcpip opens reported for port 0 (asyncssh 2.10 behaviour, on
     } finally {
       await echo.close();
     }
+  });
+});
+
+describe('one session channel per connection (tinysshd)', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer('tinysshd');
+  }, 60_000);
+  afterAll(async () => {
+    await server?.remove();
+  });
+
+  it('a second session while one is open: ERR_SSH_CHANNEL_OPEN naming the cause', async () => {
+    expect(server.traits.sessionsPerConnection).toBe(1);
+    const ssh = track(new SshClient(clientOptions(server, { reconnect: { minDelayMs: 50, maxDelayMs: 200 } })));
+    await ssh.connect();
+    const held = await ssh.spawn('sleep 1; echo held');
+    const err = await ssh.exec('true').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SshChannelOpenError);
+    expect((err as SshChannelOpenError).code).toBe('ERR_SSH_CHANNEL_OPEN');
+    expect((err as SshChannelOpenError).reason).toBe(1);
+    expect((err as Error).message).toMatch(/allows one session channel per connection .*only one 'session' channel allowed.*close the open exec/);
+    const out: Buffer[] = [];
+    held.stdout.on('data', (b: Buffer) => out.push(b));
+    expect((await held.exited).exitCode).toBe(0);
+    expect(Buffer.concat(out).toString()).toBe('held\n');
+  });
+});
+
+describe('Dropbear 2022.83 under concurrent session opens: the maxSessions workaround', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer('dropbear');
+  }, 60_000);
+  afterAll(async () => {
+    await server?.remove();
+  });
+
+  it('40 concurrent execs with maxSessions: 1 all succeed', async () => {
+    const ssh = track(new SshClient(clientOptions(server, { maxSessions: 1 })));
+    await ssh.connect();
+    const rs = await Promise.all(Array.from({ length: 40 }, (_, i) => ssh.exec(['echo', String(i)])));
+    expect(rs.map((r) => r.stdout)).toEqual(Array.from({ length: 40 }, (_, i) => `${i}\n`));
   });
 });
