@@ -134,6 +134,14 @@ describe.each(KINDS)('conformance: %s', (kind) => {
     }
   });
 
+  it('compression: true connects and runs commands (zlib where the server offers it, else none)', async () => {
+    const c = client({ compression: true });
+    await c.connect();
+    const data = 'x'.repeat(100_000);
+    const r = await c.exec('cat', { stdin: data });
+    expect(r.stdout).toBe(data);
+  });
+
   it('exec: stdout, stderr and exit codes', async () => {
     const r = await withSession((c) => c.exec('echo out; echo err >&2; exit 3'));
     expect(r).toEqual({ stdout: 'out\n', stderr: 'err\n', exitCode: 3, signal: null });
