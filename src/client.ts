@@ -45,7 +45,11 @@ function openSftpChannel(client: ssh2.Client): Promise<ssh2.SFTPWrapper> {
 export interface ClientEvents extends ConnectionEvents {
   /** A host key was accepted without being known (`accept-new` recorded it, or `'no'` accepted it). */
   hostkey: [info: NewHostKeyInfo];
-  /** An ssh_config keyword that is not applied (ProxyCommand, LocalCommand, Match exec...), once per keyword. */
+  /**
+   * An ssh_config keyword that is not applied (ProxyCommand, LocalCommand, Match exec...), once
+   * per keyword; or a server misbehaviour that was refused, `keyword` naming the protocol element
+   * (e.g. `forwarded-tcpip` for opens reported on port 0 that cannot be matched to a forward).
+   */
   warning: [info: SshConfigWarning];
   /**
    * A forward changed state: `up` (the server accepted it / the link is back), `down` (link lost;
@@ -254,6 +258,11 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     });
     this.#forwards = new ForwardManager(this.#conn, {
       connectionWaitMs: o.forwardConnectionWaitMs,
+      remoteRequestTimeoutMs: o.connectTimeoutMs,
+      warn: (w) => {
+        logger.warn({ keyword: w.keyword }, `ssh-tether: ${w.message}`);
+        this.emit('warning', w);
+      },
       emit: (ev) => {
         logger.info({ forward: describeForward(ev.forward).id, state: ev.state, code: ev.cause?.code }, `ssh-tether: forward ${ev.state}`);
         this.emit('forward', ev);
@@ -488,7 +497,8 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
    * changes arrive as `forward` events.
    *
    * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options.
-   * @throws {SshError} `ERR_SSH_FORWARD` when the server refuses (e.g. `AllowTcpForwarding no`, `PermitListen`); `ERR_SSH_CLOSED`.
+   * @throws {SshError} `ERR_SSH_FORWARD` when the server refuses (e.g. `AllowTcpForwarding no`, `PermitListen`)
+   *   or does not answer within `timeoutMs` (default `connectTimeoutMs`); `ERR_SSH_CLOSED`.
    */
   forwardRemote(options: RemoteForwardOptions): Promise<RemoteForward> {
     return this.#whenOpen(() => this.#forwards.forwardRemote(options));

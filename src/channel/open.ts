@@ -28,6 +28,25 @@ export interface OpenedSession<T> {
 const SHORTAGE_REASONS = new Set([2, 4]);
 /** Retries (10, 20, 40... 320 ms) of a refusal while none of our channels is open. */
 const TRANSIENT_RETRIES = 6;
+/** RFC 4254 5.1 SSH_OPEN_ADMINISTRATIVELY_PROHIBITED. */
+const PROHIBITED = 1;
+/** tinysshd's description when a connection already has (or just had) its one session channel. */
+const ONE_SESSION = /only one 'session' channel/i;
+
+/**
+ * The error for a session refused because the server allows one session channel per connection
+ * (tinysshd: reason 1, "only one 'session' channel allowed").
+ */
+function oneSessionError(refusal: SshChannelOpenError, othersOpen: boolean): SshChannelOpenError {
+  return new SshChannelOpenError(
+    'the server allows one session channel per connection and refused another (reason 1, administratively prohibited: ' +
+      `${JSON.stringify(refusal.message.replace(/^channel open failed: /, '').slice(0, 200))})` +
+      (othersOpen
+        ? ': close the open exec, spawn or SFTP session first, or use a separate SshClient for it'
+        : ': the server did not free the session slot in time; run one operation per connection'),
+    { reason: PROHIBITED, cause: refusal },
+  );
+}
 
 
 /**
@@ -36,6 +55,10 @@ const TRANSIENT_RETRIES = 6;
  * Waits (FIFO) for a slot and for a live link, then calls `open`. A refusal for lack of
  * resources while other sessions are open (sshd `MaxSessions`: "open failed", reason 2) lowers
  * the learned limit and waits for a channel to close, then tries again, instead of failing.
+ * A server that allows one session per connection (tinysshd, reason 1 "only one 'session'
+ * channel allowed") gets brief retries while none of our sessions is open (the server is still
+ * closing the last one and then ends the connection: the retry runs on the next link), and a
+ * clear `ERR_SSH_CHANNEL_OPEN` naming that cause otherwise.
  *
  * @throws {SshError} `ERR_SSH_CHANNEL_OPEN` (refused), `ERR_SSH_CONNECTION_LOST`,
  *   `ERR_SSH_TIMEOUT` / `ERR_SSH_ABORTED` (from `signal`), `ERR_SSH_CLOSED`.
@@ -69,6 +92,21 @@ export async function openSession<T extends Closable>(
     } catch (err) {
       const mapped = link.signal.aborted ? abortReason(link.signal) : mapChannelError(err);
       const shortage = mapped instanceof SshChannelOpenError && mapped.reason !== undefined && SHORTAGE_REASONS.has(mapped.reason) && !signal.aborted;
+      // A server with one session per connection (tinysshd) refuses with reason 1. While another
+      // of our sessions is open that is final (waiting could be forever: an SFTP session); when
+      // none is, the previous one is still closing on the server, which then ends the
+      // connection: retry briefly, on the next link once the client has reconnected.
+      const oneSession = mapped instanceof SshChannelOpenError && mapped.reason === PROHIBITED && ONE_SESSION.test(mapped.message);
+      if (oneSession) {
+        const othersOpen = limiter.open > 1;
+        release();
+        if (!othersOpen && !signal.aborted && transientRetries < TRANSIENT_RETRIES) {
+          transientRetries += 1;
+          await sleep(5 * 2 ** transientRetries, signal);
+          continue;
+        }
+        throw oneSessionError(mapped, othersOpen);
+      }
       if (shortage && limiter.open > 1) {
         // Others are open: the server holds fewer than we thought. Wait for one to close.
         limiter.lowerLimit();

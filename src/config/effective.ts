@@ -86,7 +86,7 @@ export function applySshConfig(o: ResolvedOptions, cfg: ResolvedSshConfig): Effe
   if (hmac) algorithms.hmac = hmac;
   if (serverHostKey) algorithms.serverHostKey = serverHostKey;
   const compression = pick(ex('compression'), set('compression'), o.compression, cfg.compression);
-  if (compression && !o.algorithms?.compress) algorithms.compress = ['zlib@openssh.com', 'zlib', 'none'];
+  if (compression && !o.algorithms?.compress) algorithms.compress = [...COMPRESS_ON];
   const hasAlgorithms = Object.keys(algorithms).length > 0;
   const fromConfig = configForwards(cfg);
   const effective: EffectiveConfig = {
@@ -122,9 +122,16 @@ export function applySshConfig(o: ResolvedOptions, cfg: ResolvedSshConfig): Effe
   return Object.freeze(effective);
 }
 
-/** The options as they are when no ssh_config is read. */
+/** zlib methods offered for `compression: true` (OpenSSH's `Compression yes`), `none` last. */
+const COMPRESS_ON: readonly string[] = Object.freeze(['zlib@openssh.com', 'zlib', 'none']);
+
+/**
+ * The options as they are when no ssh_config is read. `compression: true` offers zlib as
+ * {@link applySshConfig} does, unless the caller named `algorithms.compress` itself.
+ */
 export function withoutSshConfig(o: ResolvedOptions): EffectiveConfig {
-  const e: EffectiveConfig = { ...o, warnings: [], sources: [] };
+  const algorithms = o.compression && !o.algorithms?.compress ? Object.freeze({ ...(o.algorithms ?? {}), compress: [...COMPRESS_ON] }) : o.algorithms;
+  const e: EffectiveConfig = { ...o, algorithms, warnings: [], sources: [] };
   Object.defineProperty(e, inspect.custom, { enumerable: false, value: () => ({ ...e }) });
   return Object.freeze(e);
 }

@@ -203,7 +203,12 @@ function describeTry(t: AuthTry): string {
  * FORMAT), `auth` (RFC 4252: each method and key tried, by fingerprint, with the server's answer;
  * key file permissions; an empty agent; `MaxAuthTries` exhausted), `session` (runs `true`,
  * RFC 4254 section 6.5), `forward` (a `direct-tcpip` channel, RFC 4254 section 7.2) and `sftp`
- * (the subsystem starts), the last two only when asked.
+ * (the subsystem starts), the last two only when asked. `forward` and `sftp` run on the first
+ * connection; when one fails there it is tried once more on a fresh connection (a pass there
+ * is a pass, with a note), and when the server allows one session per connection (tinysshd:
+ * it refuses a second session with reason 1, "only one 'session' channel allowed", or ends the
+ * connection with its session) each later step runs on its own connection and its detail says
+ * "the server allows one session per connection" (`data.sessionsPerConnection: 1`).
  *
  * @param target - `[user@]host-or-alias`, resolved through ssh_config like `ssh` does.
  * @param options - explicit client options (they win over ssh_config), `sshConfig`,
@@ -319,6 +324,9 @@ export async function diagnose(target: string, options: DiagnoseOptions = {}): P
   // 3. TCP
   let sock: Socket | undefined;
   let client: ssh2.Client | undefined;
+  let connectedAddress = '';
+  /** Extra connections opened for steps run on their own connection (ended at the end). */
+  const extra: Array<{ client: ssh2.Client; sock: Socket }> = [];
   try {
     const tcpOk = await run('tcp', async () => {
       const tries: TcpTry[] = [];
@@ -327,6 +335,7 @@ export async function diagnose(target: string, options: DiagnoseOptions = {}): P
         const r = await tcpConnect(a, opts.port, perTryMs);
         if ('sock' in r) {
           sock = r.sock;
+          connectedAddress = a;
           tries.push({ address: a, outcome: 'connected' });
           return { ok: true, detail: `connected to ${a} port ${opts.port}${tries.length > 1 ? ` (after ${tries.length - 1} failed)` : ''}`, data: { address: a, tries } };
         }
@@ -405,6 +414,73 @@ export async function diagnose(target: string, options: DiagnoseOptions = {}): P
     push('auth', authOutcome(record, plan, opts), (m.auth ?? performance.now()) - (m.hostkey ?? m.start));
     if (record.end !== 'ready') return report();
     const live: ssh2.Client = c;
+    let liveClosed = false;
+    live.on('close', () => {
+      liveClosed = true;
+    });
+
+    /**
+     * A second connection like the first (same address, algorithms, host-key check and
+     * authentication), for a step that failed on the first one or when the server allows one
+     * session per connection. Rejects with why it could not be made.
+     */
+    const freshConnection = async (): Promise<ssh2.Client> => {
+      const r = await tcpConnect(connectedAddress, opts.port, Math.min(timeoutMs, opts.connectTimeoutMs));
+      if (!('sock' in r)) throw new Error(`a second connection failed: ${r.fail.outcome}${r.fail.code ? ` (${r.fail.code})` : ''}`);
+      const b = await readBanner(r.sock, timeoutMs);
+      if (b.kind !== 'ok') {
+        r.sock.destroy();
+        throw new Error(`a second connection got no identification string (${b.kind})`);
+      }
+      const { record: rec2, client: c2 } = await runHandshake({
+        sock: r.sock,
+        host: opts.host,
+        port: opts.port,
+        username: opts.username,
+        algorithms: toAlgorithms(opts),
+        offers: plan.offers,
+        phaseTimeoutMs: timeoutMs,
+        verifyHostKey: (key) => Promise.resolve(judgeHostKey(key, known, opts, lookupName).ok),
+      });
+      extra.push({ client: c2, sock: r.sock });
+      if (rec2.end !== 'ready') throw new Error(`a second connection did not log in: ${rec2.error ? msg(rec2.error) : rec2.end}`);
+      return c2;
+    };
+    /** Set once the server showed it allows one session per connection: later steps get their own connection. */
+    let oneSessionPerConnection = false;
+    const ONE_SESSION_NOTE = 'the server allows one session per connection';
+    /**
+     * Runs `op` on the first connection (or on its own when the server allows one session per
+     * connection); when that fails, once more on a fresh connection. A pass there is a pass,
+     * noting why it needed its own connection; a failure there is the step's failure.
+     */
+    const onSomeConnection = async (op: (cl: ssh2.Client) => Promise<void>): Promise<{ ok: true; note?: string } | { ok: false; err: unknown; note?: string }> => {
+      let firstErr: unknown;
+      if (!oneSessionPerConnection) {
+        try {
+          await op(live);
+          return { ok: true };
+        } catch (err) {
+          firstErr = err;
+        }
+        if (isOneSessionRefusal(firstErr) || liveClosed) oneSessionPerConnection = true;
+      }
+      let fresh: ssh2.Client;
+      try {
+        fresh = await freshConnection();
+      } catch {
+        return { ok: false, err: firstErr ?? new Error('no connection for this step') };
+      }
+      try {
+        await op(fresh);
+        if (oneSessionPerConnection) return { ok: true, note: `run on its own connection: ${ONE_SESSION_NOTE}` };
+        return { ok: true, note: `passed on a second connection after failing on the first (${msg(firstErr)})` };
+      } catch (err) {
+        return { ok: false, err, ...(oneSessionPerConnection ? { note: ONE_SESSION_NOTE } : {}) };
+      } finally {
+        fresh.end();
+      }
+    };
 
     // 8. session
     if (
@@ -436,19 +512,24 @@ export async function diagnose(target: string, options: DiagnoseOptions = {}): P
       const fhost = forward.host ?? 'localhost';
       if (
         !(await run('forward', async () => {
-          try {
-            await forwardOnce(live, fhost, forward.port, timeoutMs);
-            return { ok: true, detail: `the server connected to ${fhost}:${forward.port} through a direct-tcpip channel` };
-          } catch (err) {
-            const reason = (err as { reason?: unknown }).reason;
-            const hint =
-              reason === 1
-                ? 'the server forbids TCP forwarding (AllowTcpForwarding / PermitOpen / DisableForwarding in sshd_config)'
-                : reason === 2
-                  ? `nothing answers at ${fhost}:${forward.port} as seen from the server`
-                  : 'check the server log';
-            return { ok: false, detail: `cannot open a forward to ${fhost}:${forward.port}: ${msg(err)}`, hint, data: reason === undefined ? {} : { reason } };
+          const r = await onSomeConnection((cl) => forwardOnce(cl, fhost, forward.port, timeoutMs));
+          const own = oneSessionPerConnection ? { ownConnection: true, sessionsPerConnection: 1 } : {};
+          if (r.ok) {
+            return { ok: true, detail: `the server connected to ${fhost}:${forward.port} through a direct-tcpip channel${r.note ? ` (${r.note})` : ''}`, data: own };
           }
+          const reason = (r.err as { reason?: unknown }).reason;
+          const hint =
+            reason === 1
+              ? `the server forbids TCP forwarding (AllowTcpForwarding / PermitOpen / DisableForwarding in sshd_config)${oneSessionPerConnection ? ', or does not implement it (tinysshd has no port forwarding)' : ''}`
+              : reason === 2
+                ? `nothing answers at ${fhost}:${forward.port} as seen from the server`
+                : 'check the server log';
+          return {
+            ok: false,
+            detail: `cannot open a forward to ${fhost}:${forward.port}: ${msg(r.err)}${r.note ? ` (${r.note})` : ''}`,
+            hint,
+            data: { ...(reason === undefined ? {} : { reason }), ...own },
+          };
         }))
       ) {
         return report();
@@ -458,20 +539,36 @@ export async function diagnose(target: string, options: DiagnoseOptions = {}): P
     // 10. sftp
     if (sftp) {
       await run('sftp', async () => {
-        try {
-          await sftpOnce(live, timeoutMs);
-          return { ok: true, detail: 'the sftp subsystem started' };
-        } catch (err) {
-          return { ok: false, detail: `cannot start the sftp subsystem: ${msg(err)}`, hint: 'enable it on the server: `Subsystem sftp internal-sftp` (or the sftp-server path) in sshd_config' };
+        const r = await onSomeConnection((cl) => sftpOnce(cl, timeoutMs));
+        const own = oneSessionPerConnection ? { ownConnection: true, sessionsPerConnection: 1 } : {};
+        if (r.ok) return { ok: true, detail: `the sftp subsystem started${r.note ? ` (${r.note})` : ''}`, data: own };
+        if (oneSessionPerConnection && isOneSessionRefusal(r.err)) {
+          return { ok: false, detail: `cannot start the sftp subsystem: ${msg(r.err)}`, hint: `${ONE_SESSION_NOTE}, and refused it even on a connection of its own: see the server log`, data: own };
         }
+        return {
+          ok: false,
+          detail: `cannot start the sftp subsystem: ${msg(r.err)}${r.note ? ` (${r.note})` : ''}`,
+          hint: 'enable it on the server: `Subsystem sftp internal-sftp` (or the sftp-server path) in sshd_config',
+          data: own,
+        };
       });
     }
     return report();
   } finally {
+    for (const x of extra) {
+      x.client.end();
+      x.client.destroy();
+      x.sock.destroy();
+    }
     client?.end();
     client?.destroy();
     sock?.destroy();
   }
+}
+
+/** A session refused because the connection has (or just had) its one session (tinysshd: reason 1, "only one 'session' channel allowed"). */
+function isOneSessionRefusal(err: unknown): boolean {
+  return (err as { reason?: unknown } | undefined)?.reason === 1 && /only one 'session' channel/i.test(msg(err));
 }
 
 type KnownLoad = { ok: true; k: Awaited<ReturnType<typeof loadKnownHosts>> } | { ok: false; err: unknown };

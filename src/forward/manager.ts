@@ -19,6 +19,7 @@ import {
   type RemoteForwardOptions,
 } from './options.js';
 import { asForwardError, RemoteForward, tcpRouteKey, unixRouteKey } from './remote.js';
+import { setPortZeroAlias } from '../ssh2/forwarding.js';
 import type { ForwardContext, ForwardEvent, ForwardHandle, RemoteRetryPolicy } from './types.js';
 
 /** Options of {@link ForwardManager}. Durations in milliseconds. */
@@ -38,6 +39,16 @@ export interface ForwardManagerOptions {
    * @default { retries: 12, minDelayMs: 200, maxDelayMs: 5000, factor: 2 }
    */
   remoteRetry?: Partial<RemoteRetryPolicy>;
+  /**
+   * Default bound on the server's answer to a remote forward request, in ms (a forward's own
+   * `timeoutMs` wins). The client passes its `connectTimeoutMs`. @default 20000
+   */
+  remoteRequestTimeoutMs?: number;
+  /**
+   * Receives warnings that are not forward state changes, e.g. a server bug that could not be
+   * worked around (the client re-emits them as `warning`). Errors thrown by it are ignored.
+   */
+  warn?: (warning: { keyword: string; message: string }) => void;
 }
 
 /** Options of {@link ForwardManager.applyDeclared}. */
@@ -70,6 +81,9 @@ export class ForwardManager {
   readonly #handles = new Set<ForwardHandle>();
   readonly #routes = new Map<string, RemoteForward>();
   readonly #attached = new WeakSet<ssh2.Client>();
+  readonly #portZeroWarned = new WeakSet<Link>();
+  /** Port-0 aliases set in ssh2's forward table, per client: bind address -> port (0: ambiguous). */
+  #aliases = new Map<ssh2.Client, Map<string, number>>();
   readonly #deathHooks = new WeakMap<Link, Set<(cause: SshError) => void>>();
   readonly #unsubscribe: () => void;
   #declared: ForwardHandle[] | undefined;
@@ -100,12 +114,21 @@ export class ForwardManager {
         maxDelayMs: checkMs('remoteRetry.maxDelayMs', r.maxDelayMs, d.maxDelayMs),
         factor: r.factor !== undefined && r.factor >= 1 ? r.factor : d.factor,
       }),
+      remoteRequestTimeoutMs: checkMs('remoteRequestTimeoutMs', options.remoteRequestTimeoutMs, FORWARD_DEFAULTS.remoteRequestTimeoutMs, 1),
+      warn: (w) => {
+        try {
+          options.warn?.(w);
+        } catch {
+          // A throwing listener must not break forwarding.
+        }
+      },
       emit: (ev) => this.#safeEmit(ev),
       onLinkDeath: (link, fn) => this.#onLinkDeath(link, fn),
       attach: (link) => this.#attach(link),
       route: (key, fwd) => {
         if (fwd) this.#routes.set(key, fwd);
         else this.#routes.delete(key);
+        this.#syncPortZeroAliases();
       },
       release: (h) => {
         this.#handles.delete(h);
@@ -136,12 +159,13 @@ export class ForwardManager {
    * Opens a remote forward (ssh(1) `-R`; RFC 4254 section 7.1 `tcpip-forward`, or
    * `streamlocal-forward@openssh.com` for `remotePath`). Resolves once the server accepted it.
    *
-   * @param opts - `{ remoteHost = 'localhost', remotePort = 0, localHost = '127.0.0.1', localPort }`
-   *   or `{ remotePath, localHost, localPort }`.
+   * @param opts - `{ remoteHost = 'localhost', remotePort = 0, localHost = '127.0.0.1', localPort, timeoutMs? }`
+   *   or `{ remotePath, localHost, localPort, timeoutMs? }`.
    * @returns the handle; `remotePort` is the port the server bound.
    * @throws {SshConfigError} `ERR_SSH_CONFIG` for invalid options.
    * @throws {SshError} `ERR_SSH_FORWARD` when the server refuses (e.g. `AllowTcpForwarding no`,
-   *   `PermitListen`, port in use); the link errors of `provider.link()` (`ERR_SSH_TIMEOUT`
+   *   `PermitListen`, port in use) or does not answer within `timeoutMs` (default: the client's
+   *   `connectTimeoutMs`); the link errors of `provider.link()` (`ERR_SSH_TIMEOUT`
    *   after `connectionWaitMs`, `ERR_SSH_CLOSED`...); `ERR_SSH_CONNECTION_LOST`.
    */
   async forwardRemote(opts: RemoteForwardOptions): Promise<RemoteForward> {
@@ -347,12 +371,65 @@ export class ForwardManager {
     };
   }
 
+  /**
+   * Keeps ssh2's port-0 aliases (see `ssh2/forwarding.ts`) in line with the forwards that are up
+   * after a request for port 0: per link and bind address, one such forward gets its bound port
+   * (opens reported for port 0 reach it), several get 0 (opens reach
+   * {@link ForwardManager.#portZeroRoute}, which refuses them with a warning).
+   */
+  #syncPortZeroAliases(): void {
+    const want = new Map<ssh2.Client, Map<string, number>>();
+    for (const f of this.#routes.values()) {
+      const link = f.portZeroLink;
+      if (!link || link.signal.aborted) continue;
+      let hosts = want.get(link.client);
+      if (!hosts) {
+        hosts = new Map();
+        want.set(link.client, hosts);
+      }
+      const host = f.remoteHost ?? 'localhost';
+      hosts.set(host, hosts.has(host) ? 0 : f.remotePort);
+    }
+    for (const [client, hosts] of this.#aliases) {
+      for (const host of hosts.keys()) if (!want.get(client)?.has(host)) setPortZeroAlias(client, host, undefined);
+    }
+    for (const [client, hosts] of want) {
+      for (const [host, port] of hosts) if (this.#aliases.get(client)?.get(host) !== port) setPortZeroAlias(client, host, port);
+    }
+    this.#aliases = want;
+  }
+
+  /**
+   * A `forwarded-tcpip` open for port 0 (RFC 4254 section 7.2 says the server reports the port
+   * that was connected; asyncssh 2.10 reports the port 0 that was requested): routed to the one
+   * forward requested with port 0 and up on `link` (narrowed by bind address when there are
+   * several). When that is ambiguous the connection is refused and a `warning` names the bug,
+   * once per link.
+   */
+  #portZeroRoute(link: Link, destIP: string, destPort: number): RemoteForward | undefined {
+    if (destPort !== 0) return undefined;
+    let candidates = [...this.#routes.values()].filter((f) => f.askedForAnyPortOn(link));
+    if (candidates.length > 1) candidates = candidates.filter((f) => f.remoteHost === destIP);
+    if (candidates.length === 1) return candidates[0];
+    if (!this.#portZeroWarned.has(link)) {
+      this.#portZeroWarned.add(link);
+      this.#ctx.warn({
+        keyword: 'forwarded-tcpip',
+        message:
+          `the server opened a forwarded-tcpip channel for ${destIP}:0 instead of the port it bound (a server bug, e.g. asyncssh 2.10), ` +
+          `and ${candidates.length === 0 ? 'no remote forward' : `${candidates.length} remote forwards`} requested with port 0 could take it: the connection was refused. ` +
+          'Request remote forwards on a fixed port on this server, or only one with port 0.',
+      });
+    }
+    return undefined;
+  }
+
   #attach(link: Link): void {
     const client = link.client;
     if (this.#attached.has(client)) return;
     this.#attached.add(client);
     client.on('tcp connection', (info, accept, reject) => {
-      const fwd = this.#routes.get(tcpRouteKey(info.destIP, info.destPort));
+      const fwd = this.#routes.get(tcpRouteKey(info.destIP, info.destPort)) ?? this.#portZeroRoute(link, info.destIP, info.destPort);
       if (fwd) fwd.incoming(link, accept, reject);
       else if (!link.signal.aborted) reject();
     });

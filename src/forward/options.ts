@@ -30,6 +30,8 @@ export const FORWARD_DEFAULTS = Object.freeze({
    * backoff while the dead session may still hold the port on the server.
    */
   remoteRetry: Object.freeze({ retries: 12, minDelayMs: 200, maxDelayMs: 5_000, factor: 2 }),
+  /** How long the server may take to answer a remote forward request (the client passes its `connectTimeoutMs`). */
+  remoteRequestTimeoutMs: 20_000,
 });
 
 const PORT_MSG = 'expected an integer port from 0 to 65535 (0: any free port)';
@@ -94,6 +96,17 @@ export const remoteForwardOptionsSchema = z
     localHost: host('localHost').default(FORWARD_DEFAULTS.localHost),
     /** Port connections are carried to, on this side. */
     localPort: targetPort,
+    /**
+     * How long the server may take to answer each `tcpip-forward` /
+     * `streamlocal-forward@openssh.com` request, in ms; past it the request fails with
+     * `ERR_SSH_FORWARD` (a server that never answers, e.g. tinysshd, cannot hang the caller).
+     * @default the client's `connectTimeoutMs`
+     */
+    timeoutMs: z
+      .number({ error: 'expected milliseconds as an integer >= 1' })
+      .int({ error: 'expected milliseconds as an integer >= 1' })
+      .min(1, { error: 'expected milliseconds as an integer >= 1' })
+      .optional(),
   })
   .superRefine((o, ctx) => {
     if (o.remotePath !== undefined && (o.remotePort !== undefined || o.remoteHost !== undefined)) {
@@ -173,7 +186,7 @@ const SCHEMAS = {
 
 const ACCEPTED: Record<ForwardKind, string> = {
   local: 'localHost, localPort, remoteHost, remotePort, remotePath',
-  remote: 'remoteHost, remotePort, remotePath, localHost, localPort',
+  remote: 'remoteHost, remotePort, remotePath, localHost, localPort, timeoutMs',
   dynamic: 'localHost, localPort, auth',
 };
 

@@ -61,6 +61,9 @@ export class RemoteForward implements AsyncDisposable {
   readonly #traffic = new Traffic();
   readonly #closeCtl = new AbortController();
   #port: number;
+  /** The port asked for in the request that is (or was last) up on {@link RemoteForward.#upOn}. */
+  #askedPort: number | undefined;
+  readonly #timeoutMs: number;
   #state: RemoteForwardState = 'pending';
   #current: Attempt | undefined;
   #upOn: Link | undefined;
@@ -75,6 +78,7 @@ export class RemoteForward implements AsyncDisposable {
     this.#port = opts.remotePath === undefined ? (opts.remotePort ?? 0) : 0;
     this.localHost = opts.localHost;
     this.localPort = opts.localPort;
+    this.#timeoutMs = opts.timeoutMs ?? ctx.remoteRequestTimeoutMs;
   }
 
   /**
@@ -175,8 +179,9 @@ export class RemoteForward implements AsyncDisposable {
         randomize: true,
         signal: scope.signal,
         unref: true,
-        // Only a refusal by the server is worth retrying (the dead session may hold the port).
-        shouldRetry: ({ error }) => error instanceof SshError && error.code === 'ERR_SSH_FORWARD',
+        // Only a refusal by the server is worth retrying (the dead session may hold the port);
+        // a request the server never answered is not.
+        shouldRetry: ({ error }) => error instanceof SshError && error.code === 'ERR_SSH_FORWARD' && !unanswered.has(error),
       });
     } catch (err) {
       if (this.closed) throw new SshError('ERR_SSH_CLOSED', 'forward closed');
@@ -194,11 +199,44 @@ export class RemoteForward implements AsyncDisposable {
     this.#up(link);
   }
 
-  /** One `tcpip-forward` / `streamlocal-forward@openssh.com` request; resolves with the bound port. */
+  /**
+   * One `tcpip-forward` / `streamlocal-forward@openssh.com` request, bounded by the forward's
+   * `timeoutMs`: a server that never answers (tinysshd replies UNIMPLEMENTED, which ssh2 does
+   * not match to the request) fails it with `ERR_SSH_FORWARD`. Should the server accept it
+   * after all, the late forward is cancelled at once.
+   */
   #requestOn(link: Link): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const client = link.client;
+      const asked = this.#port;
+      let settled = false;
+      const timer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        const err = new SshError(
+          'ERR_SSH_FORWARD',
+          `the server did not answer the request for ${this.toString()} within ${this.#timeoutMs} ms (it may not support remote forwarding)`,
+        );
+        unanswered.add(err);
+        reject(err);
+      }, this.#timeoutMs);
+      timer.unref();
       const done = (err: Error | null | undefined, port?: number): void => {
+        if (settled) {
+          // Answered after the timeout: do not leave a forward bound on the server.
+          if (!err && !link.signal.aborted) {
+            const bound = port !== undefined && port > 0 ? port : asked;
+            try {
+              if (this.remotePath !== undefined) client.openssh_unforwardInStreamLocal(this.remotePath, () => undefined);
+              else client.unforwardIn(this.remoteHost ?? 'localhost', bound, () => undefined);
+            } catch {
+              // the link is going away: nothing to cancel
+            }
+          }
+          return;
+        }
+        settled = true;
+        clearTimeout(timer);
         if (err) {
           const lost = link.signal.aborted || /No response from server|Not connected/i.test(err.message);
           reject(
@@ -208,16 +246,38 @@ export class RemoteForward implements AsyncDisposable {
           );
           return;
         }
+        this.#askedPort = asked;
         if (port !== undefined && port > 0) this.#port = port;
         resolve();
       };
       try {
         if (this.remotePath !== undefined) client.openssh_forwardInStreamLocal(this.remotePath, (err) => done(err));
-        else client.forwardIn(this.remoteHost ?? 'localhost', this.#port, (err, port) => done(err, port));
+        else client.forwardIn(this.remoteHost ?? 'localhost', asked, (err, port) => done(err, port));
       } catch (err) {
+        settled = true;
+        clearTimeout(timer);
         reject(new SshError('ERR_SSH_CONNECTION_LOST', `connection lost: ${(err as Error).message}`, { cause: err }));
       }
     });
+  }
+
+  /**
+   * Whether this TCP forward is up on `link` after a request for port 0 (the server picked the
+   * port): the one forward that port-0 `forwarded-tcpip` opens can belong to.
+   *
+   * @internal
+   */
+  askedForAnyPortOn(link: Link): boolean {
+    return this.remotePath === undefined && this.#upOn === link && this.#askedPort === 0;
+  }
+
+  /**
+   * The link this TCP forward is up on after a request for port 0, else `undefined`.
+   *
+   * @internal
+   */
+  get portZeroLink(): Link | undefined {
+    return this.remotePath === undefined && this.#askedPort === 0 ? this.#upOn : undefined;
   }
 
   #routeKey(): string {
@@ -309,6 +369,9 @@ export class RemoteForward implements AsyncDisposable {
     });
   }
 }
+
+/** `ERR_SSH_FORWARD` errors of requests the server never answered (not retried). */
+const unanswered = new WeakSet<SshError>();
 
 /** Wraps anything into an `ERR_SSH_FORWARD` SshError (an SshError of that code is kept). */
 export function asForwardError(err: unknown, what?: string): SshError {

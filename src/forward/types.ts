@@ -70,6 +70,10 @@ export interface ForwardContext {
   readonly socksHandshakeTimeoutMs: number;
   readonly localConnectTimeoutMs: number;
   readonly remoteRetry: Readonly<RemoteRetryPolicy>;
+  /** Default bound on the server's answer to a remote forward request, in ms. */
+  readonly remoteRequestTimeoutMs: number;
+  /** Reports a problem that is not a forward state change (e.g. a server bug worked around). Errors thrown by it are ignored. */
+  warn(warning: { keyword: string; message: string }): void;
   /** Emits a forward event (listener errors are swallowed). */
   emit(event: ForwardEvent): void;
   /** Runs `fn` once when `link` dies; returns a function that unregisters it. */

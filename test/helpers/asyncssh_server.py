@@ -153,6 +153,7 @@ async def main():
         process_factory=handle_process,
         sftp_factory=True,
         allow_scp=True,
+        reuse_address=True,  # as sshd: a restart on the same port must not wait for TIME_WAIT
         encoding=None,
         agent_forwarding=False,
         x11_forwarding=False,

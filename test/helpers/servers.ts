@@ -64,7 +64,7 @@ export interface TestServer {
   readonly traits: ServerTraits;
   /** Listener and every session process gone (bounded: 5 s). Idempotent. */
   stop(): Promise<void>;
-  /** Same port, same host key (bounded: 10 s). No-op when running. */
+  /** Same port, same host key (bounded: 20 s). No-op when running. */
   start(): Promise<void>;
   /** stop + delete temp files (and our authorized_keys line). */
   remove(): Promise<void>;
@@ -81,7 +81,8 @@ export interface TestServerOptions {
   extra?: Record<string, unknown>;
 }
 
-const READY_TIMEOUT_MS = 10_000;
+/** A loaded 2-core box can take seconds to start Python and import asyncssh. */
+const READY_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 5_000;
 const LOG_LIMIT = 256 * 1024;
 const SYSTEM_PYTHON = '/usr/bin/python3';
@@ -90,6 +91,10 @@ const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ASYNCSSH_SCRIPT = path.join(HERE, 'asyncssh_server.py');
 
+/**
+ * Traits and limitations as verified against the Debian 12 packages (OpenSSH 9.2p1, Dropbear
+ * 2022.83, asyncssh 2.10.1, tinysshd 20230101) by test/conformance/ and by hand.
+ */
 const TRAITS: Record<Exclude<ServerKind, 'inproc'>, ServerTraits> = {
   openssh: {
     sftp: true,
@@ -113,8 +118,10 @@ const TRAITS: Record<Exclude<ServerKind, 'inproc'>, ServerTraits> = {
     signals: true,
     pty: true,
     notes: [
-      'SFTP only when an external sftp-server is installed (Debian: openssh-sftp-server, /usr/lib/sftp-server).',
-      'All sessions of one connection share a process group: a command does not lead its own group.',
+      'Concurrent session opens on one connection intermittently fail their exec request ("Unable to exec"; ~20-70% of 100 at 10 in flight, 2% at 2, none at 1, raw ssh2 too): use maxSessions: 1.',
+      'SFTP only with an external sftp-server (Debian: openssh-sftp-server, /usr/lib/sftp-server).',
+      'All sessions of one connection share one process group: a command does not lead its own group.',
+      'Reads only ~/.ssh/authorized_keys (no AuthorizedKeysFile option).',
     ],
   },
   asyncssh: {
@@ -126,8 +133,10 @@ const TRAITS: Record<Exclude<ServerKind, 'inproc'>, ServerTraits> = {
     signals: true,
     pty: false,
     notes: [
-      'Commands run in the server process\'s process group (the application spawns them).',
-      'Signals, env and the shell are up to the application (this harness forwards signals and applies env).',
+      'Remote forward on port 0: forwarded-tcpip opens report port 0 instead of the bound port (ssh2 would refuse them; ssh-tether routes them to the one port-0 forward, else refuses with a warning).',
+      "Commands run in the server process's process group (the application spawns them).",
+      'Signals, env, the shell and PTYs are up to the application (this harness forwards signals, applies env, allocates no PTY).',
+      'Re-keys hourly by default and sends IGNORE during re-key, which ssh2 1.17 rejects (see the ssh2 fix).',
     ],
   },
   tinysshd: {
@@ -139,8 +148,9 @@ const TRAITS: Record<Exclude<ServerKind, 'inproc'>, ServerTraits> = {
     signals: false,
     pty: true,
     notes: [
-      'One session channel per connection: a second one is refused (reason 1, "only one \'session\' channel allowed").',
-      'No port forwarding, no compression; ssh-ed25519 keys only; global requests answered with UNIMPLEMENTED.',
+      'One session channel per connection, and the connection ends with it: a second one is refused (reason 1, "only one \'session\' channel allowed"); use one connection (client) per operation.',
+      'No port forwarding: direct-tcpip is refused (reason 1, same text); tcpip-forward is answered with UNIMPLEMENTED, which ssh2 never matches (forwardRemote fails after timeoutMs).',
+      'Ignores `signal` requests; no compression (zlib offered, none negotiated); ssh-ed25519 keys only; reads only ~/.ssh/authorized_keys.',
       'SFTP only when started with `-x sftp=/path/to/sftp-server`.',
     ],
   },
@@ -662,7 +672,7 @@ async function startOrRemove(server: SpawnedServer): Promise<void> {
 /**
  * Starts a real SSH server of `kind` on a free loopback port with a fresh host key, logging in
  * the harness user with a fresh ed25519 key. Resolves when it sends its SSH banner (bounded:
- * 10 s). A missing server binary is installed when this process is root with apt-get, else this
+ * 20 s). A missing server binary is installed when this process is root with apt-get, else this
  * rejects with one line naming the Debian package. `inproc` lives in test/helpers/inproc-server.ts.
  */
 export async function startTestServer(kind: ServerKind, options: TestServerOptions = {}): Promise<TestServer> {
