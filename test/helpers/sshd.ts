@@ -204,7 +204,7 @@ function childMap(): Map<number, number[]> {
   return map;
 }
 
-function descendants(root: number, map = childMap()): number[] {
+export function descendants(root: number, map = childMap()): number[] {
   const out: number[] = [];
   const stack = [...(map.get(root) ?? [])];
   while (stack.length > 0 && out.length < 100_000) {
@@ -228,7 +228,7 @@ function signal(pid: number, sig: NodeJS.Signals): void {
  * appears) so nobody forks or gets re-parented to init while we collect it, then kills.
  * Returns every pid signalled (root first when included).
  */
-function killTreeSync(root: number, includeRoot: boolean): number[] {
+export function killTreeSync(root: number, includeRoot: boolean): number[] {
   const seen = new Set<number>();
   if (includeRoot) {
     signal(root, 'SIGSTOP');
@@ -248,7 +248,7 @@ function killTreeSync(root: number, includeRoot: boolean): number[] {
   return [...seen];
 }
 
-async function waitGone(pids: number[], timeoutMs: number): Promise<void> {
+export async function waitGone(pids: number[], timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (pids.some(alive)) {
     if (Date.now() > deadline) throw new Error(`processes still alive after ${timeoutMs} ms: ${pids.filter(alive).join(', ')}`);
@@ -281,7 +281,7 @@ interface LoginUser {
 
 let userPromise: Promise<LoginUser> | undefined;
 
-function loginUser(): Promise<LoginUser> {
+export function loginUser(): Promise<LoginUser> {
   userPromise ??= resolveLoginUser();
   return userPromise;
 }
