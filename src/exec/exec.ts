@@ -8,7 +8,7 @@ import type { LinkProvider } from '../connection/link.js';
 import type { SessionLimiter } from '../channel/limiter.js';
 import { openSession } from '../channel/open.js';
 import { buildCommandLine } from './quote.js';
-import { RemoteProcess, captureExit, feedStdin, type ExecResult } from './process.js';
+import { EXIT_DRAIN_IDLE_MS, RemoteProcess, captureExit, feedStdin, type ExecResult, type ProcessKiller } from './process.js';
 
 /** Options of {@link SshClient.spawn}. */
 export interface SpawnOptions {
@@ -68,8 +68,8 @@ function isEmpty(o: unknown): boolean {
 export interface ExecContext {
   provider: LinkProvider;
   limiter: SessionLimiter;
-  /** Kills a remote process group with a second exec (best effort). */
-  killer: (pid: number) => Promise<void>;
+  /** Kills a stopped command's processes with a second exec (see `buildKillCommand`); reports its own failures. */
+  killer: ProcessKiller;
 }
 
 function execChannel(client: ssh2.Client, cmdline: string): Promise<ssh2.ClientChannel> {
@@ -151,16 +151,21 @@ export async function execCommand(ctx: ExecContext, command: string | readonly s
     let errLen = 0;
     const decode = (parts: Buffer[]): string | Buffer => (asBuffer ? Buffer.concat(parts) : Buffer.concat(parts).toString('utf8'));
     proc.partialOutput = () => ({ stdout: decode(out), stderr: decode(err), exitCode: null, signal: null });
+    // After the exit status: settle once output stops (a background child holding stdout, or a
+    // server that never closes the channel, must not hang exec).
+    const touch = proc.drainAfterExit(EXIT_DRAIN_IDLE_MS);
     const overflow = (): void => proc.stopWith(new SshError('ERR_SSH_MAX_BUFFER', `command output exceeded maxBufferBytes (${maxBuffer})`));
     proc.stdout.on('data', (c: Buffer) => {
       outLen += c.length;
       if (outLen > maxBuffer) return overflow();
       out.push(c);
+      touch();
     });
     proc.stderr.on('data', (c: Buffer) => {
       errLen += c.length;
       if (errLen > maxBuffer) return overflow();
       err.push(c);
+      touch();
     });
     feedStdin(channel, o.stdin, (e) => proc.stopWith(new SshError('ERR_SSH_ABORTED', `stdin stream failed: ${e.message}`, { cause: e })));
     const r = await proc.exited;
