@@ -26,6 +26,9 @@ export interface ExecResult<T extends string | Buffer = string> {
  */
 export const EXIT_DRAIN_IDLE_MS = 1_000;
 
+/** How long a command stopped before its pid line arrived keeps its channel open for that line. */
+const PID_WAIT_MS = 3_000;
+
 /**
  * Removes the pid line our command wrapper prints first on stderr
  * (`ssh-tether:pid=<pid>:<group|tree>`), and reports the pid and {@link KillMode} (a line without
@@ -101,6 +104,7 @@ export class RemoteProcess {
   readonly exited: Promise<ExecResult<string>>;
   #target: KillTarget | undefined;
   #done = false;
+  #killPending = false;
   #drainIdleMs: number | undefined;
   #drainTimer: NodeJS.Timeout | undefined;
   #exit: { code: number | null; signal: string | null } | undefined;
@@ -128,6 +132,12 @@ export class RemoteProcess {
     if (stripPid) {
       const stripper = new PidLineStripper((pid, mode) => {
         this.#target = { pid, mode };
+        // Stopped before the pid line arrived: kill now (the command started meanwhile).
+        if (this.#killPending) {
+          this.#killPending = false;
+          this.#runKiller();
+          this.#closeChannel();
+        }
       });
       channel.stderr.pipe(stripper);
       channel.stderr.on('error', (e: Error) => stripper.destroy(e));
@@ -286,6 +296,11 @@ export class RemoteProcess {
     }
   }
 
+  #runKiller(): void {
+    const target = this.#target;
+    if (target !== undefined && this.#killer) this.#killer(target).catch(() => undefined);
+  }
+
   #stop(reason: SshError): void {
     if (this.#stopped) return;
     const exited = this.#exit !== undefined;
@@ -300,10 +315,18 @@ export class RemoteProcess {
       } catch {
         // the channel may already be gone
       }
-      const target = this.#target;
-      if (target !== undefined && this.#killer) this.#killer(target).catch(() => undefined);
+      if (this.#target !== undefined) this.#runKiller();
+      else if (this.stderr !== this.#channel.stderr && this.#killer) {
+        // The pid line is still on its way: keep the channel open until it arrives (a server may
+        // end the streams on our close, e.g. tinysshd sends EOF at once), bounded.
+        this.#killPending = true;
+        setTimeout(() => {
+          this.#killPending = false;
+          this.#closeChannel();
+        }, PID_WAIT_MS).unref();
+      }
     }
-    this.#closeChannel();
+    if (!this.#killPending) this.#closeChannel();
     // Settle now with the output so far: sshd answers the close only once the command is gone,
     // and ssh2 reports it only once the caller has read the streams to their end.
     setImmediate(() => this.#finish?.(reason));
