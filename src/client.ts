@@ -39,7 +39,7 @@ const noKill = (): Promise<void> => Promise.resolve();
  * killed on timeout. Rejects when it cannot run or reports a survivor (exit status 3).
  */
 async function runKill(ctx: ExecContext, target: KillTarget): Promise<void> {
-  const r = await execCommand({ ...ctx, killer: noKill }, buildKillCommand(target), { timeoutMs: KILL_TIMEOUT_MS });
+  const r = await execCommand({ ...ctx, killer: noKill, stoppable: false }, buildKillCommand(target), { timeoutMs: KILL_TIMEOUT_MS });
   if (r.exitCode !== 0) {
     throw new SshError('ERR_SSH_EXIT', `kill exited with ${r.exitCode === null ? `signal ${String(r.signal)}` : `code ${r.exitCode}`}: ${printable(r.stderr.trim().slice(0, 200))}`);
   }

@@ -8,7 +8,7 @@ import type { LinkProvider } from '../connection/link.js';
 import type { SessionLimiter } from '../channel/limiter.js';
 import { openSession } from '../channel/open.js';
 import { buildCommandLine } from './quote.js';
-import { EXIT_DRAIN_IDLE_MS, RemoteProcess, captureExit, feedStdin, type ExecResult, type ProcessKiller } from './process.js';
+import { EXIT_DRAIN_IDLE_MS, PID_WAIT_MS, PidLineStripper, RemoteProcess, captureExit, feedStdin, type ExecResult, type ProcessKiller } from './process.js';
 
 /** Options of {@link SshClient.spawn}. */
 export interface SpawnOptions {
@@ -70,6 +70,8 @@ export interface ExecContext {
   limiter: SessionLimiter;
   /** Kills a stopped command's processes with a second exec (see `buildKillCommand`); reports its own failures. */
   killer: ProcessKiller;
+  /** `false`: never wrap the command to report its pid (the kill exec itself). @default true */
+  stoppable?: boolean;
 }
 
 function execChannel(client: ssh2.Client, cmdline: string): Promise<ssh2.ClientChannel> {
@@ -82,6 +84,36 @@ function execChannel(client: ssh2.Client, cmdline: string): Promise<ssh2.ClientC
   });
 }
 
+/**
+ * Disposes of an exec channel that arrived after its caller gave up (timeout or abort while the
+ * exec request was in flight). The server may already run the command, so with `reportPid` wait
+ * (bounded by {@link PID_WAIT_MS}) for the pid line and kill the command before closing.
+ */
+function lateChannelDisposer(ctx: ExecContext, reportPid: boolean): (ch: ssh2.ClientChannel) => void {
+  return (ch) => {
+    ch.on('error', () => undefined);
+    if (!reportPid) {
+      ch.close();
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const done = (): void => {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      ch.close();
+    };
+    const stripper = new PidLineStripper((pid, mode) => {
+      ctx.killer({ pid, mode }).catch(() => undefined);
+      done();
+    });
+    stripper.on('error', () => undefined);
+    ch.stderr.pipe(stripper).resume();
+    ch.resume();
+    ch.once('close', done);
+    timer = setTimeout(done, PID_WAIT_MS);
+  };
+}
+
 async function start(
   ctx: ExecContext,
   command: string | readonly string[],
@@ -91,7 +123,7 @@ async function start(
   settleOnExit: boolean,
 ): Promise<{ proc: RemoteProcess; channel: ssh2.ClientChannel }> {
   const cmdline = buildCommandLine({ command, env: o.env, cwd: o.cwd, reportPid });
-  const { link, channel, release } = await openSession(ctx.provider, ctx.limiter, (l) => execChannel(l.client, cmdline), scope);
+  const { link, channel, release } = await openSession(ctx.provider, ctx.limiter, (l) => execChannel(l.client, cmdline), scope, lateChannelDisposer(ctx, reportPid));
   const proc = new RemoteProcess(channel, link.signal, scope, ctx.killer, release, reportPid, settleOnExit);
   return { proc, channel };
 }
@@ -144,7 +176,8 @@ export async function execCommand(ctx: ExecContext, command: string | readonly s
   const scope = operationScope({ signal: o.signal, timeoutMs: o.timeoutMs }, 'exec');
   try {
     // The pid is only needed to stop the command on timeout or abort.
-    const { proc, channel } = await start(ctx, command, o, scope.signal, o.timeoutMs !== undefined || o.signal !== undefined, false);
+    const stoppable = ctx.stoppable !== false && (o.timeoutMs !== undefined || o.signal !== undefined);
+    const { proc, channel } = await start(ctx, command, o, scope.signal, stoppable, false);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let outLen = 0;

@@ -27,7 +27,7 @@ export interface ExecResult<T extends string | Buffer = string> {
 export const EXIT_DRAIN_IDLE_MS = 1_000;
 
 /** How long a command stopped before its pid line arrived keeps its channel open for that line. */
-const PID_WAIT_MS = 3_000;
+export const PID_WAIT_MS = 3_000;
 
 /**
  * Removes the pid line our command wrapper prints first on stderr

@@ -95,7 +95,8 @@ function stoppable(inner: string): string {
  * on the same server by the client). POSIX sh only; `kill -TERM -PGID` without `--` (dash's `kill`
  * rejects `--`: "Illegal number: -").
  *
- * It lists `pid`'s descendants by parent pid (from `/proc/<n>/stat`, else `ps -A -o pid= -o ppid=`)
+ * It lists `pid`'s descendants by parent pid (from `ps -A -o pid= -o ppid= -o pgid= -o stat=`, else
+ * from `/proc/<n>/stat`)
  * before signalling anything, sends `TERM` to the group (mode `'group'` only) and to the listed
  * processes, waits up to ~1 s for them to go, then sends `KILL` to what is left. It never signals
  * a process group that `pid` does not lead, nor a process outside `pid`'s tree.
@@ -108,10 +109,11 @@ export function buildKillCommand(target: KillTarget): string {
   if (!Number.isInteger(pid) || pid <= 1) throw new TypeError(`kill target pid must be an integer > 1, got ${String(pid)}`);
   const p = String(pid);
   const g = mode === 'group' ? 1 : 0;
-  // One line per process: "pid ppid pgrp state" (state "?" where ps cannot tell).
+  // One line per process: "pid ppid pgrp state", from ps (POSIX -o fields plus procps/busybox
+  // `stat`), else from /proc/<pid>/stat without forking per process.
   const snap =
-    `snap() { if [ -r /proc/self/stat ]; then for f in /proc/[0-9]*/stat; do read -r l <"$f" && { s=\${l##*) }; set -- $s; echo "\${l%% *} $2 $3 $1"; }; done 2>/dev/null;` +
-    ` else ps -A -o pid= -o ppid= -o pgid= 2>/dev/null | awk '{ print $1, $2, $3, "?" }'; fi; };`;
+    `snap() { ps -A -o pid= -o ppid= -o pgid= -o stat= 2>/dev/null || for f in /proc/[0-9]*/stat; do read -r l <"$f" &&` +
+    ` { s=\${l##*) }; a=\${s%% *}; s=\${s#* }; b=\${s%% *}; s=\${s#* }; echo "\${l%% *} $b \${s%% *} $a"; }; done 2>/dev/null; };`;
   // The command's processes: pid, its descendants by parent pid, and (group mode) its group; zombies
   // excluded. `$t` (the last list) is kept as seeds: a child orphaned by the TERM is still ours.
   const procs =

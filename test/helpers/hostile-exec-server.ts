@@ -48,8 +48,14 @@ export function every(session: ExecSession, ms: number, fn: () => void): void {
   session.timers.add(t);
 }
 
+/** Options of {@link startHostileExecServer}. */
+export interface HostileExecOptions {
+  /** Delay (ms) before the exec request is answered, by command line (default 0). */
+  acceptDelayMs?: (command: string) => number;
+}
+
 /** Starts the server on 127.0.0.1 with a fresh ed25519 host key; `behave` answers each exec. */
-export async function startHostileExecServer(behave: ExecBehaviour): Promise<HostileExecServer> {
+export async function startHostileExecServer(behave: ExecBehaviour, options: HostileExecOptions = {}): Promise<HostileExecServer> {
   const dir = mkdtempSync(join(tmpdir(), 'tether-hostile-exec-'));
   const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
   const userKey = ssh2.utils.generateKeyPairSync('ed25519');
@@ -73,6 +79,11 @@ export async function startHostileExecServer(behave: ExecBehaviour): Promise<Hos
       };
       session.on('close', uncount);
       session.on('exec', (accept, _reject, info) => {
+        const delay = options.acceptDelayMs?.(info.command) ?? 0;
+        if (delay > 0) setTimeout(() => answer(accept, info), delay);
+        else answer(accept, info);
+      });
+      const answer = (accept: () => ssh2.ServerChannel, info: { command: string }): void => {
         const channel = accept();
         const s: ExecSession = { command: info.command, closed: false, timers: new Set() };
         sessions.push(s);
@@ -87,7 +98,7 @@ export async function startHostileExecServer(behave: ExecBehaviour): Promise<Hos
         // read (and drop) stdin: ssh2 emits 'close' only once the readable side has ended
         channel.resume();
         behave(info.command, channel, s);
-      });
+      };
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -4,9 +4,10 @@
 // Also: a daemonizing command (exit status first, stdout held open by a background child) does not
 // hang exec past its drain bound (issue 11 item 4, on a real sshd).
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { SshClient, SshError, SshExecError } from '../../src/index.js';
+import { buildKillCommand } from '../../src/exec/quote.js';
 import { startTestServer, type ServerKind, type TestServer } from '../helpers/servers.js';
 import { clientOptions, waitFor } from '../helpers/client.js';
 
@@ -92,7 +93,7 @@ describe.each(KINDS)('timeout, abort and kill() stop the whole command on %s', (
       expect((err as SshExecError).result.stdout).toBe('started\n');
       const gone = await goneWithin(server.username, m, BOUND_MS);
       measured.push(`${kind} timeout: ${gone === undefined ? 'NOT GONE' : `${Date.now() - t0 - 1_500} ms after the timeout`}`);
-      expect(gone).toBeDefined();
+      expect(gone, `still running; warnings: ${warnings.join(' | ')}`).toBeDefined();
       // the sibling of another session still runs, and the server (and, where it serves more than
       // one session, this connection) still works
       expect(pidsOf(server.username, `sleep ${sibling.m}`).length).toBeGreaterThan(0);
@@ -115,7 +116,7 @@ describe.each(KINDS)('timeout, abort and kill() stop the whole command on %s', (
     expect((err as SshError).code).toBe('ERR_SSH_ABORTED');
     const gone = await goneWithin(server.username, m, BOUND_MS);
     measured.push(`${kind} abort: ${gone === undefined ? 'NOT GONE' : `${Date.now() - t0} ms`}`);
-    expect(gone).toBeDefined();
+    expect(gone, `still running; warnings: ${warnings.join(' | ')}`).toBeDefined();
     expect(warnings).toEqual([]);
   }, 60_000);
 
@@ -130,7 +131,7 @@ describe.each(KINDS)('timeout, abort and kill() stop the whole command on %s', (
       expect(((await proc.exited.catch((e: unknown) => e)) as SshError).code).toBe('ERR_SSH_ABORTED');
       const gone = await goneWithin(server.username, m, BOUND_MS);
       measured.push(`${kind} kill(): ${gone === undefined ? 'NOT GONE' : `${Date.now() - t0} ms`}`);
-      expect(gone).toBeDefined();
+      expect(gone, `still running; warnings: ${warnings.join(' | ')}`).toBeDefined();
       expect(pidsOf(server.username, `sleep ${sibling.m}`).length).toBeGreaterThan(0);
     } finally {
       await sibling.stop();
@@ -174,6 +175,48 @@ describe('a daemonizing command on a real sshd (exit status first, stdout held b
     expect(pidsOf(server.username, `sleep ${m2}`).length).toBeGreaterThan(0);
     for (const x of [m, m2]) execFileSync('pkill', ['-u', server.username, '-f', `sleep ${x}`]);
   }, 60_000);
+});
+
+describe('the kill script, run by dash here (the mode a server without setsid gets)', () => {
+  it("tree mode kills the command's tree by parent pid and nothing else of the shared process group", async () => {
+    // The command shares this test process's group (as under Dropbear/tinysshd/asyncssh without
+    // setsid): a group kill would kill this very test. A sibling in the same group must survive.
+    const m = marker();
+    const ms = marker();
+    const cmd = spawn('/bin/sh', ['-c', `sleep ${m} | cat; sh -c 'sleep ${m}; echo'`], { stdio: 'ignore' });
+    const sibling = spawn('/bin/sh', ['-c', `sleep ${ms}`], { stdio: 'ignore' });
+    try {
+      const me = process.getuid?.() === 0 ? 'root' : String(process.getuid?.());
+      expect(await waitFor(() => pidsOf(me, `^sleep ${m}`).length === 1 && pidsOf(me, `^sleep ${ms}`).length === 1, 5_000)).toBe(true);
+      const pgid = Number(execFileSync('ps', ['-o', 'pgid=', '-p', String(cmd.pid)], { encoding: 'utf8' }).trim());
+      expect(pgid).toBe(Number(execFileSync('ps', ['-o', 'pgid=', '-p', String(process.pid)], { encoding: 'utf8' }).trim()));
+      const r = spawnSync('/bin/sh', ['-c', buildKillCommand({ pid: cmd.pid as number, mode: 'tree' })], { encoding: 'utf8', timeout: 10_000 });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      expect(await waitFor(() => pidsOf(me, `sleep ${m}`).length === 0, 2_000)).toBe(true);
+      expect(pidsOf(me, `^sleep ${ms}`).length).toBe(1);
+    } finally {
+      cmd.kill('SIGKILL');
+      sibling.kill('SIGKILL');
+      for (const pid of [...pidsOf('root', `^sleep ${m}`), ...pidsOf('root', `^sleep ${ms}`)]) process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  it('a process that ignores TERM gets KILL after ~1 s; a pid <= 1 is refused', async () => {
+    const m = marker();
+    const cmd = spawn('/bin/sh', ['-c', `trap '' TERM; sleep ${m}; true`], { stdio: 'ignore', detached: true });
+    try {
+      const me = process.getuid?.() === 0 ? 'root' : String(process.getuid?.());
+      expect(await waitFor(() => pidsOf(me, `^sleep ${m}`).length === 1, 5_000)).toBe(true);
+      const r = spawnSync('/bin/sh', ['-c', buildKillCommand({ pid: cmd.pid as number, mode: 'group' })], { encoding: 'utf8', timeout: 10_000 });
+      expect(r.status).toBe(0);
+      expect(pidsOf(me, `sleep ${m}`)).toEqual([]);
+      // a target that is not ours to kill (pid 1, as a tree): refused before anything is sent
+      expect(() => buildKillCommand({ pid: 1, mode: 'tree' })).toThrow(TypeError);
+    } finally {
+      cmd.kill('SIGKILL');
+    }
+  });
 });
 
 afterAll(() => {

@@ -9,6 +9,7 @@ import { every, startHostileExecServer, type HostileExecServer } from '../helper
 import { rejection, settle } from './util.js';
 
 const HOSTILE_PID = 4242;
+const LATE_PID = 4343;
 
 let server: HostileExecServer;
 let ssh: SshClient;
@@ -49,6 +50,11 @@ beforeAll(async () => {
       every(s, 5, () => ch.write(chunk));
       return;
     }
+    if (command.includes('mode=late')) {
+      // the exec reply comes late (the command already runs): print the pid, run on
+      ch.stderr.write(`ssh-tether:pid=${LATE_PID}:group\n`);
+      return;
+    }
     if (command.includes('mode=pid-hang')) {
       ch.stderr.write(`ssh-tether:pid=${HOSTILE_PID}:group\n`);
       return; // never exits
@@ -56,7 +62,7 @@ beforeAll(async () => {
     ch.exit(127);
     ch.end();
     ch.close();
-  });
+  }, { acceptDelayMs: (command) => (command.includes('mode=late') ? 1_500 : 0) });
   ssh = new SshClient(clientOptions(server, { maxSessions: 1, reconnect: false }));
   ssh.on('warning', (w) => warnings.push({ keyword: w.keyword, message: w.message }));
   await ssh.connect();
@@ -131,12 +137,24 @@ describe('exit-status, then the channel is kept open', () => {
 });
 
 describe('the kill exec', () => {
+  it('an exec aborted while its request was in flight is still killed once its channel arrives', async () => {
+    const ac = new AbortController();
+    const p = ssh.exec(': mode=late', { signal: ac.signal });
+    setTimeout(() => ac.abort(), 500);
+    expect((await rejection(p)).code).toBe('ERR_SSH_ABORTED');
+    expect(await waitFor(() => server.sessions.some((s) => s.command.includes('snap()') && s.command.includes(`kill -TERM -${LATE_PID} `)), 10_000)).toBe(true);
+    const late = server.sessions.find((s) => s.command.includes('mode=late'));
+    expect(await waitFor(() => late?.closed === true, 5_000)).toBe(true);
+    warnings.length = 0;
+    await nextExecRuns();
+  });
+
   it('signals only the reported group (kill -TERM -PGID, no `--`); its failure is a warning event, with server text escaped', async () => {
     warnings.length = 0;
     const err = await rejection(ssh.exec(': mode=pid-hang', { timeoutMs: 1_000 }));
     expect(err.code).toBe('ERR_SSH_TIMEOUT');
     expect(await waitFor(() => warnings.length > 0, 10_000)).toBe(true);
-    const kill = server.sessions.find((s) => s.command.includes('snap()'));
+    const kill = server.sessions.find((s) => s.command.includes('snap()') && s.command.includes(`awk -v r=${HOSTILE_PID} `));
     expect(kill?.command).toContain(`kill -TERM -${HOSTILE_PID} `);
     expect(kill?.command).not.toMatch(/kill -[A-Z]+ --/);
     expect(warnings[0]?.keyword).toBe('exec kill');
