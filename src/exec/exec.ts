@@ -16,9 +16,34 @@ export interface SpawnOptions {
   env?: Record<string, string>;
   /** Working directory on the server (`cd -- dir` before the command; exit 1 if it fails). */
   cwd?: string;
-  /** Bound in ms on the whole operation, including waiting for the connection and a channel. */
+  /**
+   * Bound in ms on the whole operation, including waiting for the connection and a channel, and
+   * (exec) the wait for the channel to close after the exit status. When it fires the call rejects
+   * with `ERR_SSH_TIMEOUT` and the command is stopped as by `signal`.
+   */
   timeoutMs?: number;
-  /** Aborts the operation: the remote command is stopped and the call rejects with `ERR_SSH_ABORTED`. */
+  /**
+   * Aborts the operation: the call rejects with `ERR_SSH_ABORTED` and the remote command is
+   * stopped, in every phase (queued for a channel, channel opening, running, after the exit status).
+   *
+   * How the command is stopped: with `timeoutMs` or `signal`, the command line is wrapped so that
+   * the command leads its own process group and reports its pid first; on a stop a second exec
+   * sends `TERM` to that group and to the pid's descendants (by parent pid), then `KILL` to what is
+   * left after ~1 s. Per server kind:
+   * - OpenSSH sshd: each session already leads its own group; the command runs in the login shell
+   *   as written.
+   * - Dropbear (one group per connection), asyncssh (the server's group) and tinysshd (one group
+   *   per server): the line runs under `setsid /bin/sh -c` so it leads a new group and no other
+   *   session's or the server's processes are ever signalled; without `setsid` on the server, only
+   *   the command's process tree (by parent pid) is killed.
+   * - tinysshd (one session per connection): the kill exec runs over a second, short-lived
+   *   connection.
+   * A stop that arrives before the pid line waits (up to 3 s) for it, also for an exec whose
+   * channel arrived after the caller gave up. Processes that left the group and the tree (a
+   * double-forked daemon) are not followed. A kill exec that fails is a client `warning` event
+   * (`keyword: 'exec kill'`). After the exit status only the channel is closed (see
+   * `EXIT_DRAIN_IDLE_MS`).
+   */
   signal?: AbortSignal;
 }
 
