@@ -4,7 +4,7 @@ import { SshError } from './errors.js';
 import { resolveOptions, type ResolvedOptions, type SshClientOptions } from './config/options.js';
 import { resolveEffective } from './config/effective.js';
 import type { SshConfigWarning } from './config/ssh-config.js';
-import { Connection, type ConnectionEvents, type RttSummary } from './connection/connection.js';
+import { Connection, type ConnectionEvents, type ConnectionHooks, type RttSummary } from './connection/connection.js';
 import { JumpHosts } from './connection/jump.js';
 import type { ConnectionState } from './connection/state.js';
 import type { Link, LinkWaitOptions } from './connection/link.js';
@@ -13,6 +13,7 @@ import { execCommand, spawnCommand, type ExecContext, type ExecOptions, type Spa
 import type { ExecResult, RemoteProcess } from './exec/process.js';
 import { createCallbackHostVerifier, createHostVerifier, type NewHostKeyInfo } from './known-hosts/index.js';
 import type { HostKeyCheck } from './connection/attempt.js';
+import { buildKillCommand, type KillTarget } from './exec/quote.js';
 import { openSession } from './channel/open.js';
 import { SftpClient } from './sftp/index.js';
 import {
@@ -32,6 +33,27 @@ import { JobManager } from './jobs/jobs.js';
 import { checkFollowOptions, followLines, type FollowLine, type FollowOptions } from './jobs/follow.js';
 import type ssh2 from 'ssh2';
 
+/** Bound on one kill exec (connect, channel, TERM, KILL after ~1 s). */
+const KILL_TIMEOUT_MS = 10_000;
+const noKill = (): Promise<void> => Promise.resolve();
+
+/**
+ * Runs the kill script for `target` (`buildKillCommand`) as its own exec, which is not itself
+ * killed on timeout. Rejects when it cannot run or reports a survivor (exit status 3).
+ */
+async function runKill(ctx: ExecContext, target: KillTarget): Promise<void> {
+  const r = await execCommand({ ...ctx, killer: noKill, stoppable: false }, buildKillCommand(target), { timeoutMs: KILL_TIMEOUT_MS });
+  if (r.exitCode !== 0) {
+    throw new SshError('ERR_SSH_EXIT', `kill exited with ${r.exitCode === null ? `signal ${String(r.signal)}` : `code ${r.exitCode}`}: ${printable(r.stderr.trim().slice(0, 200))}`);
+  }
+}
+
+/** Server text made safe for a message: control characters other than tab/newline shown as `\xNN`. */
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 function openSftpChannel(client: ssh2.Client): Promise<ssh2.SFTPWrapper> {
   return new Promise((resolve, reject) => {
     client.sftp((err, sftp) => (err ? reject(err) : resolve(sftp)));
@@ -46,9 +68,12 @@ export interface ClientEvents extends ConnectionEvents {
   /** A host key was accepted without being known (`accept-new` recorded it, or `'no'` accepted it). */
   hostkey: [info: NewHostKeyInfo];
   /**
-   * An ssh_config keyword that is not applied (ProxyCommand, LocalCommand, Match exec...), once
-   * per keyword; or a server misbehaviour that was refused, `keyword` naming the protocol element
-   * (e.g. `forwarded-tcpip` for opens reported on port 0 that cannot be matched to a forward).
+   * Something the client could not do as asked, once per occurrence: an ssh_config keyword that
+   * is not applied (ProxyCommand, LocalCommand, Match exec...; once per keyword); a server
+   * misbehaviour that was refused, `keyword` naming the protocol element (e.g. `forwarded-tcpip`
+   * for opens reported on port 0 that cannot be matched to a forward); or, with
+   * `keyword: 'exec kill'`, a timed-out, aborted or killed command whose processes could not be
+   * killed (the kill exec failed or reported a survivor; `message` says why).
    */
   warning: [info: SshConfigWarning];
   /**
@@ -225,7 +250,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     };
     const custom = o.hostVerifier !== undefined || o.explicitKeys.has('knownHosts');
     const jump = new JumpHosts({ onNewKey: (info) => this.emit('hostkey', info), ...(custom ? { hostKeyCheckFor } : {}) });
-    this.#conn = new Connection(o, {
+    const attemptHooks: ConnectionHooks = {
       owner: this,
       logger,
       transport: (a, signal) => jump.transport(a, signal),
@@ -240,6 +265,9 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
         return e;
       },
       hostKeyCheckFor,
+    };
+    this.#conn = new Connection(o, {
+      ...attemptHooks,
       beforeReady: async (link, a) => {
         // Declared forwards: the `forwards` option, else ssh_config LocalForward/RemoteForward/DynamicForward.
         const specs = a.forwards === o.forwards ? declared : parseForwardSpecs(a.forwards);
@@ -294,10 +322,30 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     this.#execCtx = {
       provider: this.#conn,
       limiter: this.#limiter,
-      killer: async (pid) => {
-        await execCommand({ ...this.#execCtx, provider: killProvider }, `kill -TERM -- -${pid} 2>/dev/null || kill -TERM ${pid} 2>/dev/null; sleep 1; kill -KILL -- -${pid} 2>/dev/null; exit 0`, {
-          timeoutMs: 5_000,
-        });
+      killer: async (target) => {
+        const warn = (message: string): void => {
+          logger.warn({ pid: target.pid, mode: target.mode }, `ssh-tether: ${message}`);
+          this.emit('warning', { keyword: 'exec kill', message });
+        };
+        try {
+          await runKill({ ...this.#execCtx, provider: killProvider }, target);
+        } catch (err) {
+          if (!(err instanceof SshError && err.code === 'ERR_SSH_CHANNEL_OPEN')) {
+            warn(`could not kill remote process ${target.pid} (${target.mode}): ${err instanceof Error ? err.message : String(err)}`);
+            return;
+          }
+          // The server refused a second session on this connection (tinysshd allows one; sshd
+          // with `MaxSessions 1`): kill over a short-lived connection of its own.
+          const conn = new Connection(o, attemptHooks);
+          try {
+            await conn.connect({ timeoutMs: KILL_TIMEOUT_MS });
+            await runKill({ provider: conn, limiter: new SessionLimiter(1, this), killer: noKill }, target);
+          } catch (err2) {
+            warn(`could not kill remote process ${target.pid} (${target.mode}) over a second connection either: ${err2 instanceof Error ? err2.message : String(err2)}`);
+          } finally {
+            conn.destroy();
+          }
+        }
       },
     };
   }

@@ -8,7 +8,7 @@ import type { LinkProvider } from '../connection/link.js';
 import type { SessionLimiter } from '../channel/limiter.js';
 import { openSession } from '../channel/open.js';
 import { buildCommandLine } from './quote.js';
-import { RemoteProcess, captureExit, feedStdin, type ExecResult } from './process.js';
+import { EXIT_DRAIN_IDLE_MS, PID_WAIT_MS, PidLineStripper, RemoteProcess, captureExit, feedStdin, type ExecResult, type ProcessKiller } from './process.js';
 
 /** Options of {@link SshClient.spawn}. */
 export interface SpawnOptions {
@@ -16,9 +16,34 @@ export interface SpawnOptions {
   env?: Record<string, string>;
   /** Working directory on the server (`cd -- dir` before the command; exit 1 if it fails). */
   cwd?: string;
-  /** Bound in ms on the whole operation, including waiting for the connection and a channel. */
+  /**
+   * Bound in ms on the whole operation, including waiting for the connection and a channel, and
+   * (exec) the wait for the channel to close after the exit status. When it fires the call rejects
+   * with `ERR_SSH_TIMEOUT` and the command is stopped as by `signal`.
+   */
   timeoutMs?: number;
-  /** Aborts the operation: the remote command is stopped and the call rejects with `ERR_SSH_ABORTED`. */
+  /**
+   * Aborts the operation: the call rejects with `ERR_SSH_ABORTED` and the remote command is
+   * stopped, in every phase (queued for a channel, channel opening, running, after the exit status).
+   *
+   * How the command is stopped: with `timeoutMs` or `signal`, the command line is wrapped so that
+   * the command leads its own process group and reports its pid first; on a stop a second exec
+   * sends `TERM` to that group and to the pid's descendants (by parent pid), then `KILL` to what is
+   * left after ~1 s. Per server kind:
+   * - OpenSSH sshd: each session already leads its own group; the command runs in the login shell
+   *   as written.
+   * - Dropbear (one group per connection), asyncssh (the server's group) and tinysshd (one group
+   *   per server): the line runs under `setsid /bin/sh -c` so it leads a new group and no other
+   *   session's or the server's processes are ever signalled; without `setsid` on the server, only
+   *   the command's process tree (by parent pid) is killed.
+   * - tinysshd (one session per connection): the kill exec runs over a second, short-lived
+   *   connection.
+   * A stop that arrives before the pid line waits (up to 3 s) for it, also for an exec whose
+   * channel arrived after the caller gave up. Processes that left the group and the tree (a
+   * double-forked daemon) are not followed. A kill exec that fails is a client `warning` event
+   * (`keyword: 'exec kill'`). After the exit status only the channel is closed (see
+   * `EXIT_DRAIN_IDLE_MS`).
+   */
   signal?: AbortSignal;
 }
 
@@ -68,8 +93,10 @@ function isEmpty(o: unknown): boolean {
 export interface ExecContext {
   provider: LinkProvider;
   limiter: SessionLimiter;
-  /** Kills a remote process group with a second exec (best effort). */
-  killer: (pid: number) => Promise<void>;
+  /** Kills a stopped command's processes with a second exec (see `buildKillCommand`); reports its own failures. */
+  killer: ProcessKiller;
+  /** `false`: never wrap the command to report its pid (the kill exec itself). @default true */
+  stoppable?: boolean;
 }
 
 function execChannel(client: ssh2.Client, cmdline: string): Promise<ssh2.ClientChannel> {
@@ -82,6 +109,36 @@ function execChannel(client: ssh2.Client, cmdline: string): Promise<ssh2.ClientC
   });
 }
 
+/**
+ * Disposes of an exec channel that arrived after its caller gave up (timeout or abort while the
+ * exec request was in flight). The server may already run the command, so with `reportPid` wait
+ * (bounded by {@link PID_WAIT_MS}) for the pid line and kill the command before closing.
+ */
+function lateChannelDisposer(ctx: ExecContext, reportPid: boolean): (ch: ssh2.ClientChannel) => void {
+  return (ch) => {
+    ch.on('error', () => undefined);
+    if (!reportPid) {
+      ch.close();
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const done = (): void => {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      ch.close();
+    };
+    const stripper = new PidLineStripper((pid, mode) => {
+      ctx.killer({ pid, mode }).catch(() => undefined);
+      done();
+    });
+    stripper.on('error', () => undefined);
+    ch.stderr.pipe(stripper).resume();
+    ch.resume();
+    ch.once('close', done);
+    timer = setTimeout(done, PID_WAIT_MS);
+  };
+}
+
 async function start(
   ctx: ExecContext,
   command: string | readonly string[],
@@ -91,7 +148,7 @@ async function start(
   settleOnExit: boolean,
 ): Promise<{ proc: RemoteProcess; channel: ssh2.ClientChannel }> {
   const cmdline = buildCommandLine({ command, env: o.env, cwd: o.cwd, reportPid });
-  const { link, channel, release } = await openSession(ctx.provider, ctx.limiter, (l) => execChannel(l.client, cmdline), scope);
+  const { link, channel, release } = await openSession(ctx.provider, ctx.limiter, (l) => execChannel(l.client, cmdline), scope, lateChannelDisposer(ctx, reportPid));
   const proc = new RemoteProcess(channel, link.signal, scope, ctx.killer, release, reportPid, settleOnExit);
   return { proc, channel };
 }
@@ -144,23 +201,29 @@ export async function execCommand(ctx: ExecContext, command: string | readonly s
   const scope = operationScope({ signal: o.signal, timeoutMs: o.timeoutMs }, 'exec');
   try {
     // The pid is only needed to stop the command on timeout or abort.
-    const { proc, channel } = await start(ctx, command, o, scope.signal, o.timeoutMs !== undefined || o.signal !== undefined, false);
+    const stoppable = ctx.stoppable !== false && (o.timeoutMs !== undefined || o.signal !== undefined);
+    const { proc, channel } = await start(ctx, command, o, scope.signal, stoppable, false);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let outLen = 0;
     let errLen = 0;
     const decode = (parts: Buffer[]): string | Buffer => (asBuffer ? Buffer.concat(parts) : Buffer.concat(parts).toString('utf8'));
     proc.partialOutput = () => ({ stdout: decode(out), stderr: decode(err), exitCode: null, signal: null });
+    // After the exit status: settle once output stops (a background child holding stdout, or a
+    // server that never closes the channel, must not hang exec).
+    const touch = proc.drainAfterExit(EXIT_DRAIN_IDLE_MS);
     const overflow = (): void => proc.stopWith(new SshError('ERR_SSH_MAX_BUFFER', `command output exceeded maxBufferBytes (${maxBuffer})`));
     proc.stdout.on('data', (c: Buffer) => {
       outLen += c.length;
       if (outLen > maxBuffer) return overflow();
       out.push(c);
+      touch();
     });
     proc.stderr.on('data', (c: Buffer) => {
       errLen += c.length;
       if (errLen > maxBuffer) return overflow();
       err.push(c);
+      touch();
     });
     feedStdin(channel, o.stdin, (e) => proc.stopWith(new SshError('ERR_SSH_ABORTED', `stdin stream failed: ${e.message}`, { cause: e })));
     const r = await proc.exited;

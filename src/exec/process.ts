@@ -2,7 +2,7 @@ import { Readable, Transform, type TransformCallback, type Writable } from 'node
 import type ssh2 from 'ssh2';
 import { SshError, SshExecError, type ExecResultLike } from '../errors.js';
 import { abortReason } from '../internal/cancel.js';
-import { PID_MARKER } from './quote.js';
+import { PID_MARKER, type KillMode, type KillTarget } from './quote.js';
 
 /** The result of a finished remote command. `T` is `string` (utf8) or `Buffer`. */
 export interface ExecResult<T extends string | Buffer = string> {
@@ -17,12 +17,27 @@ export interface ExecResult<T extends string | Buffer = string> {
 }
 
 /**
- * Removes the pid line our command wrapper prints first on stderr, and reports the pid.
+ * After the exit status (RFC 4254 6.10), how long exec waits for more output before it closes the
+ * channel itself: the timer restarts on every chunk received and stops when the server closes the
+ * channel. OpenSSH's client waits for EOF/close without a bound, so a command that leaves a
+ * background process holding its stdout (`sleep 15 & echo started`) or a server that sends the
+ * exit status and keeps the channel open would hang it; exec resolves with the status and the
+ * output received so far instead. A caller's `timeoutMs`/`signal` still wins during this wait.
+ */
+export const EXIT_DRAIN_IDLE_MS = 1_000;
+
+/** How long a command stopped before its pid line arrived keeps its channel open for that line. */
+export const PID_WAIT_MS = 3_000;
+
+/**
+ * Removes the pid line our command wrapper prints first on stderr
+ * (`ssh-tether:pid=<pid>:<group|tree>`), and reports the pid and {@link KillMode} (a line without
+ * a mode reports `'tree'`, the mode that signals nothing outside the command's own processes).
  * Everything else passes through untouched, byte for byte.
  */
 export class PidLineStripper extends Transform {
   #head: Buffer | undefined = Buffer.alloc(0);
-  constructor(private readonly onPid: (pid: number) => void) {
+  constructor(private readonly onPid: (pid: number, mode: KillMode) => void) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -36,8 +51,9 @@ export class PidLineStripper extends Transform {
     this.#head = undefined;
     const line = nl >= 0 ? buf.toString('latin1', 0, nl) : '';
     if (line.startsWith(PID_MARKER)) {
-      const pid = Number(line.slice(PID_MARKER.length));
-      if (Number.isInteger(pid) && pid > 1) this.onPid(pid);
+      const m = /^(\d{1,10})(?::(group|tree))?$/.exec(line.slice(PID_MARKER.length));
+      const pid = m ? Number(m[1]) : NaN;
+      if (m && Number.isInteger(pid) && pid > 1) this.onPid(pid, m[2] === 'group' ? 'group' : 'tree');
       const rest = buf.subarray(nl + 1);
       return cb(null, rest.length > 0 ? rest : undefined);
     }
@@ -63,8 +79,11 @@ export function captureExit(channel: ssh2.ClientChannel): void {
   });
 }
 
-/** How a {@link RemoteProcess} asks for its process group to be killed by a second exec. */
-export type ProcessKiller = (pid: number) => Promise<void>;
+/**
+ * How a {@link RemoteProcess} asks for the remote command to be killed by a second exec (see
+ * `buildKillCommand`). It reports its own failures (the client emits a `warning` event).
+ */
+export type ProcessKiller = (target: KillTarget) => Promise<void>;
 
 /**
  * A command running on the server over one session channel (RFC 4254 6.5), like a child process.
@@ -83,7 +102,11 @@ export class RemoteProcess {
    * status or the link died, `ERR_SSH_TIMEOUT` / `ERR_SSH_ABORTED` when stopped.
    */
   readonly exited: Promise<ExecResult<string>>;
-  #pid: number | undefined;
+  #target: KillTarget | undefined;
+  #done = false;
+  #killPending = false;
+  #drainIdleMs: number | undefined;
+  #drainTimer: NodeJS.Timeout | undefined;
   #exit: { code: number | null; signal: string | null } | undefined;
   #stopped: SshError | undefined;
   #finish: ((err: SshError | undefined) => void) | undefined;
@@ -107,8 +130,14 @@ export class RemoteProcess {
     this.stdout = channel;
     channel.on('error', () => undefined);
     if (stripPid) {
-      const stripper = new PidLineStripper((pid) => {
-        this.#pid = pid;
+      const stripper = new PidLineStripper((pid, mode) => {
+        this.#target = { pid, mode };
+        // Stopped before the pid line arrived: kill now (the command started meanwhile).
+        if (this.#killPending) {
+          this.#killPending = false;
+          this.#runKiller();
+          this.#closeChannel();
+        }
       });
       channel.stderr.pipe(stripper);
       channel.stderr.on('error', (e: Error) => stripper.destroy(e));
@@ -123,6 +152,7 @@ export class RemoteProcess {
       this.#exit ??= { code: typeof code === 'number' ? code : null, signal: typeof signal === 'string' ? signal : null };
       // A command stopped by kill()/timeout/abort settles with that reason, even if it exited first.
       if (settleOnExit) this.#finish?.(this.#stopped);
+      else this.#armDrain();
     });
     this.exited = new Promise<ExecResult<string>>((resolve, reject) => {
       let done = false;
@@ -130,6 +160,9 @@ export class RemoteProcess {
         this.#finish = undefined;
         if (done) return;
         done = true;
+        this.#done = true;
+        if (this.#drainTimer) clearTimeout(this.#drainTimer);
+        this.#drainTimer = undefined;
         linkSignal.removeEventListener('abort', onLinkAbort);
         opSignal?.removeEventListener('abort', onOpAbort);
         onSettled();
@@ -191,9 +224,13 @@ export class RemoteProcess {
     this.exited.catch(() => undefined);
   }
 
-  /** The remote shell's process id (its process group), once the command reported it. */
+  /**
+   * The remote command's process id, once the wrapper reported it (spawn always; exec only with
+   * `timeoutMs` or `signal`). With OpenSSH's sshd, and where the wrapper ran it under `setsid`, it
+   * also leads the command's process group.
+   */
   get pid(): number | undefined {
-    return this.#pid;
+    return this.#target?.pid;
   }
 
   /**
@@ -206,9 +243,17 @@ export class RemoteProcess {
   }
 
   /**
-   * Stops the command: sends `TERM`, closes the channel, and kills the remote process group
-   * (by the pid the wrapper reported) with a second exec. `exited` then rejects with
-   * `ERR_SSH_ABORTED`.
+   * Stops the command: sends `TERM` (RFC 4254 6.9), has the client kill the command's processes
+   * with a second exec (its process group where the command leads one, else its process tree by
+   * parent pid; see {@link KillMode}), and closes the channel. `exited` then rejects with
+   * `ERR_SSH_ABORTED` unless it had already settled. After the exit status has arrived, `kill()`
+   * only closes the channel (processes the command left in the background are not signalled:
+   * their group leader is gone, so its number may name someone else's group).
+   *
+   * Per server: OpenSSH sshd and, through `setsid`, Dropbear and asyncssh: the whole process
+   * group is gone within ~1 s (`TERM`, then `KILL` after 1 s). tinysshd allows one session per
+   * connection, so the kill exec runs over a second, short-lived connection. A kill exec that
+   * fails is reported as a client `warning` event.
    */
   kill(): void {
     this.#stop(new SshError('ERR_SSH_ABORTED', 'the remote command was killed'));
@@ -219,19 +264,69 @@ export class RemoteProcess {
     this.#stop(reason);
   }
 
-  #stop(reason: SshError): void {
-    if (this.#stopped || this.#exit) return;
-    this.#stopped = reason;
+  /**
+   * @internal After the exit status, close the channel and settle `exited` once no output has
+   * arrived for `idleMs` (see {@link EXIT_DRAIN_IDLE_MS}). Returns the function to call on every
+   * output chunk.
+   */
+  drainAfterExit(idleMs: number): () => void {
+    this.#drainIdleMs = idleMs;
+    if (this.#exit) this.#armDrain();
+    return () => {
+      if (this.#drainTimer) this.#armDrain();
+    };
+  }
+
+  #armDrain(): void {
+    const ms = this.#drainIdleMs;
+    if (ms === undefined || this.#done || this.#stopped) return;
+    if (this.#drainTimer) clearTimeout(this.#drainTimer);
+    this.#drainTimer = setTimeout(() => {
+      this.#drainTimer = undefined;
+      this.#closeChannel();
+      this.#finish?.(undefined);
+    }, ms);
+  }
+
+  #closeChannel(): void {
     try {
-      this.#channel.signal('TERM');
+      this.#channel.close();
     } catch {
-      // the channel may already be gone
+      // already closed, or the link is gone
     }
-    const pid = this.#pid;
-    if (pid !== undefined && this.#killer) {
-      this.#killer(pid).catch(() => undefined);
+  }
+
+  #runKiller(): void {
+    const target = this.#target;
+    if (target !== undefined && this.#killer) this.#killer(target).catch(() => undefined);
+  }
+
+  #stop(reason: SshError): void {
+    if (this.#stopped) return;
+    const exited = this.#exit !== undefined;
+    // Settled by a channel close or a lost link: nothing left to stop.
+    if (this.#done && !exited) return;
+    this.#stopped = reason;
+    if (this.#drainTimer) clearTimeout(this.#drainTimer);
+    this.#drainTimer = undefined;
+    if (!exited) {
+      try {
+        this.#channel.signal('TERM');
+      } catch {
+        // the channel may already be gone
+      }
+      if (this.#target !== undefined) this.#runKiller();
+      else if (this.stderr !== this.#channel.stderr && this.#killer) {
+        // The pid line is still on its way: keep the channel open until it arrives (a server may
+        // end the streams on our close, e.g. tinysshd sends EOF at once), bounded.
+        this.#killPending = true;
+        setTimeout(() => {
+          this.#killPending = false;
+          this.#closeChannel();
+        }, PID_WAIT_MS).unref();
+      }
     }
-    this.#channel.close();
+    if (!this.#killPending) this.#closeChannel();
     // Settle now with the output so far: sshd answers the close only once the command is gone,
     // and ssh2 reports it only once the caller has read the streams to their end.
     setImmediate(() => this.#finish?.(reason));

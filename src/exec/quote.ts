@@ -35,21 +35,109 @@ export function quoteArgv(argv: readonly string[]): string {
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/** The marker the wrapper prints first on stderr so that a timeout can kill the remote process group. */
+/**
+ * The marker the wrapper prints first on stderr: `ssh-tether:pid=<pid>:<mode>`, so that a timeout,
+ * an abort or `kill()` can stop the remote command (see {@link buildKillCommand}).
+ */
 export const PID_MARKER = 'ssh-tether:pid=';
+
+/**
+ * How the remote command can be stopped, as reported by the wrapper:
+ * - `'group'`: `pid` leads its own process group (OpenSSH's sshd runs each session under
+ *   `setsid()`; on other servers the wrapper re-executes the command line under `setsid(1)`), so
+ *   `kill -TERM -<pid>` reaches the whole command and nothing else.
+ * - `'tree'`: the wrapper shares a process group with other sessions or with the server (Dropbear:
+ *   one group per connection; tinysshd: one per server; asyncssh: the server's own) and no
+ *   `setsid` was found: only `pid` and its descendants (by parent pid) may be signalled.
+ */
+export type KillMode = 'group' | 'tree';
+
+/** A remote command to stop: the pid the wrapper reported and how it may be signalled. */
+export interface KillTarget {
+  pid: number;
+  mode: KillMode;
+}
 
 /** Parts of a remote command line. */
 export interface CommandLineParts {
   command: string | readonly string[];
   env?: Readonly<Record<string, string>> | undefined;
   cwd?: string | undefined;
-  /** Print the shell's pid (== its process group, sshd runs each session under setsid) on stderr first. */
+  /**
+   * Make the command stoppable: run it in a process group it leads and print
+   * `ssh-tether:pid=<pid>:<group|tree>` on stderr first (see {@link KillMode}).
+   */
   reportPid?: boolean;
 }
 
 /**
+ * The wrapper's prologue (POSIX sh; dash, bash, busybox ash). It reads the shell's process group
+ * from `/proc/$$/stat` (no fork) or `ps -o pgid= -p $$`. When the shell does not lead its group
+ * and `setsid` exists, it `exec`s `setsid /bin/sh -c <inner>`: no fork (setsid(2) succeeds for a
+ * non-leader, so util-linux and busybox `setsid` call it directly), so the pid, stdin/stdout/stderr
+ * and the exit status stay those of the session's process. Otherwise the command line runs here,
+ * reporting `group` when the shell leads its group (sshd) and `tree` when it does not.
+ */
+function stoppable(inner: string): string {
+  const probe =
+    '__tg=; { read -r __tg </proc/$$/stat; } 2>/dev/null; __tg=${__tg##*) }; __tg=${__tg#* }; __tg=${__tg#* }; __tg=${__tg%% *};' +
+    ' case $__tg in ""|*[!0-9]*) __tg=$(ps -o pgid= -p $$ 2>/dev/null); __tg=${__tg##* };; esac;';
+  const reinvoke =
+    ` case $__tg in ""|*[!0-9]*|"$$") ;; *) if command -v setsid >/dev/null 2>&1; then exec setsid /bin/sh -c ${quoteArg(
+      `printf '${PID_MARKER}%s:group\\n' "$$" >&2; ${inner}`,
+    )}; fi;; esac;`;
+  const report = ` if [ "$__tg" = "$$" ]; then __tg=group; else __tg=tree; fi; printf '${PID_MARKER}%s:%s\\n' "$$" "$__tg" >&2; unset __tg;`;
+  return `${probe}${reinvoke}${report} ${inner}`;
+}
+
+/**
+ * The shell command line that stops a remote command reported as `target` (run as a second exec
+ * on the same server by the client). POSIX sh only; `kill -TERM -PGID` without `--` (dash's `kill`
+ * rejects `--`: "Illegal number: -").
+ *
+ * It lists `pid`'s descendants by parent pid (from `ps -A -o pid= -o ppid= -o pgid= -o stat=`, else
+ * from `/proc/<n>/stat`)
+ * before signalling anything, sends `TERM` to the group (mode `'group'` only) and to the listed
+ * processes, waits up to ~1 s for them to go, then sends `KILL` to what is left. It never signals
+ * a process group that `pid` does not lead, nor a process outside `pid`'s tree.
+ *
+ * Exit status: 0 when the command is gone (or was already gone), 3 when a process is still there
+ * after `KILL` or could not be signalled (the message on stderr says which).
+ */
+export function buildKillCommand(target: KillTarget): string {
+  const { pid, mode } = target;
+  if (!Number.isInteger(pid) || pid <= 1) throw new TypeError(`kill target pid must be an integer > 1, got ${String(pid)}`);
+  const p = String(pid);
+  const g = mode === 'group' ? 1 : 0;
+  // One line per process: "pid ppid pgrp state", from ps (POSIX -o fields plus procps/busybox
+  // `stat`), else from /proc/<pid>/stat without forking per process.
+  const snap =
+    `snap() { ps -A -o pid= -o ppid= -o pgid= -o stat= 2>/dev/null || for f in /proc/[0-9]*/stat; do read -r l <"$f" &&` +
+    ` { s=\${l##*) }; a=\${s%% *}; s=\${s#* }; b=\${s%% *}; s=\${s#* }; echo "\${l%% *} $b \${s%% *} $a"; }; done 2>/dev/null; };`;
+  // The command's processes: pid, its descendants by parent pid, and (group mode) its group; zombies
+  // excluded. `$t` (the last list) is kept as seeds: a child orphaned by the TERM is still ours.
+  const procs =
+    `procs() { snap | awk -v r=${p} -v g=${g} -v keep="$t" '{ k[$2] = k[$2] " " $1; st[$1] = $4; pg[$1] = $3 } END { q = r " " keep; n = split(q, a, " "); for (i = 1; i <= n; i++) s[a[i]] = 1; while (q != "") { n = split(q, a, " "); q = "";` +
+    ` for (i = 1; i <= n; i++) { m = split(k[a[i]], b, " "); for (j = 1; j <= m; j++) if (!(b[j] in s)) { s[b[j]] = 1; q = q " " b[j] } } }` +
+    ` for (x in st) if ((x in s || (g && pg[x] == r)) && st[x] !~ /^Z/) o = o " " x; print o }'; };`;
+  const sig = (name: string): string => (mode === 'group' ? `kill -${name} -${p} 2>/dev/null; kill -${name} $t 2>/dev/null;` : `kill -${name} $t 2>/dev/null;`);
+  return (
+    `${snap} ${procs} t=; t=$(procs); [ -n "$t" ] || exit 0; ${sig('TERM')}` +
+    ` i=0; while [ $i -lt 10 ]; do sleep 0.1 2>/dev/null || sleep 1; t=$(procs); [ -n "$t" ] || exit 0; i=$((i+1)); done;` +
+    ` ${sig('KILL')} sleep 0.2 2>/dev/null || sleep 1; t=$(procs);` +
+    ` if [ -n "$t" ]; then echo "ssh-tether: process ${p} (${mode}): still running after SIGKILL:$t" >&2; exit 3; fi; exit 0`
+  );
+}
+
+/**
  * Builds the command line sent in the RFC 4254 6.5 `exec` request:
- * `[printf pid >&2;] [export K='v' ...;] [cd -- 'dir' || exit 1;] command`.
+ * `[stoppable prologue;] [export K='v' ...;] [cd -- 'dir' || exit 1;] command`.
+ *
+ * With `reportPid`, the prologue makes the command stoppable on every server kind: on OpenSSH's
+ * sshd (the session already leads its own process group) the command runs in the login shell as
+ * before; on Dropbear, tinysshd and asyncssh (the session shares a group) the same line runs under
+ * `setsid /bin/sh -c` (so under `/bin/sh`, not the login shell), and where `setsid` is missing the
+ * command is reported as `tree` and stopped by parent pid.
  *
  * `env` is sent inline as quoted exports because sshd drops `env` requests unless `AcceptEnv`
  * allows them (sshd_config(5)).
@@ -70,7 +158,6 @@ export function buildCommandLine(parts: CommandLineParts): string {
     throw new TypeError('exec command must be a string (a shell command line) or a string array (argv)');
   }
   const pre: string[] = [];
-  if (parts.reportPid) pre.push(`printf '${PID_MARKER}%s\\n' "$$" >&2;`);
   if (env) {
     const names = Object.keys(env);
     if (names.length > 0) {
@@ -86,5 +173,6 @@ export function buildCommandLine(parts: CommandLineParts): string {
     }
   }
   if (cwd !== undefined) pre.push(`cd -- ${quoteArg(cwd)} || exit 1;`);
-  return pre.length > 0 ? `${pre.join(' ')} ${cmd}` : cmd;
+  const line = pre.length > 0 ? `${pre.join(' ')} ${cmd}` : cmd;
+  return parts.reportPid ? stoppable(line) : line;
 }

@@ -1,5 +1,8 @@
 import { describe, expect, it, vi } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { TRANSITIONS, canTransition, type ConnectionState } from '../../src/connection/state.js';
 import { Keepalive, type Clock } from '../../src/connection/keepalive.js';
@@ -190,8 +193,30 @@ describe('quoting', () => {
   });
 
   it('builds the command line with pid report, env exports and cwd', () => {
-    const line = buildCommandLine({ command: ['echo', 'x'], env: { A: "b'c" }, cwd: '/tmp/d e', reportPid: true });
-    expect(line).toBe(`printf 'ssh-tether:pid=%s\\n' "$$" >&2; export A='b'\\''c'; cd -- '/tmp/d e' || exit 1; echo x`);
+    expect(buildCommandLine({ command: ['echo', 'x'], env: { A: "b'c" }, cwd: '/tmp/d e' })).toBe(`export A='b'\\''c'; cd -- '/tmp/d e' || exit 1; echo x`);
+    const line = buildCommandLine({ command: 'echo "$A" "$__tg"; pwd', env: { A: "b'c" }, cwd: '/', reportPid: true });
+    expect(line.endsWith(`export A='b'\\''c'; cd -- / || exit 1; echo "$A" "$__tg"; pwd`)).toBe(true);
+    // Run by dash: as a group leader (like under sshd) it reports 'group' and runs in place; as a
+    // member of someone else's group (Dropbear, tinysshd, asyncssh) it re-runs under setsid and
+    // then leads a new group; without setsid it reports 'tree'.
+    const run = (argv: string[], env?: NodeJS.ProcessEnv): { stdout: string; stderr: string } => {
+      const r = spawnSync(argv[0] as string, argv.slice(1), { encoding: 'utf8', env: env ?? process.env });
+      return { stdout: r.stdout, stderr: r.stderr };
+    };
+    const withPgid = buildCommandLine({ command: 'echo "$A" "$__tg"; pwd; ps -o pgid= -p $$', env: { A: "b'c" }, cwd: '/', reportPid: true });
+    const leader = run(['setsid', '-w', '/bin/sh', '-c', withPgid]);
+    const member = run(['/bin/sh', '-c', withPgid]);
+    for (const r of [leader, member]) {
+      const m = /^ssh-tether:pid=(\d+):group\n$/.exec(r.stderr);
+      expect(m).not.toBeNull();
+      expect(r.stdout.split('\n').slice(0, 2)).toEqual(["b'c ", '/']);
+      expect(r.stdout.split('\n')[2]?.trim()).toBe(m?.[1]);
+    }
+    const noSetsid = mkdtempSync(join(tmpdir(), 'tether-nosetsid-'));
+    for (const c of ['ps', 'cat']) symlinkSync(execFileSync('/bin/sh', ['-c', `command -v ${c}`], { encoding: 'utf8' }).trim(), join(noSetsid, c));
+    const tree = run(['/bin/sh', '-c', `PATH=${noSetsid}; ${line}`]);
+    expect(tree.stderr).toMatch(/^ssh-tether:pid=\d+:tree\n$/);
+    expect(tree.stdout).toBe("b'c \n/\n");
     expect(() => buildCommandLine({ command: 'x', env: { 'BAD-NAME': '1' } })).toThrow(/env.BAD-NAME/);
   });
 });
@@ -199,15 +224,30 @@ describe('quoting', () => {
 describe('pid line stripper', () => {
   it('removes only the leading pid line, even split across chunks', async () => {
     let pid: number | undefined;
-    const s = new PidLineStripper((p) => (pid = p));
+    let mode: string | undefined;
+    const s = new PidLineStripper((p, m) => {
+      pid = p;
+      mode = m;
+    });
     const out: Buffer[] = [];
     s.on('data', (c: Buffer) => out.push(c));
     s.write(Buffer.from('ssh-tether:p'));
-    s.write(Buffer.from('id=1234\nreal stderr\n'));
+    s.write(Buffer.from('id=1234:gro'));
+    s.write(Buffer.from('up\nreal stderr\n'));
     s.end(Buffer.from('more'));
     await new Promise((r) => s.on('end', r));
     expect(pid).toBe(1234);
+    expect(mode).toBe('group');
     expect(Buffer.concat(out).toString()).toBe('real stderr\nmore');
+    // no mode (or an unknown one) never claims a process group
+    const modes: string[] = [];
+    for (const line of ['ssh-tether:pid=77\n', 'ssh-tether:pid=77:tree\n', 'ssh-tether:pid=77:evil\n']) {
+      const t = new PidLineStripper((_p, m) => modes.push(m));
+      t.resume();
+      t.end(Buffer.from(line));
+      await new Promise((r) => t.on('end', r));
+    }
+    expect(modes).toEqual(['tree', 'tree']);
   });
 
   it('passes stderr through untouched when there is no marker', async () => {
