@@ -18,10 +18,10 @@ import type ssh2 from 'ssh2';
 import { SshConfigError, SshError, mapChannelError } from '../errors.js';
 import type { Link, LinkProvider } from '../connection/link.js';
 import { abortReason, operationScope, raceSignals } from '../internal/cancel.js';
-import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES, walkTree, type WalkedTree, type WalkLimits } from './dir-walk.js';
+import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES, relBytes, walkTree, type WalkedTree, type WalkEntry, type WalkLimits } from './dir-walk.js';
 import { runGet, runPut, readIntoBuffer, writeBuffer, ProgressReporter, type TransferProgress } from './engine.js';
 import { SftpStatus, SshSftpError, type SftpErrorReason } from './errors.js';
-import { OpenFlags, SftpSession, type RemotePath, type SetAttrs, type SftpCounters } from './session.js';
+import { OpenFlags, SftpSession, type RawAttrs, type RemotePath, type SetAttrs, type SftpCounters } from './session.js';
 import { OrderedReader, SftpReadStream, SftpWriteStream } from './streams.js';
 import {
   baseOf,
@@ -462,8 +462,8 @@ interface FileJob {
 interface TreeSide {
   /** Lists the source tree. */
   walk(s: SftpSession, signal: AbortSignal, limits: WalkLimits): Promise<WalkedTree>;
-  /** Creates the destination root and `dirs` (relative to it, parents first). */
-  makeDirs(s: SftpSession, signal: AbortSignal, dirs: readonly Buffer[]): Promise<void>;
+  /** Creates the destination root and `dirs` (relative to it, parents first; latin1, see {@link WalkedTree}). */
+  makeDirs(s: SftpSession, signal: AbortSignal, dirs: readonly string[]): Promise<void>;
   /** Copies one file, `rel` relative to both roots. */
   copy(s: SftpSession, rel: Buffer, job: FileJob): Promise<TransferResult>;
 }
@@ -654,9 +654,37 @@ export class SftpClient extends EventEmitter<SftpEvents> {
 
   /** Lists `dir`; `count(n)` is called as each READDIR reply of `n` names arrives (it may throw to stop). */
   private async listWith(s: SftpSession, dir: RemotePath, signal: AbortSignal, count: (n: number) => void): Promise<SftpEntry[]> {
-    const handle = await s.opendir(dir, signal);
     const out: SftpEntry[] = [];
     const dirBytes = toBytes(dir);
+    await this.readDir(s, dir, signal, count, (nm, attrs) => {
+      const rawPath = joinBytes(dirBytes, nm);
+      out.push({ ...toStats(attrs), name: nm.toString('utf8'), path: rawPath.toString('utf8'), rawName: nm, rawPath });
+    });
+    return out;
+  }
+
+  /** Lists `dir` for a walk: only what the walk needs (name, type, size), no per-entry objects beyond that. */
+  private async listLean(s: SftpSession, dir: RemotePath, signal: AbortSignal, count: (n: number) => void): Promise<WalkEntry[]> {
+    const out: WalkEntry[] = [];
+    await this.readDir(s, dir, signal, count, (rawName, attrs) => {
+      out.push({ rawName, type: typeOfMode(attrs.mode), size: attrs.size ?? 0 });
+    });
+    return out;
+  }
+
+  /**
+   * OPENDIR, READDIR until EOF, CLOSE; `each` gets every name but `.` and `..`. `count(n)` is
+   * called as each reply of `n` names arrives (at least 1 per reply, so endless empty replies
+   * count too); it throws to stop, and the handle is then closed without waiting.
+   */
+  private async readDir(
+    s: SftpSession,
+    dir: RemotePath,
+    signal: AbortSignal,
+    count: (n: number) => void,
+    each: (name: Buffer, attrs: RawAttrs) => void,
+  ): Promise<void> {
+    const handle = await s.opendir(dir, signal);
     let failed = true;
     try {
       for (;;) {
@@ -666,16 +694,14 @@ export class SftpClient extends EventEmitter<SftpEvents> {
         for (const n of names) {
           const nm = n.filename;
           if ((nm.length === 1 && nm[0] === 0x2e) || (nm.length === 2 && nm[0] === 0x2e && nm[1] === 0x2e)) continue;
-          const rawPath = joinBytes(dirBytes, nm);
-          out.push({ ...toStats(n.attrs), name: nm.toString('utf8'), path: rawPath.toString('utf8'), rawName: nm, rawPath });
+          each(nm, n.attrs);
         }
       }
       failed = false;
     } finally {
       if (failed) s.closeQuietly(handle);
-      else await s.close(handle, dir);
+      else await s.close(handle, dir, signal);
     }
-    return out;
   }
 
   /**
@@ -1285,7 +1311,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
           {
             list: async (rel, count) => {
               const dir = rel.length === 0 ? r : joinRemote(r, rel);
-              return await this.listWith(s, dir, sig, count);
+              return await this.listLean(s, dir, sig, count);
             },
             identity: async (rel) => {
               const dir = rel.length === 0 ? r : joinRemote(r, rel);
@@ -1306,7 +1332,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
         }
         // parents come first: create one level at a time and check where each one really is
         for (const d of dirs) {
-          const abs = confine(d);
+          const abs = confine(relBytes(d));
           try {
             await fsp.mkdir(abs);
           } catch (err) {
@@ -1371,7 +1397,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
       makeDirs: async (s, sig, dirs) => {
         await this.mkdirp(s, r, undefined, sig, 0);
         for (const d of dirs) {
-          const rd = confine(d);
+          const rd = confine(relBytes(d));
           try {
             await s.mkdir(rd, undefined, sig);
           } catch (err) {
@@ -1426,13 +1452,14 @@ export class SftpClient extends EventEmitter<SftpEvents> {
         tree.files,
         parallel,
         async (f) => {
+          const rel = relBytes(f.rel);
           try {
-            const res = await side.copy(s, f.rel, job);
-            summary.copied.push(f.rel.toString('utf8'));
+            const res = await side.copy(s, rel, job);
+            summary.copied.push(rel.toString('utf8'));
             summary.transferredBytes += res.transferredBytes;
           } catch (err) {
             if (isFatal(err)) fatal ??= err;
-            else summary.failed.push({ path: f.rel.toString('utf8'), error: err as SshError });
+            else summary.failed.push({ path: rel.toString('utf8'), error: err as SshError });
           }
         },
         () => fatal !== undefined || sig.aborted,

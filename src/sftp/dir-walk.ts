@@ -9,7 +9,7 @@
  * @module sftp/dir-walk
  */
 import type { DirFilterEntry, DirTransferSummary } from './client.js';
-import { joinBytes, showName, unsafeNameReason, type SftpEntryType } from './paths.js';
+import { showName, unsafeNameReason, type SftpEntryType } from './paths.js';
 
 /** Default of `maxEntries`: names one walk (or one listing) may see before it fails. */
 export const DEFAULT_MAX_ENTRIES = 1_000_000;
@@ -56,14 +56,23 @@ export interface WalkLimits {
   onUnsafe?: ((path: Buffer, why: string) => void) | undefined;
 }
 
-/** What a walk found. Paths are relative to the root. */
+/**
+ * What a walk found. Paths are relative to the root, held as latin1 strings (one char per byte,
+ * so any name survives; `Buffer.from(rel, 'latin1')` gives the bytes back): a string costs a
+ * third of a Buffer, which matters at a million entries.
+ */
 export interface WalkedTree {
   /** Files to copy, with their sizes. */
-  files: { rel: Buffer; size: number }[];
+  files: { rel: string; size: number }[];
   /** Directories to create, parents before children. */
-  dirs: Buffer[];
+  dirs: string[];
   /** Entries left out (by the filter, unsafe names, symlinks and special files), in walk order. */
   skipped: DirTransferSummary['skipped'];
+}
+
+/** The bytes of a relative path held as latin1 by {@link WalkedTree}. */
+export function relBytes(rel: string): Buffer {
+  return Buffer.from(rel, 'latin1');
 }
 
 /**
@@ -76,41 +85,49 @@ export interface WalkedTree {
  */
 export async function walkTree(source: TreeSource, limits: WalkLimits): Promise<WalkedTree> {
   const tree: WalkedTree = { files: [], dirs: [], skipped: [] };
-  const queue: { rel: Buffer; depth: number }[] = [{ rel: Buffer.alloc(0), depth: 0 }];
   const seenDirs = new Set<string>();
   let seen = 0;
   const count = (n: number): void => {
     seen += n;
     if (seen > limits.maxEntries) throw source.limit(`more than maxEntries (${limits.maxEntries}) entries`);
   };
-  for (let head = 0; head < queue.length; head++) {
-    const { rel, depth } = queue[head]!;
-    queue[head] = undefined as never; // let finished directories go
-    const [entries, id] = await Promise.all([source.list(rel, count), source.identity ? source.identity(rel) : undefined]);
+  // tree.dirs is the breadth-first queue itself (directories are listed in the order found);
+  // depths run alongside
+  const depths: number[] = [];
+  for (let head = -1; head < tree.dirs.length; head++) {
+    const rel = head < 0 ? '' : tree.dirs[head]!;
+    const depth = head < 0 ? 0 : depths[head]!;
+    const relB = relBytes(rel);
+    const [entries, id] = await Promise.all([source.list(relB, count), source.identity ? source.identity(relB) : undefined]);
     if (id !== undefined) {
-      if (seenDirs.has(id)) throw source.limit(`directory loop: ${JSON.stringify(showName(rel))} is a directory already walked`);
+      if (seenDirs.has(id)) throw source.limit(`directory loop: ${JSON.stringify(showName(relB))} is a directory already walked`);
       seenDirs.add(id);
     }
+    const prefix = rel.length === 0 ? '' : `${rel}/`;
     for (const e of entries) {
+      const relPath = prefix + e.rawName.toString('latin1');
       const why = unsafeNameReason(e.rawName);
-      const relPath = rel.length === 0 ? e.rawName : joinBytes(rel, e.rawName);
       if (why !== undefined) {
-        tree.skipped.push({ path: relPath.toString('utf8'), reason: 'unsafe-name' });
-        limits.onUnsafe?.(relPath, why);
+        const b = relBytes(relPath);
+        tree.skipped.push({ path: b.toString('utf8'), reason: 'unsafe-name' });
+        limits.onUnsafe?.(b, why);
         continue;
       }
-      const size = e.type === 'file' && source.fileSize ? await source.fileSize(relPath) : e.size;
-      const fe: DirFilterEntry = { path: relPath.toString('utf8'), rawPath: relPath, type: e.type, size };
-      if (limits.filter && !limits.filter(fe)) {
-        tree.skipped.push({ path: fe.path, reason: 'filter' });
-        continue;
+      let size = e.size;
+      if (e.type === 'file' && source.fileSize) size = await source.fileSize(relBytes(relPath));
+      if (limits.filter) {
+        const raw = relBytes(relPath);
+        if (!limits.filter({ path: raw.toString('utf8'), rawPath: raw, type: e.type, size })) {
+          tree.skipped.push({ path: raw.toString('utf8'), reason: 'filter' });
+          continue;
+        }
       }
       if (e.type === 'directory') {
         if (depth + 1 > limits.maxDepth) throw source.limit(`deeper than maxDepth (${limits.maxDepth}) at ${JSON.stringify(showName(relPath))}`);
         tree.dirs.push(relPath);
-        queue.push({ rel: relPath, depth: depth + 1 });
+        depths.push(depth + 1);
       } else if (e.type === 'file') tree.files.push({ rel: relPath, size });
-      else tree.skipped.push({ path: fe.path, reason: e.type === 'symlink' ? 'symlink' : 'other' });
+      else tree.skipped.push({ path: relBytes(relPath).toString('utf8'), reason: e.type === 'symlink' ? 'symlink' : 'other' });
     }
   }
   return tree;

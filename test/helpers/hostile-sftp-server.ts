@@ -16,7 +16,8 @@
 import type { AddressInfo } from 'node:net';
 import ssh2 from 'ssh2';
 import type { SshClientOptions } from '../../src/index.js';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -48,7 +49,7 @@ export interface HFile {
   read?: (offset: number, len: number) => ReadAnswer;
 }
 
-/** A directory node. `list(round)` answers each READDIR (null: EOF); default: `names` once, then EOF. */
+/** A directory node. `list(round)` answers each READDIR (null: EOF; [] an empty NAME reply); default: `names` once, then EOF. */
 export interface HDir {
   type: 'dir';
   attrs?: WireAttrs;
@@ -64,6 +65,8 @@ export interface HostileFs {
   node(path: string): HNode | undefined;
   /** Never answer CLOSE requests (of files opened for reading). Default false. */
   closeNever?: boolean;
+  /** REALPATH answer (latin1); default: the path as sent. */
+  realpath?: (path: string) => string;
 }
 
 /** What the server saw, for assertions. */
@@ -239,8 +242,8 @@ function serveSftp(channel: ssh2.ServerChannel, fs: HostileFs, log: HostileLog):
         if (!h || !n || n.type !== 'dir') return status(id, FAILURE, 'bad handle');
         log.readdirs++;
         const round = h.round++;
-        const names = n.list ? n.list(round) : round === 0 ? (n.names ?? []) : null;
-        if (names === null || names.length === 0) return status(id, EOF, 'eof');
+        const names = n.list ? n.list(round) : round === 0 && n.names && n.names.length > 0 ? n.names : null;
+        if (names === null) return status(id, EOF, 'eof');
         const body = names.map((e) => Buffer.concat([str(e.name), str(e.name), attrs(e.attrs)]));
         return void send(packet(FXP.NAME, id, u32(names.length), ...body));
       }
@@ -307,7 +310,8 @@ function serveSftp(channel: ssh2.ServerChannel, fs: HostileFs, log: HostileLog):
         return status(id, OK);
       }
       case FXP.REALPATH: {
-        const path = r.str();
+        const sent = r.str();
+        const path = fs.realpath ? Buffer.from(fs.realpath(sent.toString('latin1')), 'latin1') : sent;
         return void send(packet(FXP.NAME, id, u32(1), str(path), str(path), attrs({})));
       }
       default:
@@ -339,13 +343,26 @@ function serveSftp(channel: ssh2.ServerChannel, fs: HostileFs, log: HostileLog):
   channel.on('error', () => undefined);
 }
 
+let hostKey: { private: Buffer; public: string } | undefined;
+
+/** One ed25519 host key per process, made by ssh-keygen (ssh2's generator sometimes makes keys its own parser refuses). */
+function theHostKey(): { private: Buffer; public: string } {
+  if (!hostKey) {
+    const path = join(mkdtempSync(join(tmpdir(), 'tether-hostile-key-')), 'host');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path]);
+    hostKey = { private: readFileSync(path), public: readFileSync(`${path}.pub`, 'utf8') };
+  }
+  return hostKey;
+}
+
 /** Starts a hostile SFTP server on 127.0.0.1 serving `fs`. */
 export async function startHostileSftp(fs: HostileFs): Promise<HostileSftpServer> {
-  const keys = ssh2.utils.generateKeyPairSync('ed25519');
+  const keys = theHostKey();
   const log: HostileLog = { requests: [], writes: new Map(), mkdirs: [], setstats: [], readdirs: 0 };
   const conns = new Set<ssh2.Connection>();
   const server = new ssh2.Server({ hostKeys: [keys.private] }, (conn) => {
     conns.add(conn);
+    (conn as unknown as { setNoDelay(on: boolean): void }).setNoDelay(true);
     conn.on('error', () => undefined);
     conn.on('close', () => conns.delete(conn));
     conn.on('authentication', (ctx) => ctx.accept());
@@ -361,7 +378,7 @@ export async function startHostileSftp(fs: HostileFs): Promise<HostileSftpServer
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
-  const dir = mkdtempSync(join(tmpdir(), 'tether-hostile-'));
+  const dir = mkdtempSync(join(tmpdir(), 'tether-hostile-kh-'));
   const knownHosts = join(dir, 'known_hosts');
   writeFileSync(knownHosts, `[127.0.0.1]:${port} ${keys.public.split(' ').slice(0, 2).join(' ')}\n`);
   return {

@@ -6,7 +6,9 @@
  * real sshd (`/proc/version`, `put` with a setuid file). No `error` listener is attached.
  */
 import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
+import { createInterface } from 'node:readline';
 import { join, relative, sep } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshClient, type SftpClient } from '../../src/index.js';
@@ -31,6 +33,47 @@ async function hostile(fs: HostileFs): Promise<{ server: HostileSftpServer; ssh:
   clients.push(ssh);
   await ssh.connect();
   return { server, ssh, sftp: await ssh.sftp() };
+}
+
+/**
+ * Starts a hostile server scenario of test/helpers/hostile-sftp-child.ts in its own process (so
+ * RSS measures the client alone) and an SFTP client connected to it.
+ */
+async function hostileChild(scenario: 'fan' | 'endless'): Promise<{ sftp: SftpClient; stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, ['--import', './scripts/ts-node-register.mjs', 'test/helpers/hostile-sftp-child.ts', scenario], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const rl = createInterface({ input: child.stdout });
+  const first = await Promise.race([
+    new Promise<string>((resolve) => rl.once('line', resolve)),
+    new Promise<string>((_, reject) => setTimeout(() => reject(new Error('hostile child did not start')), 30_000).unref()),
+  ]);
+  const { port, knownHosts } = JSON.parse(first) as { port: number; knownHosts: string[] };
+  const ssh = new SshClient({
+    host: '127.0.0.1',
+    port,
+    username: 'hostile',
+    password: 'x',
+    knownHostsFiles: knownHosts,
+    globalKnownHostsFiles: [],
+    identityFiles: [],
+    agent: false,
+    sshConfig: false,
+    reconnect: false,
+  });
+  await ssh.connect();
+  const sftp = await ssh.sftp();
+  return {
+    sftp,
+    stop: async () => {
+      await ssh.close();
+      child.stdin.end();
+      const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
 }
 
 /** Every file and directory under `root`, relative to it (no symlinks followed). */
@@ -123,5 +166,100 @@ describe('item 1: READDIR names cannot write outside localDir (CVE-2019-6111 cla
     const { sftp } = await hostile(fsOf());
     const names = (await sftp.list('/evil')).map((e) => e.name);
     expect(names).toContain('../escape.txt');
+  });
+});
+
+/** Runs `fn` while sampling RSS every 20 ms; returns its settlement and the peak RSS growth in MB. */
+async function peakRss<T>(fn: () => Promise<T>): Promise<{ result: Promise<T>; growthMb: number; ms: number }> {
+  const base = process.memoryUsage().rss;
+  let peak = base;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().rss);
+  }, 20);
+  const t0 = Date.now();
+  const p = fn();
+  await p.then(
+    () => undefined,
+    () => undefined,
+  );
+  clearInterval(timer);
+  peak = Math.max(peak, process.memoryUsage().rss);
+  return { result: p, growthMb: (peak - base) / 2 ** 20, ms: Date.now() - t0 };
+}
+
+describe('item 2: walks and listings are bounded (maxEntries, maxDepth, loops)', () => {
+  const RSS_BOUND_MB = 200;
+  const names = (prefix: string, n: number, dir: boolean): WireName[] =>
+    Array.from({ length: n }, (_, i) => (dir ? dirName : fileName)(`${prefix}${i}`));
+
+  it('a directory that contains itself, canonical path told honestly: loop detected, reason limit', async () => {
+    const { sftp, server } = await hostile({
+      node: (p) => (p === '/loop' || p.startsWith('/loop/') ? { type: 'dir', names: [dirName('loop'), fileName('f')] } : undefined),
+      realpath: (p) => (p.startsWith('/loop') ? '/loop' : p),
+    });
+    const local = mkdtempSync(join(tmpdir(), 'tether-hostile-loop-'));
+    const err = await rejection(sftp.getDir('/loop', local));
+    expect(err).toMatchObject({ code: 'ERR_SSH_SFTP', reason: 'limit' });
+    expect(err.message).toMatch(/loop/);
+    expect(server.log.requests.filter((r) => r.startsWith('OPENDIR')).length).toBeLessThanOrEqual(3);
+    expect(readdirSync(local)).toEqual([]); // nothing copied
+  });
+
+  it('a directory that contains itself, server lying about its canonical path: maxDepth (default 256) stops it', async () => {
+    const { sftp, server } = await hostile({
+      node: (p) => (p === '/deep' || p.startsWith('/deep/') ? { type: 'dir', names: [dirName('deep'), fileName('f')] } : undefined),
+    });
+    const local = mkdtempSync(join(tmpdir(), 'tether-hostile-deep-'));
+    const err = await rejection(sftp.getDir('/deep', local));
+    expect(err).toMatchObject({ code: 'ERR_SSH_SFTP', reason: 'limit' });
+    expect(err.message).toMatch(/maxDepth \(256\)/);
+    const opendirs = server.log.requests.filter((r) => r.startsWith('OPENDIR')).length;
+    expect(opendirs).toBe(257); // the root and 256 levels below it
+    const small = await rejection(sftp.getDir('/deep', local, { maxDepth: 3 }));
+    expect(small.message).toMatch(/maxDepth \(3\)/);
+    expect(readdirSync(local)).toEqual([]);
+  });
+
+  it(`a self-containing directory with 1,000 subdirectories (lying realpath, server in its own process): the default maxEntries (1,000,000) stops the walk, client RSS growth < ${RSS_BOUND_MB} MB`, async () => {
+    const { sftp, stop } = await hostileChild('fan');
+    const local = mkdtempSync(join(tmpdir(), 'tether-hostile-fan-'));
+    const { result, growthMb, ms } = await peakRss(() => sftp.getDir('/fan', local));
+    await stop();
+    const err = await rejection(result);
+    expect(err).toMatchObject({ code: 'ERR_SSH_SFTP', reason: 'limit' });
+    expect(err.message).toMatch(/maxEntries \(1000000\)/);
+    expect(growthMb).toBeLessThan(RSS_BOUND_MB);
+    expect(readdirSync(local)).toEqual([]);
+    suite.figure('self-containing dir x1000, getDir to the default maxEntries: client peak RSS growth (MB)', Math.round(growthMb));
+    suite.figure('self-containing dir x1000, getDir to the default maxEntries: time (ms)', ms);
+  }, 180_000);
+
+  it(`an endless READDIR (1,000 new names per reply, server in its own process): getDir stops at the default maxEntries, client RSS growth < ${RSS_BOUND_MB} MB`, async () => {
+    const { sftp, stop } = await hostileChild('endless');
+    const local = mkdtempSync(join(tmpdir(), 'tether-hostile-endless-'));
+    const { result, growthMb, ms } = await peakRss(() => sftp.getDir('/endless', local));
+    await stop();
+    const err = await rejection(result);
+    expect(err).toMatchObject({ code: 'ERR_SSH_SFTP', reason: 'limit' });
+    expect(err.message).toMatch(/maxEntries \(1000000\)/);
+    expect(growthMb).toBeLessThan(RSS_BOUND_MB);
+    expect(readdirSync(local)).toEqual([]);
+    suite.figure('endless READDIR, getDir to the default maxEntries: client peak RSS growth (MB)', Math.round(growthMb));
+    suite.figure('endless READDIR, getDir to the default maxEntries: time (ms)', ms);
+  }, 180_000);
+
+  it('an endless READDIR: list() is cut by maxEntries as the replies arrive (reply 101 of 1,000 names crosses 100,000)', async () => {
+    const { sftp, server } = await hostile({
+      node: (p) => (p === '/endless' ? { type: 'dir', list: (round) => names(`r${round}-`, 1000, false) } : undefined),
+    });
+    const { result, growthMb } = await peakRss(() => sftp.list('/endless', { maxEntries: 100_000 }));
+    const err = await rejection(result);
+    expect(err).toMatchObject({ code: 'ERR_SSH_SFTP', reason: 'limit' });
+    expect(server.log.readdirs).toBe(101);
+    expect(growthMb).toBeLessThan(RSS_BOUND_MB);
+    // an endless run of empty NAME replies counts too (one per reply)
+    const empty = await hostile({ node: (p) => (p === '/e' ? { type: 'dir', list: () => [] as WireName[] } : undefined) });
+    expect(await rejection(empty.sftp.list('/e', { maxEntries: 1000 }))).toMatchObject({ code: 'ERR_SSH_SFTP', reason: 'limit' });
+    expect(empty.server.log.readdirs).toBe(1001);
   });
 });
