@@ -900,9 +900,9 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * Reads a whole file with parallel requests. Resolves with a Buffer, or a string when
    * `encoding` is given.
    *
-   * With a stated size (FSTAT), reads at most that many bytes plus one probe read (64 KiB) that
-   * must find EOF. When the server sends no size, or 0 (`/proc` files on OpenSSH), reads until
-   * EOF, 64 KiB at a time. Never holds more than `maxBytes`.
+   * With a stated size (FSTAT), reads at most that many bytes plus one probe read (up to 64 KiB)
+   * that must find EOF. When the server sends no size, or 0 (`/proc` files on OpenSSH), reads
+   * until EOF, one read (up to 64 KiB) at a time. Never holds more than `maxBytes`.
    *
    * @throws `ERR_SSH_MAX_BUFFER` when the stated size, or the content read so far, exceeds
    *   {@link ReadFileOptions.maxBytes} (default 1 GiB; checked before allocating, so an absurd
@@ -935,7 +935,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
           pos = b.length;
           if (pos === stated) {
             // one probe read past the stated size: it must find EOF
-            const more = await readIntoBuffer(s, handle, p, pos, PROBE_LEN, 1, sig);
+            const more = await readIntoBuffer(s, handle, p, pos, Math.min(PROBE_LEN, s.maxReadLen), 1, sig);
             if (more.length > 0) {
               throw limitError(
                 'readFile',
@@ -948,7 +948,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
         } else {
           // no size (absent, or 0 as for /proc files): read to EOF, never past maxBytes
           for (;;) {
-            const more = await readIntoBuffer(s, handle, p, pos, Math.min(PROBE_LEN, maxBytes - pos + 1), 1, sig);
+            const more = await readIntoBuffer(s, handle, p, pos, Math.min(PROBE_LEN, s.maxReadLen, maxBytes - pos + 1), 1, sig);
             if (more.length === 0) break;
             parts.push(more);
             pos += more.length;

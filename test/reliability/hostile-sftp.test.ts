@@ -11,7 +11,9 @@ import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { join, relative, sep } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SshClient, type SftpClient } from '../../src/index.js';
+import { SshClient, SshError, type SftpClient } from '../../src/index.js';
+import { clientOptions } from '../helpers/client.js';
+import { sharedSshd } from '../helpers/shared.js';
 import { startHostileSftp, type HNode, type HostileFs, type HostileSftpServer, type WireName } from '../helpers/hostile-sftp-server.js';
 import { reliabilitySuite } from './guard.js';
 import { rejection } from './util.js';
@@ -261,5 +263,150 @@ describe('item 2: walks and listings are bounded (maxEntries, maxDepth, loops)',
     const empty = await hostile({ node: (p) => (p === '/e' ? { type: 'dir', list: () => [] as WireName[] } : undefined) });
     expect(await rejection(empty.sftp.list('/e', { maxEntries: 1000 }))).toMatchObject({ code: 'ERR_SSH_SFTP', reason: 'limit' });
     expect(empty.server.log.readdirs).toBe(1001);
+  });
+});
+
+describe('item 3: sizes from the server are bounded and never trusted blindly', () => {
+  const endless = (offset: number, len: number): Buffer => Buffer.alloc(len, 0x41 + (offset % 26));
+  const reads = (server: HostileSftpServer): number => server.log.requests.filter((r) => r === 'READ').length;
+
+  it('readFile reads at most the stated size plus one probe: a server sending data past it fails ERR_SSH_SFTP protocol, after a bounded number of READs', async () => {
+    const { sftp, server } = await hostile({ node: (p) => (p === '/grow' ? { type: 'file', attrs: { size: 10, mode: 0o100644 }, read: endless } : undefined) });
+    const err = await rejection(sftp.readFile('/grow'));
+    expect(err).toMatchObject({ code: 'ERR_SSH_SFTP', reason: 'protocol' });
+    expect(reads(server)).toBe(2); // the stated 10 bytes, then the probe
+  });
+
+  it('readFile with no size (or 0) reads to EOF but never past maxBytes: ERR_SSH_MAX_BUFFER; a stated size above maxBytes fails before any READ', async () => {
+    const { sftp, server } = await hostile({
+      node: (p) =>
+        p === '/nosize'
+          ? { type: 'file', attrs: { mode: 0o100644 }, read: endless }
+          : p === '/zero'
+            ? { type: 'file', attrs: { size: 0, mode: 0o100644 }, read: endless }
+            : p === '/huge'
+              ? { type: 'file', attrs: { size: 2n ** 31n, mode: 0o100644 }, read: endless }
+              : p === '/proc-like'
+                ? { type: 'file', attrs: { size: 0, mode: 0o100644 }, content: Buffer.from('Linux version 6.1.0 (hostile)\n') }
+                : undefined,
+    });
+    for (const p of ['/nosize', '/zero']) {
+      const before = reads(server);
+      const err = await rejection(sftp.readFile(p, { maxBytes: 1024 * 1024 }));
+      expect(err.code).toBe('ERR_SSH_MAX_BUFFER');
+      // one read at a time of at most 64 KiB (here the server's 32 KiB default), stopped at the one crossing 1 MiB
+      const n = reads(server) - before;
+      expect(n).toBeGreaterThanOrEqual(17);
+      expect(n).toBeLessThanOrEqual(Math.ceil((1024 * 1024) / 32_000) + 1);
+    }
+    const before = reads(server);
+    expect((await rejection(sftp.readFile('/huge'))).code).toBe('ERR_SSH_MAX_BUFFER'); // default maxBytes 1 GiB
+    expect(reads(server)).toBe(before);
+    expect((await sftp.readFile('/proc-like', { encoding: 'utf8' }))).toBe('Linux version 6.1.0 (hostile)\n');
+  });
+
+  it('an absurd size (2^64-1) never surfaces as a plain RangeError: every API that sizes from the server answers or fails typed', async () => {
+    const content = Buffer.from('hello');
+    const { sftp } = await hostile({
+      node: (p) => (p.startsWith('/absurd') ? { type: 'file', attrs: { size: 2n ** 64n - 1n, mode: 0o100644 }, content } : undefined),
+    });
+    const local = mkdtempSync(join(tmpdir(), 'tether-hostile-absurd-'));
+    writeFileSync(join(local, 'up.txt'), 'upload');
+    const streamText = (s: NodeJS.ReadableStream): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const parts: Buffer[] = [];
+        s.on('data', (c: Buffer) => parts.push(c));
+        s.on('end', () => resolve(Buffer.concat(parts).toString()));
+        s.on('error', reject);
+      });
+    const writeAppend = (): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const w = sftp.createWriteStream('/absurd-append', { flags: 'a' });
+        w.on('error', reject);
+        w.on('finish', () => resolve());
+        w.end('x');
+      });
+    const calls: [string, () => Promise<unknown>][] = [
+      ['readFile', () => sftp.readFile('/absurd')],
+      ['get', () => sftp.get('/absurd', join(local, 'got.txt'))],
+      ['get resume', () => sftp.get('/absurd', join(local, 'got2.txt'), { resume: true })],
+      ['createReadStream', () => streamText(sftp.createReadStream('/absurd'))],
+      ['createWriteStream a', writeAppend],
+      ['appendFile', () => sftp.appendFile('/absurd-a2', 'x')],
+      ['put resume', () => sftp.put(join(local, 'up.txt'), '/absurd-put', { resume: true })],
+      ['stat', () => sftp.stat('/absurd')],
+    ];
+    const outcome: Record<string, string> = {};
+    for (const [name, call] of calls) {
+      try {
+        await call();
+        outcome[name] = 'ok';
+      } catch (err) {
+        expect(err, name).toBeInstanceOf(SshError);
+        outcome[name] = (err as SshError).code;
+      }
+    }
+    expect(outcome.readFile).toBe('ERR_SSH_MAX_BUFFER');
+    // get treats a size past 2^53 as unknown and reads to EOF
+    expect(outcome.get).toBe('ok');
+    expect(readFileSync(join(local, 'got.txt'), 'utf8')).toBe('hello');
+    expect(readFileSync(join(local, 'got2.txt'), 'utf8')).toBe('hello');
+    expect(outcome.createReadStream).toBe('ok');
+    suite.figure('absurd size 2^64-1, outcome per API', JSON.stringify(outcome));
+  });
+
+  it('get reads to EOF when the size is absent or 0, and resume never truncates the local file on an unknown size', async () => {
+    const content = Buffer.from(`${'proc-like line\n'.repeat(8)}end\n`);
+    const { sftp } = await hostile({
+      node: (p) =>
+        p === '/nosize'
+          ? { type: 'file', attrs: { mode: 0o100644 }, content }
+          : p === '/zero'
+            ? { type: 'file', attrs: { size: 0, mode: 0o100644 }, content }
+            : undefined,
+    });
+    const local = mkdtempSync(join(tmpdir(), 'tether-hostile-eof-'));
+    for (const p of ['/nosize', '/zero']) {
+      const dest = join(local, `${p.slice(1)}.txt`);
+      const res = await sftp.get(p, dest);
+      expect(readFileSync(dest)).toEqual(content);
+      expect(res).toEqual({ transferredBytes: content.length, totalBytes: content.length, resumedFrom: 0 });
+      // resume from a partial prefix: continued, not truncated to 0
+      writeFileSync(dest, content.subarray(0, 20));
+      const again = await sftp.get(p, dest, { resume: true });
+      expect(readFileSync(dest)).toEqual(content);
+      expect(again.resumedFrom).toBe(20);
+      // resume on a complete file: nothing lost
+      await sftp.get(p, dest, { resume: true });
+      expect(readFileSync(dest)).toEqual(content);
+    }
+  });
+
+  it('real sshd: get of /proc/version (size 0 on the wire) gets every byte, also with resume', async () => {
+    const info = sharedSshd();
+    const ssh = new SshClient(clientOptions(info, { reconnect: false }));
+    clients.push(ssh);
+    const sftp = await ssh.sftp();
+    expect((await sftp.stat('/proc/version')).size).toBe(0);
+    const want = readFileSync('/proc/version');
+    expect(want.length).toBeGreaterThan(0);
+    const local = mkdtempSync(join(tmpdir(), 'tether-proc-'));
+    const dest = join(local, 'version');
+    const res = await sftp.get('/proc/version', dest);
+    expect(readFileSync(dest)).toEqual(want);
+    expect(res.totalBytes).toBe(want.length);
+    writeFileSync(dest, want.subarray(0, 10));
+    await sftp.get('/proc/version', dest, { resume: true });
+    expect(readFileSync(dest)).toEqual(want);
+    expect(await sftp.readFile('/proc/version')).toEqual(want);
+  });
+
+  it('a READ reply with more data than requested is an ERR_SSH_SFTP protocol error (get and readFile), not cut silently', async () => {
+    const { sftp } = await hostile({
+      node: (p) => (p === '/fat' ? { type: 'file', attrs: { size: 100, mode: 0o100644 }, read: (_o, len) => Buffer.alloc(len + 100, 0x42) } : undefined),
+    });
+    const local = mkdtempSync(join(tmpdir(), 'tether-hostile-fat-'));
+    expect(await rejection(sftp.get('/fat', join(local, 'fat')))).toMatchObject({ code: 'ERR_SSH_SFTP', reason: 'protocol' });
+    expect(await rejection(sftp.readFile('/fat'))).toMatchObject({ code: 'ERR_SSH_SFTP', reason: 'protocol' });
   });
 });
