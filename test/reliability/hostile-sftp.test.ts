@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { join, relative, sep } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshClient, SshError, type SftpClient } from '../../src/index.js';
-import { clientOptions } from '../helpers/client.js';
+import { clientOptions, waitFor } from '../helpers/client.js';
 import { sharedSshd } from '../helpers/shared.js';
 import { startHostileSftp, type HNode, type HostileFs, type HostileSftpServer, type WireName } from '../helpers/hostile-sftp-server.js';
 import { reliabilitySuite } from './guard.js';
@@ -408,5 +408,82 @@ describe('item 3: sizes from the server are bounded and never trusted blindly', 
     const local = mkdtempSync(join(tmpdir(), 'tether-hostile-fat-'));
     expect(await rejection(sftp.get('/fat', join(local, 'fat')))).toMatchObject({ code: 'ERR_SSH_SFTP', reason: 'protocol' });
     expect(await rejection(sftp.readFile('/fat'))).toMatchObject({ code: 'ERR_SSH_SFTP', reason: 'protocol' });
+  });
+});
+
+describe('item 7: preserve keeps mode & 0o777 unless asked for all bits (OpenSSH: perm & 0777)', () => {
+  it('get/getDir with preserve: a server-chosen 06777 / 04755 becomes 0777 / 0755 on disk; { mode: "all" } keeps them', async () => {
+    const { sftp } = await hostile({
+      node: (p) =>
+        p === '/suid'
+          ? { type: 'file', attrs: { size: 6, mode: 0o106777, atime: 1_600_000_000, mtime: 1_600_000_000 }, content: Buffer.from('binary') }
+          : p === '/tree'
+            ? { type: 'dir', names: [{ name: 'tool', attrs: { size: 6, mode: 0o104755 } }] }
+            : p === '/tree/tool'
+              ? { type: 'file', attrs: { size: 6, mode: 0o104755, atime: 1_600_000_000, mtime: 1_600_000_000 }, content: Buffer.from('binary') }
+              : undefined,
+    });
+    const local = mkdtempSync(join(tmpdir(), 'tether-hostile-mode-'));
+    await sftp.get('/suid', join(local, 'a'), { preserve: true });
+    expect(statSync(join(local, 'a')).mode & 0o7777).toBe(0o777);
+    expect(statSync(join(local, 'a')).mtimeMs).toBe(1_600_000_000_000);
+    await sftp.get('/suid', join(local, 'b'), { preserve: { mode: 'all' } });
+    expect(statSync(join(local, 'b')).mode & 0o7777).toBe(0o6777);
+    const summary = await sftp.getDir('/tree', join(local, 'tree'), { preserve: true });
+    expect(summary.copied).toEqual(['tool']);
+    expect(statSync(join(local, 'tree', 'tool')).mode & 0o7777).toBe(0o755);
+    expect(await rejection(sftp.get('/suid', join(local, 'c'), { preserve: { mode: 'everything' as 'all' } }))).toMatchObject({
+      code: 'ERR_SSH_CONFIG',
+      field: 'preserve',
+    });
+  });
+
+  it('real sshd: put/putDir with preserve drop setuid by default, { mode: "all" } keeps it', async () => {
+    const info = sharedSshd();
+    const ssh = new SshClient(clientOptions(info, { reconnect: false }));
+    clients.push(ssh);
+    const sftp = await ssh.sftp();
+    const local = mkdtempSync(join(tmpdir(), 'tether-put-mode-'));
+    const src = join(local, 'tool');
+    writeFileSync(src, 'binary');
+    chmodSync(src, 0o4755);
+    const remote = `${info.homeDir}/tether-mode-${process.pid}-${Date.now()}`;
+    await sftp.mkdir(remote);
+    try {
+      await sftp.put(src, `${remote}/a`, { preserve: true });
+      expect((await sftp.stat(`${remote}/a`)).mode & 0o7777).toBe(0o755);
+      await sftp.put(src, `${remote}/b`, { preserve: { mode: 'all' } });
+      expect((await sftp.stat(`${remote}/b`)).mode & 0o7777).toBe(0o4755);
+      const dir = join(local, 'd');
+      mkdirSync(dir);
+      writeFileSync(join(dir, 't'), 'x');
+      chmodSync(join(dir, 't'), 0o4711);
+      await sftp.putDir(dir, `${remote}/d`, { preserve: true });
+      expect((await sftp.stat(`${remote}/d/t`)).mode & 0o7777).toBe(0o711);
+    } finally {
+      await sftp.rm(remote, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('item 8 (second bullet): the caller\'s timeout wins over the 5 s CLOSE bound', () => {
+  it('get with timeoutMs against a server that never answers READ nor CLOSE rejects ERR_SSH_TIMEOUT well before 5 s', async () => {
+    const { sftp, server } = await hostile({
+      closeNever: true,
+      node: (p) => (p === '/stuck' ? { type: 'file', attrs: { size: 1000, mode: 0o100644 }, read: () => 'never' } : undefined),
+    });
+    const local = mkdtempSync(join(tmpdir(), 'tether-hostile-stuck-'));
+    const t0 = Date.now();
+    const err = await rejection(sftp.get('/stuck', join(local, 'x'), { timeoutMs: 1000 }));
+    const took = Date.now() - t0;
+    expect(err.code).toBe('ERR_SSH_TIMEOUT');
+    // the CLOSE was still sent, without waiting for its answer
+    expect(await waitFor(() => server.log.requests.includes('CLOSE'), 2000)).toBe(true);
+    expect(took).toBeLessThan(4000); // before the fix: 1 s + the 5 s CLOSE wait
+    suite.figure('get timeoutMs 1000, server never answers READ/CLOSE: took (ms)', took);
+    const t1 = Date.now();
+    const err2 = await rejection(sftp.readFile('/stuck', { timeoutMs: 1000 }));
+    expect(err2.code).toBe('ERR_SSH_TIMEOUT');
+    expect(Date.now() - t1).toBeLessThan(4000);
   });
 });
