@@ -176,7 +176,13 @@ export interface WriteStreamOptions {
 
 /** How `resume` checks that the destination holds a prefix of the source. */
 export interface ResumeOptions {
-  /** `'size'` (default): the destination is not longer than the source. `'sha256'`: also compare the hashes of that prefix (reads it on both sides). */
+  /**
+   * `'size'` (default): a destination strictly shorter than the source is taken as a prefix and
+   * continued; one of the same size (or longer) is copied again in full, since equal sizes do not
+   * prove equal content. `'sha256'`: the destination's bytes must hash the same as the source's
+   * first bytes (reads them on both sides); an equal-size destination with the same hash is
+   * complete and nothing is copied.
+   */
   verify?: 'size' | 'sha256' | undefined;
 }
 
@@ -189,8 +195,10 @@ export interface TransferOptions extends SftpOperationOptions {
   /** Called with progress at most every 100 ms, and once at the end. */
   onProgress?: ((progress: TransferProgress) => void) | undefined;
   /**
-   * Continue from what the destination already holds. When the check fails (the destination is
-   * longer, or its hash differs) the whole file is copied again. Default `false`.
+   * Continue from what the destination already holds. When the check fails (with `'size'`: the
+   * destination is not shorter than the source; with `'sha256'`: longer, or its hash differs)
+   * the whole file is copied again, so a complete-looking destination with other content is
+   * never reported as copied. Default `false`.
    */
   resume?: boolean | ResumeOptions | undefined;
   /**
@@ -1497,7 +1505,9 @@ function toBuffer(data: unknown): Buffer {
 /**
  * The engine run of {@link SftpClient.get} / {@link SftpClient.put} once both files are open:
  * with `resume`, keeps the `have` bytes already at the destination when they are a prefix of the
- * source (`'sha256'`: checked by hashing both), then copies `[start, size)` with `run`.
+ * source (`'size'`: the destination is strictly shorter; `'sha256'`: checked by hashing both,
+ * which also accepts an equal-size destination with the same content), then copies
+ * `[start, size)` with `run`.
  */
 async function copyRange(
   run: typeof runGet,
@@ -1511,7 +1521,10 @@ async function copyRange(
   job: FileJob,
 ): Promise<{ start: number; endedAt: number }> {
   let start = 0;
-  if (job.resume && have <= size && have > 0) {
+  // 'size' trusts a strictly shorter destination to be a prefix; one of the same size is not
+  // "complete" (its content may differ: issue 17), so it is copied again. 'sha256' compares the
+  // whole prefix, so an equal-size destination with the same hash is complete.
+  if (job.resume && have > 0 && (have < size || (have === size && job.resume === 'sha256'))) {
     start = have;
     if (job.resume === 'sha256') {
       const [a, b] = await Promise.all([hashLocal(fd, have), hashRemote(s, handle, remote, have, job.signal)]);

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { join, relative, sep } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { SshClient, SshError, type SftpClient } from '../../src/index.js';
 import { clientOptions, waitFor } from '../helpers/client.js';
 import { sharedSshd } from '../helpers/shared.js';
