@@ -8,24 +8,29 @@
  *
  * @module sftp/client
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
+import { EventEmitter } from 'eventemitter3';
 import type ssh2 from 'ssh2';
 import { SshConfigError, SshError, mapChannelError } from '../errors.js';
 import type { Link, LinkProvider } from '../connection/link.js';
 import { abortReason, operationScope, raceSignals } from '../internal/cancel.js';
-import { walkTree, type WalkedTree } from './dir-walk.js';
+import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES, relBytes, walkTree, type WalkedTree, type WalkEntry, type WalkLimits } from './dir-walk.js';
 import { runGet, runPut, readIntoBuffer, writeBuffer, ProgressReporter, type TransferProgress } from './engine.js';
-import { SftpStatus, SshSftpError } from './errors.js';
-import { OpenFlags, SftpSession, type RemotePath, type SetAttrs, type SftpCounters } from './session.js';
+import { SftpStatus, SshSftpError, type SftpErrorReason } from './errors.js';
+import { OpenFlags, SftpSession, type RawAttrs, type RemotePath, type SetAttrs, type SftpCounters } from './session.js';
 import { OrderedReader, SftpReadStream, SftpWriteStream } from './streams.js';
 import {
   baseOf,
+  isConfinedRel,
+  isInsideDir,
   joinBytes,
   joinRemote,
   parentOf,
+  showName,
   showPath,
   toBytes,
   toStats,
@@ -87,6 +92,38 @@ export interface RenameOptions extends SftpOperationOptions {
 export interface ReadFileOptions extends SftpOperationOptions {
   /** Decode the content with this encoding; without it a Buffer is returned. */
   encoding?: BufferEncoding | undefined;
+  /**
+   * Largest content kept in memory, in bytes. A file whose stated size is larger, or whose
+   * content grows past it while read (a size the server did not send, or 0 as for `/proc`
+   * files), fails with `ERR_SSH_MAX_BUFFER` before more is read or allocated.
+   * @default 1073741824 (1 GiB)
+   */
+  maxBytes?: number | undefined;
+}
+
+/** Options of {@link SftpClient.list}. */
+export interface ListOptions extends SftpOperationOptions {
+  /**
+   * Most names the listing may return, counted as READDIR replies arrive (`.` and `..`
+   * included), so a directory that never ends is cut as it streams in. Past it the call fails
+   * with `ERR_SSH_SFTP`, `reason: 'limit'`.
+   * @default 1000000
+   */
+  maxEntries?: number | undefined;
+}
+
+/**
+ * What `preserve` copies. OpenSSH's `sftp`/`scp -p` keep only `mode & 0777` ("perm & 0777" in
+ * sftp-client.c), so setuid, setgid and sticky bits chosen by the other side are dropped unless
+ * asked for.
+ */
+export interface PreserveOptions {
+  /**
+   * `'permissions'` (default): the permission bits only (`mode & 0o777`); `'all'`: also the
+   * setuid, setgid and sticky bits (`mode & 0o7777`).
+   * @default 'permissions'
+   */
+  mode?: 'permissions' | 'all' | undefined;
 }
 
 /** Options of {@link SftpClient.writeFile}. */
@@ -139,7 +176,13 @@ export interface WriteStreamOptions {
 
 /** How `resume` checks that the destination holds a prefix of the source. */
 export interface ResumeOptions {
-  /** `'size'` (default): the destination is not longer than the source. `'sha256'`: also compare the hashes of that prefix (reads it on both sides). */
+  /**
+   * `'size'` (default): a destination strictly shorter than the source is taken as a prefix and
+   * continued; one of the same size (or longer) is copied again in full, since equal sizes do not
+   * prove equal content. `'sha256'`: the destination's bytes must hash the same as the source's
+   * first bytes (reads them on both sides); an equal-size destination with the same hash is
+   * complete and nothing is copied.
+   */
   verify?: 'size' | 'sha256' | undefined;
 }
 
@@ -152,12 +195,19 @@ export interface TransferOptions extends SftpOperationOptions {
   /** Called with progress at most every 100 ms, and once at the end. */
   onProgress?: ((progress: TransferProgress) => void) | undefined;
   /**
-   * Continue from what the destination already holds. When the check fails (the destination is
-   * longer, or its hash differs) the whole file is copied again. Default `false`.
+   * Continue from what the destination already holds. When the check fails (with `'size'`: the
+   * destination is not shorter than the source; with `'sha256'`: longer, or its hash differs)
+   * the whole file is copied again, so a complete-looking destination with other content is
+   * never reported as copied. Default `false`.
    */
   resume?: boolean | ResumeOptions | undefined;
-  /** Copy the source's permission bits and access/modification times to the destination. Default `false`. */
-  preserve?: boolean | undefined;
+  /**
+   * Copy the source's permission bits and access/modification times to the destination.
+   * `true` keeps `mode & 0o777` (setuid, setgid and sticky bits dropped, as OpenSSH's sftp);
+   * `{ mode: 'all' }` keeps `mode & 0o7777` (see {@link PreserveOptions}).
+   * @default false
+   */
+  preserve?: boolean | PreserveOptions | undefined;
 }
 
 /** Result of {@link SftpClient.get} / {@link SftpClient.put}. */
@@ -192,16 +242,36 @@ export interface DirTransferOptions extends SftpOperationOptions {
   onProgress?: ((progress: TransferProgress) => void) | undefined;
   /** Per file, as {@link TransferOptions.resume}. */
   resume?: boolean | ResumeOptions | undefined;
-  /** Per file, as {@link TransferOptions.preserve}. */
-  preserve?: boolean | undefined;
+  /** Per file, as {@link TransferOptions.preserve} (`true`: `mode & 0o777`). */
+  preserve?: boolean | PreserveOptions | undefined;
+  /**
+   * Most names the walk of the source tree may see, counted as READDIR replies (or local
+   * listings) arrive. Past it the call fails with `ERR_SSH_SFTP`, `reason: 'limit'`, before
+   * anything is copied.
+   * @default 1000000
+   */
+  maxEntries?: number | undefined;
+  /**
+   * Deepest directory level the walk may enter (the source's subdirectories are level 1). Past
+   * it, or when a directory is met a second time (a loop: same canonical path on the server,
+   * same device and inode locally), the call fails with `ERR_SSH_SFTP`, `reason: 'limit'`.
+   * @default 256
+   */
+  maxDepth?: number | undefined;
 }
 
 /** Summary of {@link SftpClient.getDir} / {@link SftpClient.putDir}. Paths are relative to the source directory. */
 export interface DirTransferSummary {
   /** Files copied. */
   copied: string[];
-  /** Entries not copied, and why (`'filter'`, `'symlink'`, `'other'`). */
-  skipped: { path: string; reason: 'filter' | 'symlink' | 'other' }[];
+  /**
+   * Entries not copied, and why: `'filter'`, `'symlink'`, `'other'` (special files), or
+   * `'unsafe-name'`: a name that is not one safe path component (empty, `.`, `..`, holding `/`
+   * or NUL, or `\` on Windows), as a hostile server can send to write outside the target
+   * (CVE-2019-6111's class; OpenSSH's sftp refuses it as a "suspect path"). Each unsafe name
+   * is also reported as a `warning` event ({@link SftpWarning}).
+   */
+  skipped: { path: string; reason: 'filter' | 'symlink' | 'other' | 'unsafe-name' }[];
   /** Files (or directories) that failed, with the error. */
   failed: { path: string; error: SshError }[];
   /** Bytes copied. */
@@ -215,7 +285,30 @@ const DEFAULT_DIR_FILE_CONCURRENCY = 4;
 const DEFAULT_HWM = 1024 * 1024;
 const CLOSE_TIMEOUT_MS = 5_000;
 const MAX_DEPTH = 4096;
-const MAX_READDIR_ROUNDS = 1_000_000;
+/** Default of {@link ReadFileOptions.maxBytes}. */
+const DEFAULT_READ_MAX_BYTES = 1024 * 1024 * 1024;
+/** Bytes of the one read past a file's stated size (it must find EOF). */
+const PROBE_LEN = 64 * 1024;
+
+/** A `warning` event of {@link SftpClient}: something the server sent was refused and skipped. */
+export interface SftpWarning {
+  /** `'unsafe-name'`: a directory entry name that would leave the target (see {@link DirTransferSummary.skipped}). */
+  reason: 'unsafe-name';
+  /** The operation that met it. */
+  operation: 'getDir' | 'putDir';
+  /** The path relative to the source directory, decoded as UTF-8 (control characters kept; see `message`). */
+  path: string;
+  /** Its exact bytes. */
+  rawPath: Buffer;
+  /** A sentence for a log, with control characters escaped (`\xNN`). */
+  message: string;
+}
+
+/** The events of {@link SftpClient} (eventemitter3; no `error` event). */
+export interface SftpEvents {
+  /** A server-sent name was refused (also listed in the summary's `skipped`). */
+  warning: [info: SftpWarning];
+}
 
 // ---------------------------------------------------------------------------------------------
 // validation
@@ -261,6 +354,25 @@ function resumeMode(r: boolean | ResumeOptions | undefined): false | 'size' | 's
   throw new SshConfigError("resume must be a boolean or { verify: 'size' | 'sha256' }", { field: 'resume' });
 }
 
+/** The mode mask `preserve` applies: 0 (no preserve), 0o777 (`true`) or 0o7777 (`{ mode: 'all' }`). */
+function preserveMask(p: boolean | PreserveOptions | undefined): number {
+  if (p === undefined || p === false) return 0;
+  if (p === true) return 0o777;
+  if (typeof p === 'object' && p !== null && (p.mode === undefined || p.mode === 'permissions' || p.mode === 'all')) {
+    return p.mode === 'all' ? 0o7777 : 0o777;
+  }
+  throw new SshConfigError("preserve must be a boolean or { mode: 'permissions' | 'all' }", { field: 'preserve' });
+}
+
+/** A size from the server usable as a byte count, or undefined (absent, 0, or past 2^53: unknown). */
+function knownSize(size: number | undefined): number | undefined {
+  return size !== undefined && size > 0 && Number.isSafeInteger(size) ? size : undefined;
+}
+
+function limitError(what: string, message: string, path: RemotePath | undefined, reason: SftpErrorReason = 'limit'): SshSftpError {
+  return new SshSftpError(`sftp ${what}: ${message}`, { statusCode: SftpStatus.FAILURE, path, reason });
+}
+
 function isStatus(err: unknown, code: number): boolean {
   return err instanceof SshSftpError && err.statusCode === code;
 }
@@ -277,21 +389,23 @@ function toDate(field: string, v: Date | number): number {
   throw new SshConfigError(`${field} must be a Date or a number of seconds since the epoch`, { field });
 }
 
-/** Waits for `p` at most `ms`; never rejects. */
-function settleWithin(p: Promise<unknown>, ms: number): Promise<void> {
+/**
+ * Waits for `p` at most `ms`, and not past the moment `signal` aborts (the caller's timeout or
+ * abort wins over this bound); never rejects.
+ */
+function settleWithin(p: Promise<unknown>, ms: number, signal?: AbortSignal): Promise<void> {
+  p.catch(() => undefined);
+  if (signal?.aborted) return Promise.resolve();
   return new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
+    const done = (): void => {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
     t.unref?.();
-    p.then(
-      () => {
-        clearTimeout(t);
-        resolve();
-      },
-      () => {
-        clearTimeout(t);
-        resolve();
-      },
-    );
+    signal?.addEventListener('abort', done, { once: true });
+    p.then(done, done);
   });
 }
 
@@ -341,17 +455,23 @@ interface FileJob {
   concurrency: number;
   chunkSize: number | undefined;
   resume: false | 'size' | 'sha256';
-  preserve: boolean;
+  /** Mode mask of `preserve` (0: do not preserve). */
+  preserve: number;
   progress: ProgressReporter;
   signal: AbortSignal;
+  /**
+   * Set by `getDir`: the canonical local root. The local file is then opened with O_NOFOLLOW
+   * (a symlink planted at the destination is not followed).
+   */
+  confined?: boolean;
 }
 
 /** What differs between {@link SftpClient.getDir} and {@link SftpClient.putDir}. */
 interface TreeSide {
   /** Lists the source tree. */
-  walk(s: SftpSession, signal: AbortSignal): Promise<WalkedTree>;
-  /** Creates the destination root and `dirs` (relative to it, parents first). */
-  makeDirs(s: SftpSession, signal: AbortSignal, dirs: readonly Buffer[]): Promise<void>;
+  walk(s: SftpSession, signal: AbortSignal, limits: WalkLimits): Promise<WalkedTree>;
+  /** Creates the destination root and `dirs` (relative to it, parents first; latin1, see {@link WalkedTree}). */
+  makeDirs(s: SftpSession, signal: AbortSignal, dirs: readonly string[]): Promise<void>;
   /** Copies one file, `rel` relative to both roots. */
   copy(s: SftpSession, rel: Buffer, job: FileJob): Promise<TransferResult>;
 }
@@ -372,7 +492,7 @@ interface TreeSide {
  * `ERR_SSH_AUTH`...). Local file errors in transfers are `ERR_SSH_SFTP` with the local error as
  * `cause` (no `status`: `statusCode` is `FAILURE`).
  */
-export class SftpClient {
+export class SftpClient extends EventEmitter<SftpEvents> {
   private readonly provider: LinkProvider;
   private readonly openSftp: (link: Link, signal: AbortSignal) => Promise<ssh2.SFTPWrapper>;
   private live: SftpSession | undefined;
@@ -394,6 +514,7 @@ export class SftpClient {
    * @internal
    */
   constructor(provider: LinkProvider, options: SftpOptions = {}) {
+    super();
     this.provider = provider;
     checkFn('openSftp', options.openSftp);
     this.openSftp = options.openSftp ?? defaultOpenSftp;
@@ -452,6 +573,10 @@ export class SftpClient {
     try {
       const s = await this.acquire(scope.signal);
       return await fn(s, scope.signal);
+    } catch (err) {
+      // every error leaving the library is an SshError (a RangeError from a hostile size...)
+      if (err instanceof SshError) throw err;
+      throw new SshSftpError(`sftp ${what} failed: ${err instanceof Error ? err.message : String(err)}`, { statusCode: SftpStatus.FAILURE, cause: err });
     } finally {
       scope.dispose();
     }
@@ -514,36 +639,77 @@ export class SftpClient {
 
   /**
    * Lists a directory (SSH_FXP_OPENDIR/READDIR), without `.` and `..`. Entry types come from
-   * the server's `lstat` view: symlinks are `'symlink'`.
+   * the server's `lstat` view: symlinks are `'symlink'`. Names are returned as the server sent
+   * them (they may hold `/` or `..` on a hostile server: `getDir` refuses such names, a caller
+   * building local paths from `name` should check them too).
    * @returns entries `{ name, path, rawName, rawPath, type, size, mode, mtime, atime, uid, gid }`.
+   * @throws `ERR_SSH_SFTP` with `reason: 'limit'` past {@link ListOptions.maxEntries}; and see the class errors.
    */
-  async list(dir: RemotePath, options?: SftpOperationOptions): Promise<SftpEntry[]> {
+  async list(dir: RemotePath, options?: ListOptions): Promise<SftpEntry[]> {
     const d = checkPath('dir', dir);
-    return await this.op('list', options, (s, sig) => this.listWith(s, d, sig));
+    const max = checkInt('maxEntries', options?.maxEntries, 1) ?? DEFAULT_MAX_ENTRIES;
+    return await this.op('list', options, (s, sig) => this.listWith(s, d, sig, this.counter('list', d, max)));
   }
 
-  private async listWith(s: SftpSession, dir: RemotePath, signal: AbortSignal): Promise<SftpEntry[]> {
-    const handle = await s.opendir(dir, signal);
+  /** A name counter for one listing or walk: throws `reason: 'limit'` once more than `max` names arrived. */
+  private counter(what: string, path: RemotePath, max: number): (n: number) => void {
+    let seen = 0;
+    return (n) => {
+      seen += n;
+      if (seen > max) throw limitError(what, `more than maxEntries (${max}) entries`, path);
+    };
+  }
+
+  /** Lists `dir`; `count(n)` is called as each READDIR reply of `n` names arrives (it may throw to stop). */
+  private async listWith(s: SftpSession, dir: RemotePath, signal: AbortSignal, count: (n: number) => void): Promise<SftpEntry[]> {
     const out: SftpEntry[] = [];
     const dirBytes = toBytes(dir);
+    await this.readDir(s, dir, signal, count, (nm, attrs) => {
+      const rawPath = joinBytes(dirBytes, nm);
+      out.push({ ...toStats(attrs), name: nm.toString('utf8'), path: rawPath.toString('utf8'), rawName: nm, rawPath });
+    });
+    return out;
+  }
+
+  /** Lists `dir` for a walk: only what the walk needs (name, type, size), no per-entry objects beyond that. */
+  private async listLean(s: SftpSession, dir: RemotePath, signal: AbortSignal, count: (n: number) => void): Promise<WalkEntry[]> {
+    const out: WalkEntry[] = [];
+    await this.readDir(s, dir, signal, count, (rawName, attrs) => {
+      out.push({ rawName, type: typeOfMode(attrs.mode), size: attrs.size ?? 0 });
+    });
+    return out;
+  }
+
+  /**
+   * OPENDIR, READDIR until EOF, CLOSE; `each` gets every name but `.` and `..`. `count(n)` is
+   * called as each reply of `n` names arrives (at least 1 per reply, so endless empty replies
+   * count too); it throws to stop, and the handle is then closed without waiting.
+   */
+  private async readDir(
+    s: SftpSession,
+    dir: RemotePath,
+    signal: AbortSignal,
+    count: (n: number) => void,
+    each: (name: Buffer, attrs: RawAttrs) => void,
+  ): Promise<void> {
+    const handle = await s.opendir(dir, signal);
     let failed = true;
     try {
-      for (let round = 0; round < MAX_READDIR_ROUNDS; round++) {
+      for (;;) {
         const names = await s.readdir(handle, dir, signal);
         if (!names) break;
+        count(Math.max(1, names.length));
         for (const n of names) {
           const nm = n.filename;
           if ((nm.length === 1 && nm[0] === 0x2e) || (nm.length === 2 && nm[0] === 0x2e && nm[1] === 0x2e)) continue;
-          const rawPath = joinBytes(dirBytes, nm);
-          out.push({ ...toStats(n.attrs), name: nm.toString('utf8'), path: rawPath.toString('utf8'), rawName: nm, rawPath });
+          each(nm, n.attrs);
         }
       }
       failed = false;
     } finally {
       if (failed) s.closeQuietly(handle);
-      else await s.close(handle, dir);
+      else await s.close(handle, dir, signal);
     }
-    return out;
   }
 
   /**
@@ -628,7 +794,7 @@ export class SftpClient {
           path: p,
         });
       }
-      await this.rmTree(s, p, force, sig, 0);
+      await this.rmTree(s, p, force, sig, 0, this.counter('rm', p, DEFAULT_MAX_ENTRIES));
     });
   }
 
@@ -640,11 +806,11 @@ export class SftpClient {
     }
   }
 
-  private async rmTree(s: SftpSession, dir: RemotePath, force: boolean, signal: AbortSignal, depth: number): Promise<void> {
-    if (depth >= MAX_DEPTH) throw new SshSftpError('sftp rm: tree too deep', { statusCode: SftpStatus.FAILURE, path: dir });
+  private async rmTree(s: SftpSession, dir: RemotePath, force: boolean, signal: AbortSignal, depth: number, count: (n: number) => void): Promise<void> {
+    if (depth >= DEFAULT_MAX_DEPTH) throw limitError('rm', `deeper than ${DEFAULT_MAX_DEPTH} levels`, dir);
     let entries: SftpEntry[];
     try {
-      entries = await this.listWith(s, dir, signal);
+      entries = await this.listWith(s, dir, signal, count);
     } catch (err) {
       if (force && isStatus(err, SftpStatus.NO_SUCH_FILE)) return;
       throw err;
@@ -655,7 +821,7 @@ export class SftpClient {
       8,
       async (e) => {
         try {
-          if (e.type === 'directory') await this.rmTree(s, e.rawPath, force, signal, depth + 1);
+          if (e.type === 'directory') await this.rmTree(s, e.rawPath, force, signal, depth + 1, count);
           else await this.tolerate(s.remove(e.rawPath, signal), force);
         } catch (err) {
           firstErr ??= err;
@@ -740,7 +906,18 @@ export class SftpClient {
 
   /**
    * Reads a whole file with parallel requests. Resolves with a Buffer, or a string when
-   * `encoding` is given. Reads past the size seen at open until EOF (files that grow, /proc).
+   * `encoding` is given.
+   *
+   * With a stated size (FSTAT), reads at most that many bytes plus one probe read (up to 64 KiB)
+   * that must find EOF. When the server sends no size, or 0 (`/proc` files on OpenSSH), reads
+   * until EOF, one read (up to 64 KiB) at a time. Never holds more than `maxBytes`.
+   *
+   * @throws `ERR_SSH_MAX_BUFFER` when the stated size, or the content read so far, exceeds
+   *   {@link ReadFileOptions.maxBytes} (default 1 GiB; checked before allocating, so an absurd
+   *   size such as 2^64-1 fails at once); `ERR_SSH_SFTP` with `reason: 'protocol'` when the
+   *   probe finds data past the stated size (the file is longer than the server said: it grew
+   *   while read, or the server lies; `get` or `createReadStream` read to EOF), or a READ reply
+   *   holds more data than asked for; and see the class errors.
    */
   readFile(path: RemotePath, options: ReadFileOptions & { encoding: BufferEncoding }): Promise<string>;
   readFile(path: RemotePath, options?: ReadFileOptions): Promise<Buffer>;
@@ -748,25 +925,42 @@ export class SftpClient {
     const p = checkPath('path', path);
     const enc = options?.encoding;
     if (enc !== undefined && !Buffer.isEncoding(enc)) throw new SshConfigError('encoding must be a Buffer encoding', { field: 'encoding' });
+    const maxBytes = checkInt('maxBytes', options?.maxBytes, 0) ?? DEFAULT_READ_MAX_BYTES;
+    const tooBig = (n: number | string): SshError =>
+      new SshError('ERR_SSH_MAX_BUFFER', `sftp readFile ${JSON.stringify(showPath(p))}: ${n} bytes exceed maxBytes (${maxBytes})`, { retryable: false });
     return await this.op('readFile', options, async (s, sig) => {
       const handle = await s.open(p, OpenFlags.READ, undefined, sig);
       let ok = false;
       try {
         const st = await s.fstat(handle, p, sig);
-        const size = st.size ?? 0;
+        const stated = st.size ?? 0;
+        if (stated > Math.min(maxBytes, bufferConstants.MAX_LENGTH)) throw tooBig(Number.isSafeInteger(stated) ? stated : `about ${stated.toExponential(3)}`);
         const parts: Buffer[] = [];
         let pos = 0;
-        if (size > 0) {
-          const b = await readIntoBuffer(s, handle, p, 0, size, DEFAULT_STREAM_CONCURRENCY, sig);
+        if (stated > 0) {
+          const b = await readIntoBuffer(s, handle, p, 0, stated, DEFAULT_STREAM_CONCURRENCY, sig);
           parts.push(b);
           pos = b.length;
-        }
-        if (pos === size) {
-          for (let i = 0; i < 1_000_000; i++) {
-            const more = await readIntoBuffer(s, handle, p, pos, 64 * 1024, 1, sig);
+          if (pos === stated) {
+            // one probe read past the stated size: it must find EOF
+            const more = await readIntoBuffer(s, handle, p, pos, Math.min(PROBE_LEN, s.maxReadLen), 1, sig);
+            if (more.length > 0) {
+              throw limitError(
+                'readFile',
+                `the file is longer than the ${stated} bytes the server stated (it grew while read, or the server lies); use get() or createReadStream() to read to EOF`,
+                p,
+                'protocol',
+              );
+            }
+          }
+        } else {
+          // no size (absent, or 0 as for /proc files): read to EOF, never past maxBytes
+          for (;;) {
+            const more = await readIntoBuffer(s, handle, p, pos, Math.min(PROBE_LEN, s.maxReadLen, maxBytes - pos + 1), 1, sig);
             if (more.length === 0) break;
             parts.push(more);
             pos += more.length;
+            if (pos > maxBytes) throw tooBig(`more than ${maxBytes}`);
           }
         }
         ok = true;
@@ -805,7 +999,7 @@ export class SftpClient {
         await this.writeWhole(s, tmp, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.EXCL, keepMode, undefined, sig);
         await this.renameWith(s, tmp, p, true, sig);
       } catch (err) {
-        if (s.alive) await settleWithin(s.remove(tmp), CLOSE_TIMEOUT_MS);
+        if (s.alive) await settleWithin(s.remove(tmp), CLOSE_TIMEOUT_MS, sig);
         throw err;
       }
     });
@@ -840,13 +1034,17 @@ export class SftpClient {
       ok = true;
     } finally {
       if (ok) await s.close(handle, p, signal);
-      else await this.closeBounded(s, handle);
+      else await this.closeBounded(s, handle, signal);
     }
   }
 
-  private closeBounded(s: SftpSession, handle: Buffer): Promise<void> {
+  /**
+   * Closes `handle` after a failure, waiting for the reply at most 5 s and never past the
+   * moment `signal` (the caller's timeout or abort) fires: the CLOSE is still sent.
+   */
+  private closeBounded(s: SftpSession, handle: Buffer, signal?: AbortSignal): Promise<void> {
     if (!s.alive) return Promise.resolve();
-    return settleWithin(s.close(handle, undefined), CLOSE_TIMEOUT_MS);
+    return settleWithin(s.close(handle, undefined), CLOSE_TIMEOUT_MS, signal);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -959,7 +1157,7 @@ export class SftpClient {
       concurrency: checkInt('concurrency', options?.concurrency, 1, 1024) ?? DEFAULT_CONCURRENCY,
       chunkSize: checkInt('chunkSize', options?.chunkSize, 1),
       resume: resumeMode(options?.resume),
-      preserve: options?.preserve === true,
+      preserve: preserveMask(options?.preserve),
       progress,
       signal,
     };
@@ -990,29 +1188,27 @@ export class SftpClient {
     let fd: number | undefined;
     try {
       const st = await s.fstat(handle, remote, signal);
-      const size = st.size ?? 0;
-      if (setTotal) job.progress.total = size;
+      // No size, 0 (a /proc file) or an absurd one: unknown, read until EOF.
+      const size = knownSize(st.size) ?? Infinity;
+      if (setTotal) job.progress.total = size === Infinity ? 0 : size;
       try {
-        if (job.resume) {
-          try {
-            fd = await openFd(local, 'r+');
-          } catch (err) {
-            if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-            fd = await openFd(local, 'w');
-          }
-        } else {
-          fd = await openFd(local, 'w');
-        }
+        const C = fs.constants;
+        // getDir: never follow a symlink planted at the destination name
+        const noFollow = job.confined === true ? C.O_NOFOLLOW : 0;
+        fd = await openFd(local, (job.resume ? C.O_RDWR : C.O_WRONLY | C.O_TRUNC) | C.O_CREAT | noFollow);
       } catch (err) {
         throw localError(err, 'open', local);
       }
       const have = job.resume ? (await fstatFd(fd)).size : 0;
       const { start, endedAt } = await copyRange(runGet, s, handle, remote, fd, have, size, s.maxReadLen, job);
       try {
-        if (job.resume) await ftruncateFd(fd, endedAt);
-        if (job.preserve) {
+        // A resumed file is cut only when it was copied again from 0 and the source ended
+        // before its old end (a kept prefix makes endedAt >= have): never on a size the server
+        // did not state, where the copy continued from what was already there.
+        if (job.resume && endedAt < have) await ftruncateFd(fd, endedAt);
+        if (job.preserve !== 0) {
           await futimesFd(fd, st.atime ?? 0, st.mtime ?? 0);
-          if (st.mode !== undefined) await fchmodFd(fd, st.mode & 0o7777);
+          if (st.mode !== undefined) await fchmodFd(fd, st.mode & job.preserve);
         }
         const f = fd;
         fd = undefined;
@@ -1024,7 +1220,7 @@ export class SftpClient {
       return { transferredBytes: endedAt - start, totalBytes: endedAt, resumedFrom: start };
     } catch (err) {
       if (fd !== undefined) await closeFd(fd).catch(() => undefined);
-      await this.closeBounded(s, handle);
+      await this.closeBounded(s, handle, signal);
       throw err;
     }
   }
@@ -1065,13 +1261,13 @@ export class SftpClient {
       const size = lst.size;
       if (setTotal) job.progress.total = size;
       const flags = OpenFlags.WRITE | OpenFlags.CREAT | (job.resume ? 0 : OpenFlags.TRUNC) | (job.resume === 'sha256' ? OpenFlags.READ : 0);
-      handle = await s.open(remote, flags, job.preserve ? { mode: lst.mode & 0o7777 } : undefined, signal);
+      handle = await s.open(remote, flags, job.preserve !== 0 ? { mode: lst.mode & job.preserve } : undefined, signal);
       const remoteSize = job.resume ? ((await s.fstat(handle, remote, signal)).size ?? 0) : 0;
       const { start, endedAt } = await copyRange(runPut, s, handle, remote, fd, remoteSize, size, s.maxWriteLen, job);
       const attrs: SetAttrs = {};
       if (remoteSize > endedAt || endedAt < size) attrs.size = endedAt;
-      if (job.preserve) {
-        attrs.mode = lst.mode & 0o7777;
+      if (job.preserve !== 0) {
+        attrs.mode = lst.mode & job.preserve;
         attrs.atime = Math.floor(lst.atimeMs / 1000);
         attrs.mtime = Math.floor(lst.mtimeMs / 1000);
       }
@@ -1081,7 +1277,7 @@ export class SftpClient {
       await s.close(h, remote, signal);
       return { transferredBytes: endedAt - start, totalBytes: endedAt, resumedFrom: start };
     } catch (err) {
-      if (handle) await this.closeBounded(s, handle);
+      if (handle) await this.closeBounded(s, handle, signal);
       throw err;
     } finally {
       await closeFd(fd).catch(() => undefined);
@@ -1093,36 +1289,83 @@ export class SftpClient {
    * in parallel, one overall progress. Symlinks and special files are skipped (listed in
    * `skipped`). A file that fails is listed in `failed` and the others continue; losing the
    * connection, abort or timeout rejects the whole call.
+   *
+   * The server's names are confined to `localDir` (CVE-2019-6111's class of attacks): a READDIR
+   * name that is not one safe path component (empty, `.`, `..`, holding `/` or NUL; `\` on
+   * Windows) is never used: it is listed in `skipped` with reason `'unsafe-name'` and reported
+   * as a `warning` event, as OpenSSH's sftp refuses a "suspect path". As a second line of
+   * defence every local path is checked before anything is created: its relative part must be
+   * made of safe components, each directory is created one level at a time and must resolve
+   * (`realpath`) inside `localDir` (a symlink planted in the target is not followed), and files
+   * are opened with `O_NOFOLLOW`.
+   *
    * @returns `{ copied, skipped, failed, transferredBytes }`.
+   * @throws `ERR_SSH_SFTP` with `reason: 'limit'` past `maxEntries`/`maxDepth` or on a directory
+   *   loop (nothing is copied then); `reason: 'outside-target'` when a directory of the target
+   *   resolves outside `localDir`; and see the class errors.
    */
   async getDir(remoteDir: RemotePath, localDir: string | Buffer, options?: DirTransferOptions): Promise<DirTransferSummary> {
     const r = checkPath('remoteDir', remoteDir);
     const l = checkLocal('localDir', localDir);
     const localBytes = toBytes(l);
-    return await this.transferTree('getDir', options, {
-      walk: (s, sig) =>
+    let rootReal: Buffer | undefined;
+    const confine = (rel: Buffer): Buffer => {
+      if (!isConfinedRel(rel)) throw limitError('getDir', `refusing local path ${JSON.stringify(showName(rel))} (outside localDir)`, rel, 'unsafe-name');
+      return joinBytes(localBytes, rel);
+    };
+    return await this.transferTree('getDir', r, options, {
+      walk: (s, sig, limits) =>
         walkTree(
           {
-            list: (rel) => this.listWith(s, rel.length === 0 ? r : joinRemote(r, rel), sig),
-            tooMany: () => new SshSftpError('sftp getDir: too many entries', { statusCode: SftpStatus.FAILURE, path: r }),
+            list: async (rel, count) => {
+              const dir = rel.length === 0 ? r : joinRemote(r, rel);
+              return await this.listLean(s, dir, sig, count);
+            },
+            identity: async (rel) => {
+              const dir = rel.length === 0 ? r : joinRemote(r, rel);
+              // the canonical path; a server that cannot tell is bounded by maxDepth/maxEntries
+              const real = await s.realpath(dir, sig).catch(() => undefined);
+              return real?.toString('latin1');
+            },
+            limit: (what) => limitError('getDir', what, r),
           },
-          options,
+          limits,
         ),
       makeDirs: async (_s, _sig, dirs) => {
         try {
           await fsp.mkdir(l, { recursive: true });
-          for (const d of dirs) await fsp.mkdir(joinBytes(localBytes, d), { recursive: true });
+          rootReal = await fsp.realpath(localBytes, { encoding: 'buffer' });
         } catch (err) {
           throw localError(err, 'mkdir', l);
         }
+        // parents come first: create one level at a time and check where each one really is
+        for (const d of dirs) {
+          const abs = confine(relBytes(d));
+          try {
+            await fsp.mkdir(abs);
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw localError(err, 'mkdir', abs);
+          }
+          let real: Buffer;
+          try {
+            real = await fsp.realpath(abs, { encoding: 'buffer' });
+          } catch (err) {
+            throw localError(err, 'realpath', abs);
+          }
+          if (!isInsideDir(rootReal, real)) {
+            throw limitError('getDir', `local directory ${JSON.stringify(showName(abs))} resolves outside localDir (${JSON.stringify(showName(real))})`, abs, 'outside-target');
+          }
+        }
       },
-      copy: (s, rel, job) => this.getFile(s, joinRemote(r, rel), joinBytes(localBytes, rel), job, false),
+      copy: (s, rel, job) => this.getFile(s, joinRemote(r, rel), confine(rel), { ...job, confined: true }, false),
     });
   }
 
   /**
    * Uploads a local directory tree into `remoteDir` (created as needed, `mkdir -p`): `concurrency`
-   * files in parallel, one overall progress. Symlinks and special files are skipped. Errors as
+   * files in parallel, one overall progress. Symlinks and special files are skipped. Every
+   * remote path is built from local names checked to be safe components (as {@link getDir};
+   * a refused name is skipped with reason `'unsafe-name'` and a `warning`). Errors as
    * {@link SftpClient.getDir}.
    * @returns `{ copied, skipped, failed, transferredBytes }`.
    */
@@ -1130,20 +1373,30 @@ export class SftpClient {
     const l = checkLocal('localDir', localDir);
     const r = checkPath('remoteDir', remoteDir);
     const localBytes = toBytes(l);
-    return await this.transferTree('putDir', options, {
-      walk: async () => {
+    const confine = (rel: Buffer): RemotePath => {
+      if (!isConfinedRel(rel)) throw limitError('putDir', `refusing remote path ${JSON.stringify(showName(rel))} (outside remoteDir)`, rel, 'unsafe-name');
+      return joinRemote(r, rel);
+    };
+    return await this.transferTree('putDir', r, options, {
+      walk: async (_s, _sig, limits) => {
         try {
           return await walkTree(
             {
-              list: async (rel) => {
+              list: async (rel, count) => {
                 const abs = rel.length === 0 ? localBytes : joinBytes(localBytes, rel);
+                // a local directory is not server input: counted once read
                 const entries = await fsp.readdir(abs, { withFileTypes: true, encoding: 'buffer' });
+                count(entries.length);
                 return entries.map((e) => ({ rawName: e.name, type: localType(e), size: 0 }));
               },
               fileSize: async (rel) => (await fsp.lstat(joinBytes(localBytes, rel))).size,
-              tooMany: () => new Error('too many entries'),
+              identity: async (rel) => {
+                const st = await fsp.stat(rel.length === 0 ? localBytes : joinBytes(localBytes, rel), { bigint: true });
+                return `${st.dev}:${st.ino}`;
+              },
+              limit: (what) => limitError('putDir', what, l),
             },
-            options,
+            limits,
           );
         } catch (err) {
           throw localError(err, 'readdir', l);
@@ -1152,7 +1405,7 @@ export class SftpClient {
       makeDirs: async (s, sig, dirs) => {
         await this.mkdirp(s, r, undefined, sig, 0);
         for (const d of dirs) {
-          const rd = joinRemote(r, d);
+          const rd = confine(relBytes(d));
           try {
             await s.mkdir(rd, undefined, sig);
           } catch (err) {
@@ -1161,7 +1414,7 @@ export class SftpClient {
           }
         }
       },
-      copy: (s, rel, job) => this.putFile(s, joinBytes(localBytes, rel), joinRemote(r, rel), job, false),
+      copy: (s, rel, job) => this.putFile(s, joinBytes(localBytes, rel), confine(rel), job, false),
     });
   }
 
@@ -1170,32 +1423,51 @@ export class SftpClient {
    * walks the source tree, creates the destination directories, then copies the files
    * `concurrency` at a time with one overall progress and one summary.
    */
-  private async transferTree(what: 'getDir' | 'putDir', options: DirTransferOptions | undefined, side: TreeSide): Promise<DirTransferSummary> {
+  private async transferTree(what: 'getDir' | 'putDir', root: RemotePath, options: DirTransferOptions | undefined, side: TreeSide): Promise<DirTransferSummary> {
     checkFn('filter', options?.filter);
     checkFn('onProgress', options?.onProgress);
     const parallel = checkInt('concurrency', options?.concurrency, 1, 256) ?? DEFAULT_DIR_CONCURRENCY;
     const perFile = checkInt('fileConcurrency', options?.fileConcurrency, 1, 1024) ?? DEFAULT_DIR_FILE_CONCURRENCY;
+    const limits: WalkLimits = {
+      maxEntries: checkInt('maxEntries', options?.maxEntries, 1) ?? DEFAULT_MAX_ENTRIES,
+      maxDepth: checkInt('maxDepth', options?.maxDepth, 0) ?? DEFAULT_MAX_DEPTH,
+      filter: options?.filter,
+      onUnsafe: (rel, why) => {
+        const path = rel.toString('utf8');
+        this.emit('warning', {
+          reason: 'unsafe-name',
+          operation: what,
+          path,
+          rawPath: rel,
+          message: `sftp ${what} ${JSON.stringify(showName(toBytes(root)))}: skipped ${JSON.stringify(showName(rel))}: ${why} (a name that could leave the target directory)`,
+        });
+      },
+    };
+    const fileOptions = { concurrency: perFile, resume: options?.resume, preserve: options?.preserve };
+    resumeMode(fileOptions.resume);
+    preserveMask(fileOptions.preserve);
     return await this.op(what, options, async (s, sig) => {
-      const tree = await side.walk(s, sig);
+      const tree = await side.walk(s, sig, limits);
       const summary: DirTransferSummary = { copied: [], skipped: tree.skipped, failed: [], transferredBytes: 0 };
       await side.makeDirs(s, sig, tree.dirs);
       const progress = new ProgressReporter(
         tree.files.reduce((a, f) => a + f.size, 0),
         options?.onProgress,
       );
-      const job = this.fileJob({ concurrency: perFile, resume: options?.resume, preserve: options?.preserve }, progress, sig);
+      const job = this.fileJob(fileOptions, progress, sig);
       let fatal: unknown;
       await pool(
         tree.files,
         parallel,
         async (f) => {
+          const rel = relBytes(f.rel);
           try {
-            const res = await side.copy(s, f.rel, job);
-            summary.copied.push(f.rel.toString('utf8'));
+            const res = await side.copy(s, rel, job);
+            summary.copied.push(rel.toString('utf8'));
             summary.transferredBytes += res.transferredBytes;
           } catch (err) {
             if (isFatal(err)) fatal ??= err;
-            else summary.failed.push({ path: f.rel.toString('utf8'), error: err as SshError });
+            else summary.failed.push({ path: rel.toString('utf8'), error: err as SshError });
           }
         },
         () => fatal !== undefined || sig.aborted,
@@ -1233,7 +1505,9 @@ function toBuffer(data: unknown): Buffer {
 /**
  * The engine run of {@link SftpClient.get} / {@link SftpClient.put} once both files are open:
  * with `resume`, keeps the `have` bytes already at the destination when they are a prefix of the
- * source (`'sha256'`: checked by hashing both), then copies `[start, size)` with `run`.
+ * source (`'size'`: the destination is strictly shorter; `'sha256'`: checked by hashing both,
+ * which also accepts an equal-size destination with the same content), then copies
+ * `[start, size)` with `run`.
  */
 async function copyRange(
   run: typeof runGet,
@@ -1247,7 +1521,10 @@ async function copyRange(
   job: FileJob,
 ): Promise<{ start: number; endedAt: number }> {
   let start = 0;
-  if (job.resume && have <= size && have > 0) {
+  // 'size' trusts a strictly shorter destination to be a prefix; one of the same size is not
+  // "complete" (its content may differ: issue 17), so it is copied again. 'sha256' compares the
+  // whole prefix, so an equal-size destination with the same hash is complete.
+  if (job.resume && have > 0 && (have < size || (have === size && job.resume === 'sha256'))) {
     start = have;
     if (job.resume === 'sha256') {
       const [a, b] = await Promise.all([hashLocal(fd, have), hashRemote(s, handle, remote, have, job.signal)]);
@@ -1299,7 +1576,7 @@ async function hashRemote(s: SftpSession, handle: Buffer, p: RemotePath, length:
 }
 
 // promisified fd helpers (callback fs keeps positional I/O on the same fd as the engines)
-function openFd(p: string | Buffer, flags: string): Promise<number> {
+function openFd(p: string | Buffer, flags: string | number): Promise<number> {
   return new Promise((res, rej) => fs.open(p, flags, 0o666, (e, fd) => (e ? rej(e) : res(fd))));
 }
 function fstatFd(fd: number): Promise<fs.Stats> {

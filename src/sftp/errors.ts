@@ -34,6 +34,18 @@ export function sftpStatusName(code: number): SftpStatusName {
 }
 
 /**
+ * Why ssh-tether itself stopped an SFTP operation (no server status involved), on
+ * {@link SshSftpError.reason}:
+ *
+ * - `'limit'`: a bound was reached: `maxEntries`, `maxDepth`, or a directory loop in a walk;
+ * - `'unsafe-name'`: a path built from server (or local) names would leave the target directory;
+ * - `'outside-target'`: a local directory of the target resolves (through a symlink) outside it;
+ * - `'protocol'`: the server broke SFTP v3 (a DATA reply longer than the READ asked for, a file
+ *   longer than its stated size).
+ */
+export type SftpErrorReason = 'limit' | 'unsafe-name' | 'outside-target' | 'protocol';
+
+/**
  * The SFTP server answered a request with an error status (`ERR_SSH_SFTP`), or ssh-tether refused
  * an SFTP operation before sending it (then `status` is `'BAD_MESSAGE'`/`'FAILURE'` with a
  * message saying why).
@@ -44,6 +56,8 @@ export function sftpStatusName(code: number): SftpStatusName {
  * - `statusCode`: the numeric status (draft-ietf-secsh-filexfer-02 section 7).
  * - `path`: the remote path the request was about (decoded as UTF-8 for display; see
  *   `rawPath` for the exact bytes), when there is one.
+ *
+ * - `reason`: set when ssh-tether stopped the operation itself (see {@link SftpErrorReason}).
  *
  * An SFTP error is not `retryable`: the same request would meet the same answer.
  */
@@ -56,12 +70,17 @@ export class SshSftpError extends SshError {
   readonly path: string | undefined;
   /** The exact bytes of {@link SshSftpError.path}, when there is one. */
   readonly rawPath: Buffer | undefined;
+  /** Why ssh-tether stopped the operation itself, when it did (no server status involved). */
+  readonly reason: SftpErrorReason | undefined;
 
   /**
    * @param message - the server's message, or ours, with the path.
-   * @param details - status code, path and cause.
+   * @param details - status code, path, cause, and `reason` when ssh-tether stopped it itself.
    */
-  constructor(message: string, details: { statusCode: number; path?: string | Buffer | undefined; cause?: unknown }) {
+  constructor(
+    message: string,
+    details: { statusCode: number; path?: string | Buffer | undefined; cause?: unknown; reason?: SftpErrorReason | undefined },
+  ) {
     super('ERR_SSH_SFTP', message, { retryable: false, ...(details.cause === undefined ? {} : { cause: details.cause }) });
     this.name = 'SshSftpError';
     this.statusCode = details.statusCode;
@@ -69,6 +88,7 @@ export class SshSftpError extends SshError {
     const p = details.path;
     this.rawPath = p === undefined ? undefined : Buffer.isBuffer(p) ? p : Buffer.from(p, 'utf8');
     this.path = p === undefined ? undefined : Buffer.isBuffer(p) ? p.toString('utf8') : p;
+    this.reason = details.reason;
   }
 }
 

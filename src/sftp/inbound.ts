@@ -18,6 +18,8 @@
  * @module sftp/inbound
  */
 
+import { SftpStatus, SshSftpError } from './errors.js';
+
 const FXP_DATA = 103;
 /** uint32 length + byte type + uint32 request id. */
 const HEADER = 9;
@@ -58,7 +60,7 @@ export class DataReplySplitter {
   private remaining = 0;
   private pktLen = 0;
   private id = 0;
-  private req: { cb: (err: undefined, buf: Buffer, nb: number) => void; buffer: Buffer } | undefined;
+  private req: { cb: (err: Error | undefined, buf?: Buffer, nb?: number) => void; buffer: Buffer } | undefined;
   private strLenGot = 0;
   private strLen = 0;
   private strRead = 0;
@@ -176,13 +178,27 @@ export class DataReplySplitter {
     return p;
   }
 
-  /** The diverted reply is complete: settle its request as ssh2's DATA handler does. */
+  /**
+   * The diverted reply is complete: settle its request as ssh2's DATA handler does, or, when the
+   * server sent more data than the READ asked for, fail it with an `ERR_SSH_SFTP` protocol error
+   * (as ssh2's own reader does: "Received more data than requested"), never cutting it silently.
+   */
   private complete(): void {
     const req = this.req!;
     const id = this.id;
+    const sent = this.strLen;
     this.endPacket();
     delete this.s._requests[id];
     if (typeof this.s._debug === 'function') (this.s._debug as (m: string) => void)(`SFTP: Inbound: Received DATA (id:${id}, ${this.copied})`);
+    if (sent > req.buffer.length) {
+      req.cb(
+        new SshSftpError(`sftp read: the server sent ${sent} bytes for a read of ${req.buffer.length} (protocol error)`, {
+          statusCode: SftpStatus.BAD_MESSAGE,
+          reason: 'protocol',
+        }),
+      );
+      return;
+    }
     req.cb(undefined, req.buffer, this.copied);
   }
 

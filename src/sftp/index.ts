@@ -12,6 +12,10 @@ export {
   type RmOptions,
   type RenameOptions,
   type ReadFileOptions,
+  type ListOptions,
+  type PreserveOptions,
+  type SftpWarning,
+  type SftpEvents,
   type WriteFileOptions,
   type ReadStreamOptions,
   type WriteStreamOptions,
@@ -27,4 +31,4 @@ export {
   type SftpStats,
   type TransferProgress,
 } from './client.js';
-export { SshSftpError, SftpStatus, sftpStatusName, type SftpStatusName } from './errors.js';
+export { SshSftpError, SftpStatus, sftpStatusName, type SftpStatusName, type SftpErrorReason } from './errors.js';

@@ -123,3 +123,69 @@ export function baseOf(p: RemotePath): Buffer {
 export function showPath(p: RemotePath): string {
   return Buffer.isBuffer(p) ? p.toString('utf8') : p;
 }
+
+const NUL = 0x00;
+const DOT = 0x2e;
+const BACKSLASH = 0x5c;
+
+/**
+ * Why `name` (one directory entry name sent by the server, or one local name) cannot be used as
+ * a single path component below a target directory, or `undefined` when it can.
+ *
+ * Unsafe: empty, `.` or `..`, containing `/` or NUL, and on Windows (`windows`) containing `\`.
+ * This follows OpenSSH's sftp, which refuses a READDIR name holding `/` ("Server sent suspect
+ * path", sftp-client.c `download_dir_internal`, the fix for CVE-2019-6111's class of attacks
+ * where a server names an entry `../x` to write outside the target).
+ *
+ * @param name - the raw bytes (or a string, taken as UTF-8).
+ * @param windows - also refuse `\` (default: `process.platform === 'win32'`).
+ */
+export function unsafeNameReason(name: Buffer | string, windows = process.platform === 'win32'): string | undefined {
+  const b = typeof name === 'string' ? Buffer.from(name, 'utf8') : name;
+  if (b.length === 0) return 'empty name';
+  if (b.length === 1 && b[0] === DOT) return "the name '.'";
+  if (b.length === 2 && b[0] === DOT && b[1] === DOT) return "the name '..'";
+  if (b.includes(SLASH)) return "contains '/'";
+  if (b.includes(NUL)) return 'contains NUL';
+  if (windows && b.includes(BACKSLASH)) return "contains '\\'";
+  return undefined;
+}
+
+/** Whether `name` is safe as one path component (see {@link unsafeNameReason}). */
+export function isSafeName(name: Buffer | string, windows = process.platform === 'win32'): boolean {
+  return unsafeNameReason(name, windows) === undefined;
+}
+
+/**
+ * Whether the relative path `rel` (`/`-separated bytes) stays inside the directory it is relative
+ * to: every component is a safe name ({@link isSafeName}), so no `..`, no absolute path, no empty
+ * component. The lexical half of the second line of defence of `getDir`/`putDir`.
+ */
+export function isConfinedRel(rel: Buffer, windows = process.platform === 'win32'): boolean {
+  if (rel.length === 0) return false;
+  let from = 0;
+  for (;;) {
+    const at = rel.indexOf(SLASH, from);
+    const part = rel.subarray(from, at < 0 ? rel.length : at);
+    if (!isSafeName(part, windows)) return false;
+    if (at < 0) return true;
+    from = at + 1;
+  }
+}
+
+/**
+ * Whether the absolute, resolved local path `p` is `root` itself or lies below it (byte prefix
+ * followed by the separator). Both must already be canonical (`fs.realpath`).
+ */
+export function isInsideDir(root: Buffer, p: Buffer, sep = process.platform === 'win32' ? BACKSLASH : SLASH): boolean {
+  if (p.equals(root)) return true;
+  const base = root.length > 0 && root[root.length - 1] === sep ? root.length - 1 : root.length;
+  return p.length > base + 1 && p.subarray(0, base).equals(root.subarray(0, base)) && p[base] === sep;
+}
+
+/** Escapes control characters (C0, DEL, C1) of a name for a message: `\xNN`. */
+export function showName(name: Buffer | string): string {
+  const s = typeof name === 'string' ? name : name.toString('utf8');
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}

@@ -30,6 +30,7 @@ interface Done {
   id: number;
   nb: number;
   bytes: Buffer;
+  error?: { code: string; reason: string | undefined };
 }
 
 /** A splitter over a fake ssh2 request table; returns what was passed on and what completed. */
@@ -42,7 +43,11 @@ function harness(requests: Record<number, number>, opts: { maxInPktLen?: number;
     target._requests[Number(id)] = {
       buffer,
       cb: (err: unknown, buf: Buffer, nb: number) => {
-        expect(err).toBeUndefined();
+        if (err !== undefined) {
+          const e = err as { code: string; reason?: string };
+          done.push({ id: Number(id), nb: -1, bytes: Buffer.alloc(0), error: { code: e.code, reason: e.reason } });
+          return;
+        }
         expect(buf).toBe(buffer);
         done.push({ id: Number(id), nb, bytes: Buffer.from(buf.subarray(0, nb)) });
       },
@@ -92,10 +97,15 @@ describe('DataReplySplitter', () => {
     }
   });
 
-  it('fills at most the buffer (as ssh2 copies at most its length) and reports what it copied', () => {
-    const h = harness({ 1: 100 });
-    feed(h.splitter, dataReply(1, payloadA), [3, 17, 50]);
-    expect(h.done).toEqual([{ id: 1, nb: 100, bytes: payloadA.subarray(0, 100) }]);
+  it('a DATA reply longer than the read asked for fails the read with an ERR_SSH_SFTP protocol error (issue 11 item 3), in any cut', () => {
+    for (const cuts of [[3, 17, 50], [], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]]) {
+      const h = harness({ 1: 100, 2: 1024 });
+      feed(h.splitter, Buffer.concat([dataReply(1, payloadA), dataReply(2, payloadA.subarray(0, 10))]), cuts);
+      expect(h.done).toEqual([
+        { id: 1, nb: -1, bytes: Buffer.alloc(0), error: { code: 'ERR_SSH_SFTP', reason: 'protocol' } },
+        { id: 2, nb: 10, bytes: payloadA.subarray(0, 10) },
+      ]);
+    }
   });
 
   it('hands a malformed DATA reply (string longer than its packet) to ssh2 byte for byte', () => {
