@@ -567,7 +567,7 @@ export async function runCli(args: string[], io: Io): Promise<number> {
     }
   } catch (e) {
     if (e instanceof UsageError) {
-      err(io, `ssh-tether: ${sanitizeText(e.message)}`);
+      err(io, `ssh-tether: ${sanitizeText(e.message, { maxLength: 65_536 })}`);
       return 2;
     }
     err(io, `ssh-tether: ${describeError(e)}`);
