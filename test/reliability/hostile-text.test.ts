@@ -30,6 +30,7 @@ const info = sharedSshd();
 const dir = mkdtempSync(join(tmpdir(), 'tether-hostile-text-'));
 
 /** What must never reach a terminal: C0 controls but tab/newline, DEL, C1 (8-bit CSI U+009B), bidi overrides. */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const DANGEROUS = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/;
 const EVIL = '\x1b]0;pwned\x07\x1b[2J\x1b[H\u009b31mall checks passed\rX';
 /** For the identification string and greeting: a lone CR there breaks ssh2's own line parser first. */
@@ -148,7 +149,7 @@ function newest(d: string): number {
 }
 
 beforeAll(async () => {
-  let built = 0;
+  let built: number;
   try {
     built = statSync(CLI).mtimeMs;
   } catch {

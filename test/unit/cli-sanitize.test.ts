@@ -5,6 +5,7 @@ import { SshError, mapConnectError } from '../../src/errors.js';
 import { safeJson, formatReport } from '../../src/cli/commands.js';
 
 // ESC, CSI (8-bit), other C0/C1 controls, DEL, lone CR: none may survive.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const DANGEROUS = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/;
 
 describe('sanitizeText', () => {
