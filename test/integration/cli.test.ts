@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -290,6 +290,86 @@ describe('ssh-tether CLI', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('expected -L [bind_address:]port:host:hostport');
   });
+});
+
+/** What a terminal shows after `text`: `\r` returns to column 0, characters overwrite. */
+function screen(text: string): string[] {
+  const lines: string[] = [''];
+  let col = 0;
+  for (const ch of text) {
+    if (ch === '\r') col = 0;
+    else if (ch === '\n') {
+      lines.push('');
+      col = 0;
+    } else {
+      const l = lines[lines.length - 1] ?? '';
+      lines[lines.length - 1] = l.slice(0, col) + ch + l.slice(col + 1);
+      col++;
+    }
+  }
+  return lines;
+}
+
+/**
+ * Runs the bin on a pseudo-terminal with script(1) (util-linux); `onOutput` sees the output so
+ * far and may write to the terminal (e.g. `\x03`, Ctrl-C). Bounded by a kill timer.
+ */
+function onTty(args: string[], onOutput?: (out: string, write: (s: string) => void) => void): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const line = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+    const child = spawn('script', ['-qfec', line, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, SSH_AUTH_SOCK: '' } });
+    let out = '';
+    const write = (s: string): void => {
+      child.stdin.write(s);
+    };
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      onOutput?.(out, write);
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
+describe('the progress bar on a terminal (script(1) pty)', () => {
+  it('redraws in place and ends with a newline; Ctrl-C ends the line and exits 130', async () => {
+    const remote = `/tmp/tether-cli-tty-${process.pid}-${Date.now()}`;
+    expect((await cli(['exec', ...F, '-n', 'box', `head -c 8388608 /dev/urandom > ${remote}.small && truncate -s 8G ${remote}.big`])).code).toBe(0);
+    try {
+      const local = join(dir, 'tty-small');
+      const r = await onTty(['get', ...F, `box:${remote}.small`, local]);
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/\r\[[#.]{30}\] +\d+%/);
+      const shown = screen(r.out.replace(/\r\n/g, '\n'));
+      const barLine = shown.find((l) => l.startsWith('[##############################] 100% 8.0 MiB/8.0 MiB'));
+      expect(barLine).toBeDefined();
+      expect(barLine).toMatch(/ \d+(\.\d)? [KMG]?i?B\/s *$/);
+      expect(shown.some((l) => l.startsWith(`box:${remote}.small -> ${local}: 8388608 bytes`))).toBe(true);
+
+      let sent = false;
+      const big = join(dir, 'tty-big');
+      const i = await onTty(['get', ...F, `box:${remote}.big`, big], (out, write) => {
+        if (!sent && /\] +\d+% /.test(out)) {
+          sent = true;
+          write('\x03');
+        }
+      });
+      expect(sent).toBe(true);
+      expect(i.code).toBe(130);
+      const lines = screen(i.out.replace(/\r\n/g, '\n'));
+      const at = lines.findIndex((l) => l.startsWith('ssh-tether: interrupted'));
+      expect(at).toBeGreaterThan(0);
+      expect(lines[at - 1]).toMatch(/^(\^C)?\[[#.]{30}\]/);
+    } finally {
+      await cli(['exec', ...F, '-n', 'box', 'rm', '-f', `${remote}.small`, `${remote}.big`]);
+      rmSync(join(dir, 'tty-big'), { force: true });
+    }
+  }, 150_000);
 });
 
 describe('forward argument parsing (as ssh -L/-R/-D)', () => {
