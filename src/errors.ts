@@ -1,9 +1,13 @@
 /**
  * Every error ssh-tether raises is an {@link SshError} with a stable, literal `code`.
  * Users match on `code` (or `instanceof` a subclass); messages may change between versions.
+ * Messages often quote the server (a DISCONNECT description, an SFTP STATUS message, auth
+ * method names): every message is passed through `sanitizeText` (src/internal/sanitize.ts) when
+ * the error is made, so no error message carries escape sequences or other control characters.
  *
  * @module errors
  */
+import { sanitizeText } from './internal/sanitize.js';
 
 /**
  * The stable error codes. Never retried: `ERR_SSH_CONFIG`, `ERR_SSH_AUTH`, `ERR_SSH_KEY`
@@ -67,11 +71,12 @@ export class SshError extends Error {
 
   /**
    * @param code - the stable error code.
-   * @param message - a human-readable message (never contains secrets).
+   * @param message - a human-readable message (never contains secrets); control characters
+   *   other than tab and newline are shown escaped (`\x1b`), the length is bounded.
    * @param options - `cause` and an optional `retryable` override.
    */
   constructor(code: SshErrorCode, message: string, options: SshErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(sanitizeText(message, { maxLength: 8192 }), options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'SshError';
     this.code = code;
     this.retryable = options.retryable ?? !NEVER_RETRY.has(code);

@@ -5,6 +5,7 @@
  */
 import type { TestProject } from 'vitest/node';
 import { describeSshd, startSshd, type SshdInfo } from './helpers/sshd.js';
+import { claimTestUsers } from './helpers/test-users.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -13,9 +14,12 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // As root the suite creates the users tether, tetherpw and tethersec: remove those it created.
+  const releaseUsers = claimTestUsers();
   const sshd = await startSshd();
   project.provide('sshd', describeSshd(sshd));
   return async () => {
     await sshd.stop();
+    releaseUsers();
   };
 }

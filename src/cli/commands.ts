@@ -7,14 +7,37 @@
  *
  * @module cli/commands
  */
+import { statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
+import { basename, join } from 'node:path';
+import { posix } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { SshClient } from '../client.js';
 import { SshError } from '../errors.js';
 import { diagnose, DIAGNOSE_EXIT_CODES, DIAGNOSE_STEPS, type DiagnoseReport } from '../doctor/index.js';
 import { targetClientOptions } from '../doctor/effective.js';
-import type { TransferProgress } from '../sftp/index.js';
-import { CONNECT_HELP, CONNECT_OPTIONS, intArg, parse, parseCliForward, targetOptionsFrom, UsageError, type CliForward } from './args.js';
+import { sanitizeLine, sanitizeText } from '../internal/sanitize.js';
+import type { DirTransferSummary, SftpClient } from '../sftp/index.js';
+import pkg from '../../package.json' with { type: 'json' };
+import {
+  CONNECT_HELP,
+  CONNECT_OPTIONS,
+  intArg,
+  parseCliForward,
+  parseCommandLine,
+  targetOptionsFrom,
+  UsageError,
+  type CliForward,
+  type CliTarget,
+  type OptionSpecs,
+  type OptionValues,
+} from './args.js';
+import { human, ProgressBar, progressLine } from './progress.js';
+
+export { progressLine };
+
+/** The package version, printed by `ssh-tether --version`. */
+export const VERSION: string = pkg.version;
 
 /** Where a command writes; injectable for tests of the formatting. */
 export interface Io {
@@ -30,10 +53,38 @@ function err(io: Io, s: string): void {
   io.stderr.write(`${s}\n`);
 }
 
+/** An error's text for the terminal: the code, then the message, sanitized (it may quote the server). */
+function describeError(e: unknown): string {
+  if (e instanceof SshError) return `${e.code}: ${sanitizeText(e.message)}`;
+  return sanitizeText(e instanceof Error ? e.message : String(e));
+}
+
 function needTarget(positionals: string[], usage: string): string {
   const t = positionals[0];
   if (t === undefined) throw new UsageError(`missing <host>\n\n${usage}`);
   return t;
+}
+
+/** Parses a command's arguments; an unknown option names the command's help. */
+function parseFor(command: string, args: string[], options: OptionSpecs, stopAtHost = false): ReturnType<typeof parseCommandLine> {
+  try {
+    return parseCommandLine(args, options, stopAtHost);
+  } catch (e) {
+    if (e instanceof UsageError) throw new UsageError(`${e.message} (see ssh-tether ${command} --help)`);
+    throw e;
+  }
+}
+
+function str(v: OptionValues, name: string): string | undefined {
+  const x = v[name];
+  return typeof x === 'string' ? x : undefined;
+}
+
+/** A client for `target` with the connection flags; `close()` also removes the `-o` file. */
+function makeClient(target: string, t: CliTarget, extra: { reconnect?: false } = {}): SshClient {
+  const client = new SshClient({ ...targetClientOptions(target, t.options), ...extra });
+  client.on('error', () => undefined);
+  return client;
 }
 
 // ---------------------------------------------------------------- doctor
@@ -58,19 +109,30 @@ ${Object.entries(DIAGNOSE_EXIT_CODES)
   .join('\n')}
   1 internal error, 2 bad usage`;
 
-/** Formats a report as text lines: one per step, then hints. */
+/**
+ * Formats a report as text lines: one per step, then hints. Details and hints quote the server
+ * (its identification string, auth methods, messages): each is sanitized for the terminal.
+ */
 export function formatReport(r: DiagnoseReport): string {
-  const lines = [`ssh-tether doctor ${r.target}`];
+  const lines = [`ssh-tether doctor ${sanitizeLine(r.target)}`];
   for (const s of r.steps) {
-    lines.push(`  ${s.ok ? '✓' : '✗'} ${s.step.padEnd(8)} ${`${s.durationMs.toFixed(1)} ms`.padStart(10)}  ${s.detail}`);
-    if (s.hint !== undefined) lines.push(`      ${s.ok ? 'note' : 'hint'}: ${s.hint}`);
+    lines.push(`  ${s.ok ? '✓' : '✗'} ${s.step.padEnd(8)} ${`${s.durationMs.toFixed(1)} ms`.padStart(10)}  ${sanitizeLine(s.detail, 2048)}`);
+    if (s.hint !== undefined) lines.push(`      ${s.ok ? 'note' : 'hint'}: ${sanitizeLine(s.hint, 2048)}`);
   }
   lines.push(r.ok ? 'all checks passed' : `failed at ${r.failedStep ?? '?'} (exit code ${r.exitCode})`);
   return lines.join('\n');
 }
 
+/**
+ * JSON for the terminal: `JSON.stringify` escapes C0 controls but leaves DEL, C1 controls
+ * (U+009B is an 8-bit CSI) and bidi overrides raw; those are escaped as `\uXXXX` too.
+ */
+export function safeJson(value: unknown): string {
+  return JSON.stringify(value, null, 2).replace(/[\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 async function doctorCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(args, {
+  const { values, positionals } = parseFor('doctor', args, {
     ...CONNECT_OPTIONS,
     json: { type: 'boolean' },
     forward: { type: 'string' },
@@ -83,31 +145,44 @@ async function doctorCommand(args: string[], io: Io): Promise<number> {
   }
   const target = needTarget(positionals, DOCTOR_HELP);
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1] ?? ''}"\n\n${DOCTOR_HELP}`);
-  const opts = targetOptionsFrom(values);
   let forward: { host?: string; port: number } | undefined;
-  if (values.forward !== undefined) {
-    const m = /^(?:(.+):)?(\d+)$/.exec(values.forward);
-    if (!m?.[2]) throw new UsageError(`--forward: expected [host:]port, got "${values.forward}"`);
+  const fwd = str(values, 'forward');
+  if (fwd !== undefined) {
+    const m = /^(?:(.+):)?(\d+)$/.exec(fwd);
+    if (!m?.[2]) throw new UsageError(`--forward: expected [host:]port, got "${fwd}"`);
     forward = { port: intArg(m[2], '--forward', 1, 65535), ...(m[1] !== undefined ? { host: m[1].replace(/^\[(.*)\]$/, '$1') } : {}) };
   }
-  const report = await diagnose(target, {
-    ...opts,
-    ...(forward ? { forward } : {}),
-    ...(values.sftp === true ? { sftp: true } : {}),
-    ...(values['step-timeout'] !== undefined ? { stepTimeoutMs: intArg(values['step-timeout'], '--step-timeout', 1, 600_000) } : {}),
-  });
-  out(io, values.json === true ? JSON.stringify(report, null, 2) : formatReport(report));
-  return report.exitCode;
+  const stepTimeout = str(values, 'step-timeout');
+  const t = targetOptionsFrom(values);
+  try {
+    const report = await diagnose(target, {
+      ...t.options,
+      ...(forward ? { forward } : {}),
+      ...(values.sftp === true ? { sftp: true } : {}),
+      ...(stepTimeout !== undefined ? { stepTimeoutMs: intArg(stepTimeout, '--step-timeout', 1, 600_000) } : {}),
+    });
+    out(io, values.json === true ? safeJson(report) : formatReport(report));
+    return report.exitCode;
+  } finally {
+    t.cleanup();
+  }
 }
 
 // ---------------------------------------------------------------- exec
 
-export const EXEC_HELP = `Usage: ssh-tether exec [options] [user@]<host> -- <command> [args...]
+export const EXEC_HELP = `Usage: ssh-tether exec [options] [user@]<host> [--] <command> [words...]
 
-Runs <command> with its arguments quoted for a POSIX shell (they arrive literally), streams
-its stdout and stderr, feeds it this process's stdin (unless -n), and exits with its exit status.
+Runs a command on <host>, streams its stdout and stderr, feeds it this process's stdin (unless
+-n), and exits with its exit status. Options go before <host>: everything after it is the
+command, as with ssh (\`ssh-tether exec web1 uname -n\` runs \`uname -n\`).
+
+The words after <host> are joined with spaces into one command line for the remote shell,
+exactly as ssh(1) does: \`exec web1 ls -l '/a b'\` runs \`ls -l /a b\` (two arguments), and
+\`exec web1 'ls / | wc -l'\` runs the pipeline. With --argv each word is instead passed as one
+literal argument (quoted for a POSIX shell): \`exec --argv web1 ls -l '/a b'\` lists "/a b".
 
 Options:
+      --argv                       pass each word as one literal argument (no shell syntax)
   -n, --no-stdin                   do not read stdin (like ssh -n)
       --timeout <ms>               stop the command after this many ms
 ${CONNECT_HELP}
@@ -121,21 +196,33 @@ function signalExitCode(signal: string | null): number {
   return n === undefined ? 255 : 128 + n;
 }
 
+/**
+ * Parses the `exec` command line: options until the host, the words after it (a leading `--`
+ * dropped) form the command: one line joined with spaces, or argv with `--argv`.
+ */
+export function parseExecArgs(args: string[]): { help: boolean; target: string | undefined; command: string | string[]; values: OptionValues } {
+  const { values, positionals, rest } = parseFor(
+    'exec',
+    args,
+    { ...CONNECT_OPTIONS, argv: { type: 'boolean' }, 'no-stdin': { type: 'boolean', short: 'n' }, timeout: { type: 'string' } },
+    true,
+  );
+  if (values.help === true) return { help: true, target: undefined, command: [], values };
+  const target = needTarget(positionals, EXEC_HELP);
+  if (rest.length === 0) throw new UsageError(`missing command after ${target}\n\n${EXEC_HELP}`);
+  return { help: false, target, command: values.argv === true ? rest : rest.join(' '), values };
+}
+
 async function execCommand(args: string[], io: Io): Promise<number> {
-  const dash = args.indexOf('--');
-  const before = dash < 0 ? args : args.slice(0, dash);
-  const argv = dash < 0 ? [] : args.slice(dash + 1);
-  const { values, positionals } = parse(before, { ...CONNECT_OPTIONS, 'no-stdin': { type: 'boolean', short: 'n' }, timeout: { type: 'string' } });
-  if (values.help === true) {
+  const { help, target, command, values } = parseExecArgs(args);
+  if (help || target === undefined) {
     out(io, EXEC_HELP);
     return 0;
   }
-  const target = needTarget(positionals, EXEC_HELP);
-  const command = dash < 0 ? positionals.slice(1) : [...positionals.slice(1), ...argv];
-  if (command.length === 0) throw new UsageError(`missing command after --\n\n${EXEC_HELP}`);
-  const timeoutMs = values.timeout !== undefined ? intArg(values.timeout, '--timeout', 1, 2_147_483_647) : undefined;
-  const client = new SshClient({ ...targetClientOptions(target, targetOptionsFrom(values)), reconnect: false });
-  client.on('error', () => undefined);
+  const timeout = str(values, 'timeout');
+  const timeoutMs = timeout !== undefined ? intArg(timeout, '--timeout', 1, 2_147_483_647) : undefined;
+  const t = targetOptionsFrom(values);
+  const client = makeClient(target, t, { reconnect: false });
   try {
     const proc = await client.spawn(command, timeoutMs !== undefined ? { timeoutMs } : {});
     proc.stdout.pipe(io.stdout, { end: false });
@@ -155,89 +242,185 @@ async function execCommand(args: string[], io: Io): Promise<number> {
       if (stdin !== process.stdin || stdin.isTTY !== true) (stdin as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
     }
   } catch (e) {
-    err(io, `ssh-tether: ${e instanceof Error ? e.message : String(e)}`);
+    err(io, `ssh-tether: ${describeError(e)}`);
     return 255;
   } finally {
     await client.close();
+    t.cleanup();
   }
 }
 
 // ---------------------------------------------------------------- get / put
 
-export const GET_HELP = `Usage: ssh-tether get [options] [user@]<host> <remote-path> <local-path>
+const TRANSFER_OPTIONS = `Options:
+  -r, --recursive                  copy a whole directory tree
+      --resume                     continue a partial transfer
+      --no-progress                no progress bar and no summary line
+${CONNECT_HELP}`;
 
-Downloads one file over SFTP, with a progress bar on stderr when it is a terminal.
+export const GET_HELP = `Usage: ssh-tether get [options] [user@]<host>:<remote-path> <local-path>
+       ssh-tether get [options] [user@]<host> <remote-path> <local-path>
 
-Options:
-      --resume                     continue a partial download
-      --no-progress                no progress bar
-${CONNECT_HELP}
+Downloads a file (a directory tree with -r) over SFTP, as scp does: when <local-path> is an
+existing directory the file is saved into it under its own name. A progress bar is drawn on
+stdout when it is a terminal; a summary line goes to stderr. <host>: alone means the remote
+home directory.
 
-Exit status: 0 done, 1 failed, 2 bad usage.`;
+${TRANSFER_OPTIONS}
 
-export const PUT_HELP = `Usage: ssh-tether put [options] [user@]<host> <local-path> <remote-path>
+Exit status: 0 done, 1 failed (with -r: any file failed), 2 bad usage, 130 interrupted.`;
 
-Uploads one file over SFTP, with a progress bar on stderr when it is a terminal.
+export const PUT_HELP = `Usage: ssh-tether put [options] <local-path> [user@]<host>:<remote-path>
+       ssh-tether put [options] [user@]<host> <local-path> <remote-path>
 
-Options:
-      --resume                     continue a partial upload
-      --no-progress                no progress bar
-${CONNECT_HELP}
+Uploads a file (a directory tree with -r) over SFTP, as scp does: when <remote-path> is an
+existing directory the file is saved into it under its own name. A progress bar is drawn on
+stdout when it is a terminal; a summary line goes to stderr.
 
-Exit status: 0 done, 1 failed, 2 bad usage.`;
+${TRANSFER_OPTIONS}
 
-function human(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
+Exit status: 0 done, 1 failed (with -r: any file failed), 2 bad usage, 130 interrupted.`;
+
+/**
+ * Splits scp's `[user@]host:path` (a `[v6addr]` in brackets). `undefined` when `arg` is a local
+ * path: no colon, or a `/` before the first colon (as scp's `colon()`).
+ */
+export function splitRemote(arg: string): { target: string; path: string } | undefined {
   let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
+  const at = arg.indexOf('@');
+  if (arg.startsWith('[') || (at >= 0 && arg[at + 1] === '[')) {
+    const close = arg.indexOf(']');
+    if (close < 0 || arg[close + 1] !== ':') return undefined;
+    const target = arg.slice(0, close + 1).replace(/\[([^\]]*)\]$/, '$1');
+    return { target, path: arg.slice(close + 2) };
   }
-  return `${i === 0 ? v.toFixed(0) : v.toFixed(1)} ${units[i] ?? 'B'}`;
+  for (; i < arg.length; i++) {
+    const c = arg[i];
+    if (c === '/') return undefined;
+    if (c === ':') break;
+  }
+  if (i === 0 || i >= arg.length) return undefined;
+  return { target: arg.slice(0, i), path: arg.slice(i + 1) };
 }
 
-/** One progress bar line: `[#####.....]  50% 1.0 MiB/2.0 MiB 3.0 MiB/s`. */
-export function progressLine(p: TransferProgress, width = 30): string {
-  const frac = p.totalBytes > 0 ? Math.min(1, p.transferredBytes / p.totalBytes) : 1;
-  const filled = Math.round(frac * width);
-  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${`${Math.floor(frac * 100)}%`.padStart(4)} ${human(p.transferredBytes)}/${human(p.totalBytes)} ${human(p.bytesPerSecond)}/s`;
+/** The parsed `get`/`put` arguments. */
+export interface TransferArgs {
+  help: boolean;
+  target: string;
+  /** The source: remote for get, local for put. */
+  src: string;
+  /** The destination: local for get, remote for put. */
+  dst: string;
+  values: OptionValues;
+}
+
+/** Parses `get`/`put` arguments in the scp form (`host:path`) or the three-word form. */
+export function parseTransferArgs(kind: 'get' | 'put', args: string[]): TransferArgs {
+  const help = kind === 'get' ? GET_HELP : PUT_HELP;
+  const { values, positionals } = parseFor(kind, args, {
+    ...CONNECT_OPTIONS,
+    recursive: { type: 'boolean', short: 'r' },
+    resume: { type: 'boolean' },
+    'no-progress': { type: 'boolean' },
+  });
+  if (values.help === true) return { help: true, target: '', src: '', dst: '', values };
+  if (positionals.length === 3) {
+    const [target = '', src = '', dst = ''] = positionals;
+    return { help: false, target, src, dst, values };
+  }
+  if (positionals.length !== 2) {
+    throw new UsageError(`expected ${kind === 'get' ? '<host>:<remote-path> <local-path>' : '<local-path> <host>:<remote-path>'}\n\n${help}`);
+  }
+  const [a = '', b = ''] = positionals;
+  const remote = splitRemote(kind === 'get' ? a : b);
+  if (remote === undefined) throw new UsageError(`${kind}: "${kind === 'get' ? a : b}" is not of the form [user@]host:path\n\n${help}`);
+  const path = remote.path === '' ? '.' : remote.path;
+  return kind === 'get' ? { help: false, target: remote.target, src: path, dst: b, values } : { help: false, target: remote.target, src: a, dst: path, values };
+}
+
+function localIsDir(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+async function remoteIsDir(sftp: SftpClient, p: string): Promise<boolean> {
+  try {
+    return (await sftp.stat(p)).type === 'directory';
+  } catch {
+    return false;
+  }
+}
+
+/** Base name of a path for saving into a directory: trailing slashes ignored. */
+function leaf(p: string, remote: boolean): string {
+  const trimmed = p.replace(/\/+$/, '');
+  return remote ? posix.basename(trimmed) : basename(trimmed);
+}
+
+function summaryOf(s: DirTransferSummary): string {
+  return `${s.copied.length} file(s), ${s.transferredBytes} bytes${s.skipped.length > 0 ? `, ${s.skipped.length} skipped` : ''}${s.failed.length > 0 ? `, ${s.failed.length} failed` : ''}`;
 }
 
 async function transferCommand(kind: 'get' | 'put', args: string[], io: Io): Promise<number> {
-  const help = kind === 'get' ? GET_HELP : PUT_HELP;
-  const { values, positionals } = parse(args, { ...CONNECT_OPTIONS, resume: { type: 'boolean' }, 'no-progress': { type: 'boolean' } });
-  if (values.help === true) {
-    out(io, help);
+  const a = parseTransferArgs(kind, args);
+  if (a.help) {
+    out(io, kind === 'get' ? GET_HELP : PUT_HELP);
     return 0;
   }
-  const target = needTarget(positionals, help);
-  const [, src, dst, extra] = positionals;
-  if (src === undefined || dst === undefined) throw new UsageError(`expected <host> <source> <destination>\n\n${help}`);
-  if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"\n\n${help}`);
-  const tty = io.stderr.isTTY === true && values['no-progress'] !== true;
-  let last: TransferProgress | undefined;
-  const onProgress = (p: TransferProgress): void => {
-    last = p;
-    if (tty) io.stderr.write(`\r${progressLine(p)}`);
+  const quiet = a.values['no-progress'] === true;
+  const recursive = a.values.recursive === true;
+  const bar = new ProgressBar(io.stdout, io.stdout.isTTY === true && !quiet);
+  const stop = new AbortController();
+  let interrupted = false;
+  const onSigint = (): void => {
+    interrupted = true;
+    bar.end();
+    stop.abort();
   };
-  const client = new SshClient({ ...targetClientOptions(target, targetOptionsFrom(values)), reconnect: false });
-  client.on('error', () => undefined);
+  process.once('SIGINT', onSigint);
+  const t = targetOptionsFrom(a.values);
+  const client = makeClient(a.target, t, { reconnect: false });
+  let lastRate: number | undefined;
   try {
     const sftp = await client.sftp();
-    const opts = { onProgress, ...(values.resume === true ? { resume: true } : {}) };
-    const r = kind === 'get' ? await sftp.get(src, dst, opts) : await sftp.put(src, dst, opts);
-    if (tty) io.stderr.write('\n');
-    if (values['no-progress'] !== true) {
-      err(io, `${kind === 'get' ? `${target}:${src} -> ${dst}` : `${src} -> ${target}:${dst}`}: ${r.transferredBytes} bytes${r.resumedFrom > 0 ? ` (resumed from ${r.resumedFrom})` : ''}${last ? `, ${human(last.bytesPerSecond)}/s` : ''}`);
+    const opts = {
+      signal: stop.signal,
+      onProgress: (p: Parameters<ProgressBar['update']>[0]) => {
+        lastRate = p.bytesPerSecond;
+        bar.update(p);
+      },
+      ...(a.values.resume === true ? { resume: true } : {}),
+    };
+    let dst = a.dst;
+    if (kind === 'get' ? localIsDir(dst) : await remoteIsDir(sftp, dst)) {
+      const name = leaf(a.src, kind === 'get');
+      if (name !== '' && name !== '.' && name !== '..' && name !== '/') dst = kind === 'get' ? join(dst, name) : posix.join(dst, name);
+    }
+    const shown = kind === 'get' ? `${a.target}:${a.src} -> ${dst}` : `${a.src} -> ${a.target}:${dst}`;
+    if (recursive) {
+      const s = kind === 'get' ? await sftp.getDir(a.src, dst, opts) : await sftp.putDir(a.src, dst, opts);
+      bar.end();
+      for (const f of s.failed) err(io, `ssh-tether: ${sanitizeLine(f.path)}: ${describeError(f.error)}`);
+      if (!quiet) err(io, `${sanitizeLine(shown)}: ${summaryOf(s)}`);
+      return s.failed.length > 0 ? 1 : 0;
+    }
+    const r = kind === 'get' ? await sftp.get(a.src, dst, opts) : await sftp.put(a.src, dst, opts);
+    bar.end();
+    if (!quiet) {
+      err(io, `${sanitizeLine(shown)}: ${r.transferredBytes} bytes${r.resumedFrom > 0 ? ` (resumed from ${r.resumedFrom})` : ''}${lastRate !== undefined ? `, ${human(lastRate)}/s` : ''}`);
     }
     return 0;
   } catch (e) {
-    if (tty) io.stderr.write('\n');
-    err(io, `ssh-tether: ${e instanceof Error ? e.message : String(e)}`);
-    return 1;
+    bar.end();
+    err(io, `ssh-tether: ${interrupted ? 'interrupted' : describeError(e)}`);
+    return interrupted ? 130 : 1;
   } finally {
+    process.removeListener('SIGINT', onSigint);
     await client.close();
+    t.cleanup();
   }
 }
 
@@ -257,8 +440,8 @@ ${CONNECT_HELP}
 Exit status: 0 stopped by a signal, 1 failed, 2 bad usage.`;
 
 /** Parses the `forward` command's arguments. */
-export function parseForwardArgs(args: string[]): { help: boolean; target: string | undefined; forwards: CliForward[]; values: Parameters<typeof targetOptionsFrom>[0] } {
-  const { values, positionals } = parse(args, {
+export function parseForwardArgs(args: string[]): { help: boolean; target: string | undefined; forwards: CliForward[]; values: OptionValues } {
+  const { values, positionals } = parseFor('forward', args, {
     ...CONNECT_OPTIONS,
     local: { type: 'string', short: 'L', multiple: true },
     remote: { type: 'string', short: 'R', multiple: true },
@@ -267,10 +450,14 @@ export function parseForwardArgs(args: string[]): { help: boolean; target: strin
   if (values.help === true) return { help: true, target: undefined, forwards: [], values };
   const target = needTarget(positionals, FORWARD_HELP);
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1] ?? ''}"\n\n${FORWARD_HELP}`);
+  const specs = (name: string): string[] => {
+    const v = values[name];
+    return Array.isArray(v) ? v : [];
+  };
   const forwards = [
-    ...(values.local ?? []).map((s) => parseCliForward('-L', s)),
-    ...(values.remote ?? []).map((s) => parseCliForward('-R', s)),
-    ...(values.dynamic ?? []).map((s) => parseCliForward('-D', s)),
+    ...specs('local').map((s) => parseCliForward('-L', s)),
+    ...specs('remote').map((s) => parseCliForward('-R', s)),
+    ...specs('dynamic').map((s) => parseCliForward('-D', s)),
   ];
   if (forwards.length === 0) throw new UsageError(`give at least one -L, -R or -D\n\n${FORWARD_HELP}`);
   return { help: false, target, forwards, values };
@@ -294,12 +481,14 @@ async function forwardCommand(args: string[], io: Io): Promise<number> {
     return 0;
   }
   const target = parsed.target;
-  const client = new SshClient(targetClientOptions(target, targetOptionsFrom(parsed.values)));
-  client.on('forward', ({ forward, state, cause }) => err(io, `[${new Date().toISOString()}] forward ${forward.type} ${state}${cause ? `: ${cause.code}` : ''}`));
-  client.on('state', ({ state, previous }) => err(io, `[${new Date().toISOString()}] ${previous} -> ${state}`));
-  client.on('disconnect', ({ cause }) => err(io, `[${new Date().toISOString()}] disconnected: ${cause.code}: ${cause.message}`));
-  client.on('reconnecting', ({ attempt, delayMs, cause }) => err(io, `[${new Date().toISOString()}] reconnecting (attempt ${attempt} in ${delayMs} ms; last: ${cause.code})`));
-  client.on('error', (e) => err(io, `ssh-tether: ${e.message}`));
+  const t = targetOptionsFrom(parsed.values);
+  const client = new SshClient(targetClientOptions(target, t.options));
+  const now = (): string => new Date().toISOString();
+  client.on('forward', ({ forward, state, cause }) => err(io, `[${now()}] forward ${forward.type} ${state}${cause ? `: ${cause.code}` : ''}`));
+  client.on('state', ({ state, previous }) => err(io, `[${now()}] ${previous} -> ${state}`));
+  client.on('disconnect', ({ cause }) => err(io, `[${now()}] disconnected: ${describeError(cause)}`));
+  client.on('reconnecting', ({ attempt, delayMs, cause }) => err(io, `[${now()}] reconnecting (attempt ${attempt} in ${delayMs} ms; last: ${cause.code})`));
+  client.on('error', (e) => err(io, `ssh-tether: ${describeError(e)}`));
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
   process.once('SIGINT', onSignal);
@@ -319,13 +508,14 @@ async function forwardCommand(args: string[], io: Io): Promise<number> {
     err(io, 'stopping');
     return 0;
   } catch (e) {
-    err(io, `ssh-tether: ${e instanceof Error ? e.message : String(e)}`);
+    err(io, `ssh-tether: ${describeError(e)}`);
     return 1;
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
     for (const h of handles) await h.close().catch(() => undefined);
     await client.close();
+    t.cleanup();
   }
 }
 
@@ -335,17 +525,18 @@ export const MAIN_HELP = `Usage: ssh-tether <command> [options]
 
 Commands:
   doctor <host>                        diagnose the connection, layer by layer
-  exec <host> -- <command> [args...]   run a command, pass its exit status through
+  exec <host> <command line...>        run a command (as ssh host command), pass its exit
+                                       status through; --argv for literal arguments
   forward <host> -L|-R|-D spec...      keep port forwards up (reconnects) until SIGINT/SIGTERM
-  get <host> <remote> <local>          download a file over SFTP
-  put <host> <local> <remote>          upload a file over SFTP
+  get <host>:<remote> <local>          download a file (-r: a directory) over SFTP
+  put <local> <host>:<remote>          upload a file (-r: a directory) over SFTP
 
 <host> is [user@]host-or-alias; ~/.ssh/config and known_hosts apply as with ssh.
-Run \`ssh-tether <command> --help\` for a command's options.`;
+Run \`ssh-tether <command> --help\` for a command's options; \`ssh-tether --version\` for the version.`;
 
 /**
  * Runs the CLI with `args` (without `node` and the script) and resolves with the exit code.
- * Never throws: usage errors print the usage (exit 2), other errors their message (exit 1).
+ * Never throws: usage errors print the message (exit 2), other errors their message (exit 1).
  */
 export async function runCli(args: string[], io: Io): Promise<number> {
   const [cmd, ...rest] = args;
@@ -360,6 +551,11 @@ export async function runCli(args: string[], io: Io): Promise<number> {
       case 'get':
       case 'put':
         return await transferCommand(cmd, rest, io);
+      case '-V':
+      case '--version':
+      case 'version':
+        out(io, VERSION);
+        return 0;
       case undefined:
       case '-h':
       case '--help':
@@ -367,14 +563,14 @@ export async function runCli(args: string[], io: Io): Promise<number> {
         out(io, MAIN_HELP);
         return cmd === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command "${cmd}"\n\n${MAIN_HELP}`);
+        throw new UsageError(cmd.startsWith('-') ? `unknown option ${cmd} (see ssh-tether --help)` : `unknown command "${cmd}"\n\n${MAIN_HELP}`);
     }
   } catch (e) {
     if (e instanceof UsageError) {
-      err(io, `ssh-tether: ${e.message}`);
+      err(io, `ssh-tether: ${sanitizeText(e.message, { maxLength: 65_536 })}`);
       return 2;
     }
-    err(io, `ssh-tether: ${e instanceof SshError ? `${e.code}: ` : ''}${e instanceof Error ? e.message : String(e)}`);
+    err(io, `ssh-tether: ${describeError(e)}`);
     return 1;
   }
 }

@@ -7,10 +7,10 @@ import type ssh2 from 'ssh2';
  * `reason`, the moment this transport is known to be dead (keep-alive timeout, socket close,
  * `destroy()`), or with `ERR_SSH_CLOSED` when the client is closed.
  *
- * @internal
+ * @hidden Not part of the public API (hidden, not stripped from the declarations: other modules import it).
  */
 export interface Link {
-  /** The ssh2 client of this attempt; never reused after the link dies. */
+  /** The ssh2 client of this attempt; never reused after the link dies. @internal */
   readonly client: ssh2.Client;
   /** Attempt number; increases by one on every connect attempt. */
   readonly epoch: number;
@@ -29,7 +29,7 @@ export interface LinkWaitOptions {
 /**
  * What features need from the connection layer.
  *
- * @internal
+ * @hidden Not part of the public API.
  */
 export interface LinkProvider {
   /**

@@ -2,6 +2,7 @@ import { Readable, Transform, type TransformCallback, type Writable } from 'node
 import type ssh2 from 'ssh2';
 import { SshError, SshExecError, type ExecResultLike } from '../errors.js';
 import { abortReason } from '../internal/cancel.js';
+import { signalName } from '../internal/sanitize.js';
 import { PID_MARKER, type KillMode, type KillTarget } from './quote.js';
 
 /** The result of a finished remote command. `T` is `string` (utf8) or `Buffer`. */
@@ -75,7 +76,7 @@ const earlyExit = new WeakMap<object, { code: number | null; signal: string | nu
 /** Call inside ssh2's exec callback, before anything asynchronous, to never miss the exit. */
 export function captureExit(channel: ssh2.ClientChannel): void {
   channel.on('exit', (code: number | null, signal?: string) => {
-    if (!earlyExit.has(channel)) earlyExit.set(channel, { code: typeof code === 'number' ? code : null, signal: typeof signal === 'string' ? signal : null });
+    if (!earlyExit.has(channel)) earlyExit.set(channel, { code: typeof code === 'number' ? code : null, signal: signalName(signal) });
   });
 }
 
@@ -149,7 +150,7 @@ export class RemoteProcess {
     }
     this.#exit = earlyExit.get(channel);
     channel.on('exit', (code: number | null, signal?: string) => {
-      this.#exit ??= { code: typeof code === 'number' ? code : null, signal: typeof signal === 'string' ? signal : null };
+      this.#exit ??= { code: typeof code === 'number' ? code : null, signal: signalName(signal) };
       // A command stopped by kill()/timeout/abort settles with that reason, even if it exited first.
       if (settleOnExit) this.#finish?.(this.#stopped);
       else this.#armDrain();
@@ -195,7 +196,7 @@ export class RemoteProcess {
       channel.once('close', (code?: unknown, signal?: unknown) => {
         channelClosed = true;
         if (!this.#exit && (typeof code === 'number' || typeof signal === 'string')) {
-          this.#exit = { code: typeof code === 'number' ? code : null, signal: typeof signal === 'string' ? signal : null };
+          this.#exit = { code: typeof code === 'number' ? code : null, signal: signalName(signal) };
         }
         const settle = (): void => {
           if (this.#stopped) return finish(this.#stopped);

@@ -1,8 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parseCliForward } from '../../src/cli/args.js';
@@ -148,13 +148,55 @@ describe('ssh-tether CLI', () => {
     expect(refused.stdout).toMatch(/✗ tcp .*refused/);
   });
 
-  it('exec: passes stdout, stderr and the exit status through; argv arrives literally', async () => {
-    const r = await cli(['exec', ...F, 'box', '--', 'sh', '-c', 'echo out; echo err >&2; exit 7'], { stdin: '' });
+  it('exec: passes stdout, stderr and the exit status through; --argv passes each word literally', async () => {
+    const r = await cli(['exec', ...F, '--argv', 'box', '--', 'sh', '-c', 'echo out; echo err >&2; exit 7'], { stdin: '' });
     expect(r).toEqual({ code: 7, stdout: 'out\n', stderr: 'err\n' });
-    const q = await cli(['exec', ...F, 'box', '--', 'printf', '[%s]\\n', "it's", '$(nope)', 'a b'], { stdin: '' });
+    const q = await cli(['exec', ...F, '--argv', 'box', 'printf', '[%s]\\n', "it's", '$(nope)', 'a b'], { stdin: '' });
     expect(q.code).toBe(0);
     expect(q.stdout).toBe("[it's]\n[$(nope)]\n[a b]\n");
   });
+
+  it('exec: option parsing stops at the host; the words form one shell command line, as ssh', async () => {
+    // `-n` belongs to uname (the node name), not to us: the old parser printed `Linux`
+    const n = await cli(['exec', ...F, 'box', 'uname', '-n'], { stdin: '' });
+    expect(n).toEqual({ code: 0, stdout: `${hostname()}\n`, stderr: '' });
+    // `-l /tmp` belongs to ls, not our -l (user)
+    const ls = await cli(['exec', ...F, 'box', 'ls', '-ld', '/tmp'], { stdin: '' });
+    expect(ls.code).toBe(0);
+    expect(ls.stdout).toMatch(/^d\S+ .* \/tmp\n$/);
+    // joined with spaces and parsed by the remote shell: a pipeline in one word, quotes re-split
+    const pipe = await cli(['exec', ...F, 'box', 'printf "%s\\n" x y z | wc -l'], { stdin: '' });
+    expect(pipe.stdout.trim()).toBe('3');
+    const split = await cli(['exec', ...F, 'box', 'printf', '[%s]', 'a  b'], { stdin: '' });
+    expect(split.stdout).toBe('[a][b]');
+    const literal = await cli(['exec', ...F, '--argv', 'box', 'printf', '[%s]', 'a  b'], { stdin: '' });
+    expect(literal.stdout).toBe('[a  b]');
+    // `--` after the host is still accepted and dropped
+    const dash = await cli(['exec', ...F, 'box', '--', 'echo', 'hi'], { stdin: '' });
+    expect(dash).toEqual({ code: 0, stdout: 'hi\n', stderr: '' });
+  });
+
+  it('exec: -p/-P, -l and user@host, -i, -o Keyword=Value, -J without a config file', async () => {
+    const base = ['-F', 'none', '-i', info.privateKeyPath, '--known-hosts', info.knownHostsPath, '--no-agent'];
+    const a = await cli(['exec', ...base, '-p', String(info.port), `${info.username}@${info.host}`, 'id', '-un'], { stdin: '' });
+    expect(a).toEqual({ code: 0, stdout: `${info.username}\n`, stderr: '' });
+    const b = await cli(['exec', ...base, `-P${info.port}`, '-l', info.username, info.host, 'id', '-un'], { stdin: '' });
+    expect(b).toEqual({ code: 0, stdout: `${info.username}\n`, stderr: '' });
+    const o = await cli(
+      ['exec', '-F', 'none', '--no-agent', '-o', `Port=${info.port}`, '-o', `User ${info.username}`, '-o', `IdentityFile=${info.privateKeyPath}`, '-o', `UserKnownHostsFile=${info.knownHostsPath}`, info.host, 'id', '-un'],
+      { stdin: '' },
+    );
+    expect(o).toEqual({ code: 0, stdout: `${info.username}\n`, stderr: '' });
+    const badO = await cli(['exec', '-o', 'ControlPath=/x', 'box', 'true']);
+    expect(badO.code).toBe(2);
+    expect(badO.stderr).toMatch(/unsupported ssh_config keyword "ControlPath"/);
+    // -J: through the same sshd as a jump host works; a jump host that does not exist fails naming it
+    const j = await cli(['exec', ...F, '-J', 'box', 'box', 'echo', 'jumped'], { stdin: '' });
+    expect(j).toEqual({ code: 0, stdout: 'jumped\n', stderr: '' });
+    const jbad = await cli(['exec', ...F, '-J', 'nosuchhost.invalid', 'box', 'true'], { stdin: '' });
+    expect(jbad.code).toBe(255);
+    expect(jbad.stderr).toMatch(/nosuchhost\.invalid/);
+  }, 90_000);
 
   it('exec: feeds stdin; -n does not; a failed login exits 255', async () => {
     const r = await cli(['exec', ...F, 'box', '--', 'tr', 'a-z', 'A-Z'], { stdin: 'hello\n' });
@@ -168,7 +210,15 @@ describe('ssh-tether CLI', () => {
     expect(bad.stderr).toMatch(/authentication as 'nosuchuser'/);
   });
 
-  it('put then get round-trips a file and reports the bytes', async () => {
+  it('unknown options and --version', async () => {
+    const u = await cli(['exec', '--frobnicate', 'box', 'true']);
+    expect(u.code).toBe(2);
+    expect(u.stderr).toBe('ssh-tether: unknown option --frobnicate (see ssh-tether exec --help)\n');
+    const v = await cli(['--version']);
+    expect(v).toEqual({ code: 0, stdout: `${(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version}\n`, stderr: '' });
+  });
+
+  it('put then get round-trips a file and reports the bytes; no progress bar when stdout is not a TTY', async () => {
     const local = join(dir, 'data.bin');
     const data = randomBytes(300 * 1024 + 7);
     writeFileSync(local, data);
@@ -176,15 +226,61 @@ describe('ssh-tether CLI', () => {
     const put = await cli(['put', ...F, 'box', local, remote]);
     expect(put.stderr).toContain(`${local} -> box:${remote}: ${data.length} bytes`);
     expect(put.code).toBe(0);
+    expect(put.stdout).toBe('');
+    expect(put.stderr).not.toContain('\r');
     const back = join(dir, 'back.bin');
     const get = await cli(['get', ...F, 'box', remote, back]);
     expect(get.code).toBe(0);
+    expect(get.stdout).toBe('');
+    expect(get.stderr).not.toMatch(/\r|\[#/);
     expect(readFileSync(back).equals(data)).toBe(true);
     const missing = await cli(['get', ...F, 'box', '/nonexistent/file', join(dir, 'x')]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/ssh-tether: /);
     await cli(['exec', ...F, '-n', 'box', '--', 'rm', '-f', remote]);
   });
+
+  it('scp-style host:path, a directory as destination, -r for trees', async () => {
+    const rdir = `/tmp/tether-cli-dir-${process.pid}-${Date.now()}`;
+    const mk = await cli(['exec', ...F, '-n', 'box', `mkdir -p ${rdir}/dest`]);
+    expect(mk.code).toBe(0);
+    try {
+      const local = join(dir, 'one.txt');
+      writeFileSync(local, 'one\n');
+      // put into an existing remote directory: saved under its own name
+      const put = await cli(['put', ...F, local, `box:${rdir}/dest`]);
+      expect(put.code).toBe(0);
+      const cat = await cli(['exec', ...F, '-n', 'box', 'cat', `${rdir}/dest/one.txt`]);
+      expect(cat.stdout).toBe('one\n');
+      // get into an existing local directory: saved under its own name
+      const into = mkdtempSync(join(dir, 'into-'));
+      const get = await cli(['get', ...F, `box:${rdir}/dest/one.txt`, into]);
+      expect(get.code).toBe(0);
+      expect(readFileSync(join(into, 'one.txt'), 'utf8')).toBe('one\n');
+      // -r: a tree up and down again
+      const tree = mkdtempSync(join(dir, 'tree-'));
+      mkdirSync(join(tree, 'sub'));
+      writeFileSync(join(tree, 'a.txt'), 'A');
+      writeFileSync(join(tree, 'sub', 'b.txt'), 'B');
+      const up = await cli(['put', ...F, '-r', tree, `box:${rdir}/up`]);
+      expect(up.code).toBe(0);
+      expect(up.stderr).toMatch(/2 file\(s\), 2 bytes/);
+      const down = join(dir, `down-${Date.now()}`);
+      const dl = await cli(['get', ...F, '-r', `box:${rdir}/up`, down]);
+      expect(dl.code).toBe(0);
+      expect(readFileSync(join(down, 'a.txt'), 'utf8')).toBe('A');
+      expect(readFileSync(join(down, 'sub', 'b.txt'), 'utf8')).toBe('B');
+      // -r into an existing directory: the tree lands in it under its own name (as scp -r)
+      const dl2 = await cli(['get', ...F, '-r', `box:${rdir}/up`, into]);
+      expect(dl2.code).toBe(0);
+      expect(readFileSync(join(into, 'up', 'sub', 'b.txt'), 'utf8')).toBe('B');
+      const bad = await cli(['get', ...F, 'nocolon', join(dir, 'x')]);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toMatch(/is not of the form \[user@\]host:path/);
+    } finally {
+      await cli(['exec', ...F, '-n', 'box', 'rm', '-rf', rdir]);
+    }
+  }, 120_000);
 
   it('forward: usage errors for missing or malformed specs', async () => {
     const none = await cli(['forward', ...F, 'box']);
@@ -194,6 +290,86 @@ describe('ssh-tether CLI', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('expected -L [bind_address:]port:host:hostport');
   });
+});
+
+/** What a terminal shows after `text`: `\r` returns to column 0, characters overwrite. */
+function screen(text: string): string[] {
+  const lines: string[] = [''];
+  let col = 0;
+  for (const ch of text) {
+    if (ch === '\r') col = 0;
+    else if (ch === '\n') {
+      lines.push('');
+      col = 0;
+    } else {
+      const l = lines[lines.length - 1] ?? '';
+      lines[lines.length - 1] = l.slice(0, col) + ch + l.slice(col + 1);
+      col++;
+    }
+  }
+  return lines;
+}
+
+/**
+ * Runs the bin on a pseudo-terminal with script(1) (util-linux); `onOutput` sees the output so
+ * far and may write to the terminal (e.g. `\x03`, Ctrl-C). Bounded by a kill timer.
+ */
+function onTty(args: string[], onOutput?: (out: string, write: (s: string) => void) => void): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const line = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+    const child = spawn('script', ['-qfec', line, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, SSH_AUTH_SOCK: '' } });
+    let out = '';
+    const write = (s: string): void => {
+      child.stdin.write(s);
+    };
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      onOutput?.(out, write);
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
+describe('the progress bar on a terminal (script(1) pty)', () => {
+  it('redraws in place and ends with a newline; Ctrl-C ends the line and exits 130', async () => {
+    const remote = `/tmp/tether-cli-tty-${process.pid}-${Date.now()}`;
+    expect((await cli(['exec', ...F, '-n', 'box', `head -c 8388608 /dev/urandom > ${remote}.small && truncate -s 8G ${remote}.big`])).code).toBe(0);
+    try {
+      const local = join(dir, 'tty-small');
+      const r = await onTty(['get', ...F, `box:${remote}.small`, local]);
+      expect(r.code).toBe(0);
+      expect(r.out).toMatch(/\r\[[#.]{30}\] +\d+%/);
+      const shown = screen(r.out.replace(/\r\n/g, '\n'));
+      const barLine = shown.find((l) => l.startsWith('[##############################] 100% 8.0 MiB/8.0 MiB'));
+      expect(barLine).toBeDefined();
+      expect(barLine).toMatch(/ \d+(\.\d)? [KMG]?i?B\/s *$/);
+      expect(shown.some((l) => l.startsWith(`box:${remote}.small -> ${local}: 8388608 bytes`))).toBe(true);
+
+      let sent = false;
+      const big = join(dir, 'tty-big');
+      const i = await onTty(['get', ...F, `box:${remote}.big`, big], (out, write) => {
+        if (!sent && /\] +\d+% /.test(out)) {
+          sent = true;
+          write('\x03');
+        }
+      });
+      expect(sent).toBe(true);
+      expect(i.code).toBe(130);
+      const lines = screen(i.out.replace(/\r\n/g, '\n'));
+      const at = lines.findIndex((l) => l.startsWith('ssh-tether: interrupted'));
+      expect(at).toBeGreaterThan(0);
+      expect(lines[at - 1]).toMatch(/^(\^C)?\[[#.]{30}\]/);
+    } finally {
+      await cli(['exec', ...F, '-n', 'box', 'rm', '-f', `${remote}.small`, `${remote}.big`]);
+      rmSync(join(dir, 'tty-big'), { force: true });
+    }
+  }, 150_000);
 });
 
 describe('forward argument parsing (as ssh -L/-R/-D)', () => {
