@@ -53,7 +53,7 @@ export async function resolveInside(root: string, p: string, follow: boolean): P
     if (!isInside(root, parent)) throw new OutsideRootError(p);
     const full = path.join(parent, path.basename(abs));
     if (!follow) return full;
-    let isLink = false;
+    let isLink: boolean;
     try {
       isLink = (await lstat(full)).isSymbolicLink();
     } catch (err) {

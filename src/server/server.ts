@@ -475,7 +475,7 @@ export class SshServer extends EventEmitter<ServerEvents> implements AsyncDispos
       });
       conn.on('tcpip', (accept, reject, info) => this.#directTcpip(rec, accept, reject, info));
       conn.on('request', (accept, reject, name, info) => {
-        if (name === 'tcpip-forward' || name === 'cancel-tcpip-forward') this.#tcpipForward(rec, accept, reject, name, info as ssh2.TcpipBindInfo);
+        if (name === 'tcpip-forward' || name === 'cancel-tcpip-forward') this.#tcpipForward(rec, accept, reject, name, info);
         else reject?.();
       });
     });
@@ -737,7 +737,7 @@ function listenOn(host: string, port: number): Promise<net.Server> {
  *
  * @param options - see {@link ServerOptions}.
  * @returns the running server.
- * @throws {@link SshConfigError} (`ERR_SSH_CONFIG`) for bad options (the message names the field),
+ * @throws `SshConfigError` (from `ssh-tether`, `ERR_SSH_CONFIG`) for bad options (the message names the field),
  *   `ERR_SSH_CONNECT` when the address cannot be bound.
  */
 export async function startServer(options: ServerOptions = {}): Promise<SshServer> {

@@ -275,7 +275,7 @@ export class SftpSession {
     this.queue.length = 0;
     const files = [...this.handles.values()];
     this.handles.clear();
-    await Promise.all(files.map((h) => (h.kind === 'file' ? h.fh.close().catch(() => undefined) : undefined)));
+    await Promise.all(files.flatMap((h) => (h.kind === 'file' ? [h.fh.close().catch(() => undefined)] : [])));
   }
 
   private send(w: Writer): void {

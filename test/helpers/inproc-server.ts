@@ -7,7 +7,7 @@
  * servers.ts; once both are merged, `import type { TestServer, ServerTraits } from './servers.js'`
  * can replace them.
  */
-import { startServer, type ServerOptions, type SshServer } from '../../src/server/index.js';
+import { startServer, type SshServer } from '../../src/server/index.js';
 import { findScript } from '../../src/server/session.js';
 
 /** Same shape as `ServerTraits` in servers.ts. */
@@ -65,7 +65,7 @@ export function inprocTraits(): InprocTraits {
  * (e.g. `{ maxSessions: 2 }`, `{ root }`).
  */
 export async function startInprocServer(options: { extra?: Record<string, unknown> } = {}): Promise<InprocTestServer> {
-  const server = await startServer((options.extra ?? {}) as ServerOptions);
+  const server = await startServer((options.extra ?? {}));
   const key = server.privateKeyPath;
   if (key === undefined) {
     await server.stop();
