@@ -165,6 +165,8 @@ interface ConnRecord {
   conn: ssh2.Connection | undefined;
   sessions: number;
   forwards: Map<string, net.Server>;
+  /** Called once when the connection closes (one ssh2 'close' listener per connection). */
+  onClose: Set<() => void>;
 }
 
 interface UserRecord {
@@ -376,6 +378,7 @@ export class SshServer extends EventEmitter<ServerEvents> implements AsyncDispos
       conn: undefined,
       sessions: 0,
       forwards: new Map(),
+      onClose: new Set(),
     };
     this.#conns.set(id, rec);
     link.closeHandler = () => this.#dropConn(rec);
@@ -408,6 +411,10 @@ export class SshServer extends EventEmitter<ServerEvents> implements AsyncDispos
     }
     rec.conn = conn;
     const id = rec.info.id;
+    conn.once('close', () => {
+      for (const f of [...rec.onClose]) f();
+      rec.onClose.clear();
+    });
     conn.on('authentication', (ctx) => this.#authenticate(rec, ctx));
     conn.on('ready', () => {
       conn.on('session', (accept, reject) => {
@@ -432,9 +439,10 @@ export class SshServer extends EventEmitter<ServerEvents> implements AsyncDispos
           released = true;
           rec.sessions--;
           this.#channels.delete(chan);
+          rec.onClose.delete(release);
         };
         session.on('close', release);
-        conn.once('close', release);
+        rec.onClose.add(release);
         serveSession(session, {
           cwd: this.root,
           shell: this.#shell,
