@@ -2,7 +2,7 @@ import { defineConfig } from 'tsup';
 
 export default defineConfig([
   {
-    entry: { index: 'src/index.ts', prometheus: 'src/metrics/prometheus.ts' },
+    entry: { index: 'src/index.ts', prometheus: 'src/metrics/prometheus.ts', server: 'src/server/index.ts' },
     format: ['esm', 'cjs'],
     dts: true,
     sourcemap: true,

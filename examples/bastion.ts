@@ -3,38 +3,41 @@
  *
  *   npm run example -- examples/bastion.ts
  *
- * Starts two throwaway OpenSSH servers (the test harness's): a bastion on 127.0.0.1 and an
- * internal box on 127.0.0.2, writes an ssh_config like the one you would keep in ~/.ssh/config:
+ * Starts two in-process SSH servers (`ssh-tether/server`, nothing else needed): a bastion on
+ * 127.0.0.1 and an internal box on 127.0.0.2, both accepting one generated key, and writes an
+ * ssh_config like the one you would keep in ~/.ssh/config:
  *
  *   Host bastion
  *     HostName 127.0.0.1
  *     Port <bastion port>
- *     User <user>
+ *     User demo
  *   Host internal
  *     HostName 127.0.0.2
  *     Port <internal port>
- *     User <user>
+ *     User demo
  *     ProxyJump bastion
  *
- * and connects to `internal` by its alias. The bastion may forward only to the internal box
- * (`PermitOpen`), each host key is checked under its own name, and the bastion connection is
- * kept alive and reused when the inner connection is rebuilt. Exits by itself.
+ * and connects to `internal` by its alias. Each host key is checked under its own name, and the
+ * bastion connection is kept alive and reused when the inner connection is rebuilt. Always uses
+ * the in-process servers (SSH_HOST is not read). Exits by itself.
  */
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import ssh2 from 'ssh2';
 import { SshClient } from '../src/index.js';
+import { startServer } from '../src/server/index.js';
 
 async function main(): Promise<void> {
-  const { startSshd, freePort } = await import('../test/helpers/sshd.js');
-  const internalPort = await freePort('127.0.0.2');
-  const internal = await startSshd({ listenAddress: '127.0.0.2', port: internalPort });
-  const bastion = await startSshd({ extraConfig: [`PermitOpen 127.0.0.2:${internalPort}`] });
-  // One key pair logs in on both (the bastion's harness key).
-  appendFileSync(join(internal.dir, 'authorized_keys'), `${bastion.publicKey}\n`);
+  const key = ssh2.utils.generateKeyPairSync('ed25519');
+  const users = [{ username: 'demo', authorizedKeys: [key.public] }];
+  const bastion = await startServer({ users });
+  const internal = await startServer({ host: '127.0.0.2', users });
   const dir = mkdtempSync(join(tmpdir(), 'tether-bastion-'));
+  const identity = join(dir, 'id_ed25519');
+  writeFileSync(identity, key.private, { mode: 0o600 });
   const knownHosts = join(dir, 'known_hosts');
-  writeFileSync(knownHosts, readFileSync(bastion.knownHostsPath, 'utf8') + readFileSync(internal.knownHostsPath, 'utf8'));
+  writeFileSync(knownHosts, `${bastion.knownHostsLine}\n${internal.knownHostsLine}\n`);
   const config = join(dir, 'ssh_config');
   writeFileSync(
     config,
@@ -42,21 +45,22 @@ async function main(): Promise<void> {
       'Host bastion',
       `  HostName ${bastion.host}`,
       `  Port ${bastion.port}`,
-      `  User ${bastion.username}`,
+      '  User demo',
       'Host internal',
       `  HostName ${internal.host}`,
       `  Port ${internal.port}`,
-      `  User ${internal.username}`,
+      '  User demo',
       '  ProxyJump bastion',
       '',
     ].join('\n'),
   );
   console.log(`bastion ${bastion.host}:${bastion.port}, internal ${internal.host}:${internal.port}\nssh_config:\n${readFileSync(config, 'utf8')}`);
+  bastion.on('direct-tcpip', ({ host, port }) => console.log(`  [bastion] forwarding a connection to ${host}:${port}`));
 
   const ssh = new SshClient({
     host: 'internal',
     sshConfig: config,
-    identityFiles: [bastion.privateKeyPath],
+    identityFiles: [identity],
     knownHostsFiles: [knownHosts],
     globalKnownHostsFiles: [],
     agent: false,
@@ -68,17 +72,17 @@ async function main(): Promise<void> {
     const r = await ssh.exec('echo "on $(hostname), reached from ${SSH_CONNECTION%% *}"');
     console.log(`exec: ${r.stdout.trim()}`);
 
-    console.log('dropping the inner connection (killing its sshd session processes)...');
+    console.log('dropping the inner connection (internal.faults.reset())...');
     const healed = new Promise<void>((resolve) => ssh.once('ready', () => resolve()));
-    await internal.killSessions();
+    internal.faults.reset();
     await healed;
     const again = await ssh.exec(['echo', 'back again through the same bastion connection']);
     console.log(`exec: ${again.stdout.trim()}`);
     console.log(`health: ${JSON.stringify({ state: ssh.health().state, reconnects: ssh.health().reconnects })}`);
   } finally {
     await ssh.close();
-    await bastion.remove();
-    await internal.remove();
+    await bastion.stop();
+    await internal.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 }

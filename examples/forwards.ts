@@ -2,13 +2,16 @@
  * Forwarding example: a local forward to a service on the server, a SOCKS proxy used by an HTTP
  * request, and a remote forward exposing a local port — all surviving a reconnect.
  *
- *   npm run example -- examples/forwards.ts     # against a throwaway local sshd (restarted mid-way)
+ *   npm run example -- examples/forwards.ts     # against an in-process SSH server (its connections reset mid-way)
+ *
+ * The services stand in for "a service on the server" and "an app on your side", so both run on
+ * this machine: this example always uses the in-process server (`ssh-tether/server`), not SSH_HOST.
  */
 import http from 'node:http';
 import net from 'node:net';
 import { SocksClient } from 'socks';
 import { SshClient } from '../src/index.js';
-import { startSshd, freePort } from '../test/helpers/sshd.js';
+import { startServer } from '../src/server/index.js';
 
 /** A tiny HTTP service on loopback: "the service on the server" (same machine here). */
 async function service(name: string): Promise<{ port: number; close: () => Promise<void> }> {
@@ -43,19 +46,21 @@ async function viaSocks(socksPort: number, targetPort: number, path: string): Pr
   });
 }
 
+/** A port free on 127.0.0.1 right now. */
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
 async function main(): Promise<void> {
-  // ClientAliveInterval lets the server free a dead session's remote-forward port, as with autossh.
-  const sshd = await startSshd({ extraConfig: ['ClientAliveInterval 1', 'ClientAliveCountMax 2'] });
+  const server = await startServer();
   const remoteSide = await service('remote-service');
   const localSide = await service('local-app');
   const ssh = new SshClient({
-    host: sshd.host,
-    port: sshd.port,
-    username: sshd.username,
-    identityFiles: [sshd.privateKeyPath],
-    knownHostsFiles: [sshd.knownHostsPath],
-    agent: false,
-    sshConfig: false,
+    ...server.clientOptions(),
     keepaliveIntervalMs: 1_000,
     keepaliveCountMax: 2,
     reconnect: { minDelayMs: 200, maxDelayMs: 2_000 },
@@ -76,9 +81,10 @@ async function main(): Promise<void> {
     console.log(`remote forward server:${remote.remotePort} -> local app 127.0.0.1:${localSide.port}`);
     console.log(`  ${await get(exposedPort, '/via-remote-forward')}`);
 
-    console.log('killing the server side of the connection...');
-    await sshd.killSessions();
-    await new Promise<void>((resolve) => ssh.once('ready', () => resolve()));
+    console.log('resetting the connection (server.faults.reset())...');
+    const healed = new Promise<void>((resolve) => ssh.once('ready', () => resolve()));
+    server.faults.reset();
+    await healed;
     await new Promise<void>((resolve) => {
       const check = (): void => void (remote.state === 'up' ? resolve() : setTimeout(check, 100));
       check();
@@ -92,7 +98,7 @@ async function main(): Promise<void> {
     await ssh.close();
     await remoteSide.close();
     await localSide.close();
-    await sshd.remove();
+    await server.stop();
   }
 }
 

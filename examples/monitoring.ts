@@ -2,7 +2,7 @@
  * ssh-tether monitoring: Prometheus metrics on a local HTTP port and a health log line every
  * few seconds, for a bounded run.
  *
- *   npm run example -- examples/monitoring.ts           # throwaway local sshd, runs 10 s
+ *   npm run example -- examples/monitoring.ts           # an in-process SSH server, runs 10 s
  *   npm run example -- examples/monitoring.ts --once    # one scrape, printed, then exit
  *   SSH_HOST=box npm run example -- examples/monitoring.ts   # a real server (~/.ssh config, keys, known_hosts)
  *
@@ -11,44 +11,13 @@
 import { createServer, get } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
-import { SshClient, type SshClientOptions } from '../src/index.js';
+import { SshClient } from '../src/index.js';
+import { target } from './lib/target.js';
 import { registerMetrics } from '../src/metrics/prometheus.js';
 
 const RUN_MS = 10_000;
 const LOG_EVERY_MS = 3_000;
 const once = process.argv.includes('--once');
-
-async function target(): Promise<{ options: SshClientOptions; cleanup: () => Promise<void> }> {
-  const host = process.env.SSH_HOST;
-  if (host) {
-    return {
-      options: {
-        host,
-        ...(process.env.SSH_PORT ? { port: Number(process.env.SSH_PORT) } : {}),
-        ...(process.env.SSH_USER ? { username: process.env.SSH_USER } : {}),
-        keepaliveIntervalMs: 1_000,
-      },
-      cleanup: () => Promise.resolve(),
-    };
-  }
-  const { startSshd } = await import('../test/helpers/sshd.js');
-  const sshd = await startSshd();
-  console.log(`started a throwaway OpenSSH server on ${sshd.host}:${sshd.port}`);
-  return {
-    options: {
-      host: sshd.host,
-      port: sshd.port,
-      username: sshd.username,
-      identityFiles: [sshd.privateKeyPath],
-      knownHostsFiles: [sshd.knownHostsPath],
-      globalKnownHostsFiles: [],
-      agent: false,
-      sshConfig: false,
-      keepaliveIntervalMs: 500,
-    },
-    cleanup: () => sshd.remove(),
-  };
-}
 
 function fetchText(url: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -66,7 +35,7 @@ function fetchText(url: string): Promise<string> {
 
 async function main(): Promise<void> {
   const t = await target();
-  const ssh = new SshClient(t.options);
+  const ssh = new SshClient({ ...t.options, keepaliveIntervalMs: t.server ? 500 : 1_000 });
   ssh.on('error', (e) => console.error(`[error] ${e.code}: ${e.message}`));
   ssh.on('state', ({ previous, state }) => console.log(`[state] ${previous} -> ${state}`));
 

@@ -1,58 +1,26 @@
 /**
- * ssh-tether quickstart: connect, run commands, print health(), survive a server restart.
+ * ssh-tether quickstart: connect, run commands, print health(), then heal after a server restart
+ * and detect a dead (blackholed) link by keep-alive.
  *
- *   npm run demo                       # throwaway local sshd on a free loopback port
- *   SSH_HOST=box SSH_USER=me npm run demo   # a real server (uses your ~/.ssh keys, agent and known_hosts)
+ *   npm run demo                            # an SSH server started inside this process (nothing else needed)
+ *   SSH_HOST=box SSH_USER=me npm run demo   # a real server (uses your ~/.ssh config, keys, agent and known_hosts)
  *
- * Against a throwaway server the demo also restarts that server to show the client healing itself.
+ * Against the in-process server the demo also restarts it (`server.faults.restart()`) and
+ * blackholes it (`server.faults.blackhole()`), printing one line per step.
  */
-import { SshClient, type SshClientOptions } from '../src/index.js';
-
-interface Target {
-  options: SshClientOptions;
-  /** Stop and start the server (only for the throwaway one). */
-  stop?: () => Promise<void>;
-  start?: () => Promise<void>;
-  cleanup: () => Promise<void>;
-}
-
-async function target(): Promise<Target> {
-  const host = process.env.SSH_HOST;
-  if (host) {
-    return {
-      options: {
-        host,
-        ...(process.env.SSH_PORT ? { port: Number(process.env.SSH_PORT) } : {}),
-        ...(process.env.SSH_USER ? { username: process.env.SSH_USER } : {}),
-      },
-      cleanup: () => Promise.resolve(),
-    };
-  }
-  // The throwaway server is the test harness's: OpenSSH sshd with fresh keys in a temp dir.
-  const { startSshd } = await import('../test/helpers/sshd.js');
-  const sshd = await startSshd();
-  console.log(`started a throwaway OpenSSH server on ${sshd.host}:${sshd.port} (user ${sshd.username})`);
-  return {
-    options: {
-      host: sshd.host,
-      port: sshd.port,
-      username: sshd.username,
-      identityFiles: [sshd.privateKeyPath],
-      knownHostsFiles: [sshd.knownHostsPath],
-      agent: false,
-      keepaliveIntervalMs: 1_000,
-      keepaliveCountMax: 2,
-      reconnect: { minDelayMs: 200, maxDelayMs: 2_000 },
-    },
-    stop: () => sshd.stop(),
-    start: () => sshd.start(),
-    cleanup: () => sshd.remove(),
-  };
-}
+import { SshClient } from '../src/index.js';
+import { target } from './lib/target.js';
 
 async function main(): Promise<void> {
   const t = await target();
-  const ssh = new SshClient(t.options);
+  const ssh = new SshClient({
+    ...t.options,
+    // Short timers so the demo shows a dead link within ~2 s (defaults: 15 s x 3, 20 s).
+    keepaliveIntervalMs: 500,
+    keepaliveCountMax: 2,
+    connectTimeoutMs: 2_000,
+    reconnect: { minDelayMs: 200, maxDelayMs: 1_000 },
+  });
   ssh.on('state', ({ state, previous }) => console.log(`  [state] ${previous} -> ${state}`));
   ssh.on('disconnect', ({ cause }) => console.log(`  [disconnect] ${cause.code}: ${cause.message}`));
   ssh.on('reconnecting', ({ attempt, delayMs, cause }) => console.log(`  [reconnecting] attempt ${attempt} in ${delayMs} ms (last: ${cause.code})`));
@@ -83,16 +51,28 @@ async function main(): Promise<void> {
 
     console.log('health:', ssh.health());
 
-    if (t.stop && t.start) {
-      console.log('stopping the server under the client...');
-      await t.stop();
-      await new Promise((r) => ssh.once('reconnecting', r));
+    const server = t.server;
+    if (server) {
+      // 1. A server restart: same port and host key; the client reconnects by itself.
+      let t0 = Date.now();
+      const back = new Promise<void>((resolve) => ssh.once('ready', () => resolve()));
+      await server.faults.restart();
+      await back;
+      console.log(`step restart: server.faults.restart() dropped the link; reconnected in ${Date.now() - t0} ms, same host key`);
+      console.log(`step restart: exec after the reconnect -> ${(await ssh.exec('echo still here')).stdout.trim()}`);
+
+      // 2. A dead link: the server stops answering (no FIN, no RST); only the keep-alive can tell.
+      t0 = Date.now();
+      const lost = new Promise<string>((resolve) => ssh.once('disconnect', ({ cause }) => resolve(cause.code)));
+      server.faults.blackhole();
+      const code = await lost;
+      console.log(`step blackhole: server.faults.blackhole(); keep-alive declared the link dead after ${Date.now() - t0} ms (${code})`);
       // Issued while the link is down: waits for the reconnect (bounded by timeoutMs), then runs once.
-      const during = ssh.exec('echo "issued while the server was down"', { timeoutMs: 30_000 });
-      await new Promise((r) => setTimeout(r, 1_500));
-      console.log('starting the server again...');
-      await t.start();
-      console.log(`after reconnect: ${(await during).stdout.trim()}`);
+      const during = ssh.exec('echo "issued while the link was dead"', { timeoutMs: 30_000 });
+      await new Promise((r) => setTimeout(r, 500));
+      t0 = Date.now();
+      server.faults.resume();
+      console.log(`step blackhole: server.faults.resume(); the queued exec ran after the reconnect -> ${(await during).stdout.trim()} (${Date.now() - t0} ms)`);
       console.log('health:', ssh.health());
     }
   } finally {

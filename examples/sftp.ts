@@ -1,26 +1,20 @@
 /**
  * SFTP example: upload a directory with progress, list it, download a file with resume.
  *
- *   npm run example -- examples/sftp.ts          # against a throwaway local sshd
+ *   npm run example -- examples/sftp.ts          # against an in-process SSH server (nothing else needed)
  *   SSH_HOST=box SSH_USER=me npm run example -- examples/sftp.ts
  */
 import { mkdtempSync, mkdirSync, writeFileSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { SshClient, type SshClientOptions } from '../src/index.js';
+import { SshClient } from '../src/index.js';
+import { target } from './lib/target.js';
 
 async function main(): Promise<void> {
-  let options: SshClientOptions;
-  let cleanup = (): Promise<void> => Promise.resolve();
-  if (process.env.SSH_HOST) {
-    options = { host: process.env.SSH_HOST, ...(process.env.SSH_USER ? { username: process.env.SSH_USER } : {}), ...(process.env.SSH_PORT ? { port: Number(process.env.SSH_PORT) } : {}) };
-  } else {
-    const { startSshd } = await import('../test/helpers/sshd.js');
-    const sshd = await startSshd();
-    options = { host: sshd.host, port: sshd.port, username: sshd.username, identityFiles: [sshd.privateKeyPath], knownHostsFiles: [sshd.knownHostsPath], agent: false };
-    cleanup = () => sshd.remove();
-  }
+  const t = await target();
+  const options = t.options;
+  const cleanup = t.cleanup;
 
   // A local tree to upload.
   const local = mkdtempSync(join(tmpdir(), 'tether-sftp-example-'));
