@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SshGroup, type SshClientOptions, type SshError } from '../../src/index.js';
+import { SshGroup, type SshClientOptions } from '../../src/index.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { clientOptions } from '../helpers/client.js';
 import { sharedSshd } from '../helpers/shared.js';
@@ -85,7 +85,7 @@ describe('SshGroup', () => {
       expect(results.map((r) => r.host)).toEqual(group.hosts);
       const failed = results.filter((r) => !r.ok);
       expect(failed.map((r) => r.index)).toEqual([4, 9, 15]);
-      const codes = failed.map((r) => (r.ok ? '' : (r.error as SshError).code));
+      const codes = failed.map((r) => (r.ok ? '' : r.error.code));
       expect(codes).toEqual(['ERR_SSH_CONNECT', 'ERR_SSH_AUTH', 'ERR_SSH_HOST_KEY_UNKNOWN']);
       for (const r of results) {
         if (r.ok) {
