@@ -49,7 +49,7 @@ export { Secret } from './internal/secret.js';
 export type { LinkWaitOptions } from './connection/link.js';
 export type { ExecOptions, SpawnOptions } from './exec/exec.js';
 export { RemoteProcess, type ExecResult } from './exec/process.js';
-export { quoteArg, quoteArgv } from './exec/quote.js';
+export { quoteArg, quoteArgv, type KillMode } from './exec/quote.js';
 export type { NewHostKeyInfo } from './known-hosts/index.js';
 export {
   SftpClient,
