@@ -50,7 +50,7 @@ describe.each(KINDS)('timeout, abort and kill() stop the whole command on %s', (
     return c;
   }
   // Bound on "gone" for the test (the requirement is 2 s; measured times are printed, not asserted).
-  const BOUND_MS = 8_000;
+  const BOUND_MS = 15_000;
 
   beforeAll(async () => {
     server = await startTestServer(kind);
@@ -71,7 +71,7 @@ describe.each(KINDS)('timeout, abort and kill() stop the whole command on %s', (
     const own = server.traits.sessionsPerConnection > 1 ? undefined : newClient();
     const client = own ?? ssh;
     const proc = await client.spawn(`sleep ${m}`);
-    expect(await waitFor(() => pidsOf(server.username, `sleep ${m}`).length > 0, 10_000)).toBe(true);
+    expect(await waitFor(() => pidsOf(server.username, `sleep ${m}`).length > 0, 20_000)).toBe(true);
     return {
       m,
       stop: async () => {
@@ -109,7 +109,8 @@ describe.each(KINDS)('timeout, abort and kill() stop the whole command on %s', (
     const m = marker();
     const ac = new AbortController();
     const p = ssh.exec(`sh -c 'sleep ${m}; echo after'`, { signal: ac.signal });
-    expect(await waitFor(() => pidsOf(server.username, `sleep ${m}`).length > 0, 10_000)).toBe(true);
+    p.catch(() => undefined); // awaited below; guards an early assertion failure
+    expect(await waitFor(() => pidsOf(server.username, `sleep ${m}`).length > 0, 20_000)).toBe(true);
     const t0 = Date.now();
     ac.abort();
     const err = await p.catch((e: unknown) => e);
@@ -125,7 +126,7 @@ describe.each(KINDS)('timeout, abort and kill() stop the whole command on %s', (
     try {
       const m = marker();
       const proc = await ssh.spawn(`sleep ${m} | cat`);
-      expect(await waitFor(() => pidsOf(server.username, `sleep ${m}`).length > 0 && proc.pid !== undefined, 10_000)).toBe(true);
+      expect(await waitFor(() => pidsOf(server.username, `sleep ${m}`).length > 0 && proc.pid !== undefined, 20_000)).toBe(true);
       const t0 = Date.now();
       proc.kill();
       expect(((await proc.exited.catch((e: unknown) => e)) as SshError).code).toBe('ERR_SSH_ABORTED');
