@@ -145,18 +145,18 @@ describe('forwardRemote() against a server that never answers tcpip-forward', ()
   });
 
   it('rejects ERR_SSH_FORWARD after timeoutMs, and after connectTimeoutMs by default', async () => {
-    const ssh = track(new SshClient(hostileOptions(srv.port, srv.knownHosts, { connectTimeoutMs: 700 })));
+    const ssh = track(new SshClient(hostileOptions(srv.port, srv.knownHosts, { connectTimeoutMs: 3_000 })));
     await ssh.connect();
     const t0 = Date.now();
     const err = await ssh.forwardRemote({ remotePort: 0, localPort: 9, timeoutMs: 300 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SshError);
     expect((err as SshError).code).toBe('ERR_SSH_FORWARD');
     expect((err as SshError).message).toMatch(/did not answer .* within 300 ms/);
-    // Default: connectTimeoutMs (700 ms here); generous bound, never a timing assertion below it.
+    // Default: connectTimeoutMs (3000 ms here; roomy enough for a loaded box to connect).
     const dflt = await ssh.forwardRemote({ remotePort: 0, localPort: 9 }).catch((e: unknown) => e);
     expect((dflt as SshError).code).toBe('ERR_SSH_FORWARD');
-    expect((dflt as SshError).message).toMatch(/within 700 ms/);
-    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect((dflt as SshError).message).toMatch(/within 3000 ms/);
+    expect(Date.now() - t0).toBeLessThan(20_000);
     expect(ssh.state).toBe('ready');
     expect(ssh.health().forwards).toEqual([]);
   });
