@@ -1,6 +1,7 @@
 /**
- * Conformance suite: the same checks against every real server kind (test/helpers/servers.ts):
- * OpenSSH sshd, Dropbear, asyncssh and tinysshd. Tests branch on the server's `traits`
+ * Conformance suite: the same checks against every server kind (test/helpers/servers.ts):
+ * OpenSSH sshd, Dropbear, asyncssh, tinysshd, and ssh-tether's own in-process server
+ * (`ssh-tether/server`), which is held to sshd's behaviour where it claims it. Tests branch on the server's `traits`
  * (SFTP, forwards, sessions per connection), never on its kind. A server without a feature is
  * checked for a clean, typed failure instead.
  *
@@ -17,7 +18,7 @@ import { SshClient, SshError, SshExecError, type SshClientOptions } from '../../
 import { clientOptions, waitFor } from '../helpers/client.js';
 import { startTestServer, type ServerKind, type TestServer } from '../helpers/servers.js';
 
-const KINDS: ServerKind[] = ['openssh', 'dropbear', 'asyncssh', 'tinysshd'];
+const KINDS: ServerKind[] = ['openssh', 'dropbear', 'asyncssh', 'tinysshd', 'inproc'];
 
 /** A TCP echo server on 127.0.0.1 (the forward target). */
 async function echoServer(): Promise<{ port: number; close: () => Promise<void> }> {

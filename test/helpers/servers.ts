@@ -673,7 +673,7 @@ async function startOrRemove(server: SpawnedServer): Promise<void> {
  * Starts a real SSH server of `kind` on a free loopback port with a fresh host key, logging in
  * the harness user with a fresh ed25519 key. Resolves when it sends its SSH banner (bounded:
  * 20 s). A missing server binary is installed when this process is root with apt-get, else this
- * rejects with one line naming the Debian package. `inproc` lives in test/helpers/inproc-server.ts.
+ * rejects with one line naming the Debian package. `inproc` (the in-process server) is started by test/helpers/inproc-server.ts.
  */
 export async function startTestServer(kind: ServerKind, options: TestServerOptions = {}): Promise<TestServer> {
   switch (kind) {
@@ -685,8 +685,11 @@ export async function startTestServer(kind: ServerKind, options: TestServerOptio
       return startAsyncssh(options);
     case 'tinysshd':
       return startTinysshd(options);
-    case 'inproc':
-      throw new Error("startTestServer('inproc'): use test/helpers/inproc-server.ts");
+    case 'inproc': {
+      // The in-process server (ssh-tether/server): its adapter lives beside this file.
+      const { startInprocServer } = await import('./inproc-server.js');
+      return startInprocServer(options);
+    }
     default: {
       const never: never = kind;
       throw new Error(`unknown server kind ${String(never)}`);
