@@ -1,43 +1,22 @@
 /**
  * The in-process server (`ssh-tether/server`) as a `TestServer` of kind `'inproc'`, for the server
- * matrix / conformance suite (interface: /work/notes/TESTSERVER-INTERFACE.md, implemented for the
- * other kinds in test/helpers/servers.ts).
+ * matrix and the conformance suite (the `TestServer` interface of test/helpers/servers.ts).
  *
- * The types are repeated here (structurally identical) so this file does not depend on
- * servers.ts; once both are merged, `import type { TestServer, ServerTraits } from './servers.js'`
- * can replace them.
+ * `startTestServer('inproc')` in servers.ts delegates here (a type-only import back: no cycle at
+ * run time).
  */
 import { startServer, type SshServer } from '../../src/server/index.js';
 import { findScript } from '../../src/server/session.js';
+import type { ServerTraits, TestServer } from './servers.js';
 
-/** Same shape as `ServerTraits` in servers.ts. */
-export interface InprocTraits {
-  sftp: boolean;
-  localForward: boolean;
-  remoteForward: boolean;
-  sessionsPerConnection: number;
-  ownProcessGroupPerSession: boolean;
-  signals: boolean;
-  pty: boolean;
-  notes: string[];
-}
+/** Traits of the in-process server: the matrix's `ServerTraits`. */
+export type InprocTraits = ServerTraits;
 
-/** Same shape as `TestServer` in servers.ts, plus the server itself (for faults and events). */
-export interface InprocTestServer {
+/** A `TestServer` of kind `'inproc'`, plus the server itself (for faults and events). */
+export interface InprocTestServer extends TestServer {
   readonly kind: 'inproc';
-  readonly host: string;
-  readonly port: number;
-  readonly username: string;
-  readonly privateKeyPath: string;
-  readonly knownHostsPath: string;
-  readonly hostPublicKey: string;
-  readonly homeDir: string;
-  readonly traits: InprocTraits;
   /** The running server: `server.faults`, `server.connections`, events. */
   readonly server: SshServer;
-  stop(): Promise<void>;
-  start(): Promise<void>;
-  remove(): Promise<void>;
 }
 
 /** What the in-process server supports (tests branch on these, never on `kind`). */
