@@ -1,6 +1,6 @@
 /**
  * Test harness: a real SSH server of any kind on a loopback port, for the server matrix and the
- * conformance suite (test/conformance/). Interface: /work/notes/TESTSERVER-INTERFACE.md.
+ * conformance suite (test/conformance/): `startTestServer(kind)` returns a `TestServer` (below).
  *
  * - `openssh`: an adapter over test/helpers/sshd.ts (`/usr/sbin/sshd -D -e`).
  * - `dropbear`: `dropbear -F -E -p 127.0.0.1:PORT -r hostkey` (Debian `dropbear-bin`); its SFTP
