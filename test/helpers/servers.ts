@@ -184,10 +184,10 @@ let aptUpdated = false;
  * Makes sure `binary` exists: installs the Debian `pkg` when this process is root and has
  * apt-get, else throws one line naming the package (no silent skip).
  */
-async function ensureBinary(binary: string, pkg: string, kind: string): Promise<void> {
+export async function ensureBinary(binary: string, pkg: string, kind: string, options: { install?: boolean } = {}): Promise<void> {
   if (existsSync(binary)) return;
-  const isRoot = process.getuid?.() === 0;
-  if (isRoot && existsSync('/usr/bin/apt-get')) {
+  const install = options.install ?? process.getuid?.() === 0;
+  if (install && existsSync('/usr/bin/apt-get')) {
     if (!aptUpdated) {
       await run('/usr/bin/apt-get', ['update'], 300_000).catch(() => undefined);
       aptUpdated = true;
