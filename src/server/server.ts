@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { accessSync, constants as FS, mkdtempSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
@@ -787,8 +787,14 @@ export async function startServer(options: ServerOptions = {}): Promise<SshServe
     root = realpathSync(mkdtempSync(path.join(tmpdir(), 'tether-server-root-')));
     ownRoot = true;
   }
-  const stateDir = mkdtempSync(path.join(tmpdir(), 'tether-server-'));
   const shell = o.shell ?? '/bin/sh';
+  try {
+    accessSync(shell, FS.X_OK);
+  } catch (err) {
+    if (ownRoot) rmSync(root, { recursive: true, force: true });
+    throw new SshConfigError(`shell: ${shell} is not an executable file`, { field: 'shell', cause: err });
+  }
+  const stateDir = mkdtempSync(path.join(tmpdir(), 'tether-server-'));
   const firstUser = [...users.keys()][0] as string;
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',

@@ -143,7 +143,11 @@ export function serveSession(session: ssh2.Session, ctx: SessionContext): void {
     const proc = spawn(file, args, { cwd: ctx.cwd, env: fullEnv, stdio: 'pipe', detached: true });
     child = proc;
     ctx.track(proc);
-    proc.on('error', (err) => ctx.onError(err));
+    let spawnError: Error | undefined;
+    proc.on('error', (err) => {
+      spawnError = err;
+      ctx.onError(err);
+    });
     proc.stdin.on('error', () => undefined);
     proc.stdout.on('error', () => undefined);
     proc.stderr.on('error', () => undefined);
@@ -177,8 +181,12 @@ export function serveSession(session: ssh2.Session, ctx: SessionContext): void {
             const name = signal.replace(/^SIG/, '');
             if (RFC_SIGNALS.has(name)) channel.exit(name, false, '');
             else channel.exit(128 + (OS.signals[signal] ?? 0));
+          } else if (spawnError !== undefined || code === null || code < 0 || code > 255) {
+            // could not start (as a shell's "command not found": 127)
+            if (spawnError !== undefined && channel.stderr.writable) channel.stderr.write(`${spawnError.message}\n`);
+            channel.exit(127);
           } else {
-            channel.exit(code ?? 255);
+            channel.exit(code);
           }
         } catch (err) {
           ctx.onError(err as Error);

@@ -218,6 +218,7 @@ export class SftpSession {
   private running = false;
   private initialized = false;
   private closed = false;
+  private ending = false;
   private readonly handles = new Map<number, Handle>();
   private nextHandle = 1;
 
@@ -228,7 +229,11 @@ export class SftpSession {
   ) {
     channel.on('data', (chunk: Buffer) => this.onData(chunk));
     channel.on('close', () => void this.shutdown());
-    channel.on('end', () => void this.shutdown());
+    // EOF from the client: answer what is queued, then close.
+    channel.on('end', () => {
+      this.ending = true;
+      this.finishIfDone();
+    });
     channel.on('error', () => void this.shutdown());
   }
 
@@ -260,7 +265,14 @@ export class SftpSession {
       }
     } finally {
       this.running = false;
+      this.finishIfDone();
     }
+  }
+
+  private finishIfDone(): void {
+    if (!this.ending || this.running || this.queue.length > 0 || this.closed) return;
+    void this.shutdown();
+    this.channel.end();
   }
 
   private fatal(err: Error): void {

@@ -31,7 +31,7 @@ function subsystem(c: ssh2.Client): Promise<ssh2.ClientChannel> {
 }
 
 /** Sends `bytes` on a fresh subsystem channel; resolves with everything received until close or `waitMs`. */
-async function sftpExchange(c: ssh2.Client, bytes: Buffer[], waitMs = 400): Promise<{ data: Buffer; closed: boolean }> {
+async function sftpExchange(c: ssh2.Client, bytes: Buffer[], waitMs = 400, eof = false): Promise<{ data: Buffer; closed: boolean }> {
   const ch = await subsystem(c);
   const chunks: Buffer[] = [];
   let closed = false;
@@ -44,6 +44,7 @@ async function sftpExchange(c: ssh2.Client, bytes: Buffer[], waitMs = 400): Prom
     setTimeout(resolve, waitMs);
   });
   for (const b of bytes) ch.write(b);
+  if (eof) ch.end();
   await done;
   if (!closed) ch.close();
   return { data: Buffer.concat(chunks), closed };
@@ -131,6 +132,24 @@ describe('in-process server: bad input', () => {
       c.end();
     }
     await stillServes();
+  });
+
+  it('answers every request sent before the client EOF, then closes the session', async () => {
+    const c = await rawClient(server);
+    try {
+      const reqs = Array.from({ length: 20 }, (_, i) => pkt(17, Buffer.concat([u32(i + 1), str('.')])));
+      const r = await sftpExchange(c, [INIT, ...reqs, pkt(99, u32(99))], 5_000, true);
+      expect(r.closed).toBe(true);
+      let off = 0;
+      const types: number[] = [];
+      while (off + 5 <= r.data.length) {
+        types.push(r.data[off + 4]!);
+        off += 4 + r.data.readUInt32BE(off);
+      }
+      expect(types).toEqual([2, ...Array.from({ length: 20 }, () => 105), 101]);
+    } finally {
+      c.end();
+    }
   });
 
   it('survives random SFTP packets after INIT (fast-check)', async () => {

@@ -119,6 +119,18 @@ describe('in-process server: defaults, exec, shell, env, signals, pty', () => {
     }
   });
 
+  it('answers keepalive@openssh.com probes, so an idle link with a short keep-alive stays up', async () => {
+    const idle = new SshClient({ ...server.clientOptions(), keepaliveIntervalMs: 100, keepaliveCountMax: 2 });
+    let lost = 0;
+    idle.on('disconnect', () => lost++);
+    await idle.connect();
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(lost).toBe(0);
+    expect(idle.state).toBe('ready');
+    expect(idle.health().keepaliveRtt?.count ?? 0).toBeGreaterThan(0);
+    await idle.close();
+  });
+
   it('never emitted an error for well-formed use', () => {
     expect(errors).toEqual([]);
   });
@@ -197,6 +209,7 @@ describe('in-process server: authentication and MaxSessions', () => {
       field: 'users.0.authorizedKeys.0',
     });
     await expect(startServer({ root: '/nonexistent/tether' })).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG', field: 'root' });
+    await expect(startServer({ shell: '/nonexistent/sh' })).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG', field: 'shell' });
     await expect(startServer({ bogus: 1 } as never)).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG' });
   });
 
