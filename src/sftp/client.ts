@@ -389,22 +389,32 @@ function toDate(field: string, v: Date | number): number {
   throw new SshConfigError(`${field} must be a Date or a number of seconds since the epoch`, { field });
 }
 
+/** Whether `signal` fired with the caller's deadline (`ERR_SSH_TIMEOUT`). */
+function timedOut(signal: AbortSignal): boolean {
+  return signal.aborted && signal.reason instanceof SshError && signal.reason.code === 'ERR_SSH_TIMEOUT';
+}
+
 /**
- * Waits for `p` at most `ms`, and not past the moment `signal` aborts (the caller's timeout or
- * abort wins over this bound); never rejects.
+ * Waits for `p` at most `ms`, and never past the caller's deadline: once `signal` fires with
+ * `ERR_SSH_TIMEOUT` (the caller's `timeoutMs`) the wait ends (an abort by the caller's own
+ * signal still waits, bounded by `ms`, so that an aborted operation releases what it held
+ * before it rejects). Never rejects.
  */
 function settleWithin(p: Promise<unknown>, ms: number, signal?: AbortSignal): Promise<void> {
   p.catch(() => undefined);
-  if (signal?.aborted) return Promise.resolve();
+  if (signal && timedOut(signal)) return Promise.resolve();
   return new Promise<void>((resolve) => {
     const done = (): void => {
       clearTimeout(t);
-      signal?.removeEventListener('abort', done);
+      signal?.removeEventListener('abort', onAbort);
       resolve();
+    };
+    const onAbort = (): void => {
+      if (signal && timedOut(signal)) done();
     };
     const t = setTimeout(done, ms);
     t.unref?.();
-    signal?.addEventListener('abort', done, { once: true });
+    if (signal && !signal.aborted) signal.addEventListener('abort', onAbort, { once: true });
     p.then(done, done);
   });
 }
@@ -1040,7 +1050,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
 
   /**
    * Closes `handle` after a failure, waiting for the reply at most 5 s and never past the
-   * moment `signal` (the caller's timeout or abort) fires: the CLOSE is still sent.
+   * caller's `timeoutMs` (the CLOSE is still sent; `signal` is the operation's scope).
    */
   private closeBounded(s: SftpSession, handle: Buffer, signal?: AbortSignal): Promise<void> {
     if (!s.alive) return Promise.resolve();
@@ -1167,7 +1177,9 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * Downloads `remotePath` to `localPath` with `concurrency` parallel reads of `chunkSize`,
    * written to the local file with positional writes. Resolves once every byte is written and
    * both files are closed. On failure or abort the local file is left as far as it got (so that
-   * `resume` can continue it) and the remote handle is closed before the promise rejects.
+   * `resume` can continue it) and the remote handle is closed before the promise rejects (the
+   * CLOSE reply is awaited at most 5 s, and not past the caller's `timeoutMs`: with a server that
+   * never answers CLOSE, a timeout rejects on time and the CLOSE stays sent).
    * @returns `{ transferredBytes, totalBytes, resumedFrom }`.
    */
   async get(remotePath: RemotePath, localPath: string | Buffer, options?: TransferOptions): Promise<TransferResult> {
@@ -1229,7 +1241,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * Uploads `localPath` to `remotePath` with `concurrency` parallel writes of `chunkSize`.
    * Resolves only after every write was acknowledged and the remote handle closed without error,
    * so a partially written file is never reported complete. On failure or abort the remote
-   * handle is closed before the promise rejects (the remote file keeps what was written, for
+   * handle is closed before the promise rejects (bounded as in {@link SftpClient.get}; the remote file keeps what was written, for
    * `resume`).
    * @returns `{ transferredBytes, totalBytes, resumedFrom }`.
    */
