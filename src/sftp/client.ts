@@ -369,6 +369,13 @@ function knownSize(size: number | undefined): number | undefined {
   return size !== undefined && size > 0 && Number.isSafeInteger(size) ? size : undefined;
 }
 
+/** The offset to append at from a stated size: absent is 0; past 2^53 the server lies (`reason: 'protocol'`). */
+function appendOffset(size: number | undefined, what: string, p: RemotePath): number {
+  if (size === undefined) return 0;
+  if (!Number.isSafeInteger(size)) throw limitError(what, `the server stated an impossible file size (${size})`, p, 'protocol');
+  return size;
+}
+
 function limitError(what: string, message: string, path: RemotePath | undefined, reason: SftpErrorReason = 'limit'): SshSftpError {
   return new SshSftpError(`sftp ${what}: ${message}`, { statusCode: SftpStatus.FAILURE, path, reason });
 }
@@ -1038,7 +1045,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     let ok = false;
     try {
       let offset = 0;
-      if (at === 'end') offset = (await s.fstat(handle, p, signal)).size ?? 0;
+      if (at === 'end') offset = appendOffset((await s.fstat(handle, p, signal)).size, 'appendFile', p);
       await writeBuffer(s, handle, p, data, offset, DEFAULT_STREAM_CONCURRENCY, signal);
       if (mode !== undefined) await s.fsetstat(handle, p, { mode }, signal);
       ok = true;
@@ -1144,7 +1151,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
           if (flags !== 'a') return { handle, start };
           try {
             const st = await s.fstat(handle, p, scope.signal);
-            return { handle, start: st.size ?? 0 };
+            return { handle, start: appendOffset(st.size, 'createWriteStream', p) };
           } catch (err) {
             s.closeQuietly(handle);
             throw err;
