@@ -507,7 +507,12 @@ interface TreeSide {
  * field); `ERR_SSH_CONNECTION_LOST`; `ERR_SSH_ABORTED`; `ERR_SSH_TIMEOUT`; `ERR_SSH_CLOSED`; and
  * whatever the link provider rejects with while connecting (`ERR_SSH_CONNECT`,
  * `ERR_SSH_AUTH`...). Local file errors in transfers are `ERR_SSH_SFTP` with the local error as
- * `cause` (no `status`: `statusCode` is `FAILURE`).
+ * `cause` (no `status`: `statusCode` is `FAILURE`). When ssh-tether stops an operation itself
+ * because of what a (possibly hostile) server sent, the `ERR_SSH_SFTP` carries a `reason`
+ * (`'limit'`, `'unsafe-name'`, `'outside-target'`, `'protocol'`; see {@link SftpErrorReason}).
+ *
+ * Events (eventemitter3): `warning` ({@link SftpWarning}) for a server name refused by a
+ * directory transfer.
  */
 export class SftpClient extends EventEmitter<SftpEvents> {
   private readonly provider: LinkProvider;
