@@ -369,6 +369,13 @@ function knownSize(size: number | undefined): number | undefined {
   return size !== undefined && size > 0 && Number.isSafeInteger(size) ? size : undefined;
 }
 
+/** The offset to append at from a stated size: absent is 0; past 2^53 the server lies (`reason: 'protocol'`). */
+function appendOffset(size: number | undefined, what: string, p: RemotePath): number {
+  if (size === undefined) return 0;
+  if (!Number.isSafeInteger(size)) throw limitError(what, `the server stated an impossible file size (${size})`, p, 'protocol');
+  return size;
+}
+
 function limitError(what: string, message: string, path: RemotePath | undefined, reason: SftpErrorReason = 'limit'): SshSftpError {
   return new SshSftpError(`sftp ${what}: ${message}`, { statusCode: SftpStatus.FAILURE, path, reason });
 }
@@ -389,22 +396,32 @@ function toDate(field: string, v: Date | number): number {
   throw new SshConfigError(`${field} must be a Date or a number of seconds since the epoch`, { field });
 }
 
+/** Whether `signal` fired with the caller's deadline (`ERR_SSH_TIMEOUT`). */
+function timedOut(signal: AbortSignal): boolean {
+  return signal.aborted && signal.reason instanceof SshError && signal.reason.code === 'ERR_SSH_TIMEOUT';
+}
+
 /**
- * Waits for `p` at most `ms`, and not past the moment `signal` aborts (the caller's timeout or
- * abort wins over this bound); never rejects.
+ * Waits for `p` at most `ms`, and never past the caller's deadline: once `signal` fires with
+ * `ERR_SSH_TIMEOUT` (the caller's `timeoutMs`) the wait ends (an abort by the caller's own
+ * signal still waits, bounded by `ms`, so that an aborted operation releases what it held
+ * before it rejects). Never rejects.
  */
 function settleWithin(p: Promise<unknown>, ms: number, signal?: AbortSignal): Promise<void> {
   p.catch(() => undefined);
-  if (signal?.aborted) return Promise.resolve();
+  if (signal && timedOut(signal)) return Promise.resolve();
   return new Promise<void>((resolve) => {
     const done = (): void => {
       clearTimeout(t);
-      signal?.removeEventListener('abort', done);
+      signal?.removeEventListener('abort', onAbort);
       resolve();
+    };
+    const onAbort = (): void => {
+      if (signal && timedOut(signal)) done();
     };
     const t = setTimeout(done, ms);
     t.unref?.();
-    signal?.addEventListener('abort', done, { once: true });
+    if (signal && !signal.aborted) signal.addEventListener('abort', onAbort, { once: true });
     p.then(done, done);
   });
 }
@@ -490,7 +507,12 @@ interface TreeSide {
  * field); `ERR_SSH_CONNECTION_LOST`; `ERR_SSH_ABORTED`; `ERR_SSH_TIMEOUT`; `ERR_SSH_CLOSED`; and
  * whatever the link provider rejects with while connecting (`ERR_SSH_CONNECT`,
  * `ERR_SSH_AUTH`...). Local file errors in transfers are `ERR_SSH_SFTP` with the local error as
- * `cause` (no `status`: `statusCode` is `FAILURE`).
+ * `cause` (no `status`: `statusCode` is `FAILURE`). When ssh-tether stops an operation itself
+ * because of what a (possibly hostile) server sent, the `ERR_SSH_SFTP` carries a `reason`
+ * (`'limit'`, `'unsafe-name'`, `'outside-target'`, `'protocol'`; see {@link SftpErrorReason}).
+ *
+ * Events (eventemitter3): `warning` ({@link SftpWarning}) for a server name refused by a
+ * directory transfer.
  */
 export class SftpClient extends EventEmitter<SftpEvents> {
   private readonly provider: LinkProvider;
@@ -1028,7 +1050,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     let ok = false;
     try {
       let offset = 0;
-      if (at === 'end') offset = (await s.fstat(handle, p, signal)).size ?? 0;
+      if (at === 'end') offset = appendOffset((await s.fstat(handle, p, signal)).size, 'appendFile', p);
       await writeBuffer(s, handle, p, data, offset, DEFAULT_STREAM_CONCURRENCY, signal);
       if (mode !== undefined) await s.fsetstat(handle, p, { mode }, signal);
       ok = true;
@@ -1040,7 +1062,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
 
   /**
    * Closes `handle` after a failure, waiting for the reply at most 5 s and never past the
-   * moment `signal` (the caller's timeout or abort) fires: the CLOSE is still sent.
+   * caller's `timeoutMs` (the CLOSE is still sent; `signal` is the operation's scope).
    */
   private closeBounded(s: SftpSession, handle: Buffer, signal?: AbortSignal): Promise<void> {
     if (!s.alive) return Promise.resolve();
@@ -1134,7 +1156,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
           if (flags !== 'a') return { handle, start };
           try {
             const st = await s.fstat(handle, p, scope.signal);
-            return { handle, start: st.size ?? 0 };
+            return { handle, start: appendOffset(st.size, 'createWriteStream', p) };
           } catch (err) {
             s.closeQuietly(handle);
             throw err;
@@ -1167,7 +1189,9 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * Downloads `remotePath` to `localPath` with `concurrency` parallel reads of `chunkSize`,
    * written to the local file with positional writes. Resolves once every byte is written and
    * both files are closed. On failure or abort the local file is left as far as it got (so that
-   * `resume` can continue it) and the remote handle is closed before the promise rejects.
+   * `resume` can continue it) and the remote handle is closed before the promise rejects (the
+   * CLOSE reply is awaited at most 5 s, and not past the caller's `timeoutMs`: with a server that
+   * never answers CLOSE, a timeout rejects on time and the CLOSE stays sent).
    * @returns `{ transferredBytes, totalBytes, resumedFrom }`.
    */
   async get(remotePath: RemotePath, localPath: string | Buffer, options?: TransferOptions): Promise<TransferResult> {
@@ -1229,7 +1253,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * Uploads `localPath` to `remotePath` with `concurrency` parallel writes of `chunkSize`.
    * Resolves only after every write was acknowledged and the remote handle closed without error,
    * so a partially written file is never reported complete. On failure or abort the remote
-   * handle is closed before the promise rejects (the remote file keeps what was written, for
+   * handle is closed before the promise rejects (bounded as in {@link SftpClient.get}; the remote file keeps what was written, for
    * `resume`).
    * @returns `{ transferredBytes, totalBytes, resumedFrom }`.
    */

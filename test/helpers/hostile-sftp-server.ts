@@ -278,11 +278,12 @@ function serveSftp(channel: ssh2.ServerChannel, fs: HostileFs, log: HostileLog):
       case FXP.FSTAT: {
         const h = handles.get(r.str().toString('latin1'));
         if (!h) return status(id, FAILURE, 'bad handle');
+        // a described node answers with its attributes even when opened for writing (a hostile size)
+        const n = fs.node(h.path);
+        if (n) return void send(packet(FXP.ATTRS, id, attrs(fileAttrs(n))));
         const w = log.writes.get(h.path);
         if (w) return void send(packet(FXP.ATTRS, id, attrs({ size: w.length, mode: 0o100644 })));
-        const n = fs.node(h.path);
-        if (!n) return status(id, NO_SUCH_FILE);
-        return void send(packet(FXP.ATTRS, id, attrs(fileAttrs(n))));
+        return status(id, NO_SUCH_FILE);
       }
       case FXP.STAT:
       case FXP.LSTAT: {

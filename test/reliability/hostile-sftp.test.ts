@@ -352,6 +352,10 @@ describe('item 3: sizes from the server are bounded and never trusted blindly', 
     expect(readFileSync(join(local, 'got.txt'), 'utf8')).toBe('hello');
     expect(readFileSync(join(local, 'got2.txt'), 'utf8')).toBe('hello');
     expect(outcome.createReadStream).toBe('ok');
+    // appending at an impossible offset is refused typed (reason protocol)
+    expect(outcome['createWriteStream a']).toBe('ERR_SSH_SFTP');
+    expect(outcome.appendFile).toBe('ERR_SSH_SFTP');
+    expect(outcome['put resume']).toBe('ok');
     suite.figure('absurd size 2^64-1, outcome per API', JSON.stringify(outcome));
   });
 
