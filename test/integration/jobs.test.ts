@@ -61,7 +61,10 @@ afterEach(async () => {
 
 afterAll(async () => {
   await Promise.all(proxies.map((p) => p.close()));
-  for (const m of markers) for (const pid of pgrep(`^sleep 3${m}$`)) process.kill(pid, 'SIGKILL');
+  // Nothing leaks: no job monitor of this file and no command it started is left on the server
+  // (every test waits for or kills its jobs; a leftover is killed here, then reported).
+  const leftovers = [...pgrep(jobsDir.slice(2)), ...markers.flatMap((m) => pgrep(`^sleep 3${m}$`))];
+  for (const pid of leftovers) process.kill(pid, 'SIGKILL');
   const home = info.homeDir;
   execFileSync('rm', ['-rf', `${home}/${jobsDir.slice(2)}`]);
 });
