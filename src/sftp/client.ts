@@ -106,11 +106,17 @@ export interface ListOptions extends SftpOperationOptions {
   /**
    * Most names the listing may return, counted as READDIR replies arrive (`.` and `..`
    * included), so a directory that never ends is cut as it streams in. Past it the call fails
-   * with `ERR_SSH_SFTP`, `reason: 'limit'`.
-   * @default 1000000
+   * with `ERR_SSH_SFTP`, `reason: 'limit'`. Lower than a tree walk's default (1,000,000): a
+   * listing holds every entry in memory as an object with its name, path and raw bytes (about
+   * 1 KiB each), so 1,000,000 would let a hostile server make the client hold about 1 GiB; pass a
+   * higher value for a directory known to be that large.
+   * @default 100000
    */
   maxEntries?: number | undefined;
 }
+
+/** Default of {@link ListOptions.maxEntries}: one listing's entries are all held in memory. */
+const DEFAULT_LIST_MAX_ENTRIES = 100_000;
 
 /**
  * What `preserve` copies. OpenSSH's `sftp`/`scp -p` keep only `mode & 0777` ("perm & 0777" in
@@ -669,7 +675,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    */
   async list(dir: RemotePath, options?: ListOptions): Promise<SftpEntry[]> {
     const d = checkPath('dir', dir);
-    const max = checkInt('maxEntries', options?.maxEntries, 1) ?? DEFAULT_MAX_ENTRIES;
+    const max = checkInt('maxEntries', options?.maxEntries, 1) ?? DEFAULT_LIST_MAX_ENTRIES;
     return await this.op('list', options, (s, sig) => this.listWith(s, d, sig, this.counter('list', d, max)));
   }
 
