@@ -28,7 +28,7 @@ import {
   type RemoteForward,
   type RemoteForwardOptions,
 } from './forward/index.js';
-import { redactingLogger, silentLogger } from './internal/logger.js';
+import { redactingLogger, silentLogger, type Logger } from './internal/logger.js';
 import { JobManager } from './jobs/jobs.js';
 import { checkFollowOptions, followLines, type FollowLine, type FollowOptions } from './jobs/follow.js';
 import type ssh2 from 'ssh2';
@@ -46,6 +46,14 @@ async function runKill(ctx: ExecContext, target: KillTarget): Promise<void> {
   if (r.exitCode !== 0) {
     throw new SshError('ERR_SSH_EXIT', `kill exited with ${r.exitCode === null ? `signal ${String(r.signal)}` : `code ${r.exitCode}`}: ${printable(r.stderr.trim().slice(0, 200))}`);
   }
+}
+
+/** Waits for every promise to settle, at most `ms` milliseconds. */
+async function settleWithin(promises: readonly Promise<unknown>[], ms: number): Promise<void> {
+  if (promises.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.allSettled(promises), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
 
 /** Server text made safe for a message: control characters other than tab/newline shown as `\xNN`. */
@@ -205,6 +213,8 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
   readonly #spawned = new Set<RemoteProcess>();
   /** The live link while close() runs, so the kill command of a spawn can still reach the server. */
   #closingLink: Link | undefined;
+  /** Kill execs in flight: close() lets them finish (bounded) before it ends the link. */
+  readonly #pendingKills = new Set<Promise<void>>();
   #jobs: JobManager | undefined;
 
   /**
@@ -279,6 +289,8 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
         this.#closingLink = link;
         const stopped = new SshError('ERR_SSH_CLOSED', 'the client is closing: the spawned command was stopped');
         for (const p of [...this.#spawned]) p.stopWith(stopped);
+        // Kills in flight (of commands stopped before or just now) finish before the link ends.
+        await settleWithin([...this.#pendingKills], deadlineMs);
         await this.#forwards.closeAll();
         await this.#sftp?.close();
         await this.#limiter.idle(deadlineMs);
@@ -322,32 +334,49 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     this.#execCtx = {
       provider: this.#conn,
       limiter: this.#limiter,
-      killer: async (target) => {
-        const warn = (message: string): void => {
-          logger.warn({ pid: target.pid, mode: target.mode }, `ssh-tether: ${message}`);
-          this.emit('warning', { keyword: 'exec kill', message });
+      killer: (target) => {
+        const kill = this.#kill(target, killProvider, attemptHooks, logger);
+        this.#pendingKills.add(kill);
+        const forget = (): void => {
+          this.#pendingKills.delete(kill);
         };
-        try {
-          await runKill({ ...this.#execCtx, provider: killProvider }, target);
-        } catch (err) {
-          if (!(err instanceof SshError && err.code === 'ERR_SSH_CHANNEL_OPEN')) {
-            warn(`could not kill remote process ${target.pid} (${target.mode}): ${err instanceof Error ? err.message : String(err)}`);
-            return;
-          }
-          // The server refused a second session on this connection (tinysshd allows one; sshd
-          // with `MaxSessions 1`): kill over a short-lived connection of its own.
-          const conn = new Connection(o, attemptHooks);
-          try {
-            await conn.connect({ timeoutMs: KILL_TIMEOUT_MS });
-            await runKill({ provider: conn, limiter: new SessionLimiter(1, this), killer: noKill }, target);
-          } catch (err2) {
-            warn(`could not kill remote process ${target.pid} (${target.mode}) over a second connection either: ${err2 instanceof Error ? err2.message : String(err2)}`);
-          } finally {
-            conn.destroy();
-          }
-        }
+        kill.then(forget, forget);
+        return kill;
       },
     };
+  }
+
+  /**
+   * Runs the kill script for a stopped command; reports a failure as a `warning` event. Where
+   * this client cannot run it (the server refused a second session, or the client is closing),
+   * it runs over a short-lived connection of its own, so a stopped command never outlives us.
+   */
+  async #kill(target: KillTarget, killProvider: ExecContext['provider'], attemptHooks: ConnectionHooks, logger: Logger): Promise<void> {
+    const o = this.#o;
+    const warn = (message: string): void => {
+      logger.warn({ pid: target.pid, mode: target.mode }, `ssh-tether: ${message}`);
+      this.emit('warning', { keyword: 'exec kill', message });
+    };
+    try {
+      await runKill({ ...this.#execCtx, provider: killProvider }, target);
+    } catch (err) {
+      if (!(err instanceof SshError && (err.code === 'ERR_SSH_CHANNEL_OPEN' || err.code === 'ERR_SSH_CLOSED'))) {
+        warn(`could not kill remote process ${target.pid} (${target.mode}): ${err instanceof Error ? err.message : String(err)}`);
+        return;
+      }
+      // The server refused a second session on this connection (tinysshd allows one; sshd
+      // with `MaxSessions 1`), or this client is closing: kill over a short-lived connection
+      // of its own.
+      const conn = new Connection(o, attemptHooks);
+      try {
+        await conn.connect({ timeoutMs: KILL_TIMEOUT_MS });
+        await runKill({ provider: conn, limiter: new SessionLimiter(1, this), killer: noKill }, target);
+      } catch (err2) {
+        warn(`could not kill remote process ${target.pid} (${target.mode}) over a second connection either: ${err2 instanceof Error ? err2.message : String(err2)}`);
+      } finally {
+        conn.destroy();
+      }
+    }
   }
 
   /** The connection state: `idle`, `connecting`, `ready`, `reconnecting`, `closing` or `closed`. */

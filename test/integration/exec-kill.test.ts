@@ -102,7 +102,7 @@ describe.each(KINDS)('timeout, abort and kill() stop the whole command on %s', (
     } finally {
       await sibling.stop();
     }
-    expect(warnings).toEqual([]);
+    expect(warnings, warnings.join(" | ")).toEqual([]);
   }, 60_000);
 
   it("abort: a nested shell (sh -c 'sleep; echo') is gone", async () => {
@@ -118,7 +118,7 @@ describe.each(KINDS)('timeout, abort and kill() stop the whole command on %s', (
     const gone = await goneWithin(server.username, m, BOUND_MS);
     measured.push(`${kind} abort: ${gone === undefined ? 'NOT GONE' : `${Date.now() - t0} ms`}`);
     expect(gone, `still running; warnings: ${warnings.join(' | ')}`).toBeDefined();
-    expect(warnings).toEqual([]);
+    expect(warnings, warnings.join(" | ")).toEqual([]);
   }, 60_000);
 
   it('spawn kill(): a pipeline is gone, a sibling survives', async () => {
@@ -137,7 +137,7 @@ describe.each(KINDS)('timeout, abort and kill() stop the whole command on %s', (
     } finally {
       await sibling.stop();
     }
-    expect(warnings).toEqual([]);
+    expect(warnings, warnings.join(" | ")).toEqual([]);
   }, 60_000);
 });
 
