@@ -1,6 +1,6 @@
 import { Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import type ssh2 from 'ssh2';
-import { SshError, SshExecError, type ExecResultLike } from '../errors.js';
+import { SshConfigError, SshError, SshExecError, type ExecResultLike } from '../errors.js';
 import { abortReason } from '../internal/cancel.js';
 import { signalName } from '../internal/sanitize.js';
 import { PID_MARKER, type KillMode, type KillTarget } from './quote.js';
@@ -27,6 +27,9 @@ export interface ExecResult<T extends string | Buffer = string> {
  */
 export const EXIT_DRAIN_IDLE_MS = 1_000;
 
+/** Largest terminal width or height accepted, in cells (the kernel's `struct winsize` holds 16 bits). */
+export const MAX_PTY_CELLS = 65_535;
+
 /** How long a command stopped before its pid line arrived keeps its channel open for that line. */
 export const PID_WAIT_MS = 3_000;
 
@@ -38,11 +41,23 @@ export const PID_WAIT_MS = 3_000;
  */
 export class PidLineStripper extends Transform {
   #head: Buffer | undefined = Buffer.alloc(0);
-  constructor(private readonly onPid: (pid: number, mode: KillMode) => void) {
+  /** PTY mode: bytes passed through before the marker was found (bounded by {@link PTY_MARKER_SEARCH_BYTES}). */
+  #seen = 0;
+  /**
+   * @param pty The line comes through a pseudo-terminal (merged into stdout): it ends in `\r\n`
+   *   (the terminal's `onlcr`) and may follow the terminal's echo of input written before the
+   *   wrapper ran, so it is searched for in the first {@link PTY_MARKER_SEARCH_BYTES} bytes
+   *   rather than only at the start.
+   */
+  constructor(
+    private readonly onPid: (pid: number, mode: KillMode) => void,
+    private readonly pty = false,
+  ) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     if (this.#head === undefined) return cb(null, chunk);
+    if (this.pty) return this.#ptyTransform(chunk, cb);
     const buf = this.#head.length === 0 ? chunk : Buffer.concat([this.#head, chunk]);
     const nl = buf.indexOf(0x0a);
     if (nl < 0 && buf.length < 64 && PID_MARKER.startsWith(buf.toString('latin1', 0, Math.min(buf.length, PID_MARKER.length)))) {
@@ -60,12 +75,51 @@ export class PidLineStripper extends Transform {
     }
     cb(null, buf);
   }
+  /** PTY mode: find the marker line anywhere in the first bytes; pass everything else through. */
+  #ptyTransform(chunk: Buffer, cb: TransformCallback): void {
+    const head = this.#head ?? Buffer.alloc(0);
+    const buf = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+    const at = buf.indexOf(PID_MARKER, 0, 'latin1');
+    if (at < 0) {
+      // Hold only a tail that could be the start of the marker.
+      let keep = Math.min(buf.length, PID_MARKER.length - 1);
+      while (keep > 0 && !PID_MARKER.startsWith(buf.toString('latin1', buf.length - keep))) keep -= 1;
+      const pass = buf.subarray(0, buf.length - keep);
+      this.#seen += pass.length;
+      if (this.#seen > PTY_MARKER_SEARCH_BYTES) {
+        this.#head = undefined;
+        return cb(null, buf);
+      }
+      this.#head = buf.subarray(buf.length - keep);
+      return cb(null, pass.length > 0 ? pass : undefined);
+    }
+    const nl = buf.indexOf(0x0a, at);
+    if (nl < 0 && buf.length - at < 64) {
+      this.#head = buf.subarray(at);
+      this.#seen += at;
+      return cb(null, at > 0 ? buf.subarray(0, at) : undefined);
+    }
+    this.#head = undefined;
+    const line = buf.toString('latin1', at + PID_MARKER.length, nl < 0 ? buf.length : nl).replace(/\r$/, '');
+    const m = /^(\d{1,10})(?::(group|tree))?$/.exec(line);
+    const pid = m ? Number(m[1]) : NaN;
+    if (!m || nl < 0) return cb(null, buf);
+    if (Number.isInteger(pid) && pid > 1) this.onPid(pid, m[2] === 'group' ? 'group' : 'tree');
+    const out = Buffer.concat([buf.subarray(0, at), buf.subarray(nl + 1)]);
+    cb(null, out.length > 0 ? out : undefined);
+  }
   override _flush(cb: TransformCallback): void {
     const head = this.#head;
     this.#head = undefined;
     cb(null, head && head.length > 0 ? head : undefined);
   }
 }
+
+/**
+ * Under a PTY, how far into stdout the pid line is looked for (the terminal may echo input
+ * written before the wrapper printed it, and the login shell's startup files may print first).
+ */
+export const PTY_MARKER_SEARCH_BYTES = 8192;
 
 /**
  * Exit information captured synchronously in ssh2's exec callback: the exit request can arrive in
@@ -91,12 +145,14 @@ export type ProcessKiller = (target: KillTarget) => Promise<void>;
  * `stdin`, `stdout` and `stderr` are streams with backpressure; `exited` settles once.
  */
 export class RemoteProcess {
-  /** Writable standard input of the remote command. `end()` it to send EOF. */
+  /** Writable standard input of the remote command (with a PTY: the terminal's input). `end()` it to send EOF. */
   readonly stdin: Writable;
-  /** Standard output. */
+  /** Standard output (with a PTY: the terminal's output, stderr included, lines ending in `\r\n`). */
   readonly stdout: Readable;
-  /** Standard error. */
+  /** Standard error (with a PTY: empty, the terminal merges stderr into stdout). */
   readonly stderr: Readable;
+  /** Whether the command runs on a pseudo-terminal (RFC 4254 6.2 `pty-req`). */
+  readonly pty: boolean;
   /**
    * Resolves with `{ exitCode, signal }` (stdout/stderr empty) when the command ends; rejects with
    * an {@link SshExecError}: `ERR_SSH_CONNECTION_LOST` when the channel closed without an exit
@@ -104,6 +160,8 @@ export class RemoteProcess {
    */
   readonly exited: Promise<ExecResult<string>>;
   #target: KillTarget | undefined;
+  /** The pid line is being looked for (the command line reports its pid). */
+  readonly #stripping: boolean;
   #done = false;
   #killPending = false;
   #drainIdleMs: number | undefined;
@@ -124,11 +182,16 @@ export class RemoteProcess {
     stripPid = true,
     /** Settle `exited` on the exit status instead of waiting for the channel to close (spawn: the caller may never read the streams). */
     settleOnExit = false,
+    /** The channel has a PTY: the pid line arrives on stdout (merged), see {@link PidLineStripper}. */
+    pty = false,
   ) {
     this.#channel = channel;
     this.#killer = killer;
+    this.#stripping = stripPid;
+    this.pty = pty;
     this.stdin = channel;
     this.stdout = channel;
+    this.stderr = channel.stderr;
     channel.on('error', () => undefined);
     if (stripPid) {
       const stripper = new PidLineStripper((pid, mode) => {
@@ -139,15 +202,15 @@ export class RemoteProcess {
           this.#runKiller();
           this.#closeChannel();
         }
-      });
-      channel.stderr.pipe(stripper);
-      channel.stderr.on('error', (e: Error) => stripper.destroy(e));
+      }, pty);
+      const source: Readable = pty ? channel : channel.stderr;
+      source.pipe(stripper);
+      source.on('error', (e: Error) => stripper.destroy(e));
       stripper.on('error', () => undefined);
-      this.stderr = stripper;
-    } else {
-      // The command line did not report a pid (no timeout or signal to honour): no filter needed.
-      this.stderr = channel.stderr;
+      if (pty) this.stdout = stripper;
+      else this.stderr = stripper;
     }
+    // else: the command line did not report a pid (no timeout or signal to honour): no filter needed.
     this.#exit = earlyExit.get(channel);
     channel.on('exit', (code: number | null, signal?: string) => {
       this.#exit ??= { code: typeof code === 'number' ? code : null, signal: signalName(signal) };
@@ -209,10 +272,11 @@ export class RemoteProcess {
           }
           finish(undefined);
         };
-        // ssh2 emits 'close' only after stdout's 'end', so stdout is fully delivered; settle once
-        // stderr is too. A stderr being read ends within this tick's nextTicks; one nobody reads
-        // never ends, so then wait one event-loop turn (what every case did before: ~50 us per exec).
-        const err = this.stderr;
+        // ssh2 emits 'close' only after the channel's stdout 'end', so stdout is fully delivered;
+        // settle once the filtered stream (stderr, or stdout under a PTY) is too. One being read
+        // ends within this tick's nextTicks; one nobody reads never ends, so then wait one
+        // event-loop turn (what every case did before: ~50 us per exec).
+        const err = pty && stripPid ? this.stdout : this.stderr;
         if (err.readableEnded || err.destroyed) settle();
         else if (err.readableFlowing === true) {
           err.once('end', settle);
@@ -232,6 +296,26 @@ export class RemoteProcess {
    */
   get pid(): number | undefined {
     return this.#target?.pid;
+  }
+
+  /**
+   * Tells the server the terminal's new size (RFC 4254 6.7 `window-change`): the remote terminal
+   * gets the new size (`stty size`, `$COLUMNS`/`$LINES` in shells) and its foreground process
+   * group gets `SIGWINCH`. Only for a process started with a PTY (`pty` option of `spawn`/`exec`,
+   * or `shell()`), and only while `stdin` has not been ended (ssh2 sends nothing after EOF).
+   *
+   * @param cols Width in character cells, 1..65535.
+   * @param rows Height in character cells (lines), 1..65535.
+   * @throws {SshConfigError} `ERR_SSH_CONFIG` (field `cols` or `rows`) for a size that is not a
+   *   whole number in 1..65535, or (field `pty`) when the process has no PTY.
+   */
+  resize(cols: number, rows: number): void {
+    if (!this.pty) throw new SshConfigError('resize: the process has no pseudo-terminal (start it with the pty option or shell())', { field: 'pty' });
+    for (const [name, v] of [['cols', cols], ['rows', rows]] as const) {
+      if (!Number.isInteger(v) || v < 1 || v > MAX_PTY_CELLS) throw new SshConfigError(`invalid resize ${name}: expected a whole number from 1 to ${MAX_PTY_CELLS}, got ${String(v)}`, { field: name });
+    }
+    // Pixel sizes 0: "ignored" (RFC 4254 6.2), as OpenSSH's client sends when it does not know them.
+    this.#channel.setWindow(rows, cols, 0, 0);
   }
 
   /**
@@ -311,13 +395,22 @@ export class RemoteProcess {
     if (this.#drainTimer) clearTimeout(this.#drainTimer);
     this.#drainTimer = undefined;
     if (!exited) {
+      // Under a PTY, Ctrl-C first: the terminal sends SIGINT to the foreground process group, as
+      // a user at the keyboard would (the process-group kill below follows regardless).
+      if (this.pty && this.#channel.writable) {
+        try {
+          this.#channel.write('\x03');
+        } catch {
+          // the channel may already be gone
+        }
+      }
       try {
         this.#channel.signal('TERM');
       } catch {
         // the channel may already be gone
       }
       if (this.#target !== undefined) this.#runKiller();
-      else if (this.stderr !== this.#channel.stderr && this.#killer) {
+      else if (this.#stripping && this.#killer) {
         // The pid line is still on its way: keep the channel open until it arrives (a server may
         // end the streams on our close, e.g. tinysshd sends EOF at once), bounded.
         this.#killPending = true;
