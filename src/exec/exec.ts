@@ -97,7 +97,12 @@ export interface SpawnOptions {
 
 /** Options of {@link SshClient.exec}. */
 export interface ExecOptions extends SpawnOptions {
-  /** Standard input: a string, a Buffer or a Readable stream; EOF is sent after it (or at once when absent). */
+  /**
+   * Standard input: a string, a Buffer or a Readable stream; EOF is sent after it (or at once when
+   * absent). With `pty`, no EOF is sent (it would not reach the command: the terminal stays open,
+   * as with `ssh -t`), so a command that reads to end-of-file needs `\x04` (the terminal's VEOF)
+   * at the start of a line in `stdin`, else it runs until `timeoutMs`.
+   */
   stdin?: string | Buffer | Readable;
   /** Reject with `ERR_SSH_EXIT` (carrying the result) when the command exits non-zero or by a signal. @default false */
   check?: boolean;
@@ -311,7 +316,7 @@ export async function execCommand(ctx: ExecContext, command: string | readonly s
       err.push(c);
       touch();
     });
-    feedStdin(channel, o.stdin, (e) => proc.stopWith(new SshError('ERR_SSH_ABORTED', `stdin stream failed: ${e.message}`, { cause: e })));
+    feedStdin(channel, o.stdin, (e) => proc.stopWith(new SshError('ERR_SSH_ABORTED', `stdin stream failed: ${e.message}`, { cause: e })), !proc.pty);
     const r = await proc.exited;
     const result = { stdout: decode(out), stderr: decode(err), exitCode: r.exitCode, signal: r.signal };
     if (o.check && (result.exitCode !== 0 || result.signal !== null)) {

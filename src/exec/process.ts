@@ -435,15 +435,20 @@ export class RemoteProcess {
   }
 }
 
-/** Feeds `stdin` (string, Buffer or Readable) to a channel and ends it; no input sends EOF at once. */
-export function feedStdin(channel: Writable, stdin: string | Buffer | Readable | undefined, onError: (err: Error) => void): void {
+/**
+ * Feeds `stdin` (string, Buffer or Readable) to a channel and ends it; no input sends EOF at once.
+ * With `end: false` (a PTY, where EOF reaches no one: the terminal stays open) the channel is left
+ * writable, so that a timeout or abort can still write `\x03` to the terminal.
+ */
+export function feedStdin(channel: Writable, stdin: string | Buffer | Readable | undefined, onError: (err: Error) => void, end = true): void {
   if (stdin === undefined) {
-    channel.end();
+    if (end) channel.end();
   } else if (typeof stdin === 'string' || Buffer.isBuffer(stdin)) {
-    channel.end(stdin);
+    if (end) channel.end(stdin);
+    else channel.write(stdin);
   } else if (stdin instanceof Readable) {
     stdin.once('error', onError);
-    stdin.pipe(channel);
+    stdin.pipe(channel, { end });
   } else {
     throw new TypeError('exec option stdin must be a string, a Buffer or a Readable stream');
   }

@@ -3,6 +3,7 @@
 // server runs on this machine, so leftover processes are checked with the local `pgrep`.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
 import { SshClient, SshError, type RemoteProcess } from '../../src/index.js';
 import { sharedSshd } from '../helpers/shared.js';
@@ -133,6 +134,27 @@ describe('PTY and interactive shell (issue 16 §3, real sshd)', () => {
     expect((err as SshError).code).toBe('ERR_SSH_TIMEOUT');
     expect(await waitFor(() => pidsOf(`sleep ${m}`).length === 0, 15_000)).toBe(true);
     expect(warnings).toEqual([]);
+  });
+
+  it('a timeout of a PTY command first writes \\x03 to its terminal (the command sees SIGINT)', async () => {
+    const m = marker();
+    const flag = `/tmp/tether-pty-int-${m}`;
+    // TERM ignored (by the shell and, inherited, by sleep): the INT trap can only run because of
+    // the ^C on the terminal, whatever order the TERM and the kill exec arrive in.
+    const err: unknown = await ssh.exec(`trap '' TERM; trap 'echo int > ${flag}; exit 7' INT; sleep ${m}`, { pty: true, timeoutMs: 1_500 }).catch((e: unknown) => e);
+    expect((err as SshError).code).toBe('ERR_SSH_TIMEOUT');
+    try {
+      expect(await waitFor(() => existsSync(flag), 10_000)).toBe(true);
+      expect(readFileSync(flag, 'utf8')).toBe('int\n');
+      expect(await waitFor(() => pidsOf(`sleep ${m}`).length === 0, 15_000)).toBe(true);
+    } finally {
+      rmSync(flag, { force: true });
+    }
+  });
+
+  it('exec with pty sends no EOF (the terminal stays open): \\x04 in stdin ends `cat`', async () => {
+    const r = await ssh.exec('cat; echo "rc=$?"', { pty: { modes: { ECHO: 0 } }, stdin: 'abc\n\x04', timeoutMs: 10_000 });
+    expect(r.stdout).toBe('abc\r\nrc=0\r\n');
   });
 
   it('an abort of a spawned PTY command stops it; its pid line is not in stdout', async () => {
