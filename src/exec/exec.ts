@@ -55,8 +55,9 @@ export interface SpawnOptions {
    * defaults (`xterm-256color`, 80x24) or {@link PtyOptions}. With a PTY the terminal merges the
    * command's stderr into stdout (`stderr` stays empty), ends lines with `\r\n`, echoes what is
    * written to stdin (unless `modes: { ECHO: 0 }`), turns `\x03` written to stdin into `SIGINT` for
-   * the command, and `RemoteProcess.resize()` changes its size. A timeout or abort writes `\x03`
-   * first, then stops the command as described under `signal`.
+   * the command, and `RemoteProcess.resize()` changes its size. A timeout, an abort or `kill()`
+   * writes `\x03` first and, 250 ms later (`PTY_INTERRUPT_GRACE_MS`) unless the command has
+   * exited, stops it as described under `signal`.
    * @default false
    */
   pty?: boolean | PtyOptions;

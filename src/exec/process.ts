@@ -30,6 +30,14 @@ export const EXIT_DRAIN_IDLE_MS = 1_000;
 /** Largest terminal width or height accepted, in cells (the kernel's `struct winsize` holds 16 bits). */
 export const MAX_PTY_CELLS = 65_535;
 
+/**
+ * Under a PTY, how long a stop (timeout, abort, `kill()`) waits after writing `\x03` before it
+ * sends `TERM`, kills the process group and closes the channel (whose hang-up could otherwise
+ * discard the `^C` before the terminal turned it into `SIGINT`). The caller is not kept waiting:
+ * `exited` settles at once.
+ */
+export const PTY_INTERRUPT_GRACE_MS = 250;
+
 /** How long a command stopped before its pid line arrived keeps its channel open for that line. */
 export const PID_WAIT_MS = 3_000;
 
@@ -79,7 +87,13 @@ export class PidLineStripper extends Transform {
   #ptyTransform(chunk: Buffer, cb: TransformCallback): void {
     const head = this.#head ?? Buffer.alloc(0);
     const buf = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
-    const at = buf.indexOf(PID_MARKER, 0, 'latin1');
+    const found = buf.indexOf(PID_MARKER, 0, 'latin1');
+    if (found >= 0 && this.#seen + found > PTY_MARKER_SEARCH_BYTES) {
+      // Too far in: it is the command's own output.
+      this.#head = undefined;
+      return cb(null, buf);
+    }
+    const at = found;
     if (at < 0) {
       // Hold only a tail that could be the start of the marker.
       let keep = Math.min(buf.length, PID_MARKER.length - 1);
@@ -394,16 +408,26 @@ export class RemoteProcess {
     this.#stopped = reason;
     if (this.#drainTimer) clearTimeout(this.#drainTimer);
     this.#drainTimer = undefined;
-    if (!exited) {
+    if (!exited && this.pty && this.#channel.writable) {
       // Under a PTY, Ctrl-C first: the terminal sends SIGINT to the foreground process group, as
-      // a user at the keyboard would (the process-group kill below follows regardless).
-      if (this.pty && this.#channel.writable) {
-        try {
-          this.#channel.write('\x03');
-        } catch {
-          // the channel may already be gone
-        }
+      // a user at the keyboard would. The rest (TERM, the process-group kill, the channel close,
+      // whose hang-up could discard the ^C before the terminal processed it) follows after a
+      // short grace, unless the command exits first (then only the channel is closed).
+      try {
+        this.#channel.write('\x03');
+      } catch {
+        // the channel may already be gone
       }
+      setTimeout(() => this.#hardStop(), PTY_INTERRUPT_GRACE_MS);
+    } else this.#hardStop();
+    // Settle now with the output so far: sshd answers the close only once the command is gone,
+    // and ssh2 reports it only once the caller has read the streams to their end.
+    setImmediate(() => this.#finish?.(reason));
+  }
+
+  /** TERM, the process-group kill (once the pid is known) and the channel close of {@link #stop}. */
+  #hardStop(): void {
+    if (this.#exit === undefined) {
       try {
         this.#channel.signal('TERM');
       } catch {
@@ -421,9 +445,6 @@ export class RemoteProcess {
       }
     }
     if (!this.#killPending) this.#closeChannel();
-    // Settle now with the output so far: sshd answers the close only once the command is gone,
-    // and ssh2 reports it only once the caller has read the streams to their end.
-    setImmediate(() => this.#finish?.(reason));
   }
 
   /** @internal Partial output for errors; overridden by exec, which collects output. */
