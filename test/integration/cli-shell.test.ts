@@ -101,7 +101,7 @@ describe('ssh-tether shell in a terminal (tmux)', () => {
       } catch {
         // none
       }
-      throw new Error(`tmux pane gone (${String(e)}); CLI stderr: ${log}`);
+      throw new Error(`tmux pane gone; CLI stderr: ${log}`, { cause: e });
     }
   };
   const until = (re: RegExp, ms = 15_000): Promise<boolean> => waitFor(() => re.test(pane()), ms);
