@@ -48,6 +48,7 @@ export type { Logger } from './internal/logger.js';
 export { Secret } from './internal/secret.js';
 export type { LinkWaitOptions } from './connection/link.js';
 export type { ExecOptions, PtyOptions, ShellOptions, SpawnOptions, TerminalModeName, TerminalModes } from './exec/exec.js';
+export { TERMINAL_MODE_NAMES } from './exec/exec.js';
 export { RemoteProcess, type ExecResult } from './exec/process.js';
 export { quoteArg, quoteArgv, type KillMode } from './exec/quote.js';
 export type { NewHostKeyInfo } from './known-hosts/index.js';
