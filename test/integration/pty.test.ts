@@ -236,6 +236,19 @@ describe('PTY and interactive shell (issue 16 §3, real sshd)', () => {
     expect(await waitFor(() => pidsOf(`sleep ${m}`).length === 0, 15_000)).toBe(true);
   });
 
+  it('close() stops an open shell and its foreground command (ERR_SSH_CLOSED)', async () => {
+    const other = new SshClient(clientOptions(info));
+    const sh = await other.shell();
+    const out = collect(sh);
+    const m = marker();
+    sh.stdin.write(`sleep ${m}\n`);
+    expect(await out.until(new RegExp(`sleep ${m}`))).toBe(true);
+    expect(await waitFor(() => pidsOf(`sleep ${m}`).length > 0, 10_000)).toBe(true);
+    await within(other.close(), 15_000, 'close with a shell open');
+    await expect(sh.exited).rejects.toMatchObject({ code: 'ERR_SSH_CLOSED' });
+    expect(await waitFor(() => pidsOf(`sleep ${m}`).length === 0, 15_000)).toBe(true);
+  });
+
   it('bad shell options are typed errors naming the field', async () => {
     await expect(ssh.shell({ env: { 'A-B': 'x' } })).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG', field: 'env.A-B' });
     await expect(ssh.shell({ nope: 1 } as never)).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG' });
