@@ -9,7 +9,7 @@ import { JumpHosts } from './connection/jump.js';
 import type { ConnectionState } from './connection/state.js';
 import type { Link, LinkWaitOptions } from './connection/link.js';
 import { SessionLimiter } from './channel/limiter.js';
-import { execCommand, spawnCommand, type ExecContext, type ExecOptions, type SpawnOptions } from './exec/exec.js';
+import { execCommand, spawnCommand, startShell, type ExecContext, type ExecOptions, type ShellOptions, type SpawnOptions } from './exec/exec.js';
 import type { ExecResult, RemoteProcess } from './exec/process.js';
 import { createCallbackHostVerifier, createHostVerifier, type NewHostKeyInfo } from './known-hosts/index.js';
 import type { HostKeyCheck } from './connection/attempt.js';
@@ -427,7 +427,9 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
    * A non-zero exit resolves (see `exitCode`) unless `check: true`. Connects first when needed;
    * while the client (re)connects it waits for the link at most `operationTimeoutMs` (default
    * 120 s; the client option), then rejects with `ERR_SSH_TIMEOUT`.
-   * Follows RFC 4254 section 6.5 (`exec`), 6.10 (`exit-status`/`exit-signal`).
+   * Follows RFC 4254 section 6.5 (`exec`), 6.10 (`exit-status`/`exit-signal`). With `pty`
+   * (RFC 4254 6.2, as `ssh -t`) the command runs on a pseudo-terminal: its stderr is merged into
+   * `stdout` (`stderr` is empty) and lines end with `\r\n`.
    *
    * @returns `{ stdout, stderr, exitCode, signal }`; strings, or Buffers with `encoding: 'buffer'`.
    * @throws {TypeError} an empty command or a NUL byte.
@@ -451,12 +453,45 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
 
   /**
    * Starts a command and resolves with a {@link RemoteProcess} (streams with backpressure,
-   * `signal()`, `kill()`, `exited`) once its session channel is open.
+   * `signal()`, `kill()`, `exited`) once its session channel is open. With `pty` the command
+   * runs on a pseudo-terminal, as `ssh -t` (stderr merged into stdout; `resize()` available).
    *
    * @throws as {@link SshClient.exec}, for opening the channel.
    */
   async spawn(command: string | readonly string[], options: SpawnOptions = {}): Promise<RemoteProcess> {
     const p = await spawnCommand(this.#execCtx, command, options);
+    this.#spawned.add(p);
+    const forget = (): void => {
+      this.#spawned.delete(p);
+    };
+    p.exited.then(forget, forget);
+    return p;
+  }
+
+  /**
+   * Starts the user's login shell on a pseudo-terminal, as `ssh host` with no command does
+   * (RFC 4254 6.2 `pty-req`, 6.5 `shell`), through the same `MaxSessions` queue as `exec`, and
+   * resolves with its {@link RemoteProcess} once the channel is open. Write keystrokes to
+   * `stdin`, read the terminal from `stdout` (stderr merged into it), call `resize(cols, rows)`
+   * when the local terminal changes size; `exited` resolves with the shell's exit status.
+   * `pty: false` runs the shell without a terminal, reading commands from `stdin`.
+   * Like a spawned command it is stopped by {@link SshClient.close} (`ERR_SSH_CLOSED`).
+   *
+   * @param options `pty` (default `true`: `xterm-256color`, 80x24), `env` (RFC 4254 6.4 `env`
+   *   requests, applied by sshd only for names in its `AcceptEnv`), `timeoutMs`, `signal`.
+   * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options.
+   * @throws {SshError} `ERR_SSH_CHANNEL_OPEN` (also a refused PTY or shell), `ERR_SSH_CONNECTION_LOST`,
+   *   `ERR_SSH_TIMEOUT`, `ERR_SSH_ABORTED`, `ERR_SSH_CLOSED`, or a connect error.
+   * @example
+   * ```ts
+   * const sh = await ssh.shell({ pty: { cols: 120, rows: 40 } });
+   * sh.stdout.pipe(process.stdout);
+   * sh.stdin.write('uptime; exit\n');
+   * const { exitCode } = await sh.exited;
+   * ```
+   */
+  async shell(options: ShellOptions = {}): Promise<RemoteProcess> {
+    const p = await startShell(this.#execCtx, options);
     this.#spawned.add(p);
     const forget = (): void => {
       this.#spawned.delete(p);

@@ -1,5 +1,5 @@
 /**
- * The `ssh-tether` subcommands: doctor, exec, forward, get, put.
+ * The `ssh-tether` subcommands: doctor, exec, forward, get, put, shell.
  *
  * Exit codes: 0 success; 1 an error (connection, transfer...); 2 bad usage; `exec` passes the
  * remote exit status through (128 + signal number when killed by a signal, 255 when the command
@@ -18,6 +18,8 @@ import { diagnose, DIAGNOSE_EXIT_CODES, DIAGNOSE_STEPS, type DiagnoseReport } fr
 import { targetClientOptions } from '../doctor/effective.js';
 import { sanitizeLine, sanitizeText } from '../internal/sanitize.js';
 import type { DirTransferSummary, SftpClient } from '../sftp/index.js';
+import type { PtyOptions } from '../exec/exec.js';
+import type { RemoteProcess } from '../exec/process.js';
 import pkg from '../../package.json' with { type: 'json' };
 import {
   CONNECT_HELP,
@@ -181,9 +183,14 @@ exactly as ssh(1) does: \`exec web1 ls -l '/a b'\` runs \`ls -l /a b\` (two argu
 \`exec web1 'ls / | wc -l'\` runs the pipeline. With --argv each word is instead passed as one
 literal argument (quoted for a POSIX shell): \`exec --argv web1 ls -l '/a b'\` lists "/a b".
 
+With -t the command runs on a pseudo-terminal (as ssh -tt): its stderr arrives merged into
+stdout, and when stdin is a terminal it is put in raw mode (Ctrl-C, Ctrl-Z... go to the remote
+command) and window size changes are passed on.
+
 Options:
       --argv                       pass each word as one literal argument (no shell syntax)
   -n, --no-stdin                   do not read stdin (like ssh -n)
+  -t, --tty                        allocate a pseudo-terminal (TERM and size from this terminal)
       --timeout <ms>               stop the command after this many ms
 ${CONNECT_HELP}
 
@@ -204,7 +211,7 @@ export function parseExecArgs(args: string[]): { help: boolean; target: string |
   const { values, positionals, rest } = parseFor(
     'exec',
     args,
-    { ...CONNECT_OPTIONS, argv: { type: 'boolean' }, 'no-stdin': { type: 'boolean', short: 'n' }, timeout: { type: 'string' } },
+    { ...CONNECT_OPTIONS, argv: { type: 'boolean' }, 'no-stdin': { type: 'boolean', short: 'n' }, tty: { type: 'boolean', short: 't' }, timeout: { type: 'string' } },
     true,
   );
   if (values.help === true) return { help: true, target: undefined, command: [], values };
@@ -223,6 +230,18 @@ async function execCommand(args: string[], io: Io): Promise<number> {
   const timeoutMs = timeout !== undefined ? intArg(timeout, '--timeout', 1, 2_147_483_647) : undefined;
   const t = targetOptionsFrom(values);
   const client = makeClient(target, t, { reconnect: false });
+  if (values.tty === true) {
+    try {
+      const proc = await client.spawn(command, { pty: localPty(io), ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
+      return await runOnTerminal(proc, io, values['no-stdin'] === true);
+    } catch (e) {
+      err(io, `ssh-tether: ${describeError(e)}`);
+      return 255;
+    } finally {
+      await client.close();
+      t.cleanup();
+    }
+  }
   try {
     const proc = await client.spawn(command, timeoutMs !== undefined ? { timeoutMs } : {});
     proc.stdout.pipe(io.stdout, { end: false });
@@ -241,6 +260,123 @@ async function execCommand(args: string[], io: Io): Promise<number> {
       stdin.unpipe(proc.stdin);
       if (stdin !== process.stdin || stdin.isTTY !== true) (stdin as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
     }
+  } catch (e) {
+    err(io, `ssh-tether: ${describeError(e)}`);
+    return 255;
+  } finally {
+    await client.close();
+    t.cleanup();
+  }
+}
+
+// ---------------------------------------------------------------- shell and exec -t
+
+export const SHELL_HELP = `Usage: ssh-tether shell [options] [user@]<host>
+
+Starts your login shell on <host>, as \`ssh <host>\` with no command does, and exits with its
+exit status. When stdin is a terminal, the shell gets a pseudo-terminal of this terminal's size
+(TERM from the environment, else xterm-256color), this terminal is put in raw mode (every key,
+Ctrl-C included, goes to the remote shell) and restored on exit, and window size changes
+(SIGWINCH) are passed on. When stdin is not a terminal, the shell reads commands from it without
+a pseudo-terminal (as ssh does), unless -t.
+
+Options:
+  -t, --tty                        allocate a pseudo-terminal even when stdin is not a terminal
+  -T, --no-tty                     never allocate a pseudo-terminal
+${CONNECT_HELP}
+
+Exit status: the shell's; 128 + signal number when it was killed by a signal;
+255 when it could not run (connection, authentication...); 2 bad usage.`;
+
+/** What the CLI reads from a terminal stream (Node's tty.ReadStream / tty.WriteStream). */
+interface TerminalLike {
+  isTTY?: boolean;
+  columns?: number;
+  rows?: number;
+  setRawMode?: (raw: boolean) => unknown;
+}
+
+/** A usable `TERM` value from the environment (printable, no spaces), else undefined. */
+function envTerm(): string | undefined {
+  const term = process.env.TERM;
+  return term !== undefined && /^[\x21-\x7e]{1,256}$/.test(term) ? term : undefined;
+}
+
+/** The size of this terminal (stdout, else stdin) in cells, when it is one. */
+function terminalSize(io: Io): { cols: number; rows: number } | undefined {
+  for (const s of [io.stdout as TerminalLike, io.stdin as TerminalLike]) {
+    const { columns, rows } = s;
+    if (s.isTTY === true && typeof columns === 'number' && typeof rows === 'number' && columns > 0 && rows > 0 && columns <= 65_535 && rows <= 65_535) {
+      return { cols: columns, rows };
+    }
+  }
+  return undefined;
+}
+
+/** The PTY to ask for: this terminal's TERM and size, else the library defaults. */
+function localPty(io: Io): PtyOptions {
+  const term = envTerm();
+  return { ...(term !== undefined ? { term } : {}), ...(terminalSize(io) ?? {}) };
+}
+
+/**
+ * Connects a process running on a PTY to this terminal: stdin (raw mode when it is a terminal)
+ * to the process, its output to stdout, SIGWINCH to `resize()`. Resolves with the exit code to
+ * return (the remote status; 128 + signal). Restores the terminal in every case.
+ */
+async function runOnTerminal(proc: RemoteProcess, io: Io, noStdin: boolean): Promise<number> {
+  const stdin = io.stdin as NodeJS.ReadableStream & TerminalLike;
+  proc.stdout.pipe(io.stdout, { end: false });
+  proc.stderr.pipe(io.stderr, { end: false });
+  const raw = !noStdin && stdin.isTTY === true && typeof stdin.setRawMode === 'function';
+  const onWinch = (): void => {
+    const size = terminalSize(io);
+    if (size !== undefined && proc.pty) {
+      try {
+        proc.resize(size.cols, size.rows);
+      } catch {
+        // the channel is closing
+      }
+    }
+  };
+  if (raw) stdin.setRawMode?.(true);
+  process.on('SIGWINCH', onWinch);
+  if (noStdin) proc.stdin.end();
+  else {
+    stdin.pipe(proc.stdin);
+    stdin.resume();
+  }
+  try {
+    const r = await proc.exited;
+    await Promise.all([finished(proc.stdout).catch(() => undefined), finished(proc.stderr).catch(() => undefined)]);
+    return r.exitCode ?? signalExitCode(r.signal);
+  } finally {
+    process.removeListener('SIGWINCH', onWinch);
+    stdin.unpipe(proc.stdin);
+    if (raw) stdin.setRawMode?.(false);
+    stdin.pause();
+  }
+}
+
+async function shellCommand(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseFor('shell', args, {
+    ...CONNECT_OPTIONS,
+    tty: { type: 'boolean', short: 't' },
+    'no-tty': { type: 'boolean', short: 'T' },
+  });
+  if (values.help === true) {
+    out(io, SHELL_HELP);
+    return 0;
+  }
+  const target = needTarget(positionals, SHELL_HELP);
+  if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1] ?? ''}" (ssh-tether shell runs no command: use ssh-tether exec)\n\n${SHELL_HELP}`);
+  if (values.tty === true && values['no-tty'] === true) throw new UsageError(`-t and -T exclude each other\n\n${SHELL_HELP}`);
+  const wantPty = values['no-tty'] !== true && (values.tty === true || io.stdin.isTTY === true);
+  const t = targetOptionsFrom(values);
+  const client = makeClient(target, t, { reconnect: false });
+  try {
+    const proc = await client.shell({ pty: wantPty ? localPty(io) : false });
+    return await runOnTerminal(proc, io, false);
   } catch (e) {
     err(io, `ssh-tether: ${describeError(e)}`);
     return 255;
@@ -526,10 +662,12 @@ export const MAIN_HELP = `Usage: ssh-tether <command> [options]
 Commands:
   doctor <host>                        diagnose the connection, layer by layer
   exec <host> <command line...>        run a command (as ssh host command), pass its exit
-                                       status through; --argv for literal arguments
+                                       status through; --argv for literal arguments;
+                                       -t on a pseudo-terminal (as ssh -t)
   forward <host> -L|-R|-D spec...      keep port forwards up (reconnects) until SIGINT/SIGTERM
   get <host>:<remote> <local>          download a file (-r: a directory) over SFTP
   put <local> <host>:<remote>          upload a file (-r: a directory) over SFTP
+  shell <host>                         interactive login shell on a pseudo-terminal (as ssh host)
 
 <host> is [user@]host-or-alias; ~/.ssh/config and known_hosts apply as with ssh.
 Run \`ssh-tether <command> --help\` for a command's options; \`ssh-tether --version\` for the version.`;
@@ -551,6 +689,8 @@ export async function runCli(args: string[], io: Io): Promise<number> {
       case 'get':
       case 'put':
         return await transferCommand(cmd, rest, io);
+      case 'shell':
+        return await shellCommand(rest, io);
       case '-V':
       case '--version':
       case 'version':

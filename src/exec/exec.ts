@@ -1,17 +1,66 @@
 import type { Readable } from 'node:stream';
 import type ssh2 from 'ssh2';
 import { z } from 'zod';
-import { SshError, SshExecError } from '../errors.js';
+import { SshConfigError, SshError, SshExecError } from '../errors.js';
 import { operationScope } from '../internal/cancel.js';
 import { zodToConfigError } from '../config/options.js';
 import type { LinkProvider } from '../connection/link.js';
 import type { SessionLimiter } from '../channel/limiter.js';
 import { openSession } from '../channel/open.js';
 import { buildCommandLine } from './quote.js';
-import { EXIT_DRAIN_IDLE_MS, PID_WAIT_MS, PidLineStripper, RemoteProcess, captureExit, feedStdin, type ExecResult, type ProcessKiller } from './process.js';
+import { EXIT_DRAIN_IDLE_MS, MAX_PTY_CELLS, PID_WAIT_MS, PidLineStripper, RemoteProcess, captureExit, feedStdin, type ExecResult, type ProcessKiller } from './process.js';
+
+/**
+ * Terminal modes sent in the `pty-req` (RFC 4254 section 8 opcode names, e.g. `{ ECHO: 0 }` turns
+ * echo off, `{ VINTR: 3 }` sets Ctrl-C as the interrupt character). Flags take 0 or 1, characters
+ * their code, `TTY_OP_ISPEED`/`TTY_OP_OSPEED` the baud rate.
+ */
+export type TerminalModes = Partial<Record<TerminalModeName, number>>;
+
+/** The RFC 4254 section 8 terminal mode names (those ssh2 encodes). */
+export const TERMINAL_MODE_NAMES = [
+  'VINTR', 'VQUIT', 'VERASE', 'VKILL', 'VEOF', 'VEOL', 'VEOL2', 'VSTART', 'VSTOP', 'VSUSP', 'VDSUSP', 'VREPRINT',
+  'VWERASE', 'VLNEXT', 'VFLUSH', 'VSWTCH', 'VSTATUS', 'VDISCARD', 'IGNPAR', 'PARMRK', 'INPCK', 'ISTRIP', 'INLCR',
+  'IGNCR', 'ICRNL', 'IUCLC', 'IXON', 'IXANY', 'IXOFF', 'IMAXBEL', 'ISIG', 'ICANON', 'XCASE', 'ECHO', 'ECHOE', 'ECHOK',
+  'ECHONL', 'NOFLSH', 'TOSTOP', 'IEXTEN', 'ECHOCTL', 'ECHOKE', 'PENDIN', 'OPOST', 'OLCUC', 'ONLCR', 'OCRNL', 'ONOCR',
+  'ONLRET', 'CS7', 'CS8', 'PARENB', 'PARODD', 'TTY_OP_ISPEED', 'TTY_OP_OSPEED',
+] as const;
+
+/** One {@link TERMINAL_MODE_NAMES} entry. */
+export type TerminalModeName = (typeof TERMINAL_MODE_NAMES)[number];
+
+/** The pseudo-terminal asked for with the `pty` option (RFC 4254 6.2 `pty-req`). */
+export interface PtyOptions {
+  /** `TERM` on the server. @default 'xterm-256color' */
+  term?: string;
+  /** Width in character cells, 1..65535. @default 80 */
+  cols?: number;
+  /** Height in character cells (lines), 1..65535. @default 24 */
+  rows?: number;
+  /** Terminal modes (RFC 4254 section 8). @default {} (the server's defaults) */
+  modes?: TerminalModes;
+}
+
+/** Default `pty.term`. */
+export const DEFAULT_PTY_TERM = 'xterm-256color';
+/** Default `pty.cols`. */
+export const DEFAULT_PTY_COLS = 80;
+/** Default `pty.rows`. */
+export const DEFAULT_PTY_ROWS = 24;
 
 /** Options of {@link SshClient.spawn}. */
 export interface SpawnOptions {
+  /**
+   * Run the command on a pseudo-terminal (RFC 4254 6.2 `pty-req`, as `ssh -t`): `true` for the
+   * defaults (`xterm-256color`, 80x24) or {@link PtyOptions}. With a PTY the terminal merges the
+   * command's stderr into stdout (`stderr` stays empty), ends lines with `\r\n`, echoes what is
+   * written to stdin (unless `modes: { ECHO: 0 }`), turns `\x03` written to stdin into `SIGINT` for
+   * the command, and `RemoteProcess.resize()` changes its size. A timeout, an abort or `kill()`
+   * writes `\x03` first and, 250 ms later (`PTY_INTERRUPT_GRACE_MS`) unless the command has
+   * exited, stops it as described under `signal`.
+   * @default false
+   */
+  pty?: boolean | PtyOptions;
   /** Environment variables, sent inline as quoted `export`s (sshd drops `env` requests without `AcceptEnv`). */
   env?: Record<string, string>;
   /** Working directory on the server (`cd -- dir` before the command; exit 1 if it fails). */
@@ -49,7 +98,12 @@ export interface SpawnOptions {
 
 /** Options of {@link SshClient.exec}. */
 export interface ExecOptions extends SpawnOptions {
-  /** Standard input: a string, a Buffer or a Readable stream; EOF is sent after it (or at once when absent). */
+  /**
+   * Standard input: a string, a Buffer or a Readable stream; EOF is sent after it (or at once when
+   * absent). With `pty`, no EOF is sent (it would not reach the command: the terminal stays open,
+   * as with `ssh -t`), so a command that reads to end-of-file needs `\x04` (the terminal's VEOF)
+   * at the start of a line in `stdin`, else it runs until `timeoutMs`.
+   */
   stdin?: string | Buffer | Readable;
   /** Reject with `ERR_SSH_EXIT` (carrying the result) when the command exits non-zero or by a signal. @default false */
   check?: boolean;
@@ -62,7 +116,34 @@ export interface ExecOptions extends SpawnOptions {
 /** Default `maxBufferBytes`: 64 MiB per stream. */
 export const DEFAULT_MAX_BUFFER_BYTES = 64 * 1024 * 1024;
 
+const cells = (what: string): z.ZodNumber =>
+  z
+    .number({ error: `expected the ${what} as a number of character cells` })
+    .int({ error: `expected a whole number of ${what}` })
+    .min(1, { error: `expected ${what} >= 1` })
+    .max(MAX_PTY_CELLS, { error: `expected ${what} <= ${MAX_PTY_CELLS}` });
+const ptySchema = z.union(
+  [
+    z.boolean(),
+    z.strictObject({
+      term: z
+        .string({ error: 'expected a terminal type string' })
+        .min(1)
+        .max(256)
+        .regex(/^[\x21-\x7e]+$/, { error: 'expected printable ASCII without spaces' })
+        .optional(),
+      cols: cells('columns').optional(),
+      rows: cells('rows').optional(),
+      modes: z
+        .partialRecord(z.enum(TERMINAL_MODE_NAMES, { error: `expected RFC 4254 terminal mode names (${TERMINAL_MODE_NAMES.join(', ')})` }), z.number().int().min(0).max(0xffffffff))
+        .optional(),
+    }),
+  ],
+  { error: 'expected true, false or { term?, cols?, rows?, modes? }' },
+);
+
 const spawnShape = {
+  pty: ptySchema.optional(),
   env: z.record(z.string(), z.string({ error: 'expected string values' }), { error: 'expected an object of string values' }).optional(),
   cwd: z.string({ error: 'expected a directory path string' }).min(1).optional(),
   timeoutMs: z.number({ error: 'expected milliseconds as a number' }).min(0, { error: 'expected milliseconds >= 0' }).optional(),
@@ -99,13 +180,23 @@ export interface ExecContext {
   stoppable?: boolean;
 }
 
-function execChannel(client: ssh2.Client, cmdline: string): Promise<ssh2.ClientChannel> {
+/** The `pty-req` values for ssh2 (`undefined`: no PTY). */
+function ptyRequest(pty: boolean | PtyOptions | undefined): ssh2.PseudoTtyOptions | undefined {
+  if (pty === undefined || pty === false) return undefined;
+  const o = pty === true ? {} : pty;
+  // Pixel sizes 0: "ignored" (RFC 4254 6.2); ssh2's default (640x480) would be a made-up size.
+  return { term: o.term ?? DEFAULT_PTY_TERM, cols: o.cols ?? DEFAULT_PTY_COLS, rows: o.rows ?? DEFAULT_PTY_ROWS, width: 0, height: 0, ...(o.modes ? { modes: o.modes as ssh2.TerminalModes } : {}) };
+}
+
+function execChannel(client: ssh2.Client, cmdline: string, pty: ssh2.PseudoTtyOptions | undefined): Promise<ssh2.ClientChannel> {
   return new Promise((resolve, reject) => {
-    client.exec(cmdline, (err, ch) => {
+    const cb = (err: Error | undefined, ch: ssh2.ClientChannel): void => {
       if (err) return reject(err);
       captureExit(ch);
       resolve(ch);
-    });
+    };
+    if (pty) client.exec(cmdline, { pty }, cb);
+    else client.exec(cmdline, cb);
   });
 }
 
@@ -114,7 +205,7 @@ function execChannel(client: ssh2.Client, cmdline: string): Promise<ssh2.ClientC
  * exec request was in flight). The server may already run the command, so with `reportPid` wait
  * (bounded by {@link PID_WAIT_MS}) for the pid line and kill the command before closing.
  */
-function lateChannelDisposer(ctx: ExecContext, reportPid: boolean): (ch: ssh2.ClientChannel) => void {
+function lateChannelDisposer(ctx: ExecContext, reportPid: boolean, pty = false): (ch: ssh2.ClientChannel) => void {
   return (ch) => {
     ch.on('error', () => undefined);
     if (!reportPid) {
@@ -130,9 +221,9 @@ function lateChannelDisposer(ctx: ExecContext, reportPid: boolean): (ch: ssh2.Cl
     const stripper = new PidLineStripper((pid, mode) => {
       ctx.killer({ pid, mode }).catch(() => undefined);
       done();
-    });
+    }, pty);
     stripper.on('error', () => undefined);
-    ch.stderr.pipe(stripper).resume();
+    (pty ? ch : ch.stderr).pipe(stripper).resume();
     ch.resume();
     ch.once('close', done);
     timer = setTimeout(done, PID_WAIT_MS);
@@ -148,8 +239,9 @@ async function start(
   settleOnExit: boolean,
 ): Promise<{ proc: RemoteProcess; channel: ssh2.ClientChannel }> {
   const cmdline = buildCommandLine({ command, env: o.env, cwd: o.cwd, reportPid });
-  const { link, channel, release } = await openSession(ctx.provider, ctx.limiter, (l) => execChannel(l.client, cmdline), scope, lateChannelDisposer(ctx, reportPid));
-  const proc = new RemoteProcess(channel, link.signal, scope, ctx.killer, release, reportPid, settleOnExit);
+  const pty = ptyRequest(o.pty);
+  const { link, channel, release } = await openSession(ctx.provider, ctx.limiter, (l) => execChannel(l.client, cmdline, pty), scope, lateChannelDisposer(ctx, reportPid, pty !== undefined));
+  const proc = new RemoteProcess(channel, link.signal, scope, ctx.killer, release, reportPid, settleOnExit, pty !== undefined);
   return { proc, channel };
 }
 
@@ -225,7 +317,7 @@ export async function execCommand(ctx: ExecContext, command: string | readonly s
       err.push(c);
       touch();
     });
-    feedStdin(channel, o.stdin, (e) => proc.stopWith(new SshError('ERR_SSH_ABORTED', `stdin stream failed: ${e.message}`, { cause: e })));
+    feedStdin(channel, o.stdin, (e) => proc.stopWith(new SshError('ERR_SSH_ABORTED', `stdin stream failed: ${e.message}`, { cause: e })), !proc.pty);
     const r = await proc.exited;
     const result = { stdout: decode(out), stderr: decode(err), exitCode: r.exitCode, signal: r.signal };
     if (o.check && (result.exitCode !== 0 || result.signal !== null)) {
@@ -239,5 +331,89 @@ export async function execCommand(ctx: ExecContext, command: string | readonly s
     return result as ExecResult<string> | ExecResult<Buffer>;
   } finally {
     scope.dispose();
+  }
+}
+
+/** Options of {@link SshClient.shell}. */
+export interface ShellOptions {
+  /**
+   * The pseudo-terminal (RFC 4254 6.2 `pty-req`): `true` (default: `xterm-256color`, 80x24) or
+   * {@link PtyOptions}; `false` runs the shell without one (it reads commands from `stdin` as
+   * `ssh host < script` does: no prompt, no echo, stderr separate).
+   * @default true
+   */
+  pty?: boolean | PtyOptions;
+  /**
+   * Environment variables, sent as RFC 4254 6.4 `env` requests before the shell starts. OpenSSH's
+   * sshd applies only names its `AcceptEnv` lists (often just `LANG LC_*`) and drops the others
+   * silently; a login shell cannot be given inline exports the way `exec` does.
+   */
+  env?: Record<string, string>;
+  /**
+   * Bound in ms on the whole shell session, from the call; when it fires the shell is stopped (as
+   * by `signal`) and `exited` rejects with `ERR_SSH_TIMEOUT`.
+   */
+  timeoutMs?: number;
+  /**
+   * Stops the shell: `\x03` is written to its terminal, `TERM` is signalled (RFC 4254 6.9) and
+   * the channel is closed, which hangs up the terminal (`SIGHUP` to the shell and its jobs).
+   * There is no process-group kill exec as for `spawn`: a `shell` request reports no pid.
+   * `exited` rejects with `ERR_SSH_ABORTED`.
+   */
+  signal?: AbortSignal;
+}
+
+const shellSchema = z.strictObject({
+  pty: ptySchema.optional(),
+  env: spawnShape.env,
+  timeoutMs: spawnShape.timeoutMs,
+  signal: spawnShape.signal,
+});
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+function shellChannel(client: ssh2.Client, pty: ssh2.PseudoTtyOptions | undefined, env: Record<string, string> | undefined): Promise<ssh2.ClientChannel> {
+  return new Promise((resolve, reject) => {
+    client.shell(pty ?? false, env ? { env } : {}, (err, ch) => {
+      if (err) return reject(err);
+      captureExit(ch);
+      resolve(ch);
+    });
+  });
+}
+
+/**
+ * Starts the user's login shell (RFC 4254 6.5 `shell` request) through the `MaxSessions` limiter
+ * and returns its {@link RemoteProcess} once the channel is open.
+ *
+ * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options (field named), e.g. an env name that is
+ *   not `[A-Za-z_][A-Za-z0-9_]*` or a value with a NUL byte.
+ * @throws {SshError} `ERR_SSH_CHANNEL_OPEN` (also when the server refuses the PTY or the shell),
+ *   `ERR_SSH_CONNECTION_LOST`, `ERR_SSH_TIMEOUT`, `ERR_SSH_ABORTED`, `ERR_SSH_CLOSED`.
+ */
+export async function startShell(ctx: ExecContext, options: ShellOptions = {}): Promise<RemoteProcess> {
+  if (!isEmpty(options)) {
+    const parsed = shellSchema.safeParse(options);
+    if (!parsed.success) throw zodToConfigError(parsed.error, 'shell options');
+  }
+  const o = options;
+  if (o.env) {
+    for (const [k, v] of Object.entries(o.env)) {
+      if (!ENV_NAME.test(k)) throw new SshConfigError(`invalid shell option 'env.${k}': expected a variable name matching [A-Za-z_][A-Za-z0-9_]*`, { field: `env.${k}` });
+      if (v.includes('\0')) throw new SshConfigError(`invalid shell option 'env.${k}': the value contains a NUL byte`, { field: `env.${k}` });
+    }
+  }
+  const pty = ptyRequest(o.pty ?? true);
+  const env = o.env && Object.keys(o.env).length > 0 ? o.env : undefined;
+  const scope = operationScope({ signal: o.signal, timeoutMs: o.timeoutMs }, 'shell');
+  try {
+    const { link, channel, release } = await openSession(ctx.provider, ctx.limiter, (l) => shellChannel(l.client, pty, env), scope.signal);
+    const proc = new RemoteProcess(channel, link.signal, scope.signal, ctx.killer, release, false, true, pty !== undefined);
+    const dispose = (): void => scope.dispose();
+    proc.exited.then(dispose, dispose);
+    return proc;
+  } catch (err) {
+    scope.dispose();
+    throw err;
   }
 }

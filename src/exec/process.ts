@@ -1,6 +1,6 @@
 import { Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import type ssh2 from 'ssh2';
-import { SshError, SshExecError, type ExecResultLike } from '../errors.js';
+import { SshConfigError, SshError, SshExecError, type ExecResultLike } from '../errors.js';
 import { abortReason } from '../internal/cancel.js';
 import { signalName } from '../internal/sanitize.js';
 import { PID_MARKER, type KillMode, type KillTarget } from './quote.js';
@@ -27,6 +27,17 @@ export interface ExecResult<T extends string | Buffer = string> {
  */
 export const EXIT_DRAIN_IDLE_MS = 1_000;
 
+/** Largest terminal width or height accepted, in cells (the kernel's `struct winsize` holds 16 bits). */
+export const MAX_PTY_CELLS = 65_535;
+
+/**
+ * Under a PTY, how long a stop (timeout, abort, `kill()`) waits after writing `\x03` before it
+ * sends `TERM`, kills the process group and closes the channel (whose hang-up could otherwise
+ * discard the `^C` before the terminal turned it into `SIGINT`). The caller is not kept waiting:
+ * `exited` settles at once.
+ */
+export const PTY_INTERRUPT_GRACE_MS = 250;
+
 /** How long a command stopped before its pid line arrived keeps its channel open for that line. */
 export const PID_WAIT_MS = 3_000;
 
@@ -38,11 +49,23 @@ export const PID_WAIT_MS = 3_000;
  */
 export class PidLineStripper extends Transform {
   #head: Buffer | undefined = Buffer.alloc(0);
-  constructor(private readonly onPid: (pid: number, mode: KillMode) => void) {
+  /** PTY mode: bytes passed through before the marker was found (bounded by {@link PTY_MARKER_SEARCH_BYTES}). */
+  #seen = 0;
+  /**
+   * @param pty The line comes through a pseudo-terminal (merged into stdout): it ends in `\r\n`
+   *   (the terminal's `onlcr`) and may follow the terminal's echo of input written before the
+   *   wrapper ran, so it is searched for in the first {@link PTY_MARKER_SEARCH_BYTES} bytes
+   *   rather than only at the start.
+   */
+  constructor(
+    private readonly onPid: (pid: number, mode: KillMode) => void,
+    private readonly pty = false,
+  ) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     if (this.#head === undefined) return cb(null, chunk);
+    if (this.pty) return this.#ptyTransform(chunk, cb);
     const buf = this.#head.length === 0 ? chunk : Buffer.concat([this.#head, chunk]);
     const nl = buf.indexOf(0x0a);
     if (nl < 0 && buf.length < 64 && PID_MARKER.startsWith(buf.toString('latin1', 0, Math.min(buf.length, PID_MARKER.length)))) {
@@ -60,12 +83,57 @@ export class PidLineStripper extends Transform {
     }
     cb(null, buf);
   }
+  /** PTY mode: find the marker line anywhere in the first bytes; pass everything else through. */
+  #ptyTransform(chunk: Buffer, cb: TransformCallback): void {
+    const head = this.#head ?? Buffer.alloc(0);
+    const buf = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+    const found = buf.indexOf(PID_MARKER, 0, 'latin1');
+    if (found >= 0 && this.#seen + found > PTY_MARKER_SEARCH_BYTES) {
+      // Too far in: it is the command's own output.
+      this.#head = undefined;
+      return cb(null, buf);
+    }
+    const at = found;
+    if (at < 0) {
+      // Hold only a tail that could be the start of the marker.
+      let keep = Math.min(buf.length, PID_MARKER.length - 1);
+      while (keep > 0 && !PID_MARKER.startsWith(buf.toString('latin1', buf.length - keep))) keep -= 1;
+      const pass = buf.subarray(0, buf.length - keep);
+      this.#seen += pass.length;
+      if (this.#seen > PTY_MARKER_SEARCH_BYTES) {
+        this.#head = undefined;
+        return cb(null, buf);
+      }
+      this.#head = buf.subarray(buf.length - keep);
+      return cb(null, pass.length > 0 ? pass : undefined);
+    }
+    const nl = buf.indexOf(0x0a, at);
+    if (nl < 0 && buf.length - at < 64) {
+      this.#head = buf.subarray(at);
+      this.#seen += at;
+      return cb(null, at > 0 ? buf.subarray(0, at) : undefined);
+    }
+    this.#head = undefined;
+    const line = buf.toString('latin1', at + PID_MARKER.length, nl < 0 ? buf.length : nl).replace(/\r$/, '');
+    const m = /^(\d{1,10})(?::(group|tree))?$/.exec(line);
+    const pid = m ? Number(m[1]) : NaN;
+    if (!m || nl < 0) return cb(null, buf);
+    if (Number.isInteger(pid) && pid > 1) this.onPid(pid, m[2] === 'group' ? 'group' : 'tree');
+    const out = Buffer.concat([buf.subarray(0, at), buf.subarray(nl + 1)]);
+    cb(null, out.length > 0 ? out : undefined);
+  }
   override _flush(cb: TransformCallback): void {
     const head = this.#head;
     this.#head = undefined;
     cb(null, head && head.length > 0 ? head : undefined);
   }
 }
+
+/**
+ * Under a PTY, how far into stdout the pid line is looked for (the terminal may echo input
+ * written before the wrapper printed it, and the login shell's startup files may print first).
+ */
+export const PTY_MARKER_SEARCH_BYTES = 8192;
 
 /**
  * Exit information captured synchronously in ssh2's exec callback: the exit request can arrive in
@@ -91,12 +159,14 @@ export type ProcessKiller = (target: KillTarget) => Promise<void>;
  * `stdin`, `stdout` and `stderr` are streams with backpressure; `exited` settles once.
  */
 export class RemoteProcess {
-  /** Writable standard input of the remote command. `end()` it to send EOF. */
+  /** Writable standard input of the remote command (with a PTY: the terminal's input). `end()` it to send EOF. */
   readonly stdin: Writable;
-  /** Standard output. */
+  /** Standard output (with a PTY: the terminal's output, stderr included, lines ending in `\r\n`). */
   readonly stdout: Readable;
-  /** Standard error. */
+  /** Standard error (with a PTY: empty, the terminal merges stderr into stdout). */
   readonly stderr: Readable;
+  /** Whether the command runs on a pseudo-terminal (RFC 4254 6.2 `pty-req`). */
+  readonly pty: boolean;
   /**
    * Resolves with `{ exitCode, signal }` (stdout/stderr empty) when the command ends; rejects with
    * an {@link SshExecError}: `ERR_SSH_CONNECTION_LOST` when the channel closed without an exit
@@ -104,6 +174,8 @@ export class RemoteProcess {
    */
   readonly exited: Promise<ExecResult<string>>;
   #target: KillTarget | undefined;
+  /** The pid line is being looked for (the command line reports its pid). */
+  readonly #stripping: boolean;
   #done = false;
   #killPending = false;
   #drainIdleMs: number | undefined;
@@ -124,11 +196,16 @@ export class RemoteProcess {
     stripPid = true,
     /** Settle `exited` on the exit status instead of waiting for the channel to close (spawn: the caller may never read the streams). */
     settleOnExit = false,
+    /** The channel has a PTY: the pid line arrives on stdout (merged), see {@link PidLineStripper}. */
+    pty = false,
   ) {
     this.#channel = channel;
     this.#killer = killer;
+    this.#stripping = stripPid;
+    this.pty = pty;
     this.stdin = channel;
     this.stdout = channel;
+    this.stderr = channel.stderr;
     channel.on('error', () => undefined);
     if (stripPid) {
       const stripper = new PidLineStripper((pid, mode) => {
@@ -139,15 +216,15 @@ export class RemoteProcess {
           this.#runKiller();
           this.#closeChannel();
         }
-      });
-      channel.stderr.pipe(stripper);
-      channel.stderr.on('error', (e: Error) => stripper.destroy(e));
+      }, pty);
+      const source: Readable = pty ? channel : channel.stderr;
+      source.pipe(stripper);
+      source.on('error', (e: Error) => stripper.destroy(e));
       stripper.on('error', () => undefined);
-      this.stderr = stripper;
-    } else {
-      // The command line did not report a pid (no timeout or signal to honour): no filter needed.
-      this.stderr = channel.stderr;
+      if (pty) this.stdout = stripper;
+      else this.stderr = stripper;
     }
+    // else: the command line did not report a pid (no timeout or signal to honour): no filter needed.
     this.#exit = earlyExit.get(channel);
     channel.on('exit', (code: number | null, signal?: string) => {
       this.#exit ??= { code: typeof code === 'number' ? code : null, signal: signalName(signal) };
@@ -209,10 +286,11 @@ export class RemoteProcess {
           }
           finish(undefined);
         };
-        // ssh2 emits 'close' only after stdout's 'end', so stdout is fully delivered; settle once
-        // stderr is too. A stderr being read ends within this tick's nextTicks; one nobody reads
-        // never ends, so then wait one event-loop turn (what every case did before: ~50 us per exec).
-        const err = this.stderr;
+        // ssh2 emits 'close' only after the channel's stdout 'end', so stdout is fully delivered;
+        // settle once the filtered stream (stderr, or stdout under a PTY) is too. One being read
+        // ends within this tick's nextTicks; one nobody reads never ends, so then wait one
+        // event-loop turn (what every case did before: ~50 us per exec).
+        const err = pty && stripPid ? this.stdout : this.stderr;
         if (err.readableEnded || err.destroyed) settle();
         else if (err.readableFlowing === true) {
           err.once('end', settle);
@@ -232,6 +310,26 @@ export class RemoteProcess {
    */
   get pid(): number | undefined {
     return this.#target?.pid;
+  }
+
+  /**
+   * Tells the server the terminal's new size (RFC 4254 6.7 `window-change`): the remote terminal
+   * gets the new size (`stty size`, `$COLUMNS`/`$LINES` in shells) and its foreground process
+   * group gets `SIGWINCH`. Only for a process started with a PTY (`pty` option of `spawn`/`exec`,
+   * or `shell()`), and only while `stdin` has not been ended (ssh2 sends nothing after EOF).
+   *
+   * @param cols Width in character cells, 1..65535.
+   * @param rows Height in character cells (lines), 1..65535.
+   * @throws {SshConfigError} `ERR_SSH_CONFIG` (field `cols` or `rows`) for a size that is not a
+   *   whole number in 1..65535, or (field `pty`) when the process has no PTY.
+   */
+  resize(cols: number, rows: number): void {
+    if (!this.pty) throw new SshConfigError('resize: the process has no pseudo-terminal (start it with the pty option or shell())', { field: 'pty' });
+    for (const [name, v] of [['cols', cols], ['rows', rows]] as const) {
+      if (!Number.isInteger(v) || v < 1 || v > MAX_PTY_CELLS) throw new SshConfigError(`invalid resize ${name}: expected a whole number from 1 to ${MAX_PTY_CELLS}, got ${String(v)}`, { field: name });
+    }
+    // Pixel sizes 0: "ignored" (RFC 4254 6.2), as OpenSSH's client sends when it does not know them.
+    this.#channel.setWindow(rows, cols, 0, 0);
   }
 
   /**
@@ -310,14 +408,33 @@ export class RemoteProcess {
     this.#stopped = reason;
     if (this.#drainTimer) clearTimeout(this.#drainTimer);
     this.#drainTimer = undefined;
-    if (!exited) {
+    if (!exited && this.pty && this.#channel.writable) {
+      // Under a PTY, Ctrl-C first: the terminal sends SIGINT to the foreground process group, as
+      // a user at the keyboard would. The rest (TERM, the process-group kill, the channel close,
+      // whose hang-up could discard the ^C before the terminal processed it) follows after a
+      // short grace, unless the command exits first (then only the channel is closed).
+      try {
+        this.#channel.write('\x03');
+      } catch {
+        // the channel may already be gone
+      }
+      setTimeout(() => this.#hardStop(), PTY_INTERRUPT_GRACE_MS);
+    } else this.#hardStop();
+    // Settle now with the output so far: sshd answers the close only once the command is gone,
+    // and ssh2 reports it only once the caller has read the streams to their end.
+    setImmediate(() => this.#finish?.(reason));
+  }
+
+  /** TERM, the process-group kill (once the pid is known) and the channel close of {@link #stop}. */
+  #hardStop(): void {
+    if (this.#exit === undefined) {
       try {
         this.#channel.signal('TERM');
       } catch {
         // the channel may already be gone
       }
       if (this.#target !== undefined) this.#runKiller();
-      else if (this.stderr !== this.#channel.stderr && this.#killer) {
+      else if (this.#stripping && this.#killer) {
         // The pid line is still on its way: keep the channel open until it arrives (a server may
         // end the streams on our close, e.g. tinysshd sends EOF at once), bounded.
         this.#killPending = true;
@@ -328,9 +445,6 @@ export class RemoteProcess {
       }
     }
     if (!this.#killPending) this.#closeChannel();
-    // Settle now with the output so far: sshd answers the close only once the command is gone,
-    // and ssh2 reports it only once the caller has read the streams to their end.
-    setImmediate(() => this.#finish?.(reason));
   }
 
   /** @internal Partial output for errors; overridden by exec, which collects output. */
@@ -342,15 +456,20 @@ export class RemoteProcess {
   }
 }
 
-/** Feeds `stdin` (string, Buffer or Readable) to a channel and ends it; no input sends EOF at once. */
-export function feedStdin(channel: Writable, stdin: string | Buffer | Readable | undefined, onError: (err: Error) => void): void {
+/**
+ * Feeds `stdin` (string, Buffer or Readable) to a channel and ends it; no input sends EOF at once.
+ * With `end: false` (a PTY, where EOF reaches no one: the terminal stays open) the channel is left
+ * writable, so that a timeout or abort can still write `\x03` to the terminal.
+ */
+export function feedStdin(channel: Writable, stdin: string | Buffer | Readable | undefined, onError: (err: Error) => void, end = true): void {
   if (stdin === undefined) {
-    channel.end();
+    if (end) channel.end();
   } else if (typeof stdin === 'string' || Buffer.isBuffer(stdin)) {
-    channel.end(stdin);
+    if (end) channel.end(stdin);
+    else channel.write(stdin);
   } else if (stdin instanceof Readable) {
     stdin.once('error', onError);
-    stdin.pipe(channel);
+    stdin.pipe(channel, { end });
   } else {
     throw new TypeError('exec option stdin must be a string, a Buffer or a Readable stream');
   }
