@@ -7,7 +7,7 @@ import type { SshConfigWarning } from './config/ssh-config.js';
 import { Connection, type ConnectionEvents, type ConnectionHooks, type RttSummary } from './connection/connection.js';
 import { JumpHosts } from './connection/jump.js';
 import type { ConnectionState } from './connection/state.js';
-import type { Link, LinkWaitOptions } from './connection/link.js';
+import type { ConnectOptions, Link, LinkWaitOptions } from './connection/link.js';
 import { SessionLimiter } from './channel/limiter.js';
 import { execCommand, spawnCommand, type ExecContext, type ExecOptions, type SpawnOptions } from './exec/exec.js';
 import type { ExecResult, RemoteProcess } from './exec/process.js';
@@ -104,6 +104,11 @@ export interface ClientHealth {
   closedBy: { code: string; message: string } | undefined;
   /** When the current link became ready, or `undefined` when not ready. */
   connectedSince: Date | undefined;
+  /**
+   * When idle persist (`idleTimeoutMs`) ended the unused link, while the client is still `idle`
+   * because of it (the next operation connects again); `undefined` otherwise.
+   */
+  idleSince: Date | undefined;
   /** Milliseconds since the current link became ready (0 when not ready). */
   uptimeMs: number;
   /** Successful reconnects since the client was created. */
@@ -268,6 +273,9 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     };
     this.#conn = new Connection(o, {
       ...attemptHooks,
+      // Idle persist: a session channel open or waited for (exec, spawn, SFTP session), a spawned
+      // command, or any forward (listening, or a remote one requested) keeps the link.
+      isBusy: () => this.#limiter.open > 0 || this.#limiter.queued > 0 || this.#spawned.size > 0 || this.#forwards.list().length > 0,
       beforeReady: async (link, a) => {
         // Declared forwards: the `forwards` option, else ssh_config LocalForward/RemoteForward/DynamicForward.
         const specs = a.forwards === o.forwards ? declared : parseForwardSpecs(a.forwards);
@@ -381,14 +389,17 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
   /**
    * Connects (when idle) and resolves once authenticated; resolves at once when ready and waits
    * while reconnecting. A failed first connect leaves the client `idle` (retry by calling again)
-   * unless the error is fatal (auth, key, host key, config), which ends in `closed`.
+   * unless the error is fatal (auth, key, host key, config), which ends in `closed`. With
+   * `retry: true` (or the option `retryFirstConnect`) a retryable failure is retried under the
+   * `reconnect` policy instead, as autossh does (`reconnecting` events announce each retry).
    *
-   * @param options - `signal` and `timeoutMs` bound the wait (the attempt itself is bounded by `connectTimeoutMs`).
+   * @param options - `signal` and `timeoutMs` bound the wait (the attempt itself is bounded by
+   *   `connectTimeoutMs`); `retry` applies the reconnect policy (see {@link ConnectOptions}).
    * @throws {SshError} `ERR_SSH_CONNECT`, `ERR_SSH_CONNECT_TIMEOUT`, `ERR_SSH_HANDSHAKE`,
    *   `ERR_SSH_HOST_KEY_UNKNOWN`/`_MISMATCH`/`_REVOKED`, `ERR_SSH_AUTH`, `ERR_SSH_KEY`,
    *   `ERR_SSH_TIMEOUT`, `ERR_SSH_ABORTED`, `ERR_SSH_CLOSED`.
    */
-  async connect(options: LinkWaitOptions = {}): Promise<void> {
+  async connect(options: ConnectOptions = {}): Promise<void> {
     await this.#conn.connect(options);
   }
 
@@ -596,6 +607,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
       alias: this.#o.alias,
       closedBy: closedBy ? { code: closedBy.code, message: closedBy.message } : undefined,
       connectedSince: s.connectedSince,
+      idleSince: this.#conn.idleSince,
       uptimeMs: s.connectedSince ? Date.now() - s.connectedSince.getTime() : 0,
       reconnects: s.reconnects,
       disconnects: s.disconnects,

@@ -34,6 +34,10 @@ export const DEFAULTS = Object.freeze({
   globalKnownHostsFiles: Object.freeze(['/etc/ssh/ssh_known_hosts']),
   /** Longest an operation (exec, spawn, sftp, forwardRemote...) waits for the link while the client (re)connects; 0 waits forever. */
   operationTimeoutMs: 120_000,
+  /** Idle persist (OpenSSH `ControlPersist`): end an unused link after this long; 0 = never. */
+  idleTimeoutMs: 0,
+  /** Apply the reconnect policy to the first connect too (autossh). */
+  retryFirstConnect: false,
   /** Longest a connection accepted by a local or dynamic forward waits for the link while the client reconnects. */
   forwardConnectionWaitMs: 15_000,
   /** Where durable jobs live on the server (`~/` is the login directory). */
@@ -90,6 +94,8 @@ export const clientOptionsSchema = z.strictObject({
   maxSessions: z.number().int().min(1, { error: 'expected an integer >= 1' }).max(10_000).optional(),
   closeTimeoutMs: durationMs('closeTimeoutMs').optional(),
   operationTimeoutMs: durationMs('operationTimeoutMs').optional(),
+  idleTimeoutMs: durationMs('idleTimeoutMs').optional(),
+  retryFirstConnect: z.boolean({ error: 'expected a boolean' }).optional(),
   forwardConnectionWaitMs: durationMs('forwardConnectionWaitMs').optional(),
   sshConfig: z
     .union([nonEmpty('an ssh_config path'), z.array(nonEmpty('an ssh_config path')), z.literal(false)], {
@@ -214,6 +220,26 @@ export interface SshClientOptions {
    */
   operationTimeoutMs?: number;
   /**
+   * Idle persist, as OpenSSH's `ControlPersist`: after this many ms with no session channel open
+   * (exec, spawn, SFTP session), no operation waiting for one and no forward listening, the
+   * client ends its link and goes to state `'idle'` (see `health().idleSince`). It still accepts
+   * every operation: the next one connects again transparently (as a first connect: one attempt,
+   * or the reconnect policy with `retryFirstConnect`). Keep-alive probes do not count as use.
+   * An open SFTP session (`sftp()` until its `close()`), a running `spawn` and every forward,
+   * declared ones included, keep the link. The link ends at the earliest `idleTimeoutMs` after
+   * the last use (checked at least once a second while in use). `0` never ends it.
+   * @default 0
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Apply the `reconnect` policy (backoff, `retries`) to the first connect too, as autossh does:
+   * for tunnel keepers that may start before the server is up. Fatal errors (authentication,
+   * host key, key file, configuration, a name that does not resolve) are never retried. Same as
+   * `connect({ retry: true })` for every connect from `'idle'` (including the implicit connect
+   * of the first operation). @default false
+   */
+  retryFirstConnect?: boolean;
+  /**
    * Longest a connection accepted by a local or dynamic forward waits for the link while the
    * client reconnects, in ms; then it is closed (a SOCKS client gets reply 0x01). @default 15000
    */
@@ -316,6 +342,9 @@ export interface ResolvedOptions {
   readonly closeTimeoutMs: number;
   /** 0 = forever. */
   readonly operationTimeoutMs: number;
+  /** 0 = never. */
+  readonly idleTimeoutMs: number;
+  readonly retryFirstConnect: boolean;
   readonly forwardConnectionWaitMs: number;
   readonly algorithms: SshClientOptions['algorithms'];
   /** The name the caller asked for (an ssh_config alias or a host name). */
@@ -536,6 +565,8 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
     maxSessions: o.maxSessions ?? DEFAULTS.maxSessions,
     closeTimeoutMs: o.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs,
     operationTimeoutMs: o.operationTimeoutMs ?? DEFAULTS.operationTimeoutMs,
+    idleTimeoutMs: o.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs,
+    retryFirstConnect: o.retryFirstConnect ?? DEFAULTS.retryFirstConnect,
     forwardConnectionWaitMs: o.forwardConnectionWaitMs ?? DEFAULTS.forwardConnectionWaitMs,
     algorithms: o.algorithms === undefined ? undefined : Object.freeze(stripUndefined(o.algorithms)),
     alias: o.host,

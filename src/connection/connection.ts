@@ -8,7 +8,7 @@ import { abortReason, operationScope, sleep } from '../internal/cancel.js';
 import { canTransition, type ConnectionState } from './state.js';
 import { Keepalive, systemClock, type Clock } from './keepalive.js';
 import { connectAttempt, isUnresolvedName, type HostKeyCheck } from './attempt.js';
-import type { Link, LinkProvider, LinkWaitOptions } from './link.js';
+import type { ConnectOptions, Link, LinkProvider, LinkWaitOptions } from './link.js';
 import { sendKeepaliveProbe } from '../ssh2/index.js';
 import { publish, DIAGNOSTICS_CHANNELS as DC } from '../internal/diagnostics.js';
 import { silentLogger, type Logger } from '../internal/logger.js';
@@ -21,7 +21,11 @@ export interface ConnectionEvents {
   ready: [];
   /** The live link was lost; `cause` says why (e.g. `ERR_SSH_KEEPALIVE_TIMEOUT`, `ERR_SSH_CONNECTION_LOST`). */
   disconnect: [info: { cause: SshError }];
-  /** A reconnect attempt is scheduled `delayMs` from now; `cause` is the last failure. */
+  /**
+   * A reconnect attempt is scheduled `delayMs` from now; `cause` is the last failure. Also emitted
+   * (state `connecting`) before each retry of a first connect with `retryFirstConnect` /
+   * `connect({ retry: true })`.
+   */
   reconnecting: [info: { attempt: number; delayMs: number; cause: SshError }];
   /** A keep-alive probe was answered after `rttMs` milliseconds. */
   keepalive: [info: { rttMs: number }];
@@ -54,6 +58,11 @@ export interface ConnectionHooks {
   owner?: object;
   /** Where lifecycle events are logged (already redacting). */
   logger?: Logger;
+  /**
+   * Idle persist (`idleTimeoutMs`): `true` while the link is in use (a session channel open or
+   * waited for, a forward listening). Without it the link never ends for idleness.
+   */
+  isBusy?: () => boolean;
 }
 
 /** Keep-alive round trips over the last 64 answered probes, in ms. */
@@ -131,6 +140,14 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
   #rtts: number[] = [];
   #bytesIn = 0;
   #bytesOut = 0;
+  /** A first connect in progress should follow the reconnect policy (retryFirstConnect / connect({ retry })). */
+  #firstRetry = false;
+  /** Idle persist: clock time of the last use seen, the pending check, whether the last check saw use. */
+  #lastUse = 0;
+  #idleTimer: unknown;
+  #wasBusy = false;
+  /** Wall-clock time the link was ended by idle persist (state `idle`), else undefined. */
+  #idleSince: number | undefined;
   readonly #owner: object;
   readonly #log: Logger;
   readonly #o: ResolvedOptions;
@@ -159,6 +176,11 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
    */
   get effective(): ResolvedOptions {
     return this.#current;
+  }
+
+  /** When idle persist (`idleTimeoutMs`) ended the link, while the state is still `idle`; else `undefined`. */
+  get idleSince(): Date | undefined {
+    return this.#state === 'idle' && this.#idleSince !== undefined ? new Date(this.#idleSince) : undefined;
   }
 
   /** Why the client reached `closed`: the fatal error, or `ERR_SSH_CLOSED` after close()/destroy(); `undefined` before. */
@@ -213,19 +235,28 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
    *
    * @throws {SshError} the attempt's error (see {@link connectAttempt}); `ERR_SSH_CLOSED` after close.
    */
-  async connect(options: LinkWaitOptions = {}): Promise<void> {
-    await this.link(options);
+  async connect(options: ConnectOptions = {}): Promise<void> {
+    const retry = options.retry ?? this.#o.retryFirstConnect;
+    // With retry, the wait is bounded by the reconnect policy (or the caller), as autossh waits.
+    await this.#wait({ signal: options.signal, timeoutMs: options.timeoutMs }, retry, retry);
   }
 
   /** {@inheritDoc LinkProvider.link} */
   link(options: LinkWaitOptions = {}): Promise<Link> {
+    return this.#wait(options, this.#o.retryFirstConnect, false);
+  }
+
+  #wait(options: LinkWaitOptions, retry: boolean, unbounded: boolean): Promise<Link> {
     const state = this.#state;
-    if (state === 'ready' && this.#live) return Promise.resolve(this.#live.link);
+    if (state === 'ready' && this.#live) {
+      this.#lastUse = this.#clock.now();
+      return Promise.resolve(this.#live.link);
+    }
     if (state === 'closed' || state === 'closing') {
       return Promise.reject(this.#fatal ?? new SshError('ERR_SSH_CLOSED', 'the client is closed'));
     }
     // The client-wide bound (operationTimeoutMs) applies when the caller gave no timeoutMs.
-    const defaultMs = options.timeoutMs === undefined && this.#o.operationTimeoutMs > 0 ? this.#o.operationTimeoutMs : undefined;
+    const defaultMs = !unbounded && options.timeoutMs === undefined && this.#o.operationTimeoutMs > 0 ? this.#o.operationTimeoutMs : undefined;
     const scope = operationScope(defaultMs === undefined ? options : { signal: options.signal, timeoutMs: defaultMs }, 'waiting for the connection');
     if (scope.signal.aborted) {
       scope.dispose();
@@ -262,7 +293,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
       scope.signal.addEventListener('abort', onAbort, { once: true });
       this.#waiters.add(waiter);
     });
-    if (state === 'idle') this.#startFirstConnect();
+    if (state === 'idle' || state === 'connecting') this.#startFirstConnect(retry);
     return p;
   }
 
@@ -274,31 +305,67 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     };
   }
 
-  #startFirstConnect(): void {
-    if (this.#connecting) return;
+  /** Starts a connect from `idle` (or asks the running one to follow the reconnect policy). */
+  #startFirstConnect(retry: boolean): void {
+    if (retry) this.#firstRetry = true;
+    if (this.#connecting || this.#state !== 'idle') return;
     this.#setState('connecting');
-    this.#connecting = this.#attempt()
-      .then(
-        () => undefined,
-        (err: unknown) => {
-          const e = err instanceof SshError ? err : new SshError('ERR_SSH_CONNECT', String(err), { cause: err });
-          if (this.#state !== 'connecting') return; // closed meanwhile
-          if (isRetryable(e)) {
-            this.#setState('idle');
-          } else {
-            this.#fatal = e;
-            this.#closedBy = e;
-            this.#setState('closed');
-            this.#lifetime.abort(e);
-            this.emit('error', e);
-            this.emit('close', { cause: e });
+    this.#connecting = this.#firstConnect().finally(() => {
+      this.#connecting = undefined;
+      this.#firstRetry = false;
+    });
+  }
+
+  /**
+   * The connect from `idle`: one attempt, or (retryFirstConnect / connect({ retry })) attempts
+   * under the reconnect policy while retryable failures last and someone still waits. A retryable
+   * failure that is not retried goes back to `idle`; a fatal one (auth, host key, key, config)
+   * ends in `closed`.
+   */
+  async #firstConnect(): Promise<void> {
+    const lifetime = this.#lifetime.signal;
+    let attempt = 0;
+    for (;;) {
+      try {
+        await this.#attempt();
+        return;
+      } catch (err) {
+        const e = err instanceof SshError ? err : new SshError('ERR_SSH_CONNECT', String(err), { cause: err });
+        if (this.#state !== 'connecting') return; // closed meanwhile
+        this.#lastFailure = e;
+        const policy = this.#o.reconnect;
+        const retryable = isRetryable(e);
+        if (retryable && this.#firstRetry && policy !== false && attempt < policy.retries && this.#waiters.size > 0) {
+          attempt += 1;
+          const delayMs = this.#delayFor(attempt);
+          this.#log.info({ attempt, delayMs, code: e.code }, 'ssh-tether: first connect failed, retrying');
+          publish(DC.reconnecting, () => ({ client: this.#owner, attempt, delayMs, cause: e }));
+          this.emit('reconnecting', { attempt, delayMs, cause: e });
+          try {
+            await sleep(delayMs, lifetime);
+          } catch {
+            return; // closed or destroyed meanwhile (waiters already rejected)
           }
-          this.#rejectWaiters(e);
-        },
-      )
-      .finally(() => {
-        this.#connecting = undefined;
-      });
+          if (this.#state !== 'connecting') return;
+          if (this.#waiters.size > 0) continue;
+          // Everyone who waited gave up (timeoutMs, signal): stop instead of retrying for nobody.
+          this.#setState('idle');
+          return;
+        }
+        if (retryable) {
+          this.#setState('idle');
+        } else {
+          this.#fatal = e;
+          this.#closedBy = e;
+          this.#setState('closed');
+          this.#lifetime.abort(e);
+          this.emit('error', e);
+          this.emit('close', { cause: e });
+        }
+        this.#rejectWaiters(e);
+        return;
+      }
+    }
   }
 
   #rejectWaiters(err: SshError): void {
@@ -399,7 +466,11 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
       }
       if (this.#live !== thisLive || lifetime.aborted) throw abortReason(lifetime, 'connect');
     }
+    this.#idleSince = undefined;
     this.#setState('ready');
+    this.#lastUse = this.#clock.now();
+    this.#wasBusy = false;
+    this.#armIdle(this.#o.idleTimeoutMs);
     const durationMs = performance.now() - started;
     this.#log.info({ host: o.host, port: o.port, username: o.username, alias: o.alias, durationMs }, 'ssh-tether: connected');
     publish(DC.connect, () => ({ client: this.#owner, host: o.host, port: o.port, durationMs }));
@@ -421,6 +492,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
   #lost(live: LiveLink, cause: SshError): void {
     if (this.#live !== live) return;
     this.#live = undefined;
+    this.#clearIdle();
     live.keepalive?.stop();
     const lost =
       cause.code === 'ERR_SSH_CONNECTION_LOST' ? cause : new SshError('ERR_SSH_CONNECTION_LOST', `connection lost: ${cause.message}`, { cause });
@@ -448,6 +520,74 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     }
     this.#setState('reconnecting');
     void this.#reconnectLoop(cause);
+  }
+
+  #clearIdle(): void {
+    if (this.#idleTimer !== undefined) this.#clock.clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+  }
+
+  /** Schedules the idle-persist check in `ms` (only with idleTimeoutMs and an isBusy hook). */
+  #armIdle(ms: number): void {
+    this.#clearIdle();
+    if (this.#o.idleTimeoutMs <= 0 || !this.#hooks.isBusy) return;
+    this.#idleTimer = this.#clock.setTimeout(() => {
+      this.#idleTimer = undefined;
+      this.#idleCheck();
+    }, Math.max(0, ms));
+  }
+
+  /**
+   * Idle persist: ends the link once it has been unused for idleTimeoutMs. While in use it looks
+   * again every min(idleTimeoutMs, 1 s); the first check that finds it unused starts the count
+   * (so the link ends idleTimeoutMs to idleTimeoutMs + 1 s after its last use, never earlier).
+   */
+  #idleCheck(): void {
+    const live = this.#live;
+    if (this.#state !== 'ready' || !live) return;
+    const ms = this.#o.idleTimeoutMs;
+    const now = this.#clock.now();
+    if (this.#hooks.isBusy?.() === true) {
+      this.#wasBusy = true;
+      this.#lastUse = now;
+      this.#armIdle(Math.min(ms, 1_000));
+      return;
+    }
+    if (this.#wasBusy) {
+      this.#wasBusy = false;
+      this.#lastUse = now;
+    }
+    const left = this.#lastUse + ms - now;
+    if (left > 0) {
+      this.#armIdle(left);
+      return;
+    }
+    this.#idleEnd(live, ms);
+  }
+
+  /** Ends an unused link gracefully (SSH_MSG_DISCONNECT) and goes to `idle`; the next operation connects again. */
+  #idleEnd(live: LiveLink, ms: number): void {
+    this.#live = undefined;
+    this.#clearIdle();
+    live.keepalive?.stop();
+    const o = this.#current;
+    live.ctl.abort(new SshError('ERR_SSH_CONNECTION_LOST', `the link to ${o.host}:${o.port} was ended after ${ms} ms unused (idleTimeoutMs)`));
+    this.#bytesIn += live.bytesIn;
+    this.#bytesOut += (live.sock as { bytesWritten?: number }).bytesWritten ?? 0;
+    this.#idleSince = Date.now();
+    this.#log.info({ host: o.host, port: o.port, idleTimeoutMs: ms }, 'ssh-tether: link unused for idleTimeoutMs, ending it (idle persist)');
+    this.#setState('idle');
+    const client = live.link.client;
+    const t = setTimeout(() => {
+      client.destroy();
+      live.sock.destroy();
+    }, 1_000);
+    t.unref();
+    client.once('close', () => {
+      clearTimeout(t);
+      live.sock.destroy();
+    });
+    client.end();
   }
 
   /** Jittered exponential backoff: base x [0.5, 1), base = min(max, min x factor^(n-1)). */
@@ -518,6 +658,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
   async #doClose(): Promise<void> {
     const closedErr = new SshError('ERR_SSH_CLOSED', 'the client is closed');
     this.#closedBy ??= new SshError('ERR_SSH_CLOSED', 'closed by close()');
+    this.#clearIdle();
     this.#setState('closing');
     this.#lifetime.abort(closedErr);
     this.#rejectWaiters(closedErr);
@@ -557,6 +698,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     const e = err ?? new SshError('ERR_SSH_CLOSED', 'the client was destroyed');
     this.#fatal = err;
     this.#closedBy ??= e;
+    this.#clearIdle();
     this.#lifetime.abort(e);
     const live = this.#live;
     this.#live = undefined;
