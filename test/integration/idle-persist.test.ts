@@ -78,7 +78,7 @@ describe('idle persist (idleTimeoutMs)', () => {
     expect(ssh.state).toBe('ready');
     expect(states).not.toContain('idle');
     expect(proxy.connectionCount).toBe(1);
-    await p.kill();
+    p.kill();
     await p.exited.catch(() => undefined);
     expect(await waitFor(() => ssh.state === 'idle', IDLE_MS + 5_000)).toBe(true);
     expect(await waitFor(() => proxy.connectionCount === 0, 3_000)).toBe(true);
