@@ -95,8 +95,10 @@ export interface ClientHealth {
   port: number;
   /** The login user, after ssh_config (`User`). */
   username: string;
-  /** The name the client was created with (an ssh_config alias or a host name). */
+  /** The name the client was created with (an ssh_config alias or a host name); with a failover list, the entry in use. */
   alias: string;
+  /** Position of the host in use (or being tried) in the failover list (`host: [...]`); 0 with one host. */
+  hostIndex: number;
   /**
    * Why the client is `closed`: the fatal error (e.g. `ERR_SSH_HOST_KEY_MISMATCH` on a reconnect,
    * `ERR_SSH_AUTH`), or `ERR_SSH_CLOSED` after `close()`/`destroy()`; `undefined` while not closed.
@@ -255,12 +257,15 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     };
     const custom = o.hostVerifier !== undefined || o.explicitKeys.has('knownHosts');
     const jump = new JumpHosts({ onNewKey: (info) => this.emit('hostkey', info), ...(custom ? { hostKeyCheckFor } : {}) });
+    const resolveAttempt = (hostIndex: number): Promise<ResolvedOptions> => attemptHooks.resolveAttempt?.(hostIndex) ?? Promise.resolve(o);
     const attemptHooks: ConnectionHooks = {
       owner: this,
       logger,
       transport: (a, signal) => jump.transport(a, signal),
-      resolveAttempt: async () => {
-        const e = await resolveEffective(o);
+      // Failover list: entry `hostIndex` resolved through ssh_config on its own.
+      resolveAttempt: async (hostIndex = 0) => {
+        const entry = o.hosts[hostIndex];
+        const e = await resolveEffective(hostIndex === 0 || entry === undefined ? o : Object.freeze({ ...o, host: entry, alias: entry }));
         for (const w of e.warnings) {
           if (warned.has(w.keyword)) continue;
           warned.add(w.keyword);
@@ -273,6 +278,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     };
     this.#conn = new Connection(o, {
       ...attemptHooks,
+      hostCount: o.hosts.length,
       // Idle persist: a session channel open or waited for (exec, spawn, SFTP session), a spawned
       // command, or any forward (listening, or a remote one requested) keeps the link.
       isBusy: () => this.#limiter.open > 0 || this.#limiter.queued > 0 || this.#spawned.size > 0 || this.#forwards.list().length > 0,
@@ -314,6 +320,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     c.on('keepalive', (e) => this.emit('keepalive', e));
     c.on('error', (e) => this.emit('error', e));
     c.on('close', (e) => this.emit('close', e));
+    c.on('failover', (e) => this.emit('failover', e));
     this.#conn.on('close', () => {
       jump.destroy();
       this.#forwards.closeAll().catch(() => undefined);
@@ -344,7 +351,8 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
           }
           // The server refused a second session on this connection (tinysshd allows one; sshd
           // with `MaxSessions 1`): kill over a short-lived connection of its own.
-          const conn = new Connection(o, attemptHooks);
+          // On the host in use (a failover list is not walked: the process lives there).
+          const conn = new Connection(o, { ...attemptHooks, resolveAttempt: () => resolveAttempt(this.#conn.hostIndex) });
           try {
             await conn.connect({ timeoutMs: KILL_TIMEOUT_MS });
             await runKill({ provider: conn, limiter: new SessionLimiter(1, this), killer: noKill }, target);
@@ -381,9 +389,12 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     return this.#conn.effective.username;
   }
 
-  /** The name this client was created with (the `host` option: an ssh_config alias or a host name). */
+  /**
+   * The name this client was created with (the `host` option: an ssh_config alias or a host
+   * name); with a failover list, the entry in use (or being tried).
+   */
   get alias(): string {
-    return this.#o.alias;
+    return this.#conn.effective.alias;
   }
 
   /**
@@ -604,7 +615,8 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
       host: e.host,
       port: e.port,
       username: e.username,
-      alias: this.#o.alias,
+      alias: e.alias,
+      hostIndex: this.#conn.hostIndex,
       closedBy: closedBy ? { code: closedBy.code, message: closedBy.message } : undefined,
       connectedSince: s.connectedSince,
       idleSince: this.#conn.idleSince,

@@ -71,7 +71,9 @@ const reconnectSchema = z.strictObject({
 
 /** The zod schema of {@link SshClientOptions} (strict: unknown keys are rejected). */
 export const clientOptionsSchema = z.strictObject({
-  host: nonEmpty('host'),
+  host: z.union([nonEmpty('host'), z.array(nonEmpty('a host name or alias'), { error: 'expected a host name, an ssh_config alias, or a non-empty array of them (failover list)' }).min(1, { error: 'expected at least one host in the failover list' })], {
+    error: 'expected a host name, an ssh_config alias, or a non-empty array of them (failover list)',
+  }),
   port: port.optional(),
   username: nonEmpty('username').optional(),
   privateKey: keyMaterial.optional(),
@@ -138,8 +140,15 @@ export const clientOptionsSchema = z.strictObject({
  * Options of {@link SshClient}. Every duration is in milliseconds.
  */
 export interface SshClientOptions {
-  /** Host name or address to connect to. Required. */
-  host: string;
+  /**
+   * Host name, address or ssh_config alias to connect to. Required. A list is a failover list:
+   * each entry resolved through ssh_config on its own and checked against known_hosts under its
+   * own name; `connect()` tries them in order; after a lost link the client retries the host it
+   * was on, then moves down the list (wrapping round), one host per attempt of the `reconnect`
+   * backoff, and emits `failover`. Fatal errors (host key, auth, config) on any entry end the
+   * client as with one host: they are never a reason to try the next one.
+   */
+  host: string | string[];
   /** TCP port. @default 22 */
   port?: number;
   /** Login user. @default the current OS user */
@@ -347,8 +356,10 @@ export interface ResolvedOptions {
   readonly retryFirstConnect: boolean;
   readonly forwardConnectionWaitMs: number;
   readonly algorithms: SshClientOptions['algorithms'];
-  /** The name the caller asked for (an ssh_config alias or a host name). */
+  /** The name the caller asked for (an ssh_config alias or a host name): the failover entry of this attempt. */
   readonly alias: string;
+  /** The failover list (one entry for a single host); `host`/`alias` start as its first entry. */
+  readonly hosts: readonly string[];
   readonly sshConfig: string | readonly string[] | false | undefined;
   readonly identitiesOnly: boolean;
   readonly forwardAgent: boolean;
@@ -541,8 +552,10 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
     }
   }
   const agentEnv = env.SSH_AUTH_SOCK;
+  const hosts = Object.freeze(typeof o.host === 'string' ? [o.host] : [...o.host]);
+  const first = hosts[0] ?? '';
   const resolved: ResolvedOptions = {
-    host: o.host,
+    host: first,
     port: o.port ?? DEFAULTS.port,
     username,
     privateKey: o.privateKey === undefined ? undefined : new Secret(o.privateKey),
@@ -569,7 +582,8 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
     retryFirstConnect: o.retryFirstConnect ?? DEFAULTS.retryFirstConnect,
     forwardConnectionWaitMs: o.forwardConnectionWaitMs ?? DEFAULTS.forwardConnectionWaitMs,
     algorithms: o.algorithms === undefined ? undefined : Object.freeze(stripUndefined(o.algorithms)),
-    alias: o.host,
+    alias: first,
+    hosts,
     sshConfig: o.sshConfig,
     identitiesOnly: o.identitiesOnly ?? false,
     forwardAgent: o.forwardAgent ?? false,

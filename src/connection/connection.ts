@@ -33,14 +33,25 @@ export interface ConnectionEvents {
   error: [error: SshError];
   /** The client reached `closed`; `cause` is set when it closed because of an error. */
   close: [info: { cause?: SshError }];
+  /**
+   * A failover list (`host: [...]`) moved to another entry: the link is now ready on `to` (the
+   * entry as given, e.g. an ssh_config alias) instead of `from` (the entry in use before, or the
+   * first entry for the first connect); `cause` is the failure that made it move.
+   */
+  failover: [info: { from: string; to: string; cause: SshError }];
 }
 
 /** Hooks the facade gives the connection layer. */
 export interface ConnectionHooks {
   /** Host-key check for an attempt, made from that attempt's settings. */
   hostKeyCheckFor: (o: ResolvedOptions) => HostKeyCheck;
-  /** Resolves the settings of one attempt (ssh_config is read again each time). */
-  resolveAttempt?: () => Promise<ResolvedOptions>;
+  /**
+   * Resolves the settings of one attempt for entry `hostIndex` of the failover list (ssh_config
+   * is read again each time).
+   */
+  resolveAttempt?: (hostIndex: number) => Promise<ResolvedOptions>;
+  /** Entries of the failover list this connection moves through (default 1: only entry 0). */
+  hostCount?: number;
   /**
    * Runs on each fresh link before it is announced `ready` (e.g. declared forwards with
    * ExitOnForwardFailure). A rejection fails the attempt (the link is torn down).
@@ -148,6 +159,10 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
   #wasBusy = false;
   /** Wall-clock time the link was ended by idle persist (state `idle`), else undefined. */
   #idleSince: number | undefined;
+  /** Failover: the entry tried last / in use, and the entry of the last ready link. */
+  #hostIndex = 0;
+  #readyIndex: number | undefined;
+  readonly #hostCount: number;
   readonly #owner: object;
   readonly #log: Logger;
   readonly #o: ResolvedOptions;
@@ -160,6 +175,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     this.#o = options;
     this.#current = options;
     this.#hooks = hooks;
+    this.#hostCount = Math.max(1, hooks.hostCount ?? 1);
     this.#clock = hooks.clock ?? systemClock;
     this.#owner = hooks.owner ?? this;
     this.#log = hooks.logger ?? silentLogger;
@@ -176,6 +192,11 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
    */
   get effective(): ResolvedOptions {
     return this.#current;
+  }
+
+  /** The failover-list entry in use (or being tried while connecting), 0 for the first. */
+  get hostIndex(): number {
+    return this.#hostIndex;
   }
 
   /** When idle persist (`idleTimeoutMs`) ended the link, while the state is still `idle`; else `undefined`. */
@@ -326,45 +347,52 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     const lifetime = this.#lifetime.signal;
     let attempt = 0;
     for (;;) {
-      try {
-        await this.#attempt();
-        return;
-      } catch (err) {
-        const e = err instanceof SshError ? err : new SshError('ERR_SSH_CONNECT', String(err), { cause: err });
-        if (this.#state !== 'connecting') return; // closed meanwhile
-        this.#lastFailure = e;
-        const policy = this.#o.reconnect;
-        const retryable = isRetryable(e);
-        if (retryable && this.#firstRetry && policy !== false && attempt < policy.retries && this.#waiters.size > 0) {
-          attempt += 1;
-          const delayMs = this.#delayFor(attempt);
-          this.#log.info({ attempt, delayMs, code: e.code }, 'ssh-tether: first connect failed, retrying');
-          publish(DC.reconnecting, () => ({ client: this.#owner, attempt, delayMs, cause: e }));
-          this.emit('reconnecting', { attempt, delayMs, cause: e });
-          try {
-            await sleep(delayMs, lifetime);
-          } catch {
-            return; // closed or destroyed meanwhile (waiters already rejected)
-          }
-          if (this.#state !== 'connecting') return;
-          if (this.#waiters.size > 0) continue;
-          // Everyone who waited gave up (timeoutMs, signal): stop instead of retrying for nobody.
-          this.#setState('idle');
+      // A failover list is tried in order; a fatal error on any entry stops (never a reason to move on).
+      let e: SshError | undefined;
+      for (let i = 0; i < this.#hostCount; i++) {
+        try {
+          await this.#attempt(i);
           return;
+        } catch (err) {
+          e = err instanceof SshError ? err : new SshError('ERR_SSH_CONNECT', String(err), { cause: err });
+          if (this.#state !== 'connecting') return; // closed meanwhile
+          this.#lastFailure = e;
+          if (!isRetryable(e)) break;
         }
-        if (retryable) {
-          this.#setState('idle');
-        } else {
-          this.#fatal = e;
-          this.#closedBy = e;
-          this.#setState('closed');
-          this.#lifetime.abort(e);
-          this.emit('error', e);
-          this.emit('close', { cause: e });
+      }
+      if (e === undefined) return;
+      const cause = e;
+      const policy = this.#o.reconnect;
+      const retryable = isRetryable(e);
+      if (retryable && this.#firstRetry && policy !== false && attempt < policy.retries && this.#waiters.size > 0) {
+        attempt += 1;
+        const delayMs = this.#delayFor(attempt);
+        this.#log.info({ attempt, delayMs, code: e.code }, 'ssh-tether: first connect failed, retrying');
+        publish(DC.reconnecting, () => ({ client: this.#owner, attempt, delayMs, cause }));
+        this.emit('reconnecting', { attempt, delayMs, cause });
+        try {
+          await sleep(delayMs, lifetime);
+        } catch {
+          return; // closed or destroyed meanwhile (waiters already rejected)
         }
-        this.#rejectWaiters(e);
+        if (this.#state !== 'connecting') return;
+        if (this.#waiters.size > 0) continue;
+        // Everyone who waited gave up (timeoutMs, signal): stop instead of retrying for nobody.
+        this.#setState('idle');
         return;
       }
+      if (retryable) {
+        this.#setState('idle');
+      } else {
+        this.#fatal = e;
+        this.#closedBy = e;
+        this.#setState('closed');
+        this.#lifetime.abort(e);
+        this.emit('error', e);
+        this.emit('close', { cause: e });
+      }
+      this.#rejectWaiters(e);
+      return;
     }
   }
 
@@ -372,13 +400,14 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     for (const w of [...this.#waiters]) w.reject(err);
   }
 
-  /** One connect attempt; on success installs the link and moves to `ready`. */
-  async #attempt(): Promise<void> {
+  /** One connect attempt to failover entry `hostIndex`; on success installs the link and moves to `ready`. */
+  async #attempt(hostIndex = this.#hostIndex): Promise<void> {
     const epoch = ++this.#epoch;
     const lifetime = this.#lifetime.signal;
     let keepalive: Keepalive | undefined;
     const started = performance.now();
-    const o = this.#hooks.resolveAttempt ? await this.#hooks.resolveAttempt() : this.#o;
+    this.#hostIndex = hostIndex;
+    const o = this.#hooks.resolveAttempt ? await this.#hooks.resolveAttempt(hostIndex) : this.#o;
     this.#current = o;
     this.#resolved = true;
     lifetime.throwIfAborted();
@@ -471,6 +500,16 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     this.#lastUse = this.#clock.now();
     this.#wasBusy = false;
     this.#armIdle(this.#o.idleTimeoutMs);
+    const fromIndex = this.#readyIndex ?? 0;
+    this.#readyIndex = hostIndex;
+    if (fromIndex !== hostIndex) {
+      const hosts = this.#o.hosts;
+      const from = hosts[fromIndex] ?? '';
+      const to = hosts[hostIndex] ?? '';
+      const cause = this.#lastFailure ?? new SshError('ERR_SSH_CONNECT', `could not use ${from}`);
+      this.#log.warn({ from, to, code: cause.code }, `ssh-tether: failover from ${from} to ${to}`);
+      this.emit('failover', { from, to, cause });
+    }
     const durationMs = performance.now() - started;
     this.#log.info({ host: o.host, port: o.port, username: o.username, alias: o.alias, durationMs }, 'ssh-tether: connected');
     publish(DC.connect, () => ({ client: this.#owner, host: o.host, port: o.port, durationMs }));
@@ -604,17 +643,20 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     const lifetime = this.#lifetime.signal;
     let attempt = 0;
     let lastCause = firstCause;
+    // Failover: the host it was on first, then down the list (wrapping round), one per attempt.
+    const start = this.#hostIndex;
     try {
       await pRetry(
         async () => {
           attempt += 1;
+          const hostIndex = (start + attempt - 1) % this.#hostCount;
           const delayMs = this.#delayFor(attempt);
           this.#log.info({ attempt, delayMs, code: lastCause.code }, 'ssh-tether: reconnecting');
           const cause = lastCause;
           publish(DC.reconnecting, () => ({ client: this.#owner, attempt, delayMs, cause }));
           this.emit('reconnecting', { attempt, delayMs, cause });
           await sleep(delayMs, lifetime);
-          await this.#attempt();
+          await this.#attempt(hostIndex);
           this.#reconnects += 1;
         },
         {
