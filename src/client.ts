@@ -282,6 +282,10 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
       // Idle persist: a session channel open or waited for (exec, spawn, SFTP session), a spawned
       // command, or any forward (listening, or a remote one requested) keeps the link.
       isBusy: () => this.#limiter.open > 0 || this.#limiter.queued > 0 || this.#spawned.size > 0 || this.#forwards.list().length > 0,
+      // Failback: a move would break a session channel, a spawned command or a carried connection
+      // (forwards themselves are set up again on the new host).
+      isRunning: () =>
+        this.#limiter.open > 0 || this.#limiter.queued > 0 || this.#spawned.size > 0 || this.#forwards.list().some((f) => f.stats().connectionsActive > 0),
       beforeReady: async (link, a) => {
         // Declared forwards: the `forwards` option, else ssh_config LocalForward/RemoteForward/DynamicForward.
         const specs = a.forwards === o.forwards ? declared : parseForwardSpecs(a.forwards);

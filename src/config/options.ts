@@ -38,6 +38,8 @@ export const DEFAULTS = Object.freeze({
   idleTimeoutMs: 0,
   /** Apply the reconnect policy to the first connect too (autossh). */
   retryFirstConnect: false,
+  /** Failover list: probe the first host at this interval while on another; 0 = never move back. */
+  failbackIntervalMs: 0,
   /** Longest a connection accepted by a local or dynamic forward waits for the link while the client reconnects. */
   forwardConnectionWaitMs: 15_000,
   /** Where durable jobs live on the server (`~/` is the login directory). */
@@ -98,6 +100,7 @@ export const clientOptionsSchema = z.strictObject({
   operationTimeoutMs: durationMs('operationTimeoutMs').optional(),
   idleTimeoutMs: durationMs('idleTimeoutMs').optional(),
   retryFirstConnect: z.boolean({ error: 'expected a boolean' }).optional(),
+  failbackIntervalMs: durationMs('failbackIntervalMs').optional(),
   forwardConnectionWaitMs: durationMs('forwardConnectionWaitMs').optional(),
   sshConfig: z
     .union([nonEmpty('an ssh_config path'), z.array(nonEmpty('an ssh_config path')), z.literal(false)], {
@@ -249,6 +252,16 @@ export interface SshClientOptions {
    */
   retryFirstConnect?: boolean;
   /**
+   * Failback for a failover list (`host: [...]`): while the link is on a lower entry, probe the
+   * first entry every this many ms (TCP, key exchange with its host-key check, authentication; no
+   * channel), and once it answers, move back at the next moment no operation runs (no session
+   * channel open or waited for, no spawned command, no connection carried by a forward): the link
+   * on the lower host is ended, the client goes `reconnecting` and connects to the first entry
+   * (`failover` event with `failback: true`); forwards are set up again there. Should that connect
+   * fail, the usual reconnect walk of the list follows. `0` never moves back. @default 0
+   */
+  failbackIntervalMs?: number;
+  /**
    * Longest a connection accepted by a local or dynamic forward waits for the link while the
    * client reconnects, in ms; then it is closed (a SOCKS client gets reply 0x01). @default 15000
    */
@@ -354,6 +367,8 @@ export interface ResolvedOptions {
   /** 0 = never. */
   readonly idleTimeoutMs: number;
   readonly retryFirstConnect: boolean;
+  /** 0 = never. */
+  readonly failbackIntervalMs: number;
   readonly forwardConnectionWaitMs: number;
   readonly algorithms: SshClientOptions['algorithms'];
   /** The name the caller asked for (an ssh_config alias or a host name): the failover entry of this attempt. */
@@ -580,6 +595,7 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
     operationTimeoutMs: o.operationTimeoutMs ?? DEFAULTS.operationTimeoutMs,
     idleTimeoutMs: o.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs,
     retryFirstConnect: o.retryFirstConnect ?? DEFAULTS.retryFirstConnect,
+    failbackIntervalMs: o.failbackIntervalMs ?? DEFAULTS.failbackIntervalMs,
     forwardConnectionWaitMs: o.forwardConnectionWaitMs ?? DEFAULTS.forwardConnectionWaitMs,
     algorithms: o.algorithms === undefined ? undefined : Object.freeze(stripUndefined(o.algorithms)),
     alias: first,

@@ -2,12 +2,13 @@ import { EventEmitter } from 'eventemitter3';
 import { setMaxListeners } from 'node:events';
 import pRetry from 'p-retry';
 import type { Duplex } from 'node:stream';
+import type ssh2 from 'ssh2';
 import { SshError, isRetryable } from '../errors.js';
 import type { ResolvedOptions } from '../config/options.js';
 import { abortReason, operationScope, sleep } from '../internal/cancel.js';
 import { canTransition, type ConnectionState } from './state.js';
 import { Keepalive, systemClock, type Clock } from './keepalive.js';
-import { connectAttempt, isUnresolvedName, type HostKeyCheck } from './attempt.js';
+import { connectAttempt, isUnresolvedName, type ConnectedTransport, type HostKeyCheck } from './attempt.js';
 import type { ConnectOptions, Link, LinkProvider, LinkWaitOptions } from './link.js';
 import { sendKeepaliveProbe } from '../ssh2/index.js';
 import { publish, DIAGNOSTICS_CHANNELS as DC } from '../internal/diagnostics.js';
@@ -36,9 +37,10 @@ export interface ConnectionEvents {
   /**
    * A failover list (`host: [...]`) moved to another entry: the link is now ready on `to` (the
    * entry as given, e.g. an ssh_config alias) instead of `from` (the entry in use before, or the
-   * first entry for the first connect); `cause` is the failure that made it move.
+   * first entry for the first connect); `cause` is the failure that made it move. `failback` is
+   * `true` for a planned move back to the first entry (`failbackIntervalMs`; `cause` then says so).
    */
-  failover: [info: { from: string; to: string; cause: SshError }];
+  failover: [info: { from: string; to: string; cause: SshError; failback: boolean }];
 }
 
 /** Hooks the facade gives the connection layer. */
@@ -74,6 +76,8 @@ export interface ConnectionHooks {
    * waited for, a forward listening). Without it the link never ends for idleness.
    */
   isBusy?: () => boolean;
+  /** Failback (`failbackIntervalMs`): `true` while an operation runs on the link (a move would break it). */
+  isRunning?: () => boolean;
 }
 
 /** Keep-alive round trips over the last 64 answered probes, in ms. */
@@ -112,6 +116,20 @@ interface LiveLink {
   sock: Duplex;
   since: number;
   bytesIn: number;
+}
+
+/** Ends an ssh2 client with SSH_MSG_DISCONNECT; destroys it and its socket after 1 s at most. */
+function endGracefully(client: ssh2.Client, sock: Duplex): void {
+  const t = setTimeout(() => {
+    client.destroy();
+    sock.destroy();
+  }, 1_000);
+  t.unref();
+  client.once('close', () => {
+    clearTimeout(t);
+    sock.destroy();
+  });
+  client.end();
 }
 
 interface Waiter {
@@ -163,6 +181,10 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
   #hostIndex = 0;
   #readyIndex: number | undefined;
   readonly #hostCount: number;
+  /** Failback: the pending probe/switch timer; `true` once the first entry answered a probe. */
+  #failbackTimer: unknown;
+  #failbackReady = false;
+  #failingBack = false;
   readonly #owner: object;
   readonly #log: Logger;
   readonly #o: ResolvedOptions;
@@ -502,13 +524,17 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     this.#armIdle(this.#o.idleTimeoutMs);
     const fromIndex = this.#readyIndex ?? 0;
     this.#readyIndex = hostIndex;
+    const failback = this.#failingBack;
+    this.#failingBack = false;
+    this.#failbackReady = false;
+    this.#armFailback(this.#o.failbackIntervalMs);
     if (fromIndex !== hostIndex) {
       const hosts = this.#o.hosts;
       const from = hosts[fromIndex] ?? '';
       const to = hosts[hostIndex] ?? '';
       const cause = this.#lastFailure ?? new SshError('ERR_SSH_CONNECT', `could not use ${from}`);
-      this.#log.warn({ from, to, code: cause.code }, `ssh-tether: failover from ${from} to ${to}`);
-      this.emit('failover', { from, to, cause });
+      this.#log.warn({ from, to, code: cause.code, failback }, `ssh-tether: ${failback ? 'failback' : 'failover'} from ${from} to ${to}`);
+      this.emit('failover', { from, to, cause, failback: failback && hostIndex === 0 });
     }
     const durationMs = performance.now() - started;
     this.#log.info({ host: o.host, port: o.port, username: o.username, alias: o.alias, durationMs }, 'ssh-tether: connected');
@@ -532,6 +558,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     if (this.#live !== live) return;
     this.#live = undefined;
     this.#clearIdle();
+    this.#clearFailback();
     live.keepalive?.stop();
     const lost =
       cause.code === 'ERR_SSH_CONNECTION_LOST' ? cause : new SshError('ERR_SSH_CONNECTION_LOST', `connection lost: ${cause.message}`, { cause });
@@ -606,27 +633,91 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
 
   /** Ends an unused link gracefully (SSH_MSG_DISCONNECT) and goes to `idle`; the next operation connects again. */
   #idleEnd(live: LiveLink, ms: number): void {
-    this.#live = undefined;
-    this.#clearIdle();
-    live.keepalive?.stop();
     const o = this.#current;
-    live.ctl.abort(new SshError('ERR_SSH_CONNECTION_LOST', `the link to ${o.host}:${o.port} was ended after ${ms} ms unused (idleTimeoutMs)`));
-    this.#bytesIn += live.bytesIn;
-    this.#bytesOut += (live.sock as { bytesWritten?: number }).bytesWritten ?? 0;
+    this.#detach(live, new SshError('ERR_SSH_CONNECTION_LOST', `the link to ${o.host}:${o.port} was ended after ${ms} ms unused (idleTimeoutMs)`));
     this.#idleSince = Date.now();
     this.#log.info({ host: o.host, port: o.port, idleTimeoutMs: ms }, 'ssh-tether: link unused for idleTimeoutMs, ending it (idle persist)');
     this.#setState('idle');
-    const client = live.link.client;
-    const t = setTimeout(() => {
-      client.destroy();
-      live.sock.destroy();
-    }, 1_000);
-    t.unref();
-    client.once('close', () => {
-      clearTimeout(t);
-      live.sock.destroy();
-    });
-    client.end();
+  }
+
+  /** Takes `live` out of service on purpose (idle persist, failback) and ends it gracefully. */
+  #detach(live: LiveLink, reason: SshError): void {
+    this.#live = undefined;
+    this.#clearIdle();
+    this.#clearFailback();
+    live.keepalive?.stop();
+    live.ctl.abort(reason);
+    this.#bytesIn += live.bytesIn;
+    this.#bytesOut += (live.sock as { bytesWritten?: number }).bytesWritten ?? 0;
+    endGracefully(live.link.client, live.sock);
+  }
+
+  #clearFailback(): void {
+    if (this.#failbackTimer !== undefined) this.#clock.clearTimeout(this.#failbackTimer);
+    this.#failbackTimer = undefined;
+  }
+
+  /** Schedules the next failback step in `ms` while ready on a lower entry of the failover list. */
+  #armFailback(ms: number): void {
+    this.#clearFailback();
+    if (this.#o.failbackIntervalMs <= 0 || this.#hostCount < 2 || this.#hostIndex === 0 || this.#state !== 'ready') return;
+    this.#failbackTimer = this.#clock.setTimeout(() => {
+      this.#failbackTimer = undefined;
+      void this.#failbackStep();
+    }, Math.max(0, ms));
+  }
+
+  /** Probes the first entry; once it answered, moves back as soon as no operation runs. */
+  async #failbackStep(): Promise<void> {
+    const live = this.#live;
+    if (this.#state !== 'ready' || !live || this.#hostIndex === 0) return;
+    const interval = this.#o.failbackIntervalMs;
+    if (!this.#failbackReady) {
+      const ok = await this.#probe(0);
+      if (this.#live !== live || this.#state !== 'ready') return;
+      if (!ok) {
+        this.#armFailback(interval);
+        return;
+      }
+      this.#failbackReady = true;
+    }
+    if (this.#hooks.isRunning?.() === true) {
+      this.#armFailback(Math.min(interval, 1_000));
+      return;
+    }
+    const hosts = this.#o.hosts;
+    const cause = new SshError('ERR_SSH_CONNECTION_LOST', `failback: ${hosts[0] ?? ''} answers again; leaving ${hosts[this.#hostIndex] ?? ''} (failbackIntervalMs)`);
+    this.#lastFailure = cause;
+    this.#failingBack = true;
+    this.#detach(live, cause);
+    this.#setState('reconnecting');
+    try {
+      await this.#attempt(0);
+      this.#reconnects += 1;
+    } catch (err) {
+      this.#failingBack = false;
+      if (this.#lifetime.signal.aborted || (this.#state as ConnectionState) !== 'reconnecting') return;
+      const e = err instanceof SshError ? err : new SshError('ERR_SSH_CONNECT', String(err), { cause: err });
+      this.#lastFailure = e;
+      void this.#reconnectLoop(e);
+    }
+  }
+
+  /** TCP, key exchange (host-key check) and authentication to entry `index`, then ends it: `true` when all passed. */
+  async #probe(index: number): Promise<boolean> {
+    let t: ConnectedTransport | undefined;
+    try {
+      const o = this.#hooks.resolveAttempt ? await this.#hooks.resolveAttempt(index) : this.#o;
+      const signal = this.#lifetime.signal;
+      const sock = this.#hooks.transport ? await this.#hooks.transport(o, signal) : undefined;
+      t = await connectAttempt(o, { hostKeyCheck: this.#hooks.hostKeyCheckFor(o), signal, ...(sock ? { sock } : {}) });
+      return true;
+    } catch (err) {
+      this.#log.debug({ code: err instanceof SshError ? err.code : undefined }, 'ssh-tether: failback probe failed');
+      return false;
+    } finally {
+      if (t) endGracefully(t.client, t.sock);
+    }
   }
 
   /** Jittered exponential backoff: base x [0.5, 1), base = min(max, min x factor^(n-1)). */
@@ -701,6 +792,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     const closedErr = new SshError('ERR_SSH_CLOSED', 'the client is closed');
     this.#closedBy ??= new SshError('ERR_SSH_CLOSED', 'closed by close()');
     this.#clearIdle();
+    this.#clearFailback();
     this.#setState('closing');
     this.#lifetime.abort(closedErr);
     this.#rejectWaiters(closedErr);
@@ -741,6 +833,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     this.#fatal = err;
     this.#closedBy ??= e;
     this.#clearIdle();
+    this.#clearFailback();
     this.#lifetime.abort(e);
     const live = this.#live;
     this.#live = undefined;

@@ -140,6 +140,26 @@ describe('failover list', () => {
     expect(one.health()).toMatchObject({ hostIndex: 0, alias: 'backup', port: backup.port });
   });
 
+  it('failbackIntervalMs: once the primary answers again, moves back when no operation runs (a running spawn delays it)', async () => {
+    await primary.stop();
+    const ssh = track(new SshClient(options({ failbackIntervalMs: 300 })));
+    const failovers: string[] = [];
+    ssh.on('failover', ({ from, to, failback }) => failovers.push(`${from}->${to}${failback ? ' (failback)' : ''}`));
+    await ssh.connect();
+    expect(ssh.health().hostIndex).toBe(1);
+    const p = await ssh.spawn('sleep 30');
+    await primary.start();
+    // The primary answers probes now, but the spawned command runs on the backup: stay.
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(ssh.health()).toMatchObject({ state: 'ready', hostIndex: 1 });
+    p.kill();
+    await p.exited.catch(() => undefined);
+    expect(await waitFor(() => ssh.state === 'ready' && ssh.health().hostIndex === 0, 10_000)).toBe(true);
+    expect(failovers).toEqual(['primary->backup', 'backup->primary (failback)']);
+    expect(serverPort((await ssh.exec('echo $SSH_CONNECTION')).stdout)).toBe(primary.port);
+    expect(ssh.health()).toMatchObject({ alias: 'primary', port: primary.port });
+  });
+
   it('rejects an empty list or an empty entry with ERR_SSH_CONFIG naming host', () => {
     for (const host of [[], ['primary', '']]) {
       let err: unknown;
