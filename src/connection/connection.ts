@@ -37,8 +37,10 @@ export interface ConnectionEvents {
   /**
    * A failover list (`host: [...]`) moved to another entry: the link is now ready on `to` (the
    * entry as given, e.g. an ssh_config alias) instead of `from` (the entry in use before, or the
-   * first entry for the first connect); `cause` is the failure that made it move. `failback` is
-   * `true` for a planned move back to the first entry (`failbackIntervalMs`; `cause` then says so).
+   * first entry for the first connect); `cause` is the failure that made it move (for a planned
+   * failback, an `ERR_SSH_CONNECTION_LOST` saying so). `failback` is `true` when the move is back
+   * to the first entry: planned (`failbackIntervalMs`), a connect from `idle` (the list is tried in
+   * order again), or the reconnect walk wrapping round.
    */
   failover: [info: { from: string; to: string; cause: SshError; failback: boolean }];
 }
@@ -534,7 +536,9 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
       const to = hosts[hostIndex] ?? '';
       const cause = this.#lastFailure ?? new SshError('ERR_SSH_CONNECT', `could not use ${from}`);
       this.#log.warn({ from, to, code: cause.code, failback }, `ssh-tether: ${failback ? 'failback' : 'failover'} from ${from} to ${to}`);
-      this.emit('failover', { from, to, cause, failback: failback && hostIndex === 0 });
+      // Any move to the first entry is a move back: the planned one (failbackIntervalMs), a
+      // connect from `idle` (it tries the list in order), or the reconnect walk wrapping round.
+      this.emit('failover', { from, to, cause, failback: hostIndex === 0 });
     }
     const durationMs = performance.now() - started;
     this.#log.info({ host: o.host, port: o.port, username: o.username, alias: o.alias, durationMs }, 'ssh-tether: connected');
