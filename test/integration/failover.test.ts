@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { SshClient, SshError, type SshClientOptions } from '../../src/index.js';
-import { startSshd, type SshdHandle } from '../helpers/sshd.js';
+import { freePort, startSshd, type SshdHandle } from '../helpers/sshd.js';
+import net from 'node:net';
 import { waitFor } from '../helpers/client.js';
 
 let primary: SshdHandle;
@@ -158,6 +159,47 @@ describe('failover list', () => {
     expect(failovers).toEqual(['primary->backup', 'backup->primary (failback)']);
     expect(serverPort((await ssh.exec('echo $SSH_CONNECTION')).stdout)).toBe(primary.port);
     expect(ssh.health()).toMatchObject({ alias: 'primary', port: primary.port });
+  });
+
+  it('a declared remote forward is set up again on the backup after the failover (same server port)', async () => {
+    const echo = net.createServer((c) => {
+      c.on('error', () => undefined);
+      c.on('data', (d) => c.write(`echo:${d.toString()}`));
+    });
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    const echoPort = (echo.address() as net.AddressInfo).port;
+    const remotePort = await freePort();
+    const ask = (): Promise<string> =>
+      new Promise<string>((resolve, reject) => {
+        const c = net.connect({ host: '127.0.0.1', port: remotePort });
+        const t = setTimeout(() => {
+          c.destroy();
+          reject(new Error('no echo within 5 s'));
+        }, 5_000);
+        c.on('error', (e) => {
+          clearTimeout(t);
+          reject(e);
+        });
+        c.on('data', (d) => {
+          clearTimeout(t);
+          c.destroy();
+          resolve(d.toString());
+        });
+        c.write('hi');
+      });
+    try {
+      const ssh = track(new SshClient(options({ forwards: [{ type: 'remote', remoteHost: '127.0.0.1', remotePort, localHost: '127.0.0.1', localPort: echoPort }] })));
+      await ssh.connect();
+      expect(ssh.health().hostIndex).toBe(0);
+      expect(await ask()).toBe('echo:hi');
+      await primary.stop(); // the primary's listener on remotePort dies with it
+      expect(await waitFor(() => ssh.state === 'ready' && ssh.health().hostIndex === 1 && ssh.health().forwards.every((f) => f.state === 'up'), 10_000)).toBe(true);
+      // Now only the backup's sshd can be listening on remotePort.
+      expect(await ask()).toBe('echo:hi');
+      expect(ssh.health().forwards).toHaveLength(1);
+    } finally {
+      await new Promise((r) => echo.close(r));
+    }
   });
 
   it('rejects an empty list or an empty entry with ERR_SSH_CONFIG naming host', () => {
