@@ -354,6 +354,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
   #startFirstConnect(retry: boolean): void {
     if (retry) this.#firstRetry = true;
     if (this.#connecting || this.#state !== 'idle') return;
+    this.#lastFailure = undefined; // a fresh connect: failures of an earlier link are not its cause
     this.#setState('connecting');
     this.#connecting = this.#firstConnect().finally(() => {
       this.#connecting = undefined;
@@ -534,7 +535,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
       const hosts = this.#o.hosts;
       const from = hosts[fromIndex] ?? '';
       const to = hosts[hostIndex] ?? '';
-      const cause = this.#lastFailure ?? new SshError('ERR_SSH_CONNECT', `could not use ${from}`);
+      const cause = this.#lastFailure ?? new SshError('ERR_SSH_CONNECT', `a new connect tried the failover list in order: ${to} answered first`);
       this.#log.warn({ from, to, code: cause.code, failback }, `ssh-tether: ${failback ? 'failback' : 'failover'} from ${from} to ${to}`);
       // Any move to the first entry is a move back: the planned one (failbackIntervalMs), a
       // connect from `idle` (it tries the list in order), or the reconnect walk wrapping round.
