@@ -40,7 +40,7 @@ async function main(): Promise<void> {
   ssh.on('state', ({ previous, state }) => console.log(`[state] ${previous} -> ${state}`));
 
   const registry = new Registry();
-  const unregister = registerMetrics(ssh, { registry, labels: { target: t.options.host } });
+  const unregister = registerMetrics(ssh, { registry, labels: { target: [t.options.host].flat().join(',') } });
   const server = createServer((req, res) => {
     if (req.url !== '/metrics') {
       res.writeHead(404).end();

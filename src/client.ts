@@ -7,7 +7,7 @@ import type { SshConfigWarning } from './config/ssh-config.js';
 import { Connection, type ConnectionEvents, type ConnectionHooks, type RttSummary } from './connection/connection.js';
 import { JumpHosts } from './connection/jump.js';
 import type { ConnectionState } from './connection/state.js';
-import type { Link, LinkWaitOptions } from './connection/link.js';
+import type { ConnectOptions, Link, LinkWaitOptions } from './connection/link.js';
 import { SessionLimiter } from './channel/limiter.js';
 import { execCommand, spawnCommand, startShell, type ExecContext, type ExecOptions, type ShellOptions, type SpawnOptions } from './exec/exec.js';
 import type { ExecResult, RemoteProcess } from './exec/process.js';
@@ -103,8 +103,10 @@ export interface ClientHealth {
   port: number;
   /** The login user, after ssh_config (`User`). */
   username: string;
-  /** The name the client was created with (an ssh_config alias or a host name). */
+  /** The name the client was created with (an ssh_config alias or a host name); with a failover list, the entry in use. */
   alias: string;
+  /** Position of the host in use (or being tried) in the failover list (`host: [...]`); 0 with one host. */
+  hostIndex: number;
   /**
    * Why the client is `closed`: the fatal error (e.g. `ERR_SSH_HOST_KEY_MISMATCH` on a reconnect,
    * `ERR_SSH_AUTH`), or `ERR_SSH_CLOSED` after `close()`/`destroy()`; `undefined` while not closed.
@@ -112,6 +114,11 @@ export interface ClientHealth {
   closedBy: { code: string; message: string } | undefined;
   /** When the current link became ready, or `undefined` when not ready. */
   connectedSince: Date | undefined;
+  /**
+   * When idle persist (`idleTimeoutMs`) ended the unused link, while the client is still `idle`
+   * because of it (the next operation connects again); `undefined` otherwise.
+   */
+  idleSince: Date | undefined;
   /** Milliseconds since the current link became ready (0 when not ready). */
   uptimeMs: number;
   /** Successful reconnects since the client was created. */
@@ -260,12 +267,15 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     };
     const custom = o.hostVerifier !== undefined || o.explicitKeys.has('knownHosts');
     const jump = new JumpHosts({ onNewKey: (info) => this.emit('hostkey', info), ...(custom ? { hostKeyCheckFor } : {}) });
+    const resolveAttempt = (hostIndex: number): Promise<ResolvedOptions> => attemptHooks.resolveAttempt?.(hostIndex) ?? Promise.resolve(o);
     const attemptHooks: ConnectionHooks = {
       owner: this,
       logger,
       transport: (a, signal) => jump.transport(a, signal),
-      resolveAttempt: async () => {
-        const e = await resolveEffective(o);
+      // Failover list: entry `hostIndex` resolved through ssh_config on its own.
+      resolveAttempt: async (hostIndex = 0) => {
+        const entry = o.hosts[hostIndex];
+        const e = await resolveEffective(hostIndex === 0 || entry === undefined ? o : Object.freeze({ ...o, host: entry, alias: entry }));
         for (const w of e.warnings) {
           if (warned.has(w.keyword)) continue;
           warned.add(w.keyword);
@@ -278,6 +288,14 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     };
     this.#conn = new Connection(o, {
       ...attemptHooks,
+      hostCount: o.hosts.length,
+      // Idle persist: a session channel open or waited for (exec, spawn, SFTP session), a spawned
+      // command, or any forward (listening, or a remote one requested) keeps the link.
+      isBusy: () => this.#limiter.open > 0 || this.#limiter.queued > 0 || this.#spawned.size > 0 || this.#forwards.list().length > 0,
+      // Failback: a move would break a session channel, a spawned command or a carried connection
+      // (forwards themselves are set up again on the new host).
+      isRunning: () =>
+        this.#limiter.open > 0 || this.#limiter.queued > 0 || this.#spawned.size > 0 || this.#forwards.list().some((f) => f.stats().connectionsActive > 0),
       beforeReady: async (link, a) => {
         // Declared forwards: the `forwards` option, else ssh_config LocalForward/RemoteForward/DynamicForward.
         const specs = a.forwards === o.forwards ? declared : parseForwardSpecs(a.forwards);
@@ -318,6 +336,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     c.on('keepalive', (e) => this.emit('keepalive', e));
     c.on('error', (e) => this.emit('error', e));
     c.on('close', (e) => this.emit('close', e));
+    c.on('failover', (e) => this.emit('failover', e));
     this.#conn.on('close', () => {
       jump.destroy();
       this.#forwards.closeAll().catch(() => undefined);
@@ -366,8 +385,8 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
       }
       // The server refused a second session on this connection (tinysshd allows one; sshd
       // with `MaxSessions 1`), or this client is closing: kill over a short-lived connection
-      // of its own.
-      const conn = new Connection(o, attemptHooks);
+      // of its own, on the host in use (a failover list is not walked: the process lives there).
+      const conn = new Connection(o, { ...attemptHooks, resolveAttempt: () => attemptHooks.resolveAttempt?.(this.#conn.hostIndex) ?? Promise.resolve(o) });
       try {
         await conn.connect({ timeoutMs: KILL_TIMEOUT_MS });
         await runKill({ provider: conn, limiter: new SessionLimiter(1, this), killer: noKill }, target);
@@ -402,22 +421,28 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     return this.#conn.effective.username;
   }
 
-  /** The name this client was created with (the `host` option: an ssh_config alias or a host name). */
+  /**
+   * The name this client was created with (the `host` option: an ssh_config alias or a host
+   * name); with a failover list, the entry in use (or being tried).
+   */
   get alias(): string {
-    return this.#o.alias;
+    return this.#conn.effective.alias;
   }
 
   /**
    * Connects (when idle) and resolves once authenticated; resolves at once when ready and waits
    * while reconnecting. A failed first connect leaves the client `idle` (retry by calling again)
-   * unless the error is fatal (auth, key, host key, config), which ends in `closed`.
+   * unless the error is fatal (auth, key, host key, config), which ends in `closed`. With
+   * `retry: true` (or the option `retryFirstConnect`) a retryable failure is retried under the
+   * `reconnect` policy instead, as autossh does (`reconnecting` events announce each retry).
    *
-   * @param options - `signal` and `timeoutMs` bound the wait (the attempt itself is bounded by `connectTimeoutMs`).
+   * @param options - `signal` and `timeoutMs` bound the wait (the attempt itself is bounded by
+   *   `connectTimeoutMs`); `retry` applies the reconnect policy (see {@link ConnectOptions}).
    * @throws {SshError} `ERR_SSH_CONNECT`, `ERR_SSH_CONNECT_TIMEOUT`, `ERR_SSH_HANDSHAKE`,
    *   `ERR_SSH_HOST_KEY_UNKNOWN`/`_MISMATCH`/`_REVOKED`, `ERR_SSH_AUTH`, `ERR_SSH_KEY`,
    *   `ERR_SSH_TIMEOUT`, `ERR_SSH_ABORTED`, `ERR_SSH_CLOSED`.
    */
-  async connect(options: LinkWaitOptions = {}): Promise<void> {
+  async connect(options: ConnectOptions = {}): Promise<void> {
     await this.#conn.connect(options);
   }
 
@@ -657,9 +682,11 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
       host: e.host,
       port: e.port,
       username: e.username,
-      alias: this.#o.alias,
+      alias: e.alias,
+      hostIndex: this.#conn.hostIndex,
       closedBy: closedBy ? { code: closedBy.code, message: closedBy.message } : undefined,
       connectedSince: s.connectedSince,
+      idleSince: this.#conn.idleSince,
       uptimeMs: s.connectedSince ? Date.now() - s.connectedSince.getTime() : 0,
       reconnects: s.reconnects,
       disconnects: s.disconnects,

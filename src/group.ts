@@ -114,7 +114,9 @@ interface Member {
 
 function labelOf(o: SshClientOptions): string {
   const user = o.username ? `${o.username}@` : '';
-  return `${user}${o.host}${o.port !== undefined ? `:${o.port}` : ''}`;
+  // A failover list is labelled by its entries, comma-separated (ssh_config's ProxyJump style).
+  const host = typeof o.host === 'string' ? o.host : o.host.join(',');
+  return `${user}${host}${o.port !== undefined ? `:${o.port}` : ''}`;
 }
 
 /**

@@ -46,7 +46,7 @@ export type { ConnectionEvents, RttSummary } from './connection/connection.js';
 export { DIAGNOSTICS_CHANNELS } from './internal/diagnostics.js';
 export type { Logger } from './internal/logger.js';
 export { Secret } from './internal/secret.js';
-export type { LinkWaitOptions } from './connection/link.js';
+export type { ConnectOptions, LinkWaitOptions } from './connection/link.js';
 export type { ExecOptions, PtyOptions, ShellOptions, SpawnOptions, TerminalModeName, TerminalModes } from './exec/exec.js';
 export { TERMINAL_MODE_NAMES } from './exec/exec.js';
 export { RemoteProcess, type ExecResult } from './exec/process.js';

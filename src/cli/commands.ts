@@ -631,7 +631,7 @@ async function forwardCommand(args: string[], io: Io): Promise<number> {
   process.once('SIGTERM', onSignal);
   const handles: ForwardHandleLike[] = [];
   try {
-    await client.connect();
+    await client.connect({ retry: true, signal: stop.signal }); // autossh: wait for a server that is not up yet
     for (const f of parsed.forwards) {
       const h = f.type === 'local' ? await client.forwardLocal(f.options) : f.type === 'remote' ? await client.forwardRemote(f.options) : await client.forwardDynamic(f.options);
       handles.push(h);

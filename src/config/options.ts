@@ -34,6 +34,12 @@ export const DEFAULTS = Object.freeze({
   globalKnownHostsFiles: Object.freeze(['/etc/ssh/ssh_known_hosts']),
   /** Longest an operation (exec, spawn, sftp, forwardRemote...) waits for the link while the client (re)connects; 0 waits forever. */
   operationTimeoutMs: 120_000,
+  /** Idle persist (OpenSSH `ControlPersist`): end an unused link after this long; 0 = never. */
+  idleTimeoutMs: 0,
+  /** Apply the reconnect policy to the first connect too (autossh). */
+  retryFirstConnect: false,
+  /** Failover list: probe the first host at this interval while on another; 0 = never move back. */
+  failbackIntervalMs: 0,
   /** Longest a connection accepted by a local or dynamic forward waits for the link while the client reconnects. */
   forwardConnectionWaitMs: 15_000,
   /** Where durable jobs live on the server (`~/` is the login directory). */
@@ -67,7 +73,9 @@ const reconnectSchema = z.strictObject({
 
 /** The zod schema of {@link SshClientOptions} (strict: unknown keys are rejected). */
 export const clientOptionsSchema = z.strictObject({
-  host: nonEmpty('host'),
+  host: z.union([nonEmpty('host'), z.array(nonEmpty('a host name or alias'), { error: 'expected a host name, an ssh_config alias, or a non-empty array of them (failover list)' }).min(1, { error: 'expected at least one host in the failover list' })], {
+    error: 'expected a host name, an ssh_config alias, or a non-empty array of them (failover list)',
+  }),
   port: port.optional(),
   username: nonEmpty('username').optional(),
   privateKey: keyMaterial.optional(),
@@ -90,6 +98,9 @@ export const clientOptionsSchema = z.strictObject({
   maxSessions: z.number().int().min(1, { error: 'expected an integer >= 1' }).max(10_000).optional(),
   closeTimeoutMs: durationMs('closeTimeoutMs').optional(),
   operationTimeoutMs: durationMs('operationTimeoutMs').optional(),
+  idleTimeoutMs: durationMs('idleTimeoutMs').optional(),
+  retryFirstConnect: z.boolean({ error: 'expected a boolean' }).optional(),
+  failbackIntervalMs: durationMs('failbackIntervalMs').optional(),
   forwardConnectionWaitMs: durationMs('forwardConnectionWaitMs').optional(),
   sshConfig: z
     .union([nonEmpty('an ssh_config path'), z.array(nonEmpty('an ssh_config path')), z.literal(false)], {
@@ -132,8 +143,15 @@ export const clientOptionsSchema = z.strictObject({
  * Options of {@link SshClient}. Every duration is in milliseconds.
  */
 export interface SshClientOptions {
-  /** Host name or address to connect to. Required. */
-  host: string;
+  /**
+   * Host name, address or ssh_config alias to connect to. Required. A list is a failover list:
+   * each entry resolved through ssh_config on its own and checked against known_hosts under its
+   * own name; `connect()` tries them in order; after a lost link the client retries the host it
+   * was on, then moves down the list (wrapping round), one host per attempt of the `reconnect`
+   * backoff, and emits `failover`. Fatal errors (host key, auth, config) on any entry end the
+   * client as with one host: they are never a reason to try the next one.
+   */
+  host: string | string[];
   /** TCP port. @default 22 */
   port?: number;
   /** Login user. @default the current OS user */
@@ -213,6 +231,36 @@ export interface SshClientOptions {
    * @default 120000
    */
   operationTimeoutMs?: number;
+  /**
+   * Idle persist, as OpenSSH's `ControlPersist`: after this many ms with no session channel open
+   * (exec, spawn, SFTP session), no operation waiting for one and no forward listening, the
+   * client ends its link and goes to state `'idle'` (see `health().idleSince`). It still accepts
+   * every operation: the next one connects again transparently (as a first connect: one attempt,
+   * or the reconnect policy with `retryFirstConnect`). Keep-alive probes do not count as use.
+   * An open SFTP session (`sftp()` until its `close()`), a running `spawn` and every forward,
+   * declared ones included, keep the link. The link ends at the earliest `idleTimeoutMs` after
+   * the last use (checked at least once a second while in use). `0` never ends it.
+   * @default 0
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Apply the `reconnect` policy (backoff, `retries`) to the first connect too, as autossh does:
+   * for tunnel keepers that may start before the server is up. Fatal errors (authentication,
+   * host key, key file, configuration, a name that does not resolve) are never retried. Same as
+   * `connect({ retry: true })` for every connect from `'idle'` (including the implicit connect
+   * of the first operation). @default false
+   */
+  retryFirstConnect?: boolean;
+  /**
+   * Failback for a failover list (`host: [...]`): while the link is on a lower entry, probe the
+   * first entry every this many ms (TCP, key exchange with its host-key check, authentication; no
+   * channel), and once it answers, move back at the next moment no operation runs (no session
+   * channel open or waited for, no spawned command, no connection carried by a forward): the link
+   * on the lower host is ended, the client goes `reconnecting` and connects to the first entry
+   * (`failover` event with `failback: true`); forwards are set up again there. Should that connect
+   * fail, the usual reconnect walk of the list follows. `0` never moves back. @default 0
+   */
+  failbackIntervalMs?: number;
   /**
    * Longest a connection accepted by a local or dynamic forward waits for the link while the
    * client reconnects, in ms; then it is closed (a SOCKS client gets reply 0x01). @default 15000
@@ -316,10 +364,17 @@ export interface ResolvedOptions {
   readonly closeTimeoutMs: number;
   /** 0 = forever. */
   readonly operationTimeoutMs: number;
+  /** 0 = never. */
+  readonly idleTimeoutMs: number;
+  readonly retryFirstConnect: boolean;
+  /** 0 = never. */
+  readonly failbackIntervalMs: number;
   readonly forwardConnectionWaitMs: number;
   readonly algorithms: SshClientOptions['algorithms'];
-  /** The name the caller asked for (an ssh_config alias or a host name). */
+  /** The name the caller asked for (an ssh_config alias or a host name): the failover entry of this attempt. */
   readonly alias: string;
+  /** The failover list (one entry for a single host); `host`/`alias` start as its first entry. */
+  readonly hosts: readonly string[];
   readonly sshConfig: string | readonly string[] | false | undefined;
   readonly identitiesOnly: boolean;
   readonly forwardAgent: boolean;
@@ -512,8 +567,10 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
     }
   }
   const agentEnv = env.SSH_AUTH_SOCK;
+  const hosts = Object.freeze(typeof o.host === 'string' ? [o.host] : [...o.host]);
+  const first = hosts[0] ?? '';
   const resolved: ResolvedOptions = {
-    host: o.host,
+    host: first,
     port: o.port ?? DEFAULTS.port,
     username,
     privateKey: o.privateKey === undefined ? undefined : new Secret(o.privateKey),
@@ -536,9 +593,13 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
     maxSessions: o.maxSessions ?? DEFAULTS.maxSessions,
     closeTimeoutMs: o.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs,
     operationTimeoutMs: o.operationTimeoutMs ?? DEFAULTS.operationTimeoutMs,
+    idleTimeoutMs: o.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs,
+    retryFirstConnect: o.retryFirstConnect ?? DEFAULTS.retryFirstConnect,
+    failbackIntervalMs: o.failbackIntervalMs ?? DEFAULTS.failbackIntervalMs,
     forwardConnectionWaitMs: o.forwardConnectionWaitMs ?? DEFAULTS.forwardConnectionWaitMs,
     algorithms: o.algorithms === undefined ? undefined : Object.freeze(stripUndefined(o.algorithms)),
-    alias: o.host,
+    alias: first,
+    hosts,
     sshConfig: o.sshConfig,
     identitiesOnly: o.identitiesOnly ?? false,
     forwardAgent: o.forwardAgent ?? false,

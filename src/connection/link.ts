@@ -41,3 +41,16 @@ export interface LinkProvider {
   /** Calls `listener` for every new link (after each (re)connect). Returns an unsubscribe function. */
   onLink(listener: (link: Link) => void): () => void;
 }
+
+/** Options of `SshClient.connect()`. */
+export interface ConnectOptions extends LinkWaitOptions {
+  /**
+   * Apply the `reconnect` policy (jittered backoff, `retries`) to this connect when it starts
+   * from `'idle'`, as autossh does: for tunnel keepers that may start before the server is up.
+   * Fatal errors (auth, host key, key file, config, a name that does not resolve) are never
+   * retried. Without `timeoutMs`, the wait is then bounded by the policy only (not by
+   * `operationTimeoutMs`). The option `retryFirstConnect` sets it for every connect.
+   * @default the client's `retryFirstConnect` (false)
+   */
+  retry?: boolean | undefined;
+}

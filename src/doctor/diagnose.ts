@@ -257,7 +257,7 @@ export async function diagnose(target: string, options: DiagnoseOptions = {}): P
     try {
       const co = targetClientOptions(target, targetOptions);
       const { host, ...rest } = co;
-      o = await resolveConfig(host, rest);
+      o = await resolveConfig(typeof host === 'string' ? host : (host[0] ?? ''), rest); // a failover list: its first host
     } catch (err) {
       return {
         ok: false,

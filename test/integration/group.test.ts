@@ -148,7 +148,8 @@ describe('SshGroup', () => {
       expect(states).toContain(`${group.hosts[0]!} ready`);
       expect(states).toContain(`${group.hosts[1]!} ready`);
       const deadline = Date.now() + 10_000;
-      while (group.health().some((h) => h.health !== undefined) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const closed = (): boolean => group.hosts.every((h) => states.includes(`${h} closed`));
+      while ((group.health().some((h) => h.health !== undefined) || !closed()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       expect(group.health().every((h) => h.health === undefined)).toBe(true);
       expect(states).toContain(`${group.hosts[0]!} closed`);
       const before = ps.map((p) => p.acceptedCount);

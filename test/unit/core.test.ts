@@ -21,7 +21,7 @@ describe('state table', () => {
       [
         'idle->connecting', 'idle->closing', 'idle->closed',
         'connecting->ready', 'connecting->idle', 'connecting->closing', 'connecting->closed',
-        'ready->reconnecting', 'ready->closing', 'ready->closed',
+        'ready->reconnecting', 'ready->idle', 'ready->closing', 'ready->closed',
         'reconnecting->ready', 'reconnecting->closing', 'reconnecting->closed',
         'closing->closed',
       ].sort(),

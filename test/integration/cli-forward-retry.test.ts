@@ -1,0 +1,124 @@
+// `ssh-tether forward` starts before the server answers and waits for it (connect({ retry: true }),
+// autossh's behaviour): the server is behind a fault proxy that refuses every connection for 2 s.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FaultProxy } from '../helpers/fault-proxy.js';
+import { sharedSshd } from '../helpers/shared.js';
+import { knownHostsFor } from '../helpers/client.js';
+
+const info = sharedSshd();
+const ROOT = new URL('../../', import.meta.url).pathname;
+const CLI = join(ROOT, 'dist/cli.js');
+
+function newest(dir: string): number {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+let proxy: FaultProxy;
+let dir: string;
+beforeAll(async () => {
+  // Same build step as test/integration/cli.test.ts (dist/cli.js when missing or older than src/).
+  let built: number;
+  try {
+    built = statSync(CLI).mtimeMs;
+  } catch {
+    built = 0;
+  }
+  if (built < newest(join(ROOT, 'src'))) {
+    const { build } = await import('tsup');
+    await build({
+      entry: { cli: join(ROOT, 'src/cli/main.ts') },
+      outDir: join(ROOT, 'dist'),
+      format: ['esm'],
+      dts: false,
+      clean: false,
+      sourcemap: true,
+      target: 'node20',
+      splitting: false,
+      silent: true,
+      config: false,
+      tsconfig: join(ROOT, 'tsconfig.build.json'),
+      banner: { js: '#!/usr/bin/env node' },
+    });
+  }
+  proxy = await FaultProxy.start({ host: info.host, port: info.port });
+  dir = mkdtempSync(join(tmpdir(), 'tether-cli-retry-'));
+}, 120_000);
+afterAll(async () => {
+  await proxy.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('ssh-tether forward waits for a server that is not up yet', () => {
+  it('-L: retries while refused, then forwards; Ctrl-C exits 0', async () => {
+    const config = join(dir, 'ssh_config');
+    writeFileSync(
+      config,
+      [
+        'Host late',
+        `  HostName ${proxy.host}`,
+        `  Port ${proxy.port}`,
+        `  User ${info.username}`,
+        `  IdentityFile ${info.privateKeyPath}`,
+        `  UserKnownHostsFile ${knownHostsFor(info, proxy.host, proxy.port)}`,
+        '  GlobalKnownHostsFile none',
+        '  IdentityAgent none',
+        '',
+      ].join('\n'),
+    );
+    const echo = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.on('data', (d) => s.write(`echo:${d.toString()}`));
+    });
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    const echoPort = (echo.address() as net.AddressInfo).port;
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const localPort = (probe.address() as net.AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+
+    proxy.refuse(true);
+    const child = spawn(process.execPath, [CLI, 'forward', '-F', config, 'late', '-L', `${localPort}:127.0.0.1:${echoPort}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, SSH_AUTH_SOCK: '' },
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    const killer = setTimeout(() => child.kill('SIGKILL'), 25_000);
+    const opener = setTimeout(() => proxy.refuse(false), 2_000);
+    try {
+      for (let i = 0; i < 300 && !stderr.includes('forwarding -L'); i++) await new Promise((r) => setTimeout(r, 50));
+      // It retried (reconnecting lines) instead of exiting on the first refusal.
+      expect(stderr).toMatch(/reconnecting \(attempt 1 /);
+      expect(stderr).toContain(`listening on 127.0.0.1:${localPort}`);
+      const reply = await new Promise<string>((resolve, reject) => {
+        const s = net.connect({ host: '127.0.0.1', port: localPort });
+        s.on('error', reject);
+        s.on('data', (d) => {
+          s.destroy();
+          resolve(d.toString());
+        });
+        s.write('hi');
+      });
+      expect(reply).toBe('echo:hi');
+      child.kill('SIGINT');
+      expect(await exited).toBe(0);
+    } finally {
+      clearTimeout(opener);
+      clearTimeout(killer);
+      proxy.refuse(false);
+      child.kill('SIGKILL');
+      await new Promise((r) => echo.close(r));
+    }
+  });
+});
