@@ -21,15 +21,15 @@
  * bastion connection is kept alive and reused when the inner connection is rebuilt. Always uses
  * the in-process servers (SSH_HOST is not read). Exits by itself.
  */
+import { generateEd25519 } from '../src/internal/keygen.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
 import { SshClient } from '../src/index.js';
 import { startServer } from '../src/server/index.js';
 
 async function main(): Promise<void> {
-  const key = ssh2.utils.generateKeyPairSync('ed25519');
+  const key = generateEd25519();
   const users = [{ username: 'demo', authorizedKeys: [key.public] }];
   const bastion = await startServer({ users });
   const internal = await startServer({ host: '127.0.0.2', users });

@@ -267,7 +267,6 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     };
     const custom = o.hostVerifier !== undefined || o.explicitKeys.has('knownHosts');
     const jump = new JumpHosts({ onNewKey: (info) => this.emit('hostkey', info), ...(custom ? { hostKeyCheckFor } : {}) });
-    const resolveAttempt = (hostIndex: number): Promise<ResolvedOptions> => attemptHooks.resolveAttempt?.(hostIndex) ?? Promise.resolve(o);
     const attemptHooks: ConnectionHooks = {
       owner: this,
       logger,

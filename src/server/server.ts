@@ -8,6 +8,7 @@ import { EventEmitter } from 'eventemitter3';
 import ssh2 from 'ssh2';
 import { z } from 'zod';
 import { SshConfigError, SshError } from '../errors.js';
+import { generateEd25519 } from '../internal/keygen.js';
 import type { SshClientOptions } from '../config/options.js';
 import { Link, type FaultState } from './relay.js';
 import { serveSession } from './session.js';
@@ -757,7 +758,7 @@ export async function startServer(options: ServerOptions = {}): Promise<SshServe
   }
   const o = parsed.data;
   const host = o.host ?? '127.0.0.1';
-  const hostKeys = (o.hostKeys ?? [utils.generateKeyPairSync('ed25519').private]).map((k, i) => {
+  const hostKeys = (o.hostKeys ?? [generateEd25519().private]).map((k, i) => {
     const key = parseKeyOrThrow(k, `hostKeys.${i}`);
     if (!key.isPrivateKey()) throw new SshConfigError(`hostKeys.${i}: expected a private key`, { field: `hostKeys.${i}` });
     return { raw: k, key };
@@ -770,7 +771,7 @@ export async function startServer(options: ServerOptions = {}): Promise<SshServe
       users.set(u.username, { username: u.username, keys, password: u.password, privateKey: undefined });
     });
   } else {
-    const pair = utils.generateKeyPairSync('ed25519');
+    const pair = generateEd25519();
     const name = userInfo().username;
     users.set(name, { username: name, keys: [parseKeyOrThrow(pair.public, 'users')], password: undefined, privateKey: pair.private });
   }

@@ -4,6 +4,7 @@
  * "send exit-status, then keep the channel open and keep writing". Records every command and
  * every channel close the client sent, so a test can check what the client did.
  */
+import { generateEd25519 } from '../../src/internal/keygen.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,8 +58,8 @@ export interface HostileExecOptions {
 /** Starts the server on 127.0.0.1 with a fresh ed25519 host key; `behave` answers each exec. */
 export async function startHostileExecServer(behave: ExecBehaviour, options: HostileExecOptions = {}): Promise<HostileExecServer> {
   const dir = mkdtempSync(join(tmpdir(), 'tether-hostile-exec-'));
-  const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
-  const userKey = ssh2.utils.generateKeyPairSync('ed25519');
+  const hostKey = generateEd25519();
+  const userKey = generateEd25519();
   const privateKeyPath = join(dir, 'id_ed25519');
   writeFileSync(privateKeyPath, userKey.private, { mode: 0o600 });
   const sessions: ExecSession[] = [];

@@ -12,6 +12,7 @@
  * packets are written here through the server connection's packet writer (test-only use of
  * ssh2 internals, behind a shape check that fails loudly if ssh2 changes).
  */
+import { generateEd25519 } from '../../src/internal/keygen.js';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -80,7 +81,7 @@ interface Hostile {
 }
 
 async function hostileServer(mode: Mode): Promise<Hostile> {
-  const key = ssh2.utils.generateKeyPairSync('ed25519');
+  const key = generateEd25519();
   const conns = new Set<ssh2.Connection>();
   const evilIdent = mode === 'ident' ? { ident: `Evil_1.0 ${EVIL_IDENT}`, greeting: `Welcome ${EVIL_LINE}\r\n` } : {};
   const server = new ssh2.Server({ hostKeys: [key.private], ...evilIdent }, (conn) => {

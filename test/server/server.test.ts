@@ -1,3 +1,4 @@
+import { generateEd25519 } from '../../src/internal/keygen.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
@@ -138,8 +139,8 @@ describe('in-process server: defaults, exec, shell, env, signals, pty', () => {
 
 describe('in-process server: authentication and MaxSessions', () => {
   it('accepts password and keyboard-interactive, refuses a wrong password and an unknown key', async () => {
-    const pair = ssh2.utils.generateKeyPairSync('ed25519');
-    const other = ssh2.utils.generateKeyPairSync('ed25519');
+    const pair = generateEd25519();
+    const other = generateEd25519();
     await using server = await startServer({
       users: [
         { username: 'alice', password: 's3cret' },
