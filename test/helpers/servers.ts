@@ -609,6 +609,11 @@ async function startAsyncssh(options: TestServerOptions): Promise<TestServer> {
   await writeKnownHosts(c, hostPublicKey);
   const listen = options.extra?.['listen'];
   if (listen !== undefined && (typeof listen !== 'object' || listen === null || Array.isArray(listen))) throw new Error('extra.listen must be an object');
+  // The server runs as the login user, who may not be able to read the checkout (a CI clone in
+  // a 0700 temp dir): run a copy from the server's own dir, which that user can read.
+  const script = path.join(c.dir, 'asyncssh_server.py');
+  await fsp.copyFile(ASYNCSSH_SCRIPT, script);
+  await fsp.chmod(script, 0o644);
   const config = JSON.stringify({ host: c.host, port: c.port, host_key: hostKey, authorized_keys: authKeys, home: c.homeDir, listen: listen ?? {} });
   const marker = `TETHER_TEST_SERVER=${path.basename(c.dir)}`;
   const env: NodeJS.ProcessEnv = {
@@ -622,8 +627,8 @@ async function startAsyncssh(options: TestServerOptions): Promise<TestServer> {
   if (isRoot && !SETPRIV) throw new Error('asyncssh test server needs setpriv to run as the login user: install the Debian package util-linux');
   const file = isRoot ? SETPRIV! : SYSTEM_PYTHON;
   const args = isRoot
-    ? [`--reuid=${c.uid}`, `--regid=${c.gid}`, '--init-groups', '--', SYSTEM_PYTHON, ASYNCSSH_SCRIPT, config]
-    : [ASYNCSSH_SCRIPT, config];
+    ? [`--reuid=${c.uid}`, `--regid=${c.gid}`, '--init-groups', '--', SYSTEM_PYTHON, script, config]
+    : [script, config];
   const server = new SpawnedServer('asyncssh', c.host, c.port, c.username, c.privateKeyPath, c.knownHostsPath, hostPublicKey, c.homeDir, traitsOf('asyncssh'), c.dir,
     { file, args, env, envMarker: marker },
     () => Promise.resolve());
