@@ -2,54 +2,22 @@
 // autossh's behaviour): the server is behind a fault proxy that refuses every connection for 2 s.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { sharedSshd } from '../helpers/shared.js';
 import { knownHostsFor } from '../helpers/client.js';
+import { CLI, ensureCliBuilt } from '../helpers/cli.js';
 
 const info = sharedSshd();
-const ROOT = new URL('../../', import.meta.url).pathname;
-const CLI = join(ROOT, 'dist/cli.js');
 
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
 
 let proxy: FaultProxy;
 let dir: string;
 beforeAll(async () => {
-  // Same build step as test/integration/cli.test.ts (dist/cli.js when missing or older than src/).
-  let built: number;
-  try {
-    built = statSync(CLI).mtimeMs;
-  } catch {
-    built = 0;
-  }
-  if (built < newest(join(ROOT, 'src'))) {
-    const { build } = await import('tsup');
-    await build({
-      entry: { cli: join(ROOT, 'src/cli/main.ts') },
-      outDir: join(ROOT, 'dist'),
-      format: ['esm'],
-      dts: false,
-      clean: false,
-      sourcemap: true,
-      target: 'node20',
-      splitting: false,
-      silent: true,
-      config: false,
-      tsconfig: join(ROOT, 'tsconfig.build.json'),
-      banner: { js: '#!/usr/bin/env node' },
-    });
-  }
+  await ensureCliBuilt();
   proxy = await FaultProxy.start({ host: info.host, port: info.port });
   dir = mkdtempSync(join(tmpdir(), 'tether-cli-retry-'));
 }, 120_000);

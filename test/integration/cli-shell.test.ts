@@ -3,51 +3,16 @@
 // real sshd.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sharedSshd } from '../helpers/shared.js';
 import { waitFor } from '../helpers/client.js';
+import { CLI, ensureCliBuilt } from '../helpers/cli.js';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
-const CLI = join(ROOT, 'dist/cli.js');
 const info = sharedSshd();
 
-/** Newest mtime under `dir`, recursively (bounded walk of the source tree). */
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-// Builds dist/cli.js when it is missing or older than src/ (as test/integration/cli.test.ts).
-beforeAll(async () => {
-  let built: number;
-  try {
-    built = statSync(CLI).mtimeMs;
-  } catch {
-    built = 0;
-  }
-  if (built >= newest(join(ROOT, 'src'))) return;
-  const { build } = await import('tsup');
-  await build({
-    entry: { cli: join(ROOT, 'src/cli/main.ts') },
-    outDir: join(ROOT, 'dist'),
-    format: ['esm'],
-    dts: false,
-    clean: false,
-    sourcemap: true,
-    target: 'node20',
-    splitting: false,
-    silent: true,
-    config: false,
-    tsconfig: join(ROOT, 'tsconfig.build.json'),
-    banner: { js: '#!/usr/bin/env node' },
-  });
-}, 120_000);
+beforeAll(ensureCliBuilt, 120_000);
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-cli-shell-'));
 const config = join(dir, 'ssh_config');

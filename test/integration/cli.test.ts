@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,49 +8,11 @@ import { randomBytes } from 'node:crypto';
 import { parseCliForward } from '../../src/cli/args.js';
 import { parseForwardArgs } from '../../src/cli/commands.js';
 import { sharedSshd } from '../helpers/shared.js';
+import { CLI, ROOT, ensureCliBuilt } from '../helpers/cli.js';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
-const CLI = join(ROOT, 'dist/cli.js');
 const info = sharedSshd();
 
-/** Newest mtime under `dir`, recursively (bounded walk of the source tree). */
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-/**
- * Builds dist/cli.js (only the CLI entry, no types) when it is missing or older than src/.
- * Under CI `npm run build` ran before the tests, so this is a no-op there.
- */
-beforeAll(async () => {
-  let built: number;
-  try {
-    built = statSync(CLI).mtimeMs;
-  } catch {
-    built = 0;
-  }
-  if (built >= newest(join(ROOT, 'src'))) return;
-  const { build } = await import('tsup');
-  await build({
-    entry: { cli: join(ROOT, 'src/cli/main.ts') },
-    outDir: join(ROOT, 'dist'),
-    format: ['esm'],
-    dts: false,
-    clean: false,
-    sourcemap: true,
-    target: 'node20',
-    splitting: false,
-    silent: true,
-    config: false,
-    tsconfig: join(ROOT, 'tsconfig.build.json'),
-    banner: { js: '#!/usr/bin/env node' },
-  });
-}, 120_000);
+beforeAll(ensureCliBuilt, 120_000);
 
 interface Run {
   code: number | null;

@@ -14,7 +14,7 @@
  */
 import { generateEd25519 } from '../../src/internal/keygen.js';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,10 +23,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshClient, SshError, type SshClientOptions } from '../../src/index.js';
 import { sharedSshd } from '../helpers/shared.js';
 import { reliabilitySuite } from './guard.js';
+import { CLI, ensureCliBuilt } from '../helpers/cli.js';
 
 const suite = reliabilitySuite('Hostile text (issue 11 item 6)');
-const ROOT = new URL('../../', import.meta.url).pathname;
-const CLI = join(ROOT, 'dist/cli.js');
 const info = sharedSshd();
 const dir = mkdtempSync(join(tmpdir(), 'tether-hostile-text-'));
 
@@ -140,39 +139,7 @@ async function hostileServer(mode: Mode): Promise<Hostile> {
 
 // ---------------------------------------------------------------- the CLI
 
-function newest(d: string): number {
-  let t = 0;
-  for (const e of readdirSync(d, { withFileTypes: true })) {
-    const p = join(d, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-beforeAll(async () => {
-  let built: number;
-  try {
-    built = statSync(CLI).mtimeMs;
-  } catch {
-    built = 0;
-  }
-  if (built >= newest(join(ROOT, 'src'))) return;
-  const { build } = await import('tsup');
-  await build({
-    entry: { cli: join(ROOT, 'src/cli/main.ts') },
-    outDir: join(ROOT, 'dist'),
-    format: ['esm'],
-    dts: false,
-    clean: false,
-    sourcemap: true,
-    target: 'node20',
-    splitting: false,
-    silent: true,
-    config: false,
-    tsconfig: join(ROOT, 'tsconfig.build.json'),
-    banner: { js: '#!/usr/bin/env node' },
-  });
-}, 120_000);
+beforeAll(ensureCliBuilt, 120_000);
 
 /** Runs the bin; both streams as text (bounded by a kill timer). */
 function cli(args: string[]): Promise<{ code: number | null; out: string }> {
