@@ -15,6 +15,8 @@ import { sanitizeText } from './internal/sanitize.js';
  */
 export type SshErrorCode =
   | 'ERR_SSH_CONFIG'
+  /** A bad argument to a call (an option object of `exec`, `get`, `forwardLocal`...): never retried. */
+  | 'ERR_SSH_INVALID_ARG'
   | 'ERR_SSH_CONNECT'
   | 'ERR_SSH_CONNECT_TIMEOUT'
   | 'ERR_SSH_HANDSHAKE'
@@ -41,6 +43,7 @@ export type SshErrorCode =
 /** Codes that describe a problem a retry cannot fix. */
 const NEVER_RETRY: ReadonlySet<SshErrorCode> = new Set<SshErrorCode>([
   'ERR_SSH_CONFIG',
+  'ERR_SSH_INVALID_ARG',
   'ERR_SSH_AUTH',
   'ERR_SSH_KEY',
   'ERR_SSH_HOST_KEY_UNKNOWN',
@@ -94,6 +97,26 @@ export class SshConfigError extends SshError {
   constructor(message: string, options: SshErrorOptions & { field?: string } = {}) {
     super('ERR_SSH_CONFIG', message, options);
     this.name = 'SshConfigError';
+    this.field = options.field;
+  }
+}
+
+/**
+ * A bad argument to a call (`ERR_SSH_INVALID_ARG`): an option object of `exec`, an SFTP method,
+ * a forward, with an unknown key or a value of the wrong form. Client options and ssh_config
+ * stay `ERR_SSH_CONFIG` ({@link SshConfigError}). Never retried. The `cause` is the ZodError
+ * when validation failed.
+ */
+export class SshInvalidArgError extends SshError {
+  /** The argument path that was rejected, e.g. `options.timeoutMs`, when known. */
+  readonly field: string | undefined;
+  /**
+   * @param message - what is wrong and the accepted form.
+   * @param options - `cause`, and `field` naming the rejected argument.
+   */
+  constructor(message: string, options: SshErrorOptions & { field?: string } = {}) {
+    super('ERR_SSH_INVALID_ARG', message, options);
+    this.name = 'SshInvalidArgError';
     this.field = options.field;
   }
 }

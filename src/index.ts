@@ -27,6 +27,7 @@ export {
 export {
   SshError,
   SshConfigError,
+  SshInvalidArgError,
   SshHostKeyError,
   SshAuthError,
   SshExecError,

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { z } from 'zod';
 import { SshConfigError } from '../errors.js';
+import { suggestName } from '../internal/validate.js';
 import { Secret } from '../internal/secret.js';
 import type ssh2 from 'ssh2';
 import type { Logger } from '../internal/logger.js';
@@ -401,44 +402,7 @@ export interface ResolvedOptions {
 
 const ACCEPTED = Object.keys(clientOptionsSchema.shape).join(', ');
 
-/**
- * Levenshtein edit distance (insert, delete, substitute; each cost 1), case-insensitive.
- * Own code rather than a package: a dozen lines, used only to suggest an option name.
- */
-export function editDistance(a: string, b: string): number {
-  const s = a.toLowerCase();
-  const t = b.toLowerCase();
-  let prev = Array.from({ length: t.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= s.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= t.length; j++) {
-      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + (s[i - 1] === t[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[t.length] ?? 0;
-}
-
-/**
- * The accepted name closest to `name` (Levenshtein), when close enough to be a typo: at most
- * 2 edits, or a third of the name's length for long names; else the first accepted name that
- * starts with `name` (4 characters or more); `undefined` otherwise.
- */
-export function suggestName(name: string, accepted: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const c of accepted) {
-    const d = editDistance(name, c);
-    if (d < bestD) {
-      best = c;
-      bestD = d;
-    }
-  }
-  if (best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3))) return best;
-  // A shortened name (`user` for `username`, `keepalive` for `keepaliveIntervalMs`).
-  const lower = name.toLowerCase();
-  return lower.length >= 4 ? accepted.find((c) => c.toLowerCase().startsWith(lower)) : undefined;
-}
+export { editDistance, suggestName } from '../internal/validate.js';
 
 function stripUndefined<T extends object>(obj: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
   const out: { [K in keyof T]?: Exclude<T[K], undefined> } = {};
