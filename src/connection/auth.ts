@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import ssh2 from 'ssh2';
 import type { ParsedKey } from 'ssh2';
 import { SshError } from '../errors.js';
-import type { PassphraseCallback, ResolvedOptions } from '../config/options.js';
+import type { PassphraseCallback, ResolvedOptions } from '../options.js';
 import { SelectedAgent, blobFingerprint, listAgentKeys, type AgentKey } from './agent.js';
 
 /**

@@ -4,7 +4,7 @@ import pRetry from 'p-retry';
 import type { Duplex } from 'node:stream';
 import type ssh2 from 'ssh2';
 import { SshError, isRetryable } from '../errors.js';
-import type { ResolvedOptions } from '../config/options.js';
+import type { ResolvedOptions } from '../options.js';
 import { abortReason, operationScope, sleep } from '../internal/cancel.js';
 import { canTransition, type ConnectionState } from './state.js';
 import { Keepalive, systemClock, type Clock } from './keepalive.js';

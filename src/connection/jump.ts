@@ -1,8 +1,8 @@
 import type { Duplex } from 'node:stream';
 import type ssh2 from 'ssh2';
 import { SshConfigError, SshError } from '../errors.js';
-import { resolveOptions, type ResolvedOptions, type SshClientOptions } from '../config/options.js';
-import { resolveEffective } from '../config/effective.js';
+import { resolveOptions, type ResolvedOptions, type SshClientOptions } from '../options.js';
+import { resolveEffective } from '../settings.js';
 import { abortReason } from '../internal/cancel.js';
 import { createHostVerifier, type NewHostKeyInfo } from '../known-hosts/index.js';
 import { connectAttempt, type HostKeyCheck } from './attempt.js';

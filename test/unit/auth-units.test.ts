@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
-import { resolveOptions, type ResolvedOptions, type SshClientOptions } from '../../src/config/options.js';
+import { resolveOptions, type ResolvedOptions, type SshClientOptions } from '../../src/options.js';
 import { buildAuthSteps, describeAuthFailure, newAuthTrace, parsePrivateKey, withoutSha1, SHA1_REFUSED } from '../../src/connection/auth.js';
 import { parseHopSpec, resolveHop } from '../../src/connection/jump.js';
 import { SshConfigError } from '../../src/errors.js';
