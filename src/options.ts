@@ -49,7 +49,7 @@ export const DEFAULTS = Object.freeze({
   closeTimeoutMs: 5_000,
   /** `StrictHostKeyChecking`. */
   strictHostKeyChecking: 'yes' as const,
-  /** Reconnect policy: unbounded retries, jittered exponential backoff from 1 s capped at 30 s. */
+  /** Reconnect policy: unbounded retries, jittered exponential backoff (x1 to x2) from 1 s, every delay within 1-30 s. */
   reconnect: Object.freeze({ retries: Infinity, minDelayMs: 1_000, maxDelayMs: 30_000, factor: 2 }),
   /**
    * Private key files tried in order when neither the options nor ssh_config name any: OpenSSH's
@@ -293,7 +293,9 @@ export interface SshClientOptions {
   keepaliveCountMax?: number;
   /**
    * Reconnect policy after a lost link, or `false` to end in `closed` instead.
-   * Delays grow from `minDelayMs` by `factor` up to `maxDelayMs`, with random jitter (x1 to x2, capped).
+   * Delays grow from `minDelayMs` by `factor` up to `maxDelayMs`, with random jitter (x1 to x2, capped):
+   * delay n is `minDelayMs * factor^(n-1)` times a random factor in [1, 2), at most `maxDelayMs`,
+   * so every delay lies within [`minDelayMs`, `maxDelayMs`] (p-retry's `randomize` formula).
    * @default { retries: Infinity, minDelayMs: 1000, maxDelayMs: 30000, factor: 2 }
    */
   reconnect?: { retries?: number; minDelayMs?: number; maxDelayMs?: number; factor?: number } | false;
