@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { SshConfigError } from './errors.js';
 import { zodToConfigError } from './internal/validate.js';
 import { DEFAULT_IDENTITY_FILES } from './config/ssh-config.js';
+import { parseHopSpec } from './config/ssh-config/jump-spec.js';
 import { Secret } from './internal/secret.js';
 import type ssh2 from 'ssh2';
 import type { Logger } from './internal/logger.js';
@@ -489,12 +490,19 @@ function stripUndefined<T extends object>(obj: T): { [K in keyof T]?: Exclude<T[
   return out;
 }
 
-/** Splits the `jump` option into hop specs (`false` and `'none'` mean no jump). */
+/**
+ * Splits the `jump` option into hop specs (`false` and `'none'` mean no jump) and checks each with
+ * the one ProxyJump parser (config/ssh-config/jump-spec.ts, OpenSSH's `parse_jump`). Blanks
+ * around a hop are dropped; an empty hop (`'a,,b'`, `'a,'`) is an error, as in ssh(1).
+ *
+ * @throws {SshConfigError} `ERR_SSH_CONFIG` (field `jump`) naming the bad hop and why.
+ */
 export function parseJumpOption(jump: string | readonly string[] | false | undefined): readonly string[] {
   if (jump === undefined || jump === false) return Object.freeze([]);
-  const list = typeof jump === 'string' ? jump.split(',') : [...jump];
-  const hops = list.map((h) => h.trim()).filter((h) => h !== '');
-  if (hops.length === 1 && hops[0] === 'none') return Object.freeze([]);
+  const hops = (typeof jump === 'string' ? jump.split(',') : [...jump]).map((h) => h.trim());
+  if (hops.length === 1 && hops[0]!.toLowerCase() === 'none') return Object.freeze([]);
+  if (typeof jump === 'string' && jump.trim() === '') return Object.freeze([]);
+  for (const h of hops) parseHopSpec(h);
   return Object.freeze(hops);
 }
 
