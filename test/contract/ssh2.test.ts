@@ -289,7 +289,7 @@ describe('SFTP object shapes and behaviours (src/ssh2/sftp.ts; checked when an S
       pass(data);
     })).toBe(true);
     const id = ch.nextId();
-    const reply = new Promise<unknown>((resolve, reject) => ch.onReply(id, (err, value) => (err ? reject(err as Error) : resolve(value))));
+    const reply = new Promise<unknown>((resolve, reject) => ch.onReply(id, (err, value) => (err ? reject(err) : resolve(value))));
     ch.send(new PacketBuilder().string(Buffer.from('/a\xffb', 'latin1')).build(REQ.REALPATH, id));
     const names = (await reply) as { filename: string }[];
     expect(names[0]?.filename).toMatch(/^\/real\/a/);
@@ -317,7 +317,7 @@ describe('SFTP object shapes and behaviours (src/ssh2/sftp.ts; checked when an S
       const id = ch.nextId();
       const head = encodeWriteHead(id, handle, off, chunk, 0);
       expect(head.length).toBe(writeHeadLength(handle));
-      acks.push(new Promise<void>((resolve, reject) => ch.onReply(id, (err) => (err ? reject(err as Error) : resolve()))));
+      acks.push(new Promise<void>((resolve, reject) => ch.onReply(id, (err) => (err ? reject(err) : resolve()))));
       ch.send(head);
       ch.send(data.subarray(off, off + chunk), true);
       if ((fieldsOf(sftp)['_buffer'] as Buffer[]).length > 0) queued = true;
