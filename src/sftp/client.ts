@@ -13,12 +13,13 @@ import { randomBytes } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import { EventEmitter } from 'eventemitter3';
 import type ssh2 from 'ssh2';
-import { SshConfigError, SshError, mapChannelError } from '../errors.js';
+import { SshError, mapChannelError } from '../errors.js';
 import type { Link, LinkProvider } from '../connection/link.js';
 import { abortReason, operationScope, raceSignals } from '../internal/cancel.js';
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES } from './dir-walk.js';
 import { readIntoBuffer, writeBuffer } from './engine.js';
 import { SftpStatus, SshSftpError } from './errors.js';
+import { checkData, checkInt, checkLocal, checkOptions, checkPath, checkTime, preserveMask, resumeMode } from './options.js';
 import {
   CLOSE_TIMEOUT_MS,
   DEFAULT_STREAM_CONCURRENCY,
@@ -41,11 +42,9 @@ import type {
   DirTransferSummary,
   ListOptions,
   MkdirOptions,
-  PreserveOptions,
   ReadFileOptions,
   ReadStreamOptions,
   RenameOptions,
-  ResumeOptions,
   RmOptions,
   SftpEvents,
   SftpOperationOptions,
@@ -59,9 +58,6 @@ import type { RemotePath } from './wire.js';
 
 export type * from './types.js';
 
-// ---------------------------------------------------------------------------------------------
-// validation
-
 /** Default of {@link ListOptions.maxEntries}: one listing's entries are all held in memory. */
 const DEFAULT_LIST_MAX_ENTRIES = 100_000;
 
@@ -74,69 +70,11 @@ const DEFAULT_READ_MAX_BYTES = 1024 * 1024 * 1024;
 /** Bytes of the one read past a file's stated size (it must find EOF). */
 const PROBE_LEN = 64 * 1024;
 
-
-function checkInt(field: string, v: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
-  if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    throw new SshConfigError(`${field} must be an integer from ${min} to ${max}, got ${typeof v === 'number' ? v : typeof v}`, { field });
-  }
-  return v;
-}
-
-function checkPath(field: string, p: unknown): RemotePath {
-  if ((typeof p === 'string' && p.length > 0) || (Buffer.isBuffer(p) && p.length > 0)) return p;
-  throw new SshConfigError(`${field} must be a non-empty string or Buffer`, { field });
-}
-
-function checkLocal(field: string, p: unknown): string | Buffer {
-  if ((typeof p === 'string' && p.length > 0) || (Buffer.isBuffer(p) && p.length > 0)) return p;
-  throw new SshConfigError(`${field} must be a non-empty local path (string or Buffer)`, { field });
-}
-
-function checkFn(field: string, f: unknown): void {
-  if (f !== undefined && typeof f !== 'function') throw new SshConfigError(`${field} must be a function`, { field });
-}
-
-function checkOp(o: SftpOperationOptions | undefined): void {
-  if (o === undefined) return;
-  if (typeof o !== 'object' || o === null) throw new SshConfigError('options must be an object', { field: 'options' });
-  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
-    throw new SshConfigError('signal must be an AbortSignal', { field: 'signal' });
-  }
-  if (o.timeoutMs !== undefined && o.timeoutMs !== Infinity) checkInt('timeoutMs', o.timeoutMs, 1);
-}
-
-function resumeMode(r: boolean | ResumeOptions | undefined): false | 'size' | 'sha256' {
-  if (r === undefined || r === false) return false;
-  if (r === true) return 'size';
-  if (typeof r === 'object' && r !== null) {
-    if (r.verify === undefined || r.verify === 'size') return 'size';
-    if (r.verify === 'sha256') return 'sha256';
-  }
-  throw new SshConfigError("resume must be a boolean or { verify: 'size' | 'sha256' }", { field: 'resume' });
-}
-
-/** The mode mask `preserve` applies: 0 (no preserve), 0o777 (`true`) or 0o7777 (`{ mode: 'all' }`). */
-function preserveMask(p: boolean | PreserveOptions | undefined): number {
-  if (p === undefined || p === false) return 0;
-  if (p === true) return 0o777;
-  if (typeof p === 'object' && p !== null && (p.mode === undefined || p.mode === 'permissions' || p.mode === 'all')) {
-    return p.mode === 'all' ? 0o7777 : 0o777;
-  }
-  throw new SshConfigError("preserve must be a boolean or { mode: 'permissions' | 'all' }", { field: 'preserve' });
-}
-
 /** The offset to append at from a stated size: absent is 0; past 2^53 the server lies (`reason: 'protocol'`). */
 function appendOffset(size: number | undefined, what: string, p: RemotePath): number {
   if (size === undefined) return 0;
   if (!Number.isSafeInteger(size)) throw limitError(what, `the server stated an impossible file size (${size})`, p, 'protocol');
   return size;
-}
-
-function toDate(field: string, v: Date | number): number {
-  if (v instanceof Date && !Number.isNaN(v.getTime())) return Math.floor(v.getTime() / 1000);
-  if (typeof v === 'number' && Number.isFinite(v) && v >= 0) return Math.floor(v);
-  throw new SshConfigError(`${field} must be a Date or a number of seconds since the epoch`, { field });
 }
 
 function defaultOpenSftp(link: Link, signal: AbortSignal): Promise<ssh2.SFTPWrapper> {
@@ -179,8 +117,11 @@ function defaultOpenSftp(link: Link, signal: AbortSignal): Promise<ssh2.SFTPWrap
  * {@link SftpClient.list} carry `rawPath` for names that are not UTF-8).
  *
  * Errors (every method): `ERR_SSH_SFTP` ({@link SshSftpError}, with `status`, `statusCode` and
- * `path`) for a status the server returned; `ERR_SSH_CONFIG` for bad arguments (naming the
- * field); `ERR_SSH_CONNECTION_LOST`; `ERR_SSH_ABORTED`; `ERR_SSH_TIMEOUT`; `ERR_SSH_CLOSED`; and
+ * `path`) for a status the server returned; `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError},
+ * with `field`) for a bad argument or option, checked before any I/O (an unknown option such
+ * as `concurency` fails naming it and the closest accepted name; `timeoutMs` is a whole number
+ * of ms from 1 to 2^31-1; a bad call argument is `ERR_SSH_INVALID_ARG`, not `ERR_SSH_CONFIG`,
+ * which is kept for the client's options and ssh_config); `ERR_SSH_CONNECTION_LOST`; `ERR_SSH_ABORTED`; `ERR_SSH_TIMEOUT`; `ERR_SSH_CLOSED`; and
  * whatever the link provider rejects with while connecting (`ERR_SSH_CONNECT`,
  * `ERR_SSH_AUTH`...). Local file errors in transfers are `ERR_SSH_SFTP` with the local error as
  * `cause` (no `status`: `statusCode` is `FAILURE`). When ssh-tether stops an operation itself
@@ -209,13 +150,14 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    *
    * @param provider - gives the current link (see `src/connection/link.ts`).
    * @param options - `openSftp` to open the SFTP channel (default: `link.client.sftp()`).
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}) for an unknown option or an `openSftp` that is not a function.
    * @internal
    */
   constructor(provider: LinkProvider, options: SftpOptions = {}) {
     super();
     this.provider = provider;
-    checkFn('openSftp', options.openSftp);
-    this.openSftp = options.openSftp ?? defaultOpenSftp;
+    const o = checkOptions('sftp', 'SftpClient', options);
+    this.openSftp = o.openSftp ?? defaultOpenSftp;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -265,9 +207,8 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   }
 
   /** Runs one operation with its cancellation scope and the session. */
-  private async op<T>(what: string, options: SftpOperationOptions | undefined, fn: (s: SftpSession, signal: AbortSignal) => Promise<T>): Promise<T> {
-    checkOp(options);
-    const scope = operationScope(options ?? {}, `sftp ${what}`);
+  private async op<T>(what: string, options: SftpOperationOptions, fn: (s: SftpSession, signal: AbortSignal) => Promise<T>): Promise<T> {
+    const scope = operationScope(options, `sftp ${what}`);
     try {
       const s = await this.acquire(scope.signal);
       return await fn(s, scope.signal);
@@ -306,25 +247,33 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * Attributes of `path`, following symlinks (SSH_FXP_STAT).
    * @returns `{ type, size, mode, mtime, atime, uid, gid }`.
    * @throws `ERR_SSH_SFTP` (`NO_SUCH_FILE`, `PERMISSION_DENIED`...), and see the class errors.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty `path`, an unknown option or a bad `signal`/`timeoutMs` (whole ms, 1 to 2^31-1).
    */
   async stat(path: RemotePath, options?: SftpOperationOptions): Promise<SftpStats> {
     const p = checkPath('path', path);
-    return await this.op('stat', options, async (s, sig) => toStats(await s.stat(p, sig)));
+    const o = checkOptions('operation', 'stat', options);
+    return await this.op('stat', o, async (s, sig) => toStats(await s.stat(p, sig)));
   }
 
-  /** Attributes of `path` itself, not following a final symlink (SSH_FXP_LSTAT). Errors as {@link SftpClient.stat}. */
+  /**
+   * Attributes of `path` itself, not following a final symlink (SSH_FXP_LSTAT). Errors as {@link SftpClient.stat}.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, as {@link SftpClient.stat}.
+   */
   async lstat(path: RemotePath, options?: SftpOperationOptions): Promise<SftpStats> {
     const p = checkPath('path', path);
-    return await this.op('lstat', options, async (s, sig) => toStats(await s.lstat(p, sig)));
+    const o = checkOptions('operation', 'lstat', options);
+    return await this.op('lstat', o, async (s, sig) => toStats(await s.lstat(p, sig)));
   }
 
   /**
    * Whether `path` exists (`lstat`, so a dangling symlink exists). Resolves `false` only for
    * `NO_SUCH_FILE`; any other error (e.g. `PERMISSION_DENIED`) rejects.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, as {@link SftpClient.stat}.
    */
   async exists(path: RemotePath, options?: SftpOperationOptions): Promise<boolean> {
     const p = checkPath('path', path);
-    return await this.op('exists', options, async (s, sig) => {
+    const o = checkOptions('operation', 'exists', options);
+    return await this.op('exists', o, async (s, sig) => {
       try {
         await s.lstat(p, sig);
         return true;
@@ -342,49 +291,63 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * building local paths from `name` should check them too).
    * @returns entries `{ name, path, rawName, rawPath, type, size, mode, mtime, atime, uid, gid }`.
    * @throws `ERR_SSH_SFTP` with `reason: 'limit'` past {@link ListOptions.maxEntries}; and see the class errors.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty `dir`, an unknown option, or `maxEntries` not an integer >= 1.
    */
   async list(dir: RemotePath, options?: ListOptions): Promise<SftpEntry[]> {
     const d = checkPath('dir', dir);
-    const max = checkInt('maxEntries', options?.maxEntries, 1) ?? DEFAULT_LIST_MAX_ENTRIES;
-    return await this.op('list', options, (s, sig) => listEntries(s, d, sig, nameCounter('list', d, max)));
+    const o = checkOptions('list', 'list', options);
+    const max = o.maxEntries ?? DEFAULT_LIST_MAX_ENTRIES;
+    return await this.op('list', o, (s, sig) => listEntries(s, d, sig, nameCounter('list', d, max)));
   }
 
   /**
    * Creates a directory (SSH_FXP_MKDIR). With `recursive`, creates missing parents and succeeds
    * when the directory exists (fails with `FAILURE` when a non-directory is in the way).
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty `path`, an unknown option, or `mode` outside 0-0o7777.
    */
   async mkdir(path: RemotePath, options?: MkdirOptions): Promise<void> {
     const p = checkPath('path', path);
-    const mode = checkInt('mode', options?.mode, 0, 0o7777);
-    const recursive = options?.recursive === true;
-    return await this.op('mkdir', options, async (s, sig) => {
+    const o = checkOptions('mkdir', 'mkdir', options);
+    const mode = o.mode;
+    const recursive = o.recursive === true;
+    return await this.op('mkdir', o, async (s, sig) => {
       if (recursive) await mkdirp(s, p, mode, sig);
       else await s.mkdir(p, mode === undefined ? undefined : { mode }, sig);
     });
   }
 
-  /** Removes an empty directory (SSH_FXP_RMDIR; a non-empty one fails with `FAILURE` on OpenSSH). */
+  /**
+   * Removes an empty directory (SSH_FXP_RMDIR; a non-empty one fails with `FAILURE` on OpenSSH).
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty `path` or an unknown option; `recursive` is refused with a pointer to `rm(dir, { recursive: true })`.
+   */
   async rmdir(path: RemotePath, options?: SftpOperationOptions): Promise<void> {
     const p = checkPath('path', path);
-    return await this.op('rmdir', options, (s, sig) => s.rmdir(p, sig));
+    const o = checkOptions('operation', 'rmdir', options);
+    return await this.op('rmdir', o, (s, sig) => s.rmdir(p, sig));
   }
 
-  /** Removes a file or symlink (SSH_FXP_REMOVE). */
+  /**
+   * Removes a file or symlink (SSH_FXP_REMOVE).
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty `path` or an unknown option.
+   */
   async unlink(path: RemotePath, options?: SftpOperationOptions): Promise<void> {
     const p = checkPath('path', path);
-    return await this.op('unlink', options, (s, sig) => s.remove(p, sig));
+    const o = checkOptions('operation', 'unlink', options);
+    return await this.op('unlink', o, (s, sig) => s.remove(p, sig));
   }
 
   /**
    * Removes a file, symlink or (with `recursive`) a directory tree. Symlinks inside the tree are
    * removed themselves, never followed. With `force`, a missing path is not an error. Without
    * `recursive`, a directory fails with `ERR_SSH_SFTP` status `FAILURE`.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty `path` or an unknown option.
    */
   async rm(path: RemotePath, options?: RmOptions): Promise<void> {
     const p = checkPath('path', path);
-    const recursive = options?.recursive === true;
-    const force = options?.force === true;
-    return await this.op('rm', options, async (s, sig) => {
+    const o = checkOptions('rm', 'rm', options);
+    const recursive = o.recursive === true;
+    const force = o.force === true;
+    return await this.op('rm', o, async (s, sig) => {
       let st;
       try {
         st = await s.lstat(p, sig);
@@ -444,12 +407,14 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   /**
    * Renames `from` to `to`. See {@link RenameOptions.overwrite} for replacing an existing target
    * (`posix-rename@openssh.com`, OpenSSH PROTOCOL section 4.3).
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty `from`/`to` or an unknown option.
    */
   async rename(from: RemotePath, to: RemotePath, options?: RenameOptions): Promise<void> {
     const f = checkPath('from', from);
     const t = checkPath('to', to);
-    const overwrite = options?.overwrite === true;
-    return await this.op('rename', options, (s, sig) => this.renameWith(s, f, t, overwrite, sig));
+    const o = checkOptions('rename', 'rename', options);
+    const overwrite = o.overwrite === true;
+    return await this.op('rename', o, (s, sig) => this.renameWith(s, f, t, overwrite, sig));
   }
 
   private async renameWith(s: SftpSession, from: RemotePath, to: RemotePath, overwrite: boolean, signal: AbortSignal): Promise<void> {
@@ -464,49 +429,71 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     }
   }
 
-  /** Sets permission bits (SSH_FXP_SETSTAT), e.g. `0o644`. */
+  /**
+   * Sets permission bits (SSH_FXP_SETSTAT), e.g. `0o644`.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty `path`, `mode` outside 0-0o7777 or an unknown option.
+   */
   async chmod(path: RemotePath, mode: number, options?: SftpOperationOptions): Promise<void> {
     const p = checkPath('path', path);
-    const m = checkInt('mode', mode, 0, 0o7777)!;
-    return await this.op('chmod', options, (s, sig) => s.setstat(p, { mode: m }, sig));
+    const m = checkInt('mode', mode, 0, 0o7777);
+    const o = checkOptions('operation', 'chmod', options);
+    return await this.op('chmod', o, (s, sig) => s.setstat(p, { mode: m }, sig));
   }
 
-  /** Sets the owner user and group ids (SSH_FXP_SETSTAT; usually needs privileges on the server). */
+  /**
+   * Sets the owner user and group ids (SSH_FXP_SETSTAT; usually needs privileges on the server).
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty `path`, `uid`/`gid` outside 0-2^32-1 or an unknown option.
+   */
   async chown(path: RemotePath, uid: number, gid: number, options?: SftpOperationOptions): Promise<void> {
     const p = checkPath('path', path);
-    const u = checkInt('uid', uid, 0, 0xffffffff)!;
-    const g = checkInt('gid', gid, 0, 0xffffffff)!;
-    return await this.op('chown', options, (s, sig) => s.setstat(p, { uid: u, gid: g }, sig));
+    const u = checkInt('uid', uid, 0, 0xffffffff);
+    const g = checkInt('gid', gid, 0, 0xffffffff);
+    const o = checkOptions('operation', 'chown', options);
+    return await this.op('chown', o, (s, sig) => s.setstat(p, { uid: u, gid: g }, sig));
   }
 
   /**
    * Sets access and modification times (SSH_FXP_SETSTAT). Numbers are seconds since the epoch
    * (as `fs.utimes`); SFTP v3 keeps whole seconds.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty `path`, a time that is not a valid Date or seconds >= 0, or an unknown option.
    */
   async utimes(path: RemotePath, atime: Date | number, mtime: Date | number, options?: SftpOperationOptions): Promise<void> {
     const p = checkPath('path', path);
-    const a = toDate('atime', atime);
-    const m = toDate('mtime', mtime);
-    return await this.op('utimes', options, (s, sig) => s.setstat(p, { atime: a, mtime: m }, sig));
+    const a = checkTime('atime', atime);
+    const m = checkTime('mtime', mtime);
+    const o = checkOptions('operation', 'utimes', options);
+    return await this.op('utimes', o, (s, sig) => s.setstat(p, { atime: a, mtime: m }, sig));
   }
 
-  /** Creates a symlink at `linkPath` pointing to `target` (SSH_FXP_SYMLINK). */
+  /**
+   * Creates a symlink at `linkPath` pointing to `target` (SSH_FXP_SYMLINK).
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty `target`/`linkPath` or an unknown option.
+   */
   async symlink(target: RemotePath, linkPath: RemotePath, options?: SftpOperationOptions): Promise<void> {
     const t = checkPath('target', target);
     const l = checkPath('linkPath', linkPath);
-    return await this.op('symlink', options, (s, sig) => s.symlink(t, l, sig));
+    const o = checkOptions('operation', 'symlink', options);
+    return await this.op('symlink', o, (s, sig) => s.symlink(t, l, sig));
   }
 
-  /** The target of a symlink (SSH_FXP_READLINK), decoded as UTF-8. */
+  /**
+   * The target of a symlink (SSH_FXP_READLINK), decoded as UTF-8.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty `path` or an unknown option.
+   */
   async readlink(path: RemotePath, options?: SftpOperationOptions): Promise<string> {
     const p = checkPath('path', path);
-    return await this.op('readlink', options, async (s, sig) => (await s.readlink(p, sig)).toString('utf8'));
+    const o = checkOptions('operation', 'readlink', options);
+    return await this.op('readlink', o, async (s, sig) => (await s.readlink(p, sig)).toString('utf8'));
   }
 
-  /** The canonical absolute path (SSH_FXP_REALPATH; `'.'` gives the login directory), decoded as UTF-8. */
+  /**
+   * The canonical absolute path (SSH_FXP_REALPATH; `'.'` gives the login directory), decoded as UTF-8.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty `path` or an unknown option.
+   */
   async realpath(path: RemotePath, options?: SftpOperationOptions): Promise<string> {
     const p = checkPath('path', path);
-    return await this.op('realpath', options, async (s, sig) => (await s.realpath(p, sig)).toString('utf8'));
+    const o = checkOptions('operation', 'realpath', options);
+    return await this.op('realpath', o, async (s, sig) => (await s.realpath(p, sig)).toString('utf8'));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -526,17 +513,18 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    *   probe finds data past the stated size (the file is longer than the server said: it grew
    *   while read, or the server lies; `get` or `createReadStream` read to EOF), or a READ reply
    *   holds more data than asked for; and see the class errors.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty `path`, an unknown option, an `encoding` Buffer does not know, or `maxBytes` < 0.
    */
   readFile(path: RemotePath, options: ReadFileOptions & { encoding: BufferEncoding }): Promise<string>;
   readFile(path: RemotePath, options?: ReadFileOptions): Promise<Buffer>;
   async readFile(path: RemotePath, options?: ReadFileOptions): Promise<Buffer | string> {
     const p = checkPath('path', path);
-    const enc = options?.encoding;
-    if (enc !== undefined && !Buffer.isEncoding(enc)) throw new SshConfigError('encoding must be a Buffer encoding', { field: 'encoding' });
-    const maxBytes = checkInt('maxBytes', options?.maxBytes, 0) ?? DEFAULT_READ_MAX_BYTES;
+    const o = checkOptions('readFile', 'readFile', options);
+    const enc = o.encoding;
+    const maxBytes = o.maxBytes ?? DEFAULT_READ_MAX_BYTES;
     const tooBig = (n: number | string): SshError =>
       new SshError('ERR_SSH_MAX_BUFFER', `sftp readFile ${JSON.stringify(showPath(p))}: ${n} bytes exceed maxBytes (${maxBytes})`, { retryable: false });
-    return await this.op('readFile', options, async (s, sig) => {
+    return await this.op('readFile', o, async (s, sig) => {
       const handle = await s.open(p, OpenFlags.READ, undefined, sig);
       let ok = false;
       try {
@@ -586,13 +574,15 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * {@link WriteFileOptions.atomic}. Resolves only after every write was acknowledged and the
    * handle closed. On failure with `atomic`, the temporary file is removed and the target is
    * untouched.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty `path`, `data` not a string/Buffer/Uint8Array, `mode` outside 0-0o7777 or an unknown option.
    */
   async writeFile(path: RemotePath, data: string | Uint8Array, options?: WriteFileOptions): Promise<void> {
     const p = checkPath('path', path);
-    const buf = toBuffer(data);
-    const mode = checkInt('mode', options?.mode, 0, 0o7777);
-    const atomic = options?.atomic === true;
-    return await this.op('writeFile', options, async (s, sig) => {
+    const buf = checkData(data);
+    const o = checkOptions('writeFile', 'writeFile', options);
+    const mode = o.mode;
+    const atomic = o.atomic === true;
+    return await this.op('writeFile', o, async (s, sig) => {
       if (!atomic) {
         await this.writeWhole(s, p, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.TRUNC, mode, undefined, sig);
         return;
@@ -613,12 +603,16 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     });
   }
 
-  /** Appends `data` to a file (created when missing). */
+  /**
+   * Appends `data` to a file (created when missing).
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, as {@link SftpClient.writeFile} (`atomic` is not accepted).
+   */
   async appendFile(path: RemotePath, data: string | Uint8Array, options?: Omit<WriteFileOptions, 'atomic'>): Promise<void> {
     const p = checkPath('path', path);
-    const buf = toBuffer(data);
-    const mode = checkInt('mode', options?.mode, 0, 0o7777);
-    return await this.op('appendFile', options, (s, sig) =>
+    const buf = checkData(data);
+    const o = checkOptions('appendFile', 'appendFile', options);
+    const mode = o.mode;
+    return await this.op('appendFile', o, (s, sig) =>
       this.writeWhole(s, p, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.APPEND, mode, 'end', sig),
     );
   }
@@ -653,16 +647,17 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * A Readable of a remote file keeping `concurrency` reads in flight, each up to the server's
    * max read length. Errors (see the class) are emitted as 'error'; the handle is closed when
    * the stream ends or is destroyed.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, thrown at once, for an empty `path`, an unknown option (there is no `timeoutMs`: use `signal`), `start`/`end` < 0, `concurrency` outside 1-1024, or `chunkSize`/`highWaterMark` < 1.
    */
-  createReadStream(path: RemotePath, options: ReadStreamOptions = {}): Readable {
+  createReadStream(path: RemotePath, options?: ReadStreamOptions): Readable {
     const p = checkPath('path', path);
-    const start = checkInt('start', options.start, 0) ?? 0;
-    const endIncl = checkInt('end', options.end, 0);
-    const concurrency = checkInt('concurrency', options.concurrency, 1, 1024) ?? DEFAULT_STREAM_CONCURRENCY;
-    const chunkSize = checkInt('chunkSize', options.chunkSize, 1);
-    const highWaterMark = checkInt('highWaterMark', options.highWaterMark, 1) ?? DEFAULT_HWM;
-    checkOp({ signal: options.signal });
-    const signal = options.signal;
+    const o = checkOptions('readStream', 'createReadStream', options);
+    const start = o.start ?? 0;
+    const endIncl = o.end;
+    const concurrency = o.concurrency ?? DEFAULT_STREAM_CONCURRENCY;
+    const chunkSize = o.chunkSize;
+    const highWaterMark = o.highWaterMark ?? DEFAULT_HWM;
+    const signal = o.signal;
     const holder: { s?: SftpSession } = {};
     const stream = new SftpReadStream({
       get session(): SftpSession {
@@ -701,17 +696,17 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   /**
    * A Writable to a remote file keeping `concurrency` writes in flight. 'finish' is emitted only
    * after every write was acknowledged and the handle closed; errors are emitted as 'error'.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, thrown at once, for an empty `path`, an unknown option (there is no `timeoutMs`: use `signal`), `flags` other than `'w'`, `'wx'`, `'a'`, `'r+'`, `start` < 0, `mode` outside 0-0o7777, `concurrency` outside 1-1024 or `highWaterMark` < 1.
    */
-  createWriteStream(path: RemotePath, options: WriteStreamOptions = {}): Writable {
+  createWriteStream(path: RemotePath, options?: WriteStreamOptions): Writable {
     const p = checkPath('path', path);
-    const flags = options.flags ?? 'w';
-    if (!['w', 'wx', 'a', 'r+'].includes(flags)) throw new SshConfigError("flags must be 'w', 'wx', 'a' or 'r+'", { field: 'flags' });
-    const start = checkInt('start', options.start, 0) ?? 0;
-    const mode = checkInt('mode', options.mode, 0, 0o7777);
-    const concurrency = checkInt('concurrency', options.concurrency, 1, 1024) ?? DEFAULT_STREAM_CONCURRENCY;
-    const highWaterMark = checkInt('highWaterMark', options.highWaterMark, 1) ?? DEFAULT_HWM;
-    checkOp({ signal: options.signal });
-    const signal = options.signal;
+    const o = checkOptions('writeStream', 'createWriteStream', options);
+    const flags = o.flags ?? 'w';
+    const start = o.start ?? 0;
+    const mode = o.mode;
+    const concurrency = o.concurrency ?? DEFAULT_STREAM_CONCURRENCY;
+    const highWaterMark = o.highWaterMark ?? DEFAULT_HWM;
+    const signal = o.signal;
     const holder: { s?: SftpSession } = {};
     const pflags = {
       w: OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.TRUNC,
@@ -754,14 +749,13 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   /**
    * Checks the options of `get`/`put` (before any I/O).
    */
-  private filePlan(options: TransferOptions | undefined): FilePlan {
-    checkFn('onProgress', options?.onProgress);
+  private filePlan(o: TransferOptions): FilePlan {
     return {
-      concurrency: checkInt('concurrency', options?.concurrency, 1, 1024) ?? DEFAULT_CONCURRENCY,
-      chunkSize: checkInt('chunkSize', options?.chunkSize, 1),
-      resume: resumeMode(options?.resume),
-      preserve: preserveMask(options?.preserve),
-      onProgress: options?.onProgress,
+      concurrency: o.concurrency ?? DEFAULT_CONCURRENCY,
+      chunkSize: o.chunkSize,
+      resume: resumeMode(o.resume),
+      preserve: preserveMask(o.preserve),
+      onProgress: o.onProgress,
     };
   }
 
@@ -773,12 +767,14 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * CLOSE reply is awaited at most 5 s, and not past the caller's `timeoutMs`: with a server that
    * never answers CLOSE, a timeout rejects on time and the CLOSE stays sent).
    * @returns `{ transferredBytes, totalBytes, resumedFrom }`.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty path, an unknown option (e.g. `concurency`), `concurrency` outside 1-1024, `chunkSize` < 1, or a `resume`/`preserve`/`onProgress` of the wrong shape.
    */
   async get(remotePath: RemotePath, localPath: string | Buffer, options?: TransferOptions): Promise<TransferResult> {
     const r = checkPath('remotePath', remotePath);
     const l = checkLocal('localPath', localPath);
-    const plan = this.filePlan(options);
-    return await this.op('get', options, (s, sig) => getOne(s, sig, r, l, plan));
+    const o = checkOptions('transfer', 'get', options);
+    const plan = this.filePlan(o);
+    return await this.op('get', o, (s, sig) => getOne(s, sig, r, l, plan));
   }
 
   /**
@@ -788,12 +784,14 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * handle is closed before the promise rejects (bounded as in {@link SftpClient.get}; the remote file keeps what was written, for
    * `resume`).
    * @returns `{ transferredBytes, totalBytes, resumedFrom }`.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, as {@link SftpClient.get}.
    */
   async put(localPath: string | Buffer, remotePath: RemotePath, options?: TransferOptions): Promise<TransferResult> {
     const l = checkLocal('localPath', localPath);
     const r = checkPath('remotePath', remotePath);
-    const plan = this.filePlan(options);
-    return await this.op('put', options, (s, sig) => putOne(s, sig, l, r, plan));
+    const o = checkOptions('transfer', 'put', options);
+    const plan = this.filePlan(o);
+    return await this.op('put', o, (s, sig) => putOne(s, sig, l, r, plan));
   }
 
   /**
@@ -815,12 +813,14 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * @throws `ERR_SSH_SFTP` with `reason: 'limit'` past `maxEntries`/`maxDepth` or on a directory
    *   loop (nothing is copied then); `reason: 'outside-target'` when a directory of the target
    *   resolves outside `localDir`; and see the class errors.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty path, an unknown option, `concurrency` outside 1-256, `fileConcurrency` outside 1-1024, `maxEntries` < 1, `maxDepth` < 0, or a `filter`/`resume`/`preserve`/`onProgress` of the wrong shape.
    */
   async getDir(remoteDir: RemotePath, localDir: string | Buffer, options?: DirTransferOptions): Promise<DirTransferSummary> {
     const r = checkPath('remoteDir', remoteDir);
     const l = checkLocal('localDir', localDir);
-    const plan = dirPlan(options);
-    return await this.op('getDir', options, (s, sig) => getTree(s, sig, r, l, plan, (w) => this.emit('warning', w)));
+    const o = checkOptions('dirTransfer', 'getDir', options);
+    const plan = dirPlan(o);
+    return await this.op('getDir', o, (s, sig) => getTree(s, sig, r, l, plan, (w) => this.emit('warning', w)));
   }
 
   /**
@@ -830,34 +830,27 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * a refused name is skipped with reason `'unsafe-name'` and a `warning`). Errors as
    * {@link SftpClient.getDir}.
    * @returns `{ copied, skipped, failed, transferredBytes }`.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, as {@link SftpClient.getDir}.
    */
   async putDir(localDir: string | Buffer, remoteDir: RemotePath, options?: DirTransferOptions): Promise<DirTransferSummary> {
     const l = checkLocal('localDir', localDir);
     const r = checkPath('remoteDir', remoteDir);
-    const plan = dirPlan(options);
-    return await this.op('putDir', options, (s, sig) => putTree(s, sig, l, r, plan, (w) => this.emit('warning', w)));
+    const o = checkOptions('dirTransfer', 'putDir', options);
+    const plan = dirPlan(o);
+    return await this.op('putDir', o, (s, sig) => putTree(s, sig, l, r, plan, (w) => this.emit('warning', w)));
   }
 }
 
 /** Checks the options of `getDir`/`putDir` (before any I/O). */
-function dirPlan(options: DirTransferOptions | undefined): DirPlan {
-  checkFn('filter', options?.filter);
-  checkFn('onProgress', options?.onProgress);
+function dirPlan(o: DirTransferOptions): DirPlan {
   return {
-    parallel: checkInt('concurrency', options?.concurrency, 1, 256) ?? DEFAULT_DIR_CONCURRENCY,
-    perFile: checkInt('fileConcurrency', options?.fileConcurrency, 1, 1024) ?? DEFAULT_DIR_FILE_CONCURRENCY,
-    maxEntries: checkInt('maxEntries', options?.maxEntries, 1) ?? DEFAULT_MAX_ENTRIES,
-    maxDepth: checkInt('maxDepth', options?.maxDepth, 0) ?? DEFAULT_MAX_DEPTH,
-    filter: options?.filter,
-    onProgress: options?.onProgress,
-    resume: resumeMode(options?.resume),
-    preserve: preserveMask(options?.preserve),
+    parallel: o.concurrency ?? DEFAULT_DIR_CONCURRENCY,
+    perFile: o.fileConcurrency ?? DEFAULT_DIR_FILE_CONCURRENCY,
+    maxEntries: o.maxEntries ?? DEFAULT_MAX_ENTRIES,
+    maxDepth: o.maxDepth ?? DEFAULT_MAX_DEPTH,
+    filter: o.filter,
+    onProgress: o.onProgress,
+    resume: resumeMode(o.resume),
+    preserve: preserveMask(o.preserve),
   };
-}
-
-function toBuffer(data: unknown): Buffer {
-  if (typeof data === 'string') return Buffer.from(data, 'utf8');
-  if (Buffer.isBuffer(data)) return data;
-  if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  throw new SshConfigError('data must be a string, Buffer or Uint8Array', { field: 'data' });
 }

@@ -27,7 +27,10 @@ export interface SftpOptions {
 export interface SftpOperationOptions {
   /** Abort the operation: it rejects with `ERR_SSH_ABORTED` and closes the handles it opened. */
   signal?: AbortSignal | undefined;
-  /** Give up after this many milliseconds with `ERR_SSH_TIMEOUT`. Default: no limit. */
+  /**
+   * Give up after this many milliseconds with `ERR_SSH_TIMEOUT`: a whole number from 1 to
+   * 2^31-1 (the longest Node timer); anything else is `ERR_SSH_INVALID_ARG`. Default: no limit.
+   */
   timeoutMs?: number | undefined;
 }
 

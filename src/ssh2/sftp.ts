@@ -159,7 +159,7 @@ export interface SftpChannel {
   /** The next request id (shared with ssh2's own requests). */
   nextId(): number;
   /** Registers `cb` for the reply to request `id` (ssh2 parses the reply and calls it). */
-  onReply(id: number, cb: (err?: unknown, value?: unknown) => void): void;
+  onReply(id: number, cb: (err?: Error | null, value?: unknown) => void): void;
   /** Sends `payload` or queues what the window cannot take yet (a copy of it with `copyQueued`). */
   send(payload: Buffer, copyQueued?: boolean): void;
   /**
