@@ -9,3 +9,4 @@
 export { adaptSsh2Client, ssh2Adapter, mpintBits, type Ssh2Adapter } from './adapter.js';
 export { sendKeepaliveProbe } from './probe.js';
 export { checkSsh2Internals, internalsChanged } from './shapes.js';
+export { checkChannelWindow, eagerWindow, type EagerWindow, type EagerWindowOptions } from './window.js';
