@@ -53,7 +53,7 @@ function fakeLink(answer: () => Error | undefined): { link: Link; die(): void } 
       queueMicrotask(cb);
     },
   } as unknown as ssh2.Client;
-  return { link: { client, epoch: 1, signal: ctl.signal } as Link, die: () => ctl.abort(new SshError('ERR_SSH_CONNECTION_LOST', 'gone')) };
+  return { link: { client, epoch: 1, signal: ctl.signal }, die: () => ctl.abort(new SshError('ERR_SSH_CONNECTION_LOST', 'gone')) };
 }
 
 function fakeCtx(events: ForwardEvent[]): ForwardContext {
@@ -75,13 +75,13 @@ function fakeCtx(events: ForwardEvent[]): ForwardContext {
     attach: () => undefined,
     route: () => undefined,
     release: () => undefined,
-  } as unknown as ForwardContext;
+  };
 }
 
 describe('RemoteForward state writer', () => {
   it('pending -> up -> down -> error -> up -> closed, one event per change, nothing after closed', async () => {
     const events: ForwardEvent[] = [];
-    const fwd = new RemoteForward(fakeCtx(events), { remoteHost: '127.0.0.1', remotePort: 0, localHost: '127.0.0.1', localPort: 1 } as never);
+    const fwd = new RemoteForward(fakeCtx(events), { remoteHost: '127.0.0.1', remotePort: 0, localHost: '127.0.0.1', localPort: 1 });
     const seen: string[] = [fwd.state];
 
     const a = fakeLink(() => undefined);
