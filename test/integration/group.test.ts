@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshGroup, type SshClientOptions } from '../../src/index.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
-import { clientOptions, waitFor } from '../helpers/client.js';
+import { clientOptions } from '../helpers/client.js';
+import { waitFor, writeSshConfig } from '../helpers/common.js';
 import { freePort } from '../helpers/sshd.js';
 import { sharedSshd } from '../helpers/shared.js';
 
@@ -148,9 +149,8 @@ describe('SshGroup', () => {
       expect((await group.exec('true')).every((r) => r.ok)).toBe(true);
       expect(states).toContain(`${group.hosts[0]!} ready`);
       expect(states).toContain(`${group.hosts[1]!} ready`);
-      const deadline = Date.now() + 10_000;
       const closed = (): boolean => group.hosts.every((h) => states.includes(`${h} closed`));
-      while ((group.health().some((h) => h.health !== undefined) || !closed()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await waitFor(() => group.health().every((h) => h.health === undefined) && closed(), 10_000);
       expect(group.health().every((h) => h.health === undefined)).toBe(true);
       expect(states).toContain(`${group.hosts[0]!} closed`);
       const before = ps.map((p) => p.acceptedCount);
@@ -166,13 +166,11 @@ describe('SshGroup', () => {
     const closedPort = await freePort();
     // One host given as a failover list: `gdown` (nothing listens) then `gup` (the proxy), whose
     // block also holds a keyword that is never applied (a `warning`).
-    const config = join(dir, 'ssh_config_events');
-    writeFileSync(
-      config,
-      `Host gdown\n  HostName 127.0.0.1\n  Port ${closedPort}\n` +
-        `Host gup\n  HostName ${up.host}\n  Port ${up.port}\n  LocalCommand echo never\n` +
-        `Host *\n  User ${info.username}\n  IdentityFile ${info.privateKeyPath}\n`,
-    );
+    const config = writeSshConfig([
+      { host: 'gdown', HostName: '127.0.0.1', Port: closedPort },
+      { host: 'gup', HostName: up.host, Port: up.port, LocalCommand: 'echo never' },
+      { host: '*', User: info.username, IdentityFile: info.privateKeyPath },
+    ]);
     const emptyKnownHosts = join(dir, 'known_hosts_events');
     writeFileSync(emptyKnownHosts, '', { mode: 0o600 });
     const entry: SshClientOptions = {

@@ -1,23 +1,18 @@
 // Idle persist (issue 17 item 4, OpenSSH ControlPersist): an unused link is ended after
 // idleTimeoutMs and the next operation connects again. The link's end is checked on the server
 // side of the client: the fault proxy between client and sshd sees the TCP connection close.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { SshClient, SshError, type ConnectionState } from '../../src/index.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { sharedSshd } from '../helpers/shared.js';
-import { clientOptions, waitFor } from '../helpers/client.js';
+import { clientOptions } from '../helpers/client.js';
+import { useClients, waitFor } from '../helpers/common.js';
 
 const info = sharedSshd();
 const IDLE_MS = 400;
-const clients: SshClient[] = [];
-function track(c: SshClient): SshClient {
-  clients.push(c);
-  return c;
-}
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.close();
-});
+/** Every client a test makes is closed after it. */
+const track = useClients();
 
 describe('idle persist (idleTimeoutMs)', () => {
   let proxy: FaultProxy;
