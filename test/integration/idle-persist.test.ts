@@ -115,7 +115,7 @@ describe('idle persist (idleTimeoutMs)', () => {
     expect(ssh.health().openChannels).toBe(1); // the cached SFTP session channel stays open
     expect(await waitFor(() => ssh.state === 'idle', IDLE_MS + 5_000)).toBe(true);
     expect(await waitFor(() => proxy.connectionCount === 0, 3_000)).toBe(true);
-    expect(ssh.health().openChannels).toBe(0);
+    expect(await waitFor(() => ssh.health().openChannels === 0, 3_000)).toBe(true);
     // The same SftpClient opens a new session on a new link, transparently.
     expect((await sftp.stat('/')).type).toBe('directory');
     expect((await (await ssh.sftp()).stat('/tmp')).type).toBe('directory');
