@@ -44,6 +44,8 @@ function wire(src: net.Socket, dst: net.Socket, delayMs: number): void {
   const deliver = (): void => {
     timer = undefined;
     const now = performance.now();
+    // every chunk now due goes out in one writev
+    dst.cork();
     while (head < queue.length && queue[head]!.dueAt <= now) {
       const { chunk } = queue[head]!;
       queue[head++] = undefined as unknown as Item;
@@ -54,6 +56,7 @@ function wire(src: net.Socket, dst: net.Socket, delayMs: number): void {
         if (!dst.destroyed) dst.write(chunk);
       }
     }
+    dst.uncork();
     if (head > 1024 && head * 2 > queue.length) {
       queue.splice(0, head);
       head = 0;
