@@ -11,6 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshClient } from '../../src/index.js';
 import { clientOptions } from '../helpers/client.js';
+import { FaultProxy } from '../helpers/fault-proxy.js';
 import { describeSshd, startSshd, type SshdHandle } from '../helpers/sshd.js';
 
 interface Burst {
@@ -77,6 +78,35 @@ describe.each([10, 3])('sshd MaxSessions %i', (maxSessions) => {
       }
     }, 120_000);
   }
+});
+
+describe('through a link with latency (every chunk 25 ms later each way: RTT ~50 ms)', () => {
+  let server: SshdHandle;
+  let proxy: FaultProxy;
+  beforeAll(async () => {
+    server = await startSshd({ extraConfig: ['MaxSessions 10'] });
+    proxy = await FaultProxy.start({ host: server.host, port: server.port });
+    proxy.delay(25);
+  });
+  afterAll(async () => {
+    await proxy.close();
+    await server.remove();
+  });
+
+  it('32 concurrent execs, two rounds: 0 failures and the learned limit stays 10', async () => {
+    const ssh = new SshClient(clientOptions(describeSshd(server), { maxSessions: 10 }, proxy));
+    try {
+      await ssh.connect();
+      for (let round = 0; round < 2; round++) {
+        const b = await burst(ssh, 32);
+        expect(b.failures).toEqual([]);
+        expect(b.minLimit).toBe(10);
+      }
+      expect(ssh.health().sessionLimit).toBe(10);
+    } finally {
+      await ssh.close();
+    }
+  }, 120_000);
 });
 
 describe('client maxSessions above the server MaxSessions', () => {
