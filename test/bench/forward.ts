@@ -247,7 +247,7 @@ export function opensshForwarder(t: BenchTarget): Forwarder {
 
 // ---------------------------------------------------------------------------------------------
 
-async function timed(f: Forwarder, fn: () => Promise<void>): Promise<{ seconds: number; cpu: number }> {
+export async function timed(f: Forwarder, fn: () => Promise<void>): Promise<{ seconds: number; cpu: number }> {
   const c0 = cpuSeconds() + f.extraCpu();
   const t0 = nowMs();
   await fn();
