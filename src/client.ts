@@ -146,6 +146,14 @@ export interface ClientHealth {
   openChannels: number;
   /** Operations waiting for a session channel (MaxSessions). */
   queuedChannels: number;
+  /**
+   * Session channels this client opens at once now: `maxSessions`, lowered when the server
+   * refuses a session for lack of resources while others are open ("open failed", sshd
+   * `MaxSessions`), climbing back after successful opens and reset on reconnect. A refusal that
+   * directly follows one of our own channel closes (the server had not freed that slot yet) is
+   * retried and does not lower it.
+   */
+  sessionLimit: number;
   /** Bytes received and sent on the transport (all links, SSH framing included). */
   bytesIn: number;
   bytesOut: number;
@@ -736,6 +744,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
       keepaliveRtt: s.keepaliveRtt,
       openChannels: this.#limiter.open,
       queuedChannels: this.#limiter.queued,
+      sessionLimit: this.#limiter.learnedLimit,
       bytesIn: s.bytesIn,
       bytesOut: s.bytesOut,
       forwards: this.#forwards.list().map((f) => {

@@ -11,6 +11,14 @@ export const RECOVERY_PROBE_MS = 1_000;
  * channel for lack of resources while others are open (it then holds fewer than we were told),
  * and reset by {@link SessionLimiter.reset} on a new link.
  */
+/** What {@link SessionLimiter.openMark} notes when a CHANNEL_OPEN is sent. */
+export interface OpenMark {
+  /** Slots released (their CLOSE written) before the open was sent. */
+  readonly closes: number;
+  /** Some of those closes had not been answered for by the server yet. */
+  readonly unconfirmed: boolean;
+}
+
 export class SessionLimiter {
   #open = 0;
   #learned: number;
@@ -18,6 +26,17 @@ export class SessionLimiter {
   readonly #queue: Array<{ grant: () => void; fail: (e: SshError) => void }> = [];
   readonly #idleWaiters = new Set<() => void>();
   #recovery: NodeJS.Timeout | undefined;
+  #pumpScheduled = false;
+  /** Slots released so far (each after its channel's CLOSE was written). */
+  #closes = 0;
+  /** Of those, how many the server is known to have processed (it answered a later open). */
+  #confirmedCloses = 0;
+  #raceRetries = 0;
+  #lowered = 0;
+  /** Our channels the server confirmed and we have not closed (on this link). */
+  #established = 0;
+  /** The most channels the server has held open at once for us on this link. */
+  #proven = 0;
 
   /**
    * @param limit - maximum channels open at once (>= 1).
@@ -43,6 +62,60 @@ export class SessionLimiter {
   /** The limit in force (lowered after a server refusal). */
   get learnedLimit(): number {
     return this.#learned;
+  }
+
+  /**
+   * Counters for health and the bench: `lowered` counts refusals that lowered the learned limit,
+   * `raceRetries` refusals retried without lowering it because they directly followed one of our
+   * own closes (see {@link SessionLimiter.openMark}).
+   */
+  get stats(): { learnedLimit: number; lowered: number; raceRetries: number } {
+    return { learnedLimit: this.#learned, lowered: this.#lowered, raceRetries: this.#raceRetries };
+  }
+
+  /**
+   * Taken just before a CHANNEL_OPEN is sent: how many slots were released (their CLOSE written)
+   * by then, and whether any of those closes may not have been processed by the server yet.
+   *
+   * Why: sshd frees a session slot only when it garbage-collects the closed channel, after it has
+   * dispatched every packet of the read that carried our CLOSE (OpenSSH `server_loop2`:
+   * `process_buffered_input_packets` before `channel_prepare_poll`). A CHANNEL_OPEN written right
+   * after our CLOSE usually arrives in the same read, and sshd refuses it ("open failed", reason 2)
+   * with the slot about to be freed. Measured against sshd `MaxSessions 10`: 13 refusals in 96
+   * execs, 40 in 300. Such a refusal is not a smaller server limit.
+   */
+  openMark(): OpenMark {
+    return { closes: this.#closes, unconfirmed: this.#closes > this.#confirmedCloses };
+  }
+
+  /**
+   * The server answered (confirmed or refused) an open taken at `mark`: it had processed every
+   * close written before that open (SSH packets are processed in order, RFC 4253 section 6.4), and
+   * sshd writes the answer after its channel garbage collection, so those slots are free there.
+   */
+  confirmCloses(mark: OpenMark): void {
+    if (mark.closes > this.#confirmedCloses) this.#confirmedCloses = mark.closes;
+  }
+
+  /** A channel's CLOSE was written (call before releasing its slot). */
+  noteClosed(): void {
+    this.#closes += 1;
+    if (this.#established > 0) this.#established -= 1;
+  }
+
+  /**
+   * Whether a refusal (for lack of resources) of an open taken at `mark` directly followed our own
+   * closes rather than a smaller server limit: some close written before the open had not been
+   * answered for yet, and the slots we hold (this one included) are no more than the server has
+   * already held open for us at once. Then the server was still counting a channel we had closed.
+   */
+  isCloseRace(mark: OpenMark): boolean {
+    return mark.unconfirmed && this.#open <= this.#proven;
+  }
+
+  /** A refusal that followed our own unconfirmed closes is retried without lowering the limit. */
+  noteRaceRetry(): void {
+    this.#raceRetries += 1;
   }
 
   /**
@@ -83,6 +156,7 @@ export class SessionLimiter {
    * refused one's slot) are held: learn a lower limit (never below 1).
    */
   lowerLimit(): void {
+    this.#lowered += 1;
     this.#learned = Math.max(1, Math.min(this.#learned, this.#open - 1));
     this.#successes = 0;
     this.#scheduleRecovery();
@@ -93,7 +167,13 @@ export class SessionLimiter {
    * client sees the channel close), so after `learnedLimit` successful opens in a row the
    * learned limit climbs back by one, up to the configured limit (additive increase).
    */
-  noteSuccess(): void {
+  noteSuccess(mark?: OpenMark): void {
+    // The server held at once: this channel, our channels it had confirmed before it (the
+    // answers come in order) that are still open, and those we closed after sending this open
+    // (their CLOSE reached it after this OPEN).
+    const held = this.#established + 1 + (mark ? this.#closes - mark.closes : 0);
+    if (held > this.#proven) this.#proven = Math.min(held, this.limit);
+    this.#established += 1;
     if (this.#learned >= this.limit) return;
     if (++this.#successes >= this.#learned) {
       this.#successes = 0;
@@ -107,6 +187,10 @@ export class SessionLimiter {
     this.#stopRecovery();
     this.#learned = this.limit;
     this.#successes = 0;
+    // Closes and channels on the old link no longer matter to the new one.
+    this.#confirmedCloses = this.#closes;
+    this.#established = 0;
+    this.#proven = 0;
     this.#pump();
   }
 
@@ -136,7 +220,7 @@ export class SessionLimiter {
       if (released) return;
       released = true;
       this.#open -= 1;
-      this.#pump();
+      this.#schedulePump();
       if (this.#open === 0) for (const w of [...this.#idleWaiters]) w();
     };
   }
@@ -165,6 +249,22 @@ export class SessionLimiter {
   #stopRecovery(): void {
     if (this.#recovery !== undefined) clearTimeout(this.#recovery);
     this.#recovery = undefined;
+  }
+
+  /**
+   * A freed slot goes to the next waiting caller one event-loop turn later (`setImmediate`), so
+   * that the rest of the read that carried the server's CLOSE (often the refusal of an open that
+   * raced an earlier close) is handled first and a retried open is sent before a new one.
+   * Measured against sshd MaxSessions 10, 100 concurrent execs: granting at once, one open in
+   * ~600 was refused 9 times in a row (new opens overtook its retries); deferred, none more than 4.
+   */
+  #schedulePump(): void {
+    if (this.#pumpScheduled || this.#queue.length === 0) return;
+    this.#pumpScheduled = true;
+    setImmediate(() => {
+      this.#pumpScheduled = false;
+      this.#pump();
+    });
   }
 
   #pump(): void {

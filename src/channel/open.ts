@@ -31,6 +31,8 @@ const SHORTAGE_REASONS = new Set([2, 4]);
 const TRANSIENT_RETRIES = 6;
 /** Backoff of those brief retries (internal/backoff.ts): 5 ms doubling, at most 320 ms (about 0.3-0.6 s in all). */
 export const CHANNEL_RETRY_BACKOFF: BackoffPolicy = Object.freeze({ minDelayMs: 5, maxDelayMs: 320, factor: 2 });
+/** Immediate retries of a refusal that directly followed our own closes (see SessionLimiter.isCloseRace). */
+const RACE_RETRIES = 8;
 /** RFC 4254 5.1 SSH_OPEN_ADMINISTRATIVELY_PROHIBITED. */
 const PROHIBITED = 1;
 /** tinysshd's description when a connection already has (or just had) its one session channel. */
@@ -74,8 +76,12 @@ export async function openSession<T extends Closable>(
   dispose: Disposer<T> = closeChannel as unknown as Disposer<T>,
 ): Promise<OpenedSession<T>> {
   let transientRetries = 0;
+  let raceRetries = 0;
+  // A slot kept across a retry of a refusal that followed our own closes (see below).
+  let held: (() => void) | undefined;
   for (;;) {
-    const release = await limiter.acquire(signal);
+    const release = held ?? (await limiter.acquire(signal));
+    held = undefined;
     let link: Link;
     try {
       link = await provider.link({ signal });
@@ -83,18 +89,41 @@ export async function openSession<T extends Closable>(
       release();
       throw err;
     }
+    const mark = limiter.openMark();
     try {
       const channel = await openRaced(open(link), link, signal, dispose);
-      channel.once('close', () => {
+      limiter.confirmCloses(mark);
+      let freed = false;
+      // Our CLOSE is written by the time this runs: ssh2 answers the server's CLOSE before it
+      // emits 'close', and a caller that frees the slot early has closed the channel itself.
+      const free = (): void => {
+        if (freed) return;
+        freed = true;
+        limiter.noteClosed();
         release();
+      };
+      channel.once('close', () => {
+        free();
         publish(DC.channelClose, () => ({ client: limiter.owner, type: 'session', open: limiter.open, queued: limiter.queued }));
       });
-      limiter.noteSuccess();
+      limiter.noteSuccess(mark);
       publish(DC.channelOpen, () => ({ client: limiter.owner, type: 'session', open: limiter.open, queued: limiter.queued }));
-      return { link, channel, release };
+      return { link, channel, release: free };
     } catch (err) {
       const mapped = link.signal.aborted ? abortReason(link.signal) : mapChannelError(err);
+      // The server answered this open: it had processed every close we wrote before it.
+      if (mapped instanceof SshChannelOpenError) limiter.confirmCloses(mark);
       const shortage = mapped instanceof SshChannelOpenError && mapped.reason !== undefined && SHORTAGE_REASONS.has(mapped.reason) && !signal.aborted;
+      if (shortage && raceRetries < RACE_RETRIES && limiter.isCloseRace(mark)) {
+        // sshd refused while still counting a channel we had just closed (it frees the slot only
+        // after dispatching the read that carried our CLOSE, and this open came in the same
+        // read). Its answer came after that garbage collection, so the slot is free there now:
+        // retry at once, keeping our slot, without lowering the learned limit.
+        raceRetries += 1;
+        limiter.noteRaceRetry();
+        held = release;
+        continue;
+      }
       // A server with one session per connection (tinysshd) refuses with reason 1. While another
       // of our sessions is open that is final (waiting could be forever: an SFTP session); when
       // none is, the previous one is still closing on the server, which then ends the

@@ -91,7 +91,7 @@ function ssh2Config(t: BenchTarget, noDelay: boolean): ssh2.ConnectConfig {
 }
 
 /** Connects a raw ssh2 client; resolves at 'ready'. The client always has an 'error' listener. */
-function ssh2Connect(t: BenchTarget, noDelay: boolean): Promise<ssh2.Client> {
+export function ssh2Connect(t: BenchTarget, noDelay: boolean): Promise<ssh2.Client> {
   return new Promise((resolve, reject) => {
     const c = new ssh2.Client();
     let settled = false;
@@ -111,7 +111,7 @@ function ssh2Connect(t: BenchTarget, noDelay: boolean): Promise<ssh2.Client> {
 }
 
 /** Ends a raw ssh2 client and waits (bounded) for its 'close'. */
-async function ssh2End(c: ssh2.Client): Promise<void> {
+export async function ssh2End(c: ssh2.Client): Promise<void> {
   const closed = new Promise<void>((resolve) => c.once('close', () => resolve()));
   c.end();
   try {
@@ -155,7 +155,7 @@ async function nodeSshEnd(n: NodeSshLike): Promise<void> {
  * OpenSSH: spawns `ssh -v ... true` and resolves with the ms from spawn until stderr shows
  * "Authenticated to" (the moment OpenSSH is where ssh2's 'ready' is), then kills it.
  */
-function opensshAuthenticatedMs(t: BenchTarget): Promise<number> {
+export function opensshAuthenticatedMs(t: BenchTarget): Promise<number> {
   return new Promise((resolve, reject) => {
     const args = ['-v', ...opensshArgs(t), ...pinnedOpensshArgs(), '-o', 'ControlMaster=no', '-o', 'ControlPath=none', t.host, 'true'];
     const t0 = nowMs();
@@ -192,7 +192,7 @@ function opensshAuthenticatedMs(t: BenchTarget): Promise<number> {
 // exec, per tool
 
 /** One exec on a raw ssh2 client; resolves with stdout, rejects on open failure or non-zero exit. */
-function ssh2Exec(c: ssh2.Client, cmd: string): Promise<string> {
+export function ssh2Exec(c: ssh2.Client, cmd: string): Promise<string> {
   return new Promise((resolve, reject) => {
     c.exec(cmd, (err, ch) => {
       if (err) {
@@ -304,7 +304,7 @@ function rotate<T>(xs: readonly T[], k: number): T[] {
  * A FIFO semaphore of `n` slots around `fn` (the obvious queue a raw-ssh2 user would write for
  * MaxSessions; ten lines, so not worth a dependency such as p-limit).
  */
-function limited(n: number, fn: () => Promise<void>): () => Promise<void> {
+export function limited(n: number, fn: () => Promise<void>): () => Promise<void> {
   let active = 0;
   const waiting: (() => void)[] = [];
   return async () => {

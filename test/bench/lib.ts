@@ -89,6 +89,8 @@ export interface Row {
   tool: string;
   mbPerSec?: number;
   connPerSec?: number;
+  /** Execs completed per second (the latency bench's exec rows). */
+  execPerSec?: number;
   cpuSecPerGiB?: number;
   notes?: string;
   [extra: string]: string | number | undefined;
@@ -334,8 +336,8 @@ export function renderTargets(targets: readonly TargetCheck[]): string {
   return targets.map((t) => `- **${t.pass ? 'PASS' : 'FAIL'}** ${t.name}: ${t.detail}`).join('\n');
 }
 
-const KNOWN_ORDER = ['filesPerSec', 'mbPerSec', 'connPerSec', 'cpuSecPerGiB'];
-const HIGHER_IS_BETTER = new Set(['filesPerSec', 'mbPerSec', 'connPerSec']);
+const KNOWN_ORDER = ['filesPerSec', 'mbPerSec', 'connPerSec', 'execPerSec', 'cpuSecPerGiB'];
+const HIGHER_IS_BETTER = new Set(['filesPerSec', 'mbPerSec', 'connPerSec', 'execPerSec']);
 
 /**
  * Turns bench {@link Row}s into a {@link Section}: columns `name`, `tool`, every numeric field
@@ -368,7 +370,7 @@ export function rowsToSection(title: string, rows: readonly Row[]): Section {
     title,
     columns,
     rows: out,
-    notes: hasRatio ? ['"ssh-tether vs this": the files/s, MB/s or conn/s (the first of those a row has) of the first ssh-tether row with the same name divided by this row\'s; > 1 means ssh-tether is faster.'] : [],
+    notes: hasRatio ? ['"ssh-tether vs this": the files/s, MB/s, conn/s or exec/s (the first of those a row has) of the first ssh-tether row with the same name divided by this row\'s; > 1 means ssh-tether is faster.'] : [],
   };
 }
 

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- core|sftp|forward|forward-window|group ...]`: starts ONE sshd (default MaxSessions 10), runs the
+ * `npm run bench [-- core|sftp|forward|forward-window|group|latency ...]`: starts ONE sshd (default MaxSessions 10), runs the
  * selected bench modules against it (default: all that exist), prints one markdown table per
  * section and the target checks (PASS/FAIL, never a failing exit code for a miss), and updates
  * `test/bench/RESULTS.md` (only the blocks of the modules that ran; the header with the machine
@@ -12,8 +12,9 @@
  * - `BENCH_PROCESSES=n` (default 3; 1 with BENCH_QUICK): the sftp and forward benches run n
  *   times, each in a fresh Node process, and report the median (V8's GC mode is per process).
  *
- * `test/bench/sftp.ts` (`benchSftp(target): Promise<Row[]>`) and `test/bench/forward.ts`
- * (`benchForward(target): Promise<Row[]>`) are imported only when the files exist.
+ * `test/bench/sftp.ts` (`benchSftp(target): Promise<Row[]>`), `test/bench/forward.ts`
+ * (`benchForward(target): Promise<Row[]>`) and `test/bench/latency.ts` (`benchLatency`; `npm run
+ * bench -- latency` runs only it) are imported only when the files exist.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -35,7 +36,7 @@ import {
   type TargetCheck,
 } from './lib.js';
 
-const BENCHES = ['core', 'sftp', 'forward', 'forward-window', 'group'] as const;
+const BENCHES = ['core', 'sftp', 'forward', 'forward-window', 'group', 'latency'] as const;
 type BenchName = (typeof BENCHES)[number];
 
 interface BenchOutput {
@@ -101,11 +102,14 @@ async function runBenchInner(name: BenchName, target: BenchTarget): Promise<Benc
       ? ['sftp', 'benchSftp', 'SFTP']
       : name === 'forward-window'
         ? ['forward-window', 'benchForwardWindow', 'Forward windows on a long link (delay-line proxy)']
+        : name === 'latency'
+          ? ['latency', 'benchLatency', 'Latency: through a delay line (RTT ~10 and ~50 ms), and the host event loop']
         : ['forward', 'benchForward', 'Port forwarding'];
   const f = await loadRowBench(file, fn);
   if (typeof f === 'string') return { sections: [], targets: [], skipped: f, elapsedMs: 0 };
   // Each run in fresh processes (the median over them; see runRowBenchInProcesses for why).
-  const processes = Math.max(1, Math.floor(Number(process.env.BENCH_PROCESSES ?? (target.quick ? 1 : 3))) || 1);
+  // latency: one process (its rounds interleave the tools and take medians already; it runs long)
+  const processes = name === 'latency' ? 1 : Math.max(1, Math.floor(Number(process.env.BENCH_PROCESSES ?? (target.quick ? 1 : 3))) || 1);
   const rows = processes === 1 ? await f.run(target) : await runRowBenchInProcesses(file, target, processes);
   return { sections: [rowsToSection(title, rows)], targets: f.targets(rows), elapsedMs: Date.now() - t0 };
 }

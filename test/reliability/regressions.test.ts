@@ -50,6 +50,8 @@ describe('session limiter at a lowered limit', () => {
     l.reset();
     expect(vi.getTimerCount()).toBe(0);
     a();
+    // a freed slot goes to the next caller one event-loop turn later (setImmediate)
+    await vi.advanceTimersByTimeAsync(0);
     (await waiting)();
     b();
   });
