@@ -11,6 +11,7 @@ const FACADE = ['src/client.ts', 'src/group.ts'];
 // The settings (SshClientOptions, DEFAULTS, the resolved per-attempt object): read by connection/
 // and everything above it; config/ and below never import them (config/ resolves ssh_config only).
 const SETTINGS = ['src/options.ts', 'src/settings.ts'];
+/** @param {string[]} layers @returns {string[]} */
 const above = (layers) => layers.map((l) => (l.startsWith('src/') ? l : `src/${l}`));
 const layerZones = [
   { target: 'src/internal', from: above([...SETTINGS, 'ssh2', 'config', 'known-hosts', 'connection', 'channel', ...FEATURES, 'server', ...FACADE, ...TOP]) },
@@ -32,7 +33,7 @@ const layerZones = [
   // The in-process server is its own subtree: nothing from the client side but errors/internal.
   // (src/options.ts is allowed: the server hands out ready SshClientOptions for its own address.)
   { target: 'src/server', from: above(['ssh2', 'config', 'known-hosts', 'connection', 'channel', ...FEATURES, 'src/client.ts', 'src/group.ts', ...TOP]) },
-].map((z) => ({ ...z, message: 'layer rule (DESIGN.md §3): a file imports only its own layer or lower' }));
+].map((/** @type {{ target: string | string[]; from: string[] }} */ z) => ({ ...z, message: 'layer rule (DESIGN.md §3): a file imports only its own layer or lower' }));
 
 export default tseslint.config(
   { ignores: ['dist/**', 'docs/**', 'node_modules/**', 'coverage/**'] },
