@@ -8,7 +8,6 @@
  *
  * @module sftp/client
  */
-import { constants as bufferConstants } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import { EventEmitter } from 'eventemitter3';
@@ -17,14 +16,11 @@ import { SshError, mapChannelError } from '../errors.js';
 import type { Link, LinkProvider } from '../connection/link.js';
 import { abortReason, operationScope, raceSignals } from '../internal/cancel.js';
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES } from './dir-walk.js';
-import { readIntoBuffer, writeBuffer } from './engine.js';
 import { SftpStatus, SshSftpError } from './errors.js';
 import { checkData, checkInt, checkLocal, checkOptions, checkPath, checkTime, preserveMask, resumeMode } from './options.js';
 import {
   CLOSE_TIMEOUT_MS,
-  DEFAULT_STREAM_CONCURRENCY,
   asError,
-  closeBounded,
   isStatus,
   limitError,
   listEntries,
@@ -35,8 +31,8 @@ import {
 } from './ops.js';
 import { baseOf, joinRemote, parentOf, showPath, toStats, typeOfMode, type SftpEntry, type SftpStats } from './paths.js';
 import { OpenFlags, SftpSession, type SftpCounters } from './session.js';
-import { SftpReadStream, SftpWriteStream } from './streams.js';
-import { getOne, getTree, putOne, putTree, type DirPlan, type FilePlan } from './transfer.js';
+import { remoteReadStream, remoteWriteStream } from './streams.js';
+import { getOne, getTree, putOne, putTree, readWhole, writeWhole, type DirPlan, type FilePlan } from './transfer.js';
 import type {
   DirTransferOptions,
   DirTransferSummary,
@@ -64,18 +60,8 @@ const DEFAULT_LIST_MAX_ENTRIES = 100_000;
 const DEFAULT_CONCURRENCY = 16;
 const DEFAULT_DIR_CONCURRENCY = 32;
 const DEFAULT_DIR_FILE_CONCURRENCY = 4;
-const DEFAULT_HWM = 1024 * 1024;
 /** Default of {@link ReadFileOptions.maxBytes}. */
 const DEFAULT_READ_MAX_BYTES = 1024 * 1024 * 1024;
-/** Bytes of the one read past a file's stated size (it must find EOF). */
-const PROBE_LEN = 64 * 1024;
-
-/** The offset to append at from a stated size: absent is 0; past 2^53 the server lies (`reason: 'protocol'`). */
-function appendOffset(size: number | undefined, what: string, p: RemotePath): number {
-  if (size === undefined) return 0;
-  if (!Number.isSafeInteger(size)) throw limitError(what, `the server stated an impossible file size (${size})`, p, 'protocol');
-  return size;
-}
 
 function defaultOpenSftp(link: Link, signal: AbortSignal): Promise<ssh2.SFTPWrapper> {
   return new Promise<ssh2.SFTPWrapper>((resolve, reject) => {
@@ -548,51 +534,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const o = checkOptions('readFile', 'readFile', options);
     const enc = o.encoding;
     const maxBytes = o.maxBytes ?? DEFAULT_READ_MAX_BYTES;
-    const tooBig = (n: number | string): SshError =>
-      new SshError('ERR_SSH_MAX_BUFFER', `sftp readFile ${JSON.stringify(showPath(p))}: ${n} bytes exceed maxBytes (${maxBytes})`, { retryable: false });
-    return await this.op('readFile', o, async (s, sig) => {
-      const handle = await s.open(p, OpenFlags.READ, undefined, sig);
-      let ok = false;
-      try {
-        const st = await s.fstat(handle, p, sig);
-        const stated = st.size ?? 0;
-        if (stated > Math.min(maxBytes, bufferConstants.MAX_LENGTH)) throw tooBig(Number.isSafeInteger(stated) ? stated : `about ${stated.toExponential(3)}`);
-        const parts: Buffer[] = [];
-        let pos = 0;
-        if (stated > 0) {
-          const b = await readIntoBuffer(s, handle, p, 0, stated, DEFAULT_STREAM_CONCURRENCY, sig);
-          parts.push(b);
-          pos = b.length;
-          if (pos === stated) {
-            // one probe read past the stated size: it must find EOF
-            const more = await readIntoBuffer(s, handle, p, pos, Math.min(PROBE_LEN, s.maxReadLen), 1, sig);
-            if (more.length > 0) {
-              throw limitError(
-                'readFile',
-                `the file is longer than the ${stated} bytes the server stated (it grew while read, or the server lies); use get() or createReadStream() to read to EOF`,
-                p,
-                'protocol',
-              );
-            }
-          }
-        } else {
-          // no size (absent, or 0 as for /proc files): read to EOF, never past maxBytes
-          for (;;) {
-            const more = await readIntoBuffer(s, handle, p, pos, Math.min(PROBE_LEN, s.maxReadLen, maxBytes - pos + 1), 1, sig);
-            if (more.length === 0) break;
-            parts.push(more);
-            pos += more.length;
-            if (pos > maxBytes) throw tooBig(`more than ${maxBytes}`);
-          }
-        }
-        ok = true;
-        const out = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-        return enc === undefined ? out : out.toString(enc);
-      } finally {
-        if (ok) await s.close(handle, p, sig);
-        else s.closeQuietly(handle);
-      }
-    });
+    return await this.op('readFile', o, (s, sig) => readWhole(s, sig, p, enc, maxBytes));
   }
 
   /**
@@ -610,7 +552,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const atomic = o.atomic === true;
     return await this.op('writeFile', o, async (s, sig) => {
       if (!atomic) {
-        await this.writeWhole(s, p, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.TRUNC, mode, undefined, sig);
+        await writeWhole(s, p, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.TRUNC, mode, undefined, sig);
         return;
       }
       let keepMode = mode;
@@ -620,7 +562,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
       }
       const tmp = joinRemote(parentOf(p), Buffer.concat([Buffer.from('.'), baseOf(p), Buffer.from(`.tether-${randomBytes(6).toString('hex')}.tmp`)]));
       try {
-        await this.writeWhole(s, tmp, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.EXCL, keepMode, undefined, sig);
+        await writeWhole(s, tmp, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.EXCL, keepMode, undefined, sig);
         await this.renameWith(s, tmp, p, true, sig);
       } catch (err) {
         if (s.alive) await settleWithin(s.remove(tmp), CLOSE_TIMEOUT_MS, sig);
@@ -639,31 +581,8 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const o = checkOptions('appendFile', 'appendFile', options);
     const mode = o.mode;
     return await this.op('appendFile', o, (s, sig) =>
-      this.writeWhole(s, p, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.APPEND, mode, 'end', sig),
+      writeWhole(s, p, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.APPEND, mode, 'end', sig),
     );
-  }
-
-  private async writeWhole(
-    s: SftpSession,
-    p: RemotePath,
-    data: Buffer,
-    flags: number,
-    mode: number | undefined,
-    at: 'end' | undefined,
-    signal: AbortSignal,
-  ): Promise<void> {
-    const handle = await s.open(p, flags, mode === undefined ? undefined : { mode }, signal);
-    let ok = false;
-    try {
-      let offset = 0;
-      if (at === 'end') offset = appendOffset((await s.fstat(handle, p, signal)).size, 'appendFile', p);
-      await writeBuffer(s, handle, p, data, offset, DEFAULT_STREAM_CONCURRENCY, signal);
-      if (mode !== undefined) await s.fsetstat(handle, p, { mode }, signal);
-      ok = true;
-    } finally {
-      if (ok) await s.close(handle, p, signal);
-      else await closeBounded(s, handle, signal);
-    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -678,44 +597,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   createReadStream(path: RemotePath, options?: ReadStreamOptions): Readable {
     const p = checkPath('path', path);
     const o = checkOptions('readStream', 'createReadStream', options);
-    const start = o.start ?? 0;
-    const endIncl = o.end;
-    const concurrency = o.concurrency ?? DEFAULT_STREAM_CONCURRENCY;
-    const chunkSize = o.chunkSize;
-    const highWaterMark = o.highWaterMark ?? DEFAULT_HWM;
-    const signal = o.signal;
-    const holder: { s?: SftpSession } = {};
-    const stream = new SftpReadStream({
-      get session(): SftpSession {
-        return holder.s!;
-      },
-      path: p,
-      open: async () => {
-        const scope = operationScope({ signal }, 'sftp createReadStream');
-        try {
-          const s = await this.acquire(scope.signal);
-          holder.s = s;
-          const handle = await s.open(p, OpenFlags.READ, undefined, scope.signal);
-          try {
-            const st = await s.fstat(handle, p, scope.signal);
-            return { handle, size: st.size ?? Infinity };
-          } catch (err) {
-            s.closeQuietly(handle);
-            throw err;
-          }
-        } finally {
-          scope.dispose();
-        }
-      },
-      start,
-      end: endIncl === undefined ? Infinity : endIncl + 1,
-      get chunkSize(): number {
-        return Math.min(chunkSize ?? Infinity, holder.s?.maxReadLen ?? 32 * 1024);
-      },
-      concurrency,
-      highWaterMark,
-      signal,
-    });
+    const stream = remoteReadStream((sig) => this.acquire(sig), p, o);
     stream.once('close', this.hold());
     return stream;
   }
@@ -728,46 +610,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   createWriteStream(path: RemotePath, options?: WriteStreamOptions): Writable {
     const p = checkPath('path', path);
     const o = checkOptions('writeStream', 'createWriteStream', options);
-    const flags = o.flags ?? 'w';
-    const start = o.start ?? 0;
-    const mode = o.mode;
-    const concurrency = o.concurrency ?? DEFAULT_STREAM_CONCURRENCY;
-    const highWaterMark = o.highWaterMark ?? DEFAULT_HWM;
-    const signal = o.signal;
-    const holder: { s?: SftpSession } = {};
-    const pflags = {
-      w: OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.TRUNC,
-      wx: OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.EXCL,
-      a: OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.APPEND,
-      'r+': OpenFlags.READ | OpenFlags.WRITE,
-    }[flags];
-    const stream = new SftpWriteStream({
-      get session(): SftpSession {
-        return holder.s!;
-      },
-      path: p,
-      open: async () => {
-        const scope = operationScope({ signal }, 'sftp createWriteStream');
-        try {
-          const s = await this.acquire(scope.signal);
-          holder.s = s;
-          const handle = await s.open(p, pflags, mode === undefined ? undefined : { mode }, scope.signal);
-          if (flags !== 'a') return { handle, start };
-          try {
-            const st = await s.fstat(handle, p, scope.signal);
-            return { handle, start: appendOffset(st.size, 'createWriteStream', p) };
-          } catch (err) {
-            s.closeQuietly(handle);
-            throw err;
-          }
-        } finally {
-          scope.dispose();
-        }
-      },
-      concurrency,
-      highWaterMark,
-      signal,
-    });
+    const stream = remoteWriteStream((sig) => this.acquire(sig), p, o);
     stream.once('close', this.hold());
     return stream;
   }

@@ -25,9 +25,6 @@ const FXP_DATA = 103;
 /** uint32 length + byte type + uint32 request id. */
 const HEADER = 9;
 
-/** The read requests the splitter completes (src/ssh2/sftp.ts: ssh2's `_requests`). */
-export type DataReplyTarget = ReadRequestTable;
-
 const enum Mode {
   Header,
   Pass,
@@ -56,7 +53,7 @@ export class DataReplySplitter {
   private broken = false;
 
   constructor(
-    private readonly s: DataReplyTarget,
+    private readonly s: ReadRequestTable,
     private readonly pass: (chunk: Buffer) => void,
   ) {}
 

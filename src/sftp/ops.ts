@@ -26,6 +26,13 @@ export function limitError(what: string, message: string, path: RemotePath | und
   return new SshSftpError(`sftp ${what}: ${message}`, { statusCode: SftpStatus.FAILURE, path, reason });
 }
 
+/** The offset to append at from a stated size: absent is 0; past 2^53 the server lies (`reason: 'protocol'`). */
+export function appendOffset(size: number | undefined, what: string, p: RemotePath): number {
+  if (size === undefined) return 0;
+  if (!Number.isSafeInteger(size)) throw limitError(what, `the server stated an impossible file size (${size})`, p, 'protocol');
+  return size;
+}
+
 /** Whether `err` is an SFTP status error with this code. */
 export function isStatus(err: unknown, code: number): boolean {
   return err instanceof SshSftpError && err.statusCode === code;
@@ -106,7 +113,7 @@ export function nameCounter(what: string, path: RemotePath, max: number): (n: nu
  * called as each reply of `n` names arrives (at least 1 per reply, so endless empty replies
  * count too); it throws to stop, and the handle is then closed without waiting.
  */
-export async function readDir(s: SftpSession, dir: RemotePath, signal: AbortSignal, count: (n: number) => void, each: (name: Buffer, attrs: RawAttrs) => void): Promise<void> {
+async function readDir(s: SftpSession, dir: RemotePath, signal: AbortSignal, count: (n: number) => void, each: (name: Buffer, attrs: RawAttrs) => void): Promise<void> {
   const handle = await s.opendir(dir, signal);
   let failed = true;
   try {

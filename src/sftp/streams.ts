@@ -7,9 +7,11 @@
  */
 import { Readable, Writable } from 'node:stream';
 import { SshError } from '../errors.js';
-import { abortReason } from '../internal/cancel.js';
+import { abortReason, operationScope } from '../internal/cancel.js';
 import { mapSftpError, SftpStatus } from './errors.js';
-import type { RemotePath, SftpSession } from './session.js';
+import { appendOffset, DEFAULT_STREAM_CONCURRENCY } from './ops.js';
+import { OpenFlags, type RemotePath, type SftpSession } from './session.js';
+import type { ReadStreamOptions, WriteStreamOptions } from './types.js';
 
 const PROBE_LEN = 64 * 1024;
 
@@ -342,4 +344,88 @@ export class SftpWriteStream extends Writable {
       () => callback(err),
     );
   }
+}
+
+/** Default Readable/Writable buffer size, bytes. */
+const DEFAULT_HWM = 1024 * 1024;
+
+/** Gives the live session (opening one if needed); rejects when `signal` aborts. */
+export type AcquireSession = (signal: AbortSignal) => Promise<SftpSession>;
+
+/** {@link SftpClient.createReadStream} with checked options. */
+export function remoteReadStream(acquire: AcquireSession, p: RemotePath, o: ReadStreamOptions): SftpReadStream {
+  const { chunkSize, signal } = o;
+  const holder: { s?: SftpSession } = {};
+  return new SftpReadStream({
+    get session(): SftpSession {
+      return holder.s!;
+    },
+    path: p,
+    open: async () => {
+      const scope = operationScope({ signal }, 'sftp createReadStream');
+      try {
+        const s = await acquire(scope.signal);
+        holder.s = s;
+        const handle = await s.open(p, OpenFlags.READ, undefined, scope.signal);
+        try {
+          const st = await s.fstat(handle, p, scope.signal);
+          return { handle, size: st.size ?? Infinity };
+        } catch (err) {
+          s.closeQuietly(handle);
+          throw err;
+        }
+      } finally {
+        scope.dispose();
+      }
+    },
+    start: o.start ?? 0,
+    end: o.end === undefined ? Infinity : o.end + 1,
+    get chunkSize(): number {
+      return Math.min(chunkSize ?? Infinity, holder.s?.maxReadLen ?? 32 * 1024);
+    },
+    concurrency: o.concurrency ?? DEFAULT_STREAM_CONCURRENCY,
+    highWaterMark: o.highWaterMark ?? DEFAULT_HWM,
+    signal,
+  });
+}
+
+/** {@link SftpClient.createWriteStream} with checked options. */
+export function remoteWriteStream(acquire: AcquireSession, p: RemotePath, o: WriteStreamOptions): SftpWriteStream {
+  const flags = o.flags ?? 'w';
+  const start = o.start ?? 0;
+  const { mode, signal } = o;
+  const holder: { s?: SftpSession } = {};
+  const pflags = {
+    w: OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.TRUNC,
+    wx: OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.EXCL,
+    a: OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.APPEND,
+    'r+': OpenFlags.READ | OpenFlags.WRITE,
+  }[flags];
+  return new SftpWriteStream({
+    get session(): SftpSession {
+      return holder.s!;
+    },
+    path: p,
+    open: async () => {
+      const scope = operationScope({ signal }, 'sftp createWriteStream');
+      try {
+        const s = await acquire(scope.signal);
+        holder.s = s;
+        const handle = await s.open(p, pflags, mode === undefined ? undefined : { mode }, scope.signal);
+        if (flags !== 'a') return { handle, start };
+        try {
+          const st = await s.fstat(handle, p, scope.signal);
+          return { handle, start: appendOffset(st.size, 'createWriteStream', p) };
+        } catch (err) {
+          s.closeQuietly(handle);
+          throw err;
+        }
+      } finally {
+        scope.dispose();
+      }
+    },
+    concurrency: o.concurrency ?? DEFAULT_STREAM_CONCURRENCY,
+    highWaterMark: o.highWaterMark ?? DEFAULT_HWM,
+    signal,
+  });
 }

@@ -1,5 +1,6 @@
 /**
- * File and tree transfers behind {@link SftpClient.get}, `put`, `getDir` and `putDir`: one file
+ * File and tree transfers behind {@link SftpClient.get}, `put`, `getDir`, `putDir` (and the
+ * whole-content `readFile`/`writeFile`/`appendFile`): one file
  * copied with the parallel engines (sftp/engine.ts) and `resume`/`preserve`; a directory tree
  * walked (sftp/dir-walk.ts), its directories created inside the target, and its files copied
  * `concurrency` at a time (`p-limit`) with one overall progress and one summary.
@@ -9,15 +10,16 @@
  * @internal
  * @module sftp/transfer
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { SshError } from '../errors.js';
 import { abortReason } from '../internal/cancel.js';
 import { relBytes, walkTree, type WalkedTree, type WalkLimits } from './dir-walk.js';
-import { ProgressReporter, runGet, runPut } from './engine.js';
-import { asError, DEFAULT_STREAM_CONCURRENCY, closeBounded, limitError, listLean, localError, mkdirp, runLimited } from './ops.js';
-import { isConfinedRel, isInsideDir, joinBytes, joinRemote, showName, toBytes, typeOfMode, type SftpEntryType } from './paths.js';
+import { ProgressReporter, readIntoBuffer, runGet, runPut, writeBuffer } from './engine.js';
+import { appendOffset, asError, DEFAULT_STREAM_CONCURRENCY, closeBounded, limitError, listLean, localError, mkdirp, runLimited } from './ops.js';
+import { isConfinedRel, isInsideDir, joinBytes, joinRemote, showName, showPath, toBytes, typeOfMode, type SftpEntryType } from './paths.js';
 import { OrderedReader } from './streams.js';
 import { OpenFlags, type SftpSession } from './session.js';
 import type { DirFilterEntry, DirTransferSummary, SftpWarning, TransferProgress, TransferResult } from './types.js';
@@ -73,6 +75,9 @@ interface TreeSide {
   /** Copies one file, `rel` relative to both roots. */
   copy(s: SftpSession, rel: Buffer, job: FileJob): Promise<TransferResult>;
 }
+
+/** Bytes of the one read past a file's stated size (it must find EOF). */
+const PROBE_LEN = 64 * 1024;
 
 /** A size from the server usable as a byte count, or undefined (absent, 0, or past 2^53: unknown). */
 function knownSize(size: number | undefined): number | undefined {
@@ -174,6 +179,81 @@ async function putFile(s: SftpSession, local: string | Buffer, remote: RemotePat
     throw err;
   } finally {
     await closeFd(fd).catch(() => undefined);
+  }
+}
+
+/**
+ * {@link SftpClient.readFile} once the session is open: with a stated size (FSTAT), that many
+ * bytes plus one probe read that must find EOF; without one (or 0), until EOF. Never holds more
+ * than `maxBytes`.
+ */
+export async function readWhole(s: SftpSession, sig: AbortSignal, p: RemotePath, enc: BufferEncoding | undefined, maxBytes: number): Promise<Buffer | string> {
+  const tooBig = (n: number | string): SshError =>
+    new SshError('ERR_SSH_MAX_BUFFER', `sftp readFile ${JSON.stringify(showPath(p))}: ${n} bytes exceed maxBytes (${maxBytes})`, { retryable: false });
+    const handle = await s.open(p, OpenFlags.READ, undefined, sig);
+    let ok = false;
+    try {
+      const st = await s.fstat(handle, p, sig);
+      const stated = st.size ?? 0;
+      if (stated > Math.min(maxBytes, bufferConstants.MAX_LENGTH)) throw tooBig(Number.isSafeInteger(stated) ? stated : `about ${stated.toExponential(3)}`);
+      const parts: Buffer[] = [];
+      let pos = 0;
+      if (stated > 0) {
+        const b = await readIntoBuffer(s, handle, p, 0, stated, DEFAULT_STREAM_CONCURRENCY, sig);
+        parts.push(b);
+        pos = b.length;
+        if (pos === stated) {
+          // one probe read past the stated size: it must find EOF
+          const more = await readIntoBuffer(s, handle, p, pos, Math.min(PROBE_LEN, s.maxReadLen), 1, sig);
+          if (more.length > 0) {
+            throw limitError(
+              'readFile',
+              `the file is longer than the ${stated} bytes the server stated (it grew while read, or the server lies); use get() or createReadStream() to read to EOF`,
+              p,
+              'protocol',
+            );
+          }
+        }
+      } else {
+        // no size (absent, or 0 as for /proc files): read to EOF, never past maxBytes
+        for (;;) {
+          const more = await readIntoBuffer(s, handle, p, pos, Math.min(PROBE_LEN, s.maxReadLen, maxBytes - pos + 1), 1, sig);
+          if (more.length === 0) break;
+          parts.push(more);
+          pos += more.length;
+          if (pos > maxBytes) throw tooBig(`more than ${maxBytes}`);
+        }
+      }
+      ok = true;
+      const out = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+      return enc === undefined ? out : out.toString(enc);
+    } finally {
+      if (ok) await s.close(handle, p, sig);
+      else s.closeQuietly(handle);
+    }
+}
+
+/** Writes all of `data` to `p` opened with `flags` (at the end with `at: 'end'`), then sets `mode`. */
+export async function writeWhole(
+  s: SftpSession,
+  p: RemotePath,
+  data: Buffer,
+  flags: number,
+  mode: number | undefined,
+  at: 'end' | undefined,
+  signal: AbortSignal,
+): Promise<void> {
+  const handle = await s.open(p, flags, mode === undefined ? undefined : { mode }, signal);
+  let ok = false;
+  try {
+    let offset = 0;
+    if (at === 'end') offset = appendOffset((await s.fstat(handle, p, signal)).size, 'appendFile', p);
+    await writeBuffer(s, handle, p, data, offset, DEFAULT_STREAM_CONCURRENCY, signal);
+    if (mode !== undefined) await s.fsetstat(handle, p, { mode }, signal);
+    ok = true;
+  } finally {
+    if (ok) await s.close(handle, p, signal);
+    else await closeBounded(s, handle, signal);
   }
 }
 
