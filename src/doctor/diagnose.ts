@@ -10,7 +10,7 @@ import type ssh2 from 'ssh2';
 import type { ParsedKey } from 'ssh2';
 import { SshError } from '../errors.js';
 import type { ResolvedOptions } from '../config/options.js';
-import { toAlgorithms } from '../connection/attempt.js';
+import { toAlgorithms } from '../connection/transport.js';
 import type { SshConfigWarning } from '../config/ssh-config.js';
 import { resolveConfig, type EffectiveConfig } from '../config/effective.js';
 import { keyFingerprint, loadIdentityFile, parseWithPassphrase, type PassphraseSource } from '../connection/auth.js';

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, editDistance, resolveOptions, suggestName } from '../../src/config/options.js';
-import { explainConnectError, isUnresolvedName } from '../../src/connection/attempt.js';
+import { explainConnectError, isUnresolvedName } from '../../src/connection/transport.js';
 import { SshError, SshHostKeyError } from '../../src/errors.js';
 import { createCallbackHostVerifier, createHostVerifier, fingerprintSha256 } from '../../src/known-hosts/index.js';
 
