@@ -107,7 +107,7 @@ export interface TransportOptions {
    * `ERR_SSH_AUTH` without the method summary.
    */
   authHandler?: ssh2.AuthHandlerMiddleware | undefined;
-  /** Bound of the whole open in ms; default the settings' `connectTimeoutMs`. */
+  /** Bound of the whole open in ms; default the settings' `connectTimeoutMs`; 0: none (the caller bounds it through `signal`). */
   timeoutMs?: number | undefined;
   /** Watches the handshake (see {@link TransportObserver}). */
   observer?: TransportObserver | undefined;
@@ -237,9 +237,12 @@ export class SshTransport implements Transport {
         t.destroy(err);
         reject(err);
       };
-      const timer = setTimeout(() => {
-        fail(new SshError('ERR_SSH_CONNECT_TIMEOUT', `could not connect to ${o.host}:${o.port} within ${timeoutMs} ms (TCP, key exchange and authentication)`));
-      }, timeoutMs);
+      const timer =
+        timeoutMs > 0
+          ? setTimeout(() => {
+              fail(new SshError('ERR_SSH_CONNECT_TIMEOUT', `could not connect to ${o.host}:${o.port} within ${timeoutMs} ms (TCP, key exchange and authentication)`));
+            }, timeoutMs)
+          : undefined;
       const onAbort = (): void => {
         const r: unknown = a.signal.reason;
         fail(r instanceof SshError ? r : new SshError('ERR_SSH_ABORTED', 'connect aborted', { cause: r }));
