@@ -453,8 +453,11 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
         transport.destroy(err instanceof SshError ? err : new SshError('ERR_SSH_CONNECTION_LOST', 'setup failed', { cause: err }));
         throw err;
       }
-      if (this.#live !== thisLive || lifetime.aborted) throw abortReason(lifetime, 'connect');
     }
+    if (lifetime.aborted) throw abortReason(lifetime, 'connect');
+    // The link died before it was announced: the attempt failed with the link's cause
+    // (ERR_SSH_CONNECTION_LOST, retryable), never `ready` without a link.
+    if (this.#live !== thisLive) throw abortReason(transport.signal);
     this.#idleSince = undefined;
     this.#setState('ready');
     this.#lastUse = this.#clock.now();
