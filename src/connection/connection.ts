@@ -439,9 +439,9 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     const link: Link = { client: transport.client, epoch, signal: transport.signal };
     const thisLive: LiveLink = { link, transport };
     current.live = thisLive;
+    this.#live = thisLive;
     // The transport died by itself (keep-alive timeout, socket closed): the link is lost. A
     // teardown of ours (idle persist, failback, close, destroy) takes the link out of #live first.
-    this.#live = thisLive;
     const onDead = (): void => this.#lost(thisLive, transport.cause ?? abortReason(transport.signal));
     if (transport.signal.aborted) onDead();
     else transport.signal.addEventListener('abort', onDead, { once: true });
