@@ -17,7 +17,7 @@ import { connect as netConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import { SshAuthError, SshError, mapConnectError } from '../errors.js';
-import { secureDefaultAlgorithms, type ResolvedOptions } from '../config/options.js';
+import { secureDefaultAlgorithms, type ResolvedOptions } from '../options.js';
 import { toSsh2HostVerifier } from '../known-hosts/index.js';
 import { adaptSsh2Client, sendKeepaliveProbe } from '../ssh2/index.js';
 import { SHA1_REFUSED, buildAuthSteps, describeAuthFailure, makeAuthHandler, newAuthTrace } from './auth.js';

@@ -8,7 +8,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import type { ParsedKey } from 'ssh2';
-import type { ResolvedOptions } from '../config/options.js';
+import type { ResolvedOptions } from '../options.js';
 import { SshTransport } from '../connection/transport.js';
 import { SshError } from '../errors.js';
 

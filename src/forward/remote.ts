@@ -7,7 +7,9 @@
  * @module forward/remote
  */
 import net from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import pRetry from 'p-retry';
+import { backoffDelay } from '../internal/backoff.js';
 import type ssh2 from 'ssh2';
 import type { Link } from '../connection/link.js';
 import { SshError } from '../errors.js';
@@ -192,14 +194,17 @@ export class RemoteForward implements AsyncDisposable {
     if (link.signal.aborted) scope.abort(link.signal.reason);
     try {
       const policy = this.#ctx.remoteRetry;
-      await pRetry(() => this.#requestOn(link), {
+      // The delay is the library's one backoff (internal/backoff.ts, unref'd); p-retry counts and filters.
+      const request = async (n: number): Promise<void> => {
+        if (n > 1) await delay(backoffDelay(n - 1, policy), undefined, { signal: scope.signal, ref: false });
+        await this.#requestOn(link);
+      };
+      await pRetry(request, {
         retries: retry ? policy.retries : 0,
-        minTimeout: policy.minDelayMs,
-        maxTimeout: policy.maxDelayMs,
-        factor: policy.factor,
-        randomize: true,
+        minTimeout: 0,
+        maxTimeout: 0,
+        factor: 1,
         signal: scope.signal,
-        unref: true,
         // Only a refusal by the server is worth retrying (the dead session may hold the port);
         // a request the server never answered is not.
         shouldRetry: ({ error }) => error instanceof SshError && error.code === 'ERR_SSH_FORWARD' && !unanswered.has(error),

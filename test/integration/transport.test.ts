@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { SshTransport } from '../../src/connection/transport.js';
 import type { Clock } from '../../src/connection/keepalive.js';
-import { resolveOptions, type ResolvedOptions } from '../../src/config/options.js';
+import { resolveOptions, type ResolvedOptions } from '../../src/options.js';
 import { createHostVerifier } from '../../src/known-hosts/index.js';
 import { SshError } from '../../src/errors.js';
 import { sharedSshd } from '../helpers/shared.js';
