@@ -12,7 +12,7 @@ import { SessionLimiter } from './channel/limiter.js';
 import { execCommand, spawnCommand, startShell, type ExecContext, type ExecOptions, type ShellOptions, type SpawnOptions } from './exec/exec.js';
 import type { ExecResult, RemoteProcess } from './exec/process.js';
 import { createCallbackHostVerifier, createHostVerifier, type NewHostKeyInfo } from './known-hosts/index.js';
-import type { HostKeyCheck } from './connection/attempt.js';
+import type { HostKeyCheck } from './connection/transport.js';
 import { buildKillCommand, type KillTarget } from './exec/quote.js';
 import { openSession } from './channel/open.js';
 import { SftpClient, type SftpWarning } from './sftp/index.js';

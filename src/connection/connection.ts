@@ -2,16 +2,14 @@ import { EventEmitter } from 'eventemitter3';
 import { setMaxListeners } from 'node:events';
 import pRetry from 'p-retry';
 import type { Duplex } from 'node:stream';
-import type ssh2 from 'ssh2';
 import { SshError, isRetryable } from '../errors.js';
 import { backoffDelay } from '../internal/backoff.js';
 import type { ResolvedOptions } from '../options.js';
 import { abortReason, operationScope, sleep } from '../internal/cancel.js';
 import { canTransition, type ConnectionState } from './state.js';
-import { Keepalive, systemClock, type Clock } from './keepalive.js';
-import { connectAttempt, isUnresolvedName, type ConnectedTransport, type HostKeyCheck } from './attempt.js';
+import { systemClock, type Clock } from './keepalive.js';
+import { END_GRACE_MS, SshTransport, isUnresolvedName, type HostKeyCheck, type Transport, type TransportOptions } from './transport.js';
 import type { ConnectOptions, Link, LinkProvider, LinkWaitOptions } from './link.js';
-import { sendKeepaliveProbe } from '../ssh2/index.js';
 import { publish, DIAGNOSTICS_CHANNELS as DC } from '../internal/diagnostics.js';
 import { silentLogger, type Logger } from '../internal/logger.js';
 
@@ -69,6 +67,11 @@ export interface ConnectionHooks {
   beforeEnd?: (deadlineMs: number, link: Link) => Promise<void>;
   /** Provides a transport stream (ProxyJump) instead of a direct TCP connection; `undefined` for direct. */
   transport?: (o: ResolvedOptions, signal: AbortSignal) => Promise<Duplex | undefined>;
+  /**
+   * Opens one transport; default {@link SshTransport.open}. The seam for unit tests of the state
+   * machine, backoff and reconnect loop without a server (a fake {@link Transport}).
+   */
+  openTransport?: (o: ResolvedOptions, options: TransportOptions) => Promise<Transport>;
   clock?: Clock;
   /** The object diagnostics_channel messages are about (the SshClient). */
   owner?: object;
@@ -114,25 +117,7 @@ function summarize(values: readonly number[]): RttSummary {
 
 interface LiveLink {
   link: Link;
-  ctl: AbortController;
-  keepalive: Keepalive | undefined;
-  sock: Duplex;
-  since: number;
-  bytesIn: number;
-}
-
-/** Ends an ssh2 client with SSH_MSG_DISCONNECT; destroys it and its socket after 1 s at most. */
-function endGracefully(client: ssh2.Client, sock: Duplex): void {
-  const t = setTimeout(() => {
-    client.destroy();
-    sock.destroy();
-  }, 1_000);
-  t.unref();
-  client.once('close', () => {
-    clearTimeout(t);
-    sock.destroy();
-  });
-  client.end();
+  transport: Transport;
 }
 
 interface Waiter {
@@ -140,10 +125,11 @@ interface Waiter {
   reject: (err: SshError) => void;
 }
 
-
 /**
- * One logical connection: makes a fresh ssh2 `Client` per attempt, watches it with our own
- * keep-alive, reconnects with jittered exponential backoff (p-retry) and hands out {@link Link}s.
+ * One logical connection: the state table, the waiters and the reconnect loop. Each attempt opens
+ * a fresh {@link SshTransport} (which owns the ssh2 `Client`, its keep-alive and byte counters);
+ * its death moves the state on (reconnects with jittered exponential backoff, p-retry), and the
+ * connection hands out {@link Link}s on the live one.
  *
  * @internal The public face is {@link SshClient}.
  */
@@ -245,17 +231,16 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     bytesIn: number;
     bytesOut: number;
   } {
-    const live = this.#live;
-    const sockOut = live ? ((live.sock as { bytesWritten?: number }).bytesWritten ?? 0) : 0;
+    const t = this.#live?.transport;
     return {
-      connectedSince: live && this.#state === 'ready' ? new Date(live.since) : undefined,
+      connectedSince: t && this.#state === 'ready' ? new Date(t.since) : undefined,
       reconnects: this.#reconnects,
       disconnects: this.#disconnects,
       lastKeepaliveRttMs: this.#lastRttMs,
       keepaliveRtt: summarize(this.#rtts),
       lastDisconnectCause: this.#lastDisconnect,
-      bytesIn: this.#bytesIn + (live ? live.bytesIn : 0),
-      bytesOut: this.#bytesOut + sockOut,
+      bytesIn: this.#bytesIn + (t ? t.bytesIn : 0),
+      bytesOut: this.#bytesOut + (t ? t.bytesOut : 0),
     };
   }
 
@@ -279,7 +264,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
    * Connects if idle and resolves once authenticated. Resolves at once when ready; waits while
    * reconnecting.
    *
-   * @throws {SshError} the attempt's error (see {@link connectAttempt}); `ERR_SSH_CLOSED` after close.
+   * @throws {SshError} the attempt's error (see {@link SshTransport.open}); `ERR_SSH_CLOSED` after close.
    */
   async connect(options: ConnectOptions = {}): Promise<void> {
     const retry = options.retry ?? this.#o.retryFirstConnect;
@@ -409,15 +394,10 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
       }
       if (retryable) {
         this.#setState('idle');
+        this.#rejectWaiters(e);
       } else {
-        this.#fatal = e;
-        this.#closedBy = e;
-        this.#setState('closed');
-        this.#lifetime.abort(e);
-        this.emit('error', e);
-        this.emit('close', { cause: e });
+        this.#fail(e, true);
       }
-      this.#rejectWaiters(e);
       return;
     }
   }
@@ -430,29 +410,21 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
   async #attempt(hostIndex = this.#hostIndex): Promise<void> {
     const epoch = ++this.#epoch;
     const lifetime = this.#lifetime.signal;
-    let keepalive: Keepalive | undefined;
     const started = performance.now();
     this.#hostIndex = hostIndex;
     const o = this.#hooks.resolveAttempt ? await this.#hooks.resolveAttempt(hostIndex) : this.#o;
     this.#current = o;
     this.#resolved = true;
     lifetime.throwIfAborted();
-    let bytesIn = 0;
-    // Set once the link exists; the data callback below runs before that too.
+    // Set once the link is installed: RTTs of a link that is no longer current are not reported.
     const current: { live?: LiveLink } = {};
-    let transport;
+    let transport: Transport;
     try {
-      const sock = this.#hooks.transport ? await this.#hooks.transport(o, lifetime) : undefined;
-      transport = await connectAttempt(o, {
-        hostKeyCheck: this.#hooks.hostKeyCheckFor(o),
-        signal: lifetime,
-        ...(sock ? { sock } : {}),
-        onData: (chunk) => {
-          bytesIn += chunk.length;
-          if (current.live) current.live.bytesIn = bytesIn;
-          keepalive?.received();
+      transport = await this.#open(o, {
+        onRtt: (rttMs) => {
+          if (current.live && this.#live === current.live) this.#noteRtt(rttMs);
         },
-        debug: o.debugProtocol ? (line: string) => this.#log.debug({ host: o.host, port: o.port }, line) : undefined,
+        observer: { debug: o.debugProtocol ? (line: string) => this.#log.debug({ host: o.host, port: o.port }, line) : undefined },
       });
     } catch (err) {
       if (err instanceof SshError) this.#lastFailure = err;
@@ -460,67 +432,33 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
       publish(DC.connectError, () => ({ client: this.#owner, host: o.host, port: o.port, error: err }));
       throw err;
     }
-    const { client } = transport;
     if (epoch !== this.#epoch || lifetime.aborted) {
-      client.destroy();
-      throw abortReason(lifetime, 'connect');
+      const reason = abortReason(lifetime, 'connect');
+      transport.destroy(reason);
+      throw reason;
     }
-    const ctl = new AbortController();
-    // Every operation on this link listens to its signal: many at once is normal, not a leak.
-    setMaxListeners(0, ctl.signal);
-    const link: Link = { client, epoch, signal: ctl.signal };
-    const thisLive: LiveLink = { link, ctl, keepalive: undefined, sock: transport.sock, since: Date.now(), bytesIn };
+    const link: Link = { client: transport.client, epoch, signal: transport.signal };
+    const thisLive: LiveLink = { link, transport };
     current.live = thisLive;
-    let lostCause: SshError | undefined;
-    client.on('error', (err: Error) => {
-      lostCause ??= new SshError('ERR_SSH_CONNECTION_LOST', `connection lost: ${err.message}`, { cause: err });
-    });
-    client.on('close', () => {
-      this.#lost(thisLive, lostCause ?? new SshError('ERR_SSH_CONNECTION_LOST', `connection to ${o.host}:${o.port} closed`));
-    });
-    if (o.keepaliveIntervalMs > 0) {
-      keepalive = new Keepalive(
-        o.keepaliveIntervalMs,
-        o.keepaliveCountMax,
-        {
-          sendProbe: (onReply) => {
-            sendKeepaliveProbe(client, onReply);
-          },
-          onRtt: (rttMs) => {
-            if (this.#live !== thisLive) return;
-            this.#lastRttMs = rttMs;
-            this.#rtts.push(rttMs);
-            if (this.#rtts.length > RTT_WINDOW) this.#rtts.shift();
-            publish(DC.keepalive, () => ({ client: this.#owner, rttMs }));
-            this.emit('keepalive', { rttMs });
-          },
-          onDead: (missed, sendFailure) => {
-            const cause =
-              sendFailure ??
-              new SshError(
-                'ERR_SSH_KEEPALIVE_TIMEOUT',
-                `no packet from ${o.host}:${o.port} for ${o.keepaliveIntervalMs * (missed + 1)} ms (${missed} keep-alive probes unanswered)`,
-              );
-            this.#lost(thisLive, cause);
-          },
-        },
-        this.#clock,
-      );
-      thisLive.keepalive = keepalive;
-    }
     this.#live = thisLive;
+    // The transport died by itself (keep-alive timeout, socket closed): the link is lost. A
+    // teardown of ours (idle persist, failback, close, destroy) takes the link out of #live first.
+    const onDead = (): void => this.#lost(thisLive, transport.cause ?? abortReason(transport.signal));
+    if (transport.signal.aborted) onDead();
+    else transport.signal.addEventListener('abort', onDead, { once: true });
     if (this.#hooks.beforeReady) {
       try {
         await this.#hooks.beforeReady(link, o);
       } catch (err) {
-        this.#live = undefined;
-        keepalive?.stop();
-        ctl.abort(err instanceof SshError ? err : new SshError('ERR_SSH_CONNECTION_LOST', 'setup failed', { cause: err }));
-        client.destroy();
+        if (this.#live === thisLive) this.#retire(thisLive);
+        transport.destroy(err instanceof SshError ? err : new SshError('ERR_SSH_CONNECTION_LOST', 'setup failed', { cause: err }));
         throw err;
       }
-      if (this.#live !== thisLive || lifetime.aborted) throw abortReason(lifetime, 'connect');
     }
+    if (lifetime.aborted) throw abortReason(lifetime, 'connect');
+    // The link died before it was announced: the attempt failed with the link's cause
+    // (ERR_SSH_CONNECTION_LOST, retryable), never `ready` without a link.
+    if (this.#live !== thisLive) throw abortReason(transport.signal);
     this.#idleSince = undefined;
     this.#setState('ready');
     this.#lastUse = this.#clock.now();
@@ -559,20 +497,42 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     }
   }
 
-  /** The live link died. Ignores links that are no longer current (attempt epoch). */
-  #lost(live: LiveLink, cause: SshError): void {
-    if (this.#live !== live) return;
-    this.#live = undefined;
+  /** Opens one transport for `o` (through the jump chain when there is one) with this client's host-key check and clock. */
+  async #open(o: ResolvedOptions, extra: Pick<TransportOptions, 'onRtt' | 'observer'> = {}): Promise<Transport> {
+    const signal = this.#lifetime.signal;
+    const sock = this.#hooks.transport ? await this.#hooks.transport(o, signal) : undefined;
+    const options: TransportOptions = { hostKeyCheck: this.#hooks.hostKeyCheckFor(o), signal, clock: this.#clock, ...(sock ? { sock } : {}), ...extra };
+    return this.#hooks.openTransport ? this.#hooks.openTransport(o, options) : SshTransport.open(o, options);
+  }
+
+  #noteRtt(rttMs: number): void {
+    this.#lastRttMs = rttMs;
+    this.#rtts.push(rttMs);
+    if (this.#rtts.length > RTT_WINDOW) this.#rtts.shift();
+    publish(DC.keepalive, () => ({ client: this.#owner, rttMs }));
+    this.emit('keepalive', { rttMs });
+  }
+
+  /**
+   * Takes `live` out of service: no longer current, its timers cleared, its byte counts kept.
+   * The caller then ends or destroys its transport (or it is dead already).
+   */
+  #retire(live: LiveLink): void {
+    if (this.#live === live) this.#live = undefined;
     this.#clearIdle();
     this.#clearFailback();
-    live.keepalive?.stop();
-    const lost =
-      cause.code === 'ERR_SSH_CONNECTION_LOST' ? cause : new SshError('ERR_SSH_CONNECTION_LOST', `connection lost: ${cause.message}`, { cause });
-    live.ctl.abort(lost);
-    live.link.client.destroy();
-    this.#bytesIn += live.bytesIn;
-    this.#bytesOut += (live.sock as { bytesWritten?: number }).bytesWritten ?? 0;
-    live.sock.destroy();
+    this.#bytesIn += live.transport.bytesIn;
+    this.#bytesOut += live.transport.bytesOut;
+  }
+
+  /**
+   * The live link died by itself (its transport's signal aborted). Ignores links that are no
+   * longer current (ended on purpose, or of an older attempt).
+   */
+  #lost(live: LiveLink, cause: SshError): void {
+    if (this.#live !== live) return;
+    this.#retire(live);
+    const lost = abortReason(live.transport.signal);
     this.#lastDisconnect = cause;
     this.#lastFailure = cause;
     if (this.#state === 'closing' || this.#state === 'closed') return;
@@ -582,16 +542,37 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     this.emit('disconnect', { cause });
     if (this.#state !== 'ready') return;
     if (this.#o.reconnect === false) {
-      this.#fatal = lost;
-      this.#closedBy = lost;
-      this.#setState('closed');
-      this.#lifetime.abort(lost);
-      this.#rejectWaiters(lost);
-      this.emit('close', { cause: lost });
+      // Without a reconnect policy a lost link ends the client (no 'error': nothing failed to connect).
+      this.#fail(lost, false);
       return;
     }
     this.#setState('reconnecting');
     void this.#reconnectLoop(cause);
+  }
+
+  /**
+   * The one way to `closed` other than a graceful close(): a fatal error (auth, host key...), a
+   * reconnect policy that gave up, a lost link without reconnect, or destroy(). Every waiter and
+   * operation rejects with the error (`ERR_SSH_CLOSED` for a plain destroy()); a live link is torn
+   * down at once. Emits `error` (when `emitError`) then `close`. Idempotent.
+   */
+  #fail(err: SshError | undefined, emitError: boolean): void {
+    if (this.#state === 'closed') return;
+    const e = err ?? new SshError('ERR_SSH_CLOSED', 'the client was destroyed');
+    this.#fatal = err;
+    this.#closedBy ??= e;
+    this.#clearIdle();
+    this.#clearFailback();
+    this.#lifetime.abort(e);
+    const live = this.#live;
+    if (live) {
+      this.#retire(live);
+      live.transport.destroy(e);
+    }
+    this.#setState('closed');
+    this.#rejectWaiters(e);
+    if (emitError && err) this.emit('error', err);
+    this.emit('close', err ? { cause: err } : {});
   }
 
   #clearIdle(): void {
@@ -648,14 +629,8 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
 
   /** Takes `live` out of service on purpose (idle persist, failback) and ends it gracefully. */
   #detach(live: LiveLink, reason: SshError): void {
-    this.#live = undefined;
-    this.#clearIdle();
-    this.#clearFailback();
-    live.keepalive?.stop();
-    live.ctl.abort(reason);
-    this.#bytesIn += live.bytesIn;
-    this.#bytesOut += (live.sock as { bytesWritten?: number }).bytesWritten ?? 0;
-    endGracefully(live.link.client, live.sock);
+    this.#retire(live);
+    void live.transport.end(END_GRACE_MS, reason);
   }
 
   #clearFailback(): void {
@@ -711,18 +686,16 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
 
   /** TCP, key exchange (host-key check) and authentication to entry `index`, then ends it: `true` when all passed. */
   async #probe(index: number): Promise<boolean> {
-    let t: ConnectedTransport | undefined;
+    let t: Transport | undefined;
     try {
       const o = this.#hooks.resolveAttempt ? await this.#hooks.resolveAttempt(index) : this.#o;
-      const signal = this.#lifetime.signal;
-      const sock = this.#hooks.transport ? await this.#hooks.transport(o, signal) : undefined;
-      t = await connectAttempt(o, { hostKeyCheck: this.#hooks.hostKeyCheckFor(o), signal, ...(sock ? { sock } : {}) });
+      t = await this.#open(o);
       return true;
     } catch (err) {
       this.#log.debug({ code: err instanceof SshError ? err.code : undefined }, 'ssh-tether: failback probe failed');
       return false;
     } finally {
-      if (t) endGracefully(t.client, t.sock);
+      if (t) void t.end(END_GRACE_MS, new SshError('ERR_SSH_CLOSED', 'failback probe done'));
     }
   }
 
@@ -770,14 +743,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
       );
     } catch (err) {
       if (lifetime.aborted || this.#state !== 'reconnecting') return;
-      const e = err instanceof SshError ? err : new SshError('ERR_SSH_CONNECT', String(err), { cause: err });
-      this.#fatal = e;
-      this.#closedBy = e;
-      this.#setState('closed');
-      this.#lifetime.abort(e);
-      this.#rejectWaiters(e);
-      this.emit('error', e);
-      this.emit('close', { cause: e });
+      this.#fail(err instanceof SshError ? err : new SshError('ERR_SSH_CONNECT', String(err), { cause: err }), true);
     }
   }
 
@@ -809,22 +775,8 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
       }
     }
     if (live && this.#live === live) {
-      this.#live = undefined;
-      live.keepalive?.stop();
-      live.ctl.abort(closedErr);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          live.link.client.destroy();
-          live.sock.destroy();
-          resolve();
-        }, 1_000);
-        live.link.client.once('close', () => {
-          clearTimeout(t);
-          resolve();
-        });
-        live.link.client.end();
-      });
-      live.sock.destroy();
+      this.#retire(live);
+      await live.transport.end(END_GRACE_MS, closedErr);
     }
     this.#setState('closed');
     this.emit('close', {});
@@ -832,23 +784,6 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
 
   /** Immediate teardown: every operation rejects with `err` (default `ERR_SSH_CLOSED`). Idempotent. */
   destroy(err?: SshError): void {
-    if (this.#state === 'closed') return;
-    const e = err ?? new SshError('ERR_SSH_CLOSED', 'the client was destroyed');
-    this.#fatal = err;
-    this.#closedBy ??= e;
-    this.#clearIdle();
-    this.#clearFailback();
-    this.#lifetime.abort(e);
-    const live = this.#live;
-    this.#live = undefined;
-    if (live) {
-      live.keepalive?.stop();
-      live.ctl.abort(e);
-      live.link.client.destroy();
-      live.sock.destroy();
-    }
-    this.#setState('closed');
-    this.#rejectWaiters(e);
-    this.emit('close', err ? { cause: err } : {});
+    this.#fail(err, false);
   }
 }

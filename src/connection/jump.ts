@@ -1,14 +1,13 @@
 import type { Duplex } from 'node:stream';
-import type ssh2 from 'ssh2';
 import { SshError } from '../errors.js';
 import { resolveOptions, type ResolvedOptions, type SshClientOptions } from '../options.js';
 import { resolveEffective } from '../settings.js';
 import { parseHopSpec } from '../config/ssh-config/jump-spec.js';
 import { abortReason } from '../internal/cancel.js';
 import { createHostVerifier, type NewHostKeyInfo } from '../known-hosts/index.js';
-import { connectAttempt, type HostKeyCheck } from './attempt.js';
-import { Keepalive, systemClock, type Clock } from './keepalive.js';
-import { sendKeepaliveProbe } from '../ssh2/index.js';
+import { openDirect } from '../channel/open.js';
+import { SshTransport, type HostKeyCheck } from './transport.js';
+import type { Clock } from './keepalive.js';
 
 /**
  * Jump hosts (ssh_config(5) `ProxyJump`, ssh(1) `-J`): each hop is a full SSH connection with its
@@ -77,10 +76,8 @@ interface Hop {
   readonly id: string;
   /** The spec as written, for messages. */
   readonly spec: string;
-  readonly client: ssh2.Client;
-  readonly sock: Duplex;
-  keepalive: Keepalive | undefined;
-  alive: boolean;
+  /** The hop's own SSH connection (keep-alive, listeners): its signal aborts when it dies. */
+  readonly transport: SshTransport;
   /** direct-tcpip channels opened on this hop (the next hop's or the target's transport). */
   readonly channels: Set<Duplex>;
 }
@@ -91,8 +88,6 @@ export interface JumpHostsOptions {
   hostKeyCheckFor?: (o: ResolvedOptions) => HostKeyCheck;
   /** Called when a hop's unknown host key was accepted (`accept-new` / `'no'`), like the client's `hostkey` event. */
   onNewKey?: (info: NewHostKeyInfo) => void;
-  /** Called when a live hop dies (keep-alive timeout or closed); the target's transport through it closes too. */
-  onHopLost?: (info: { spec: string; cause: SshError }) => void;
   clock?: Clock;
 }
 
@@ -105,9 +100,10 @@ function prefixed<E extends Error>(err: E, spec: string): E {
  * The chain of jump hosts of one client, kept across reconnects: each call of
  * {@link JumpHosts.transport} reuses the live hops at the head of the chain and reconnects from
  * the first dead (or changed) hop on, then opens the target's transport channel on the last hop.
- * Every hop is watched by its own keep-alive (its `keepaliveIntervalMs`/`keepaliveCountMax`);
- * when a hop dies, it and every hop after it are torn down, which closes the target's transport
- * (so the client sees a lost link and reconnects through {@link JumpHosts.transport}).
+ * Every hop is an {@link SshTransport} watched by its own keep-alive (its
+ * `keepaliveIntervalMs`/`keepaliveCountMax`); when a hop dies, it and every hop after it are torn
+ * down, which closes the target's transport (so the client sees a lost link and reconnects
+ * through {@link JumpHosts.transport}).
  *
  * Use it as the connection's `transport` hook and call {@link JumpHosts.destroy} when the client closes.
  */
@@ -122,16 +118,6 @@ export class JumpHosts {
     this.#opts = options;
   }
 
-  /** Hops connected now (first hop first), e.g. for health figures. */
-  get liveHops(): number {
-    let n = 0;
-    for (const h of this.#hops) {
-      if (!h.alive) break;
-      n += 1;
-    }
-    return n;
-  }
-
   /**
    * Provides the byte stream to run the target's SSH connection over: `undefined` when
    * `o.jump` is empty (direct TCP), else a `direct-tcpip` channel to `o.host:o.port` opened on
@@ -139,8 +125,8 @@ export class JumpHosts {
    *
    * @param o - the target's settings for this attempt (`jump`, `host`, `port`...).
    * @param signal - aborts the hop connects and the channel open (the client's lifetime).
-   * @throws {SshError} any connect error of a hop (see `connectAttempt`), its message prefixed with
-   *   the hop spec: `ERR_SSH_CONNECT`, `ERR_SSH_CONNECT_TIMEOUT`, `ERR_SSH_HANDSHAKE`,
+   * @throws {SshError} any connect error of a hop (see {@link SshTransport.open}), its message
+   *   prefixed with the hop spec: `ERR_SSH_CONNECT`, `ERR_SSH_CONNECT_TIMEOUT`, `ERR_SSH_HANDSHAKE`,
    *   `ERR_SSH_HOST_KEY_*`, `ERR_SSH_AUTH`, `ERR_SSH_KEY`; `ERR_SSH_CONNECT` when a hop cannot open
    *   the channel to the next host (`AllowTcpForwarding`/`PermitOpen`, or the next host is down);
    *   `ERR_SSH_CONFIG` for a bad spec; `ERR_SSH_CLOSED` after {@link JumpHosts.destroy}.
@@ -159,7 +145,7 @@ export class JumpHosts {
       if (!want || spec === undefined) break;
       const id = `${want.username}@${want.host}:${want.port}`;
       const have = this.#hops[i];
-      if (have && have.alive && have.id === id) continue;
+      if (have && !have.transport.signal.aborted && have.id === id) continue;
       this.#dropFrom(i);
       const prev = this.#hops[i - 1];
       const sock = prev ? await this.#forward(prev, want.host, want.port, want.connectTimeoutMs, signal) : undefined;
@@ -186,7 +172,7 @@ export class JumpHosts {
    */
   #holdProcess(ch: Duplex): void {
     const first = this.#hops[0];
-    const sock = first?.sock as (Duplex & { ref?: () => void; unref?: () => void }) | undefined;
+    const sock = first?.transport.sock as (Duplex & { ref?: () => void; unref?: () => void }) | undefined;
     if (!first || typeof sock?.ref !== 'function' || typeof sock.unref !== 'function') return;
     this.#targets.add(ch);
     sock.ref();
@@ -212,22 +198,19 @@ export class JumpHosts {
     for (const hop of this.#hops.splice(i)) this.#kill(hop);
   }
 
-  #kill(hop: Hop): void {
-    hop.alive = false;
-    hop.keepalive?.stop();
+  /** Tears `hop` down: its channels, then its transport (a dead one again: idempotent). */
+  #kill(hop: Hop, reason: SshError = new SshError('ERR_SSH_CLOSED', `jump host ${JSON.stringify(hop.spec)} was closed`)): void {
     for (const ch of hop.channels) ch.destroy();
     hop.channels.clear();
-    hop.client.destroy();
-    hop.sock.destroy();
+    hop.transport.destroy(reason);
   }
 
   /** A hop died: it and every later hop are torn down (their transports ran through it). */
-  #lost(hop: Hop, cause: SshError): void {
-    if (!hop.alive) return;
+  #lost(hop: Hop): void {
     const idx = this.#hops.indexOf(hop);
     const doomed = idx >= 0 ? this.#hops.slice(idx) : [hop];
-    for (const h of doomed) this.#kill(h);
-    if (!this.#closed) this.#opts.onHopLost?.({ spec: hop.spec, cause });
+    const cause = abortReason(hop.transport.signal);
+    for (const h of doomed) this.#kill(h, cause);
   }
 
   async #connectHop(o: ResolvedOptions, spec: string, id: string, sock: Duplex | undefined, signal: AbortSignal): Promise<Hop> {
@@ -242,109 +225,44 @@ export class JumpHosts {
         hashKnownHosts: o.hashKnownHosts,
         ...(this.#opts.onNewKey ? { onNewKey: this.#opts.onNewKey } : {}),
       });
-    let keepalive: Keepalive | undefined;
-    let t;
+    let transport: SshTransport;
     try {
-      t = await connectAttempt(o, {
-        hostKeyCheck: check,
-        signal,
-        ...(sock ? { sock } : {}),
-        onData: () => keepalive?.received(),
-      });
+      transport = await SshTransport.open(o, { hostKeyCheck: check, signal, sock, clock: this.#opts.clock, label: `jump host ${JSON.stringify(spec)}` });
     } catch (err) {
       sock?.destroy();
       throw err instanceof Error ? prefixed(err, spec) : err;
     }
-    const hop: Hop = { id, spec, client: t.client, sock: t.sock, keepalive: undefined, alive: true, channels: new Set() };
+    const hop: Hop = { id, spec, transport, channels: new Set() };
     // The first hop's TCP socket holds the process open only while a target runs over it (see #holdProcess).
-    if (!sock) (t.sock as Duplex & { unref?: () => void }).unref?.();
-    let lostCause: SshError | undefined;
-    t.client.on('error', (err: Error) => {
-      lostCause ??= new SshError('ERR_SSH_CONNECTION_LOST', `jump host ${JSON.stringify(spec)} failed: ${err.message}`, { cause: err });
-    });
-    // 'end': the hop's transport stream ended (EOF); the connection through it is over.
-    t.client.on('end', () => {
-      this.#lost(hop, lostCause ?? new SshError('ERR_SSH_CONNECTION_LOST', `jump host ${JSON.stringify(spec)} (${o.host}:${o.port}) ended the connection`));
-    });
-    t.client.on('close', () => {
-      this.#lost(hop, lostCause ?? new SshError('ERR_SSH_CONNECTION_LOST', `jump host ${JSON.stringify(spec)} (${o.host}:${o.port}) closed the connection`));
-    });
-    if (o.keepaliveIntervalMs > 0) {
-      keepalive = new Keepalive(
-        o.keepaliveIntervalMs,
-        o.keepaliveCountMax,
-        {
-          sendProbe: (onReply) => {
-            sendKeepaliveProbe(t.client, onReply);
-          },
-          onRtt: () => undefined,
-          onDead: (missed, sendFailure) => {
-            this.#lost(
-              hop,
-              sendFailure ??
-              new SshError(
-                'ERR_SSH_KEEPALIVE_TIMEOUT',
-                `jump host ${JSON.stringify(spec)} (${o.host}:${o.port}): no packet for ${o.keepaliveIntervalMs * (missed + 1)} ms (${missed} keep-alive probes unanswered)`,
-              ),
-            );
-          },
-        },
-        this.#opts.clock ?? systemClock,
-      );
-      hop.keepalive = keepalive;
-    }
+    if (!sock) (transport.sock as Duplex & { unref?: () => void }).unref?.();
+    transport.signal.addEventListener('abort', () => this.#lost(hop), { once: true });
     return hop;
   }
 
   /** Opens a direct-tcpip channel to `host:port` on `hop`, bounded by `timeoutMs` and `signal`. */
-  #forward(hop: Hop, host: string, port: number, timeoutMs: number, signal: AbortSignal): Promise<Duplex> {
-    return new Promise<Duplex>((resolve, reject) => {
-      let done = false;
-      const finish = (err: SshError | undefined, ch?: Duplex): void => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        signal.removeEventListener('abort', onAbort);
-        hop.client.removeListener('close', onClose);
-        if (err || !ch) reject(err ?? new SshError('ERR_SSH_CONNECT', 'internal: no channel'));
-        else resolve(ch);
-      };
-      const timer = setTimeout(() => {
-        finish(new SshError('ERR_SSH_CONNECT_TIMEOUT', `jump host ${JSON.stringify(hop.spec)} did not open a channel to ${host}:${port} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      const onAbort = (): void => finish(abortReason(signal, 'connect'));
-      const onClose = (): void => finish(new SshError('ERR_SSH_CONNECT', `jump host ${JSON.stringify(hop.spec)} closed while opening a channel to ${host}:${port}`));
-      if (signal.aborted) return onAbort();
-      if (!hop.alive) return onClose();
-      signal.addEventListener('abort', onAbort, { once: true });
-      hop.client.once('close', onClose);
-      try {
-        // Originator 127.0.0.1:0, as OpenSSH's `-W` (stdio forward) reports it.
-        hop.client.forwardOut('127.0.0.1', 0, host, port, (err, ch) => {
-          if (err) {
-            finish(
-              new SshError('ERR_SSH_CONNECT', `jump host ${JSON.stringify(hop.spec)} could not connect to ${host}:${port}: ${err.message}`, {
-                cause: err,
-              }),
-            );
-            return;
-          }
-          ch.on('error', () => undefined);
-          if (done || !hop.alive) {
-            ch.destroy();
-            return;
-          }
-          hop.channels.add(ch);
-          ch.once('close', () => hop.channels.delete(ch));
-          // An SSH transport has no half-close: the far end's EOF (the next host went away) ends
-          // ours too, so the hop sends CHANNEL_CLOSE and the stream emits 'close' (ssh2 channels
-          // are half-open by default, and sshd waits for our EOF before closing the channel).
-          ch.once('end', () => ch.end());
-          finish(undefined, ch);
-        });
-      } catch (err) {
-        finish(new SshError('ERR_SSH_CONNECT', `jump host ${JSON.stringify(hop.spec)} could not open a channel: ${String(err)}`, { cause: err }));
-      }
-    });
+  async #forward(hop: Hop, host: string, port: number, timeoutMs: number, signal: AbortSignal): Promise<Duplex> {
+    const name = `jump host ${JSON.stringify(hop.spec)}`;
+    let ch: Duplex;
+    try {
+      ch = await openDirect(hop.transport, { host, port }, { signal, timeoutMs });
+    } catch (err) {
+      if (signal.aborted) throw abortReason(signal, 'connect');
+      if (hop.transport.signal.aborted) throw new SshError('ERR_SSH_CONNECT', `${name} closed while opening a channel to ${host}:${port}`, { cause: err });
+      const e = err instanceof SshError ? err : new SshError('ERR_SSH_CONNECT', String(err), { cause: err });
+      if (e.code === 'ERR_SSH_TIMEOUT') throw new SshError('ERR_SSH_CONNECT_TIMEOUT', `${name} did not open a channel to ${host}:${port} within ${timeoutMs} ms`);
+      throw new SshError('ERR_SSH_CONNECT', `${name} could not connect to ${host}:${port}: ${e.message.replace(/^channel open failed: /, '')}`, { cause: e.cause ?? e });
+    }
+    ch.on('error', () => undefined);
+    if (hop.transport.signal.aborted) {
+      ch.destroy();
+      throw new SshError('ERR_SSH_CONNECT', `${name} closed while opening a channel to ${host}:${port}`);
+    }
+    hop.channels.add(ch);
+    ch.once('close', () => hop.channels.delete(ch));
+    // An SSH transport has no half-close: the far end's EOF (the next host went away) ends
+    // ours too, so the hop sends CHANNEL_CLOSE and the stream emits 'close' (ssh2 channels
+    // are half-open by default, and sshd waits for our EOF before closing the channel).
+    ch.once('end', () => ch.end());
+    return ch;
   }
 }

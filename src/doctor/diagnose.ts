@@ -10,7 +10,6 @@ import type ssh2 from 'ssh2';
 import type { ParsedKey } from 'ssh2';
 import { SshError } from '../errors.js';
 import { DEFAULTS, type ResolvedOptions } from '../options.js';
-import { toAlgorithms } from '../connection/attempt.js';
 import type { SshConfigWarning } from '../config/ssh-config.js';
 import { resolveConfig, type EffectiveConfig } from '../settings.js';
 import { keyFingerprint, loadIdentityFile, parseWithPassphrase, type PassphraseSource } from '../connection/auth.js';
@@ -394,10 +393,7 @@ export async function diagnose(target: string, options: DiagnoseOptions = {}): P
     const lookupName = hostPattern(opts.host, opts.port);
     const { record, client: c } = await runHandshake({
       sock: tcpSock,
-      host: opts.host,
-      port: opts.port,
-      username: opts.username,
-      algorithms: toAlgorithms(opts),
+      settings: opts,
       offers: plan.offers,
       phaseTimeoutMs: timeoutMs,
       verifyHostKey: (key) => {
@@ -412,7 +408,7 @@ export async function diagnose(target: string, options: DiagnoseOptions = {}): P
     push('hostkey', hostKey ?? { ok: false, detail: `host key check did not finish: ${record.error ? msg(record.error) : record.end}` }, (m.hostkey ?? performance.now()) - (m.kex ?? m.start));
     if (record.phase === 'hostkey') return report();
     push('auth', authOutcome(record, plan, opts), (m.auth ?? performance.now()) - (m.hostkey ?? m.start));
-    if (record.end !== 'ready') return report();
+    if (record.end !== 'ready' || !c) return report();
     const live: ssh2.Client = c;
     let liveClosed = false;
     live.on('close', () => {
@@ -434,16 +430,13 @@ export async function diagnose(target: string, options: DiagnoseOptions = {}): P
       }
       const { record: rec2, client: c2 } = await runHandshake({
         sock: r.sock,
-        host: opts.host,
-        port: opts.port,
-        username: opts.username,
-        algorithms: toAlgorithms(opts),
+        settings: opts,
         offers: plan.offers,
         phaseTimeoutMs: timeoutMs,
         verifyHostKey: (key) => Promise.resolve(judgeHostKey(key, known, opts, lookupName).ok),
       });
-      extra.push({ client: c2, sock: r.sock });
-      if (rec2.end !== 'ready') throw new Error(`a second connection did not log in: ${rec2.error ? msg(rec2.error) : rec2.end}`);
+      if (c2) extra.push({ client: c2, sock: r.sock });
+      if (rec2.end !== 'ready' || !c2) throw new Error(`a second connection did not log in: ${rec2.error ? msg(rec2.error) : rec2.end}`);
       return c2;
     };
     /** Set once the server showed it allows one session per connection: later steps get their own connection. */

@@ -7,8 +7,10 @@
 import { lookup } from 'node:dns/promises';
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
-import { adaptSsh2Client } from '../ssh2/index.js';
 import type { ParsedKey } from 'ssh2';
+import type { ResolvedOptions } from '../options.js';
+import { SshTransport } from '../connection/transport.js';
+import { SshError } from '../errors.js';
 
 /** Outcome of one TCP attempt. */
 export interface TcpTry {
@@ -183,10 +185,8 @@ export interface HandshakeRecord {
 /** Options of {@link runHandshake}. */
 export interface HandshakeOptions {
   sock: Socket;
-  host: string;
-  port: number;
-  username: string;
-  algorithms: ssh2.Algorithms;
+  /** The settings of the connection (host, port, user, algorithms...), as for a client. */
+  settings: ResolvedOptions;
   /** Decides the host key; `true` continues to authentication. */
   verifyHostKey: (key: Buffer) => Promise<boolean>;
   offers: readonly AuthOffer[];
@@ -197,136 +197,128 @@ export interface HandshakeOptions {
 const DEBUG_LIST = /^Handshake: \((local|remote)\) (.+?): (.*)$/;
 const DEBUG_CHOSEN = /^Handshake: (KEX algorithm|Host key format|C->S Cipher|S->C cipher|C->S MAC|S->C MAC|C->S compression|S->C compression): (.*)$/;
 
+/** Why the doctor ended an open itself (a refused host key, a stalled phase). */
+class DoctorStop extends SshError {
+  constructor(readonly end: 'timeout' | 'hostkey-refused') {
+    super('ERR_SSH_ABORTED', `doctor: ${end}`);
+  }
+}
+
 /**
- * Drives one ssh2 client over `sock` and records every phase. Resolves (never rejects) with the
- * record and, on `ready`, the connected client (the caller ends it). Settles once.
+ * Drives one connection over `sock` through the client's own connect code
+ * ({@link SshTransport.open}: the same algorithms, host-key step, ssh2 adjustments) and records
+ * every phase through its observer hooks; authentication is the doctor's recording handler (every
+ * method offered and the server's answer). Resolves (never rejects) with the record and, on
+ * `ready`, the connected client (the caller ends it). Settles once.
  */
-export function runHandshake(o: HandshakeOptions): Promise<{ record: HandshakeRecord; client: ssh2.Client }> {
-  const client = new ssh2.Client();
+export async function runHandshake(o: HandshakeOptions): Promise<{ record: HandshakeRecord; client: ssh2.Client | undefined }> {
   const rec: HandshakeRecord = { end: 'error', phase: 'kex', marks: { start: performance.now() }, local: {}, remote: {}, chosen: {}, authTries: [] };
-  return new Promise((resolve) => {
-    let done = false;
-    let timer: NodeJS.Timeout | undefined;
-    let i = 0;
-    /** The attempt awaiting the server's answer ('disconnected' until one arrives). */
-    let pending: AuthTry | undefined;
-    const arm = (): void => {
-      if (timer) clearTimeout(timer);
-      timer = setTimeout(() => finish('timeout'), o.phaseTimeoutMs);
-    };
-    const finish = (end: HandshakeRecord['end'], error?: Error): void => {
-      if (done) return;
-      done = true;
-      if (timer) clearTimeout(timer);
-      rec.end = end;
-      if (error) rec.error = error;
-      if (pending && end === 'ready') pending.answer = 'accepted';
-      pending = undefined;
-      if (end === 'ready') {
-        rec.marks.auth = performance.now();
-        rec.phase = 'done';
-        resolve({ record: rec, client });
-        return;
-      }
-      client.destroy();
-      o.sock.destroy();
-      resolve({ record: rec, client });
-    };
+  const stop = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  let i = 0;
+  /** The attempt awaiting the server's answer ('disconnected' until one arrives). */
+  let pending: AuthTry | undefined;
+  const arm = (): void => {
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => stop.abort(new DoctorStop('timeout')), o.phaseTimeoutMs);
+  };
+  const user = o.settings.username;
+  const authHandler: ssh2.AuthHandlerMiddleware = (methodsLeft, partial, next) => {
     arm();
-    // The `error` listener stays for the client's life: nothing it emits can be unhandled.
-    client.on('error', (err: Error) => finish('error', err));
-    client.on('close', () => finish('close'));
-    client.on('ready', () => finish('ready'));
-
-    const authHandler: ssh2.AuthHandlerMiddleware = (methodsLeft, partial, next) => {
-      arm();
-      if (pending) {
-        pending.answer = partial === true ? 'partial' : 'rejected';
-        if (Array.isArray(methodsLeft)) pending.serverAllows = [...methodsLeft];
-        pending = undefined;
-      }
-      const allows = Array.isArray(methodsLeft) ? methodsLeft : undefined;
-      if (i === 0) {
-        // `none` first: learns what the server allows; OpenSSH does not count it against MaxAuthTries.
-        i++;
-        pending = { method: 'none', answer: 'disconnected' };
-        rec.authTries.push(pending);
-        next({ type: 'none', username: o.username });
-        return;
-      }
-      while (i - 1 < o.offers.length) {
-        const offer = o.offers[i - 1];
-        i++;
-        if (!offer) break;
-        const method = offer.kind === 'agent' ? 'publickey' : offer.kind;
-        if (allows && !allows.includes(method)) continue;
-        pending = { method: offer.kind, answer: 'disconnected', ...(offer.kind === 'password' ? {} : { key: offer.label }) };
-        rec.authTries.push(pending);
-        switch (offer.kind) {
-          case 'agent':
-            next({ type: 'agent', username: o.username, agent: offer.socket });
-            return;
-          case 'publickey':
-            next({ type: 'publickey', username: o.username, key: offer.key });
-            return;
-          case 'password':
-            next({ type: 'password', username: o.username, password: offer.password });
-            return;
-        }
-      }
-      next(false as unknown as ssh2.AuthenticationType);
-    };
-
-    const config: ssh2.ConnectConfig = {
-      sock: o.sock,
-      host: o.host,
-      port: o.port,
-      username: o.username,
-      readyTimeout: 0,
-      keepaliveInterval: 0,
-      algorithms: o.algorithms,
-      authHandler,
-      debug: (line: string) => {
-        const l = DEBUG_LIST.exec(line);
-        if (l?.[1] && l[2] !== undefined && l[3] !== undefined) {
-          (l[1] === 'local' ? rec.local : rec.remote)[l[2]] = l[3];
+    if (pending) {
+      pending.answer = partial === true ? 'partial' : 'rejected';
+      if (Array.isArray(methodsLeft)) pending.serverAllows = [...methodsLeft];
+      pending = undefined;
+    }
+    const allows = Array.isArray(methodsLeft) ? methodsLeft : undefined;
+    if (i === 0) {
+      // `none` first: learns what the server allows; OpenSSH does not count it against MaxAuthTries.
+      i++;
+      pending = { method: 'none', answer: 'disconnected' };
+      rec.authTries.push(pending);
+      next({ type: 'none', username: user });
+      return;
+    }
+    while (i - 1 < o.offers.length) {
+      const offer = o.offers[i - 1];
+      i++;
+      if (!offer) break;
+      const method = offer.kind === 'agent' ? 'publickey' : offer.kind;
+      if (allows && !allows.includes(method)) continue;
+      pending = { method: offer.kind, answer: 'disconnected', ...(offer.kind === 'password' ? {} : { key: offer.label }) };
+      rec.authTries.push(pending);
+      switch (offer.kind) {
+        case 'agent':
+          next({ type: 'agent', username: user, agent: offer.socket });
           return;
-        }
-        const c = DEBUG_CHOSEN.exec(line);
-        if (c?.[1] && c[2] !== undefined) rec.chosen[c[1]] = c[2];
-      },
-      hostVerifier: ((key: Buffer, verify: (ok: boolean) => void): void => {
-        rec.marks.kex = performance.now();
-        rec.phase = 'hostkey';
-        arm();
-        o.verifyHostKey(Buffer.from(key)).then(
-          (ok) => {
-            if (done) return;
-            rec.marks.hostkey = performance.now();
-            if (!ok) {
-              verify(false);
-              finish('hostkey-refused');
+        case 'publickey':
+          next({ type: 'publickey', username: user, key: offer.key });
+          return;
+        case 'password':
+          next({ type: 'password', username: user, password: offer.password });
+          return;
+      }
+    }
+    next(false as unknown as ssh2.AuthenticationType);
+  };
+  arm();
+  try {
+    const t = await SshTransport.open(
+      // The doctor's connection sends no keep-alive probes and forwards no agent.
+      { ...o.settings, keepaliveIntervalMs: 0, forwardAgent: false },
+      {
+        sock: o.sock,
+        signal: stop.signal,
+        // Bounded per phase by `arm()` above instead.
+        timeoutMs: 0,
+        authHandler,
+        hostKeyCheck: async (key) => {
+          if (!(await o.verifyHostKey(key))) throw new DoctorStop('hostkey-refused');
+        },
+        observer: {
+          debug: (line: string) => {
+            const l = DEBUG_LIST.exec(line);
+            if (l?.[1] && l[2] !== undefined && l[3] !== undefined) {
+              (l[1] === 'local' ? rec.local : rec.remote)[l[2]] = l[3];
               return;
             }
+            const c = DEBUG_CHOSEN.exec(line);
+            if (c?.[1] && c[2] !== undefined) rec.chosen[c[1]] = c[2];
+          },
+          onHostKey: () => {
+            rec.marks.kex = performance.now();
+            rec.phase = 'hostkey';
+            arm();
+          },
+          onHostKeyChecked: (ok) => {
+            rec.marks.hostkey = performance.now();
+            if (!ok) return;
             rec.phase = 'auth';
             arm();
-            verify(true);
           },
-          (err: unknown) => {
-            verify(false);
-            finish('error', err instanceof Error ? err : new Error(String(err)));
-          },
-        );
-      }),
-    };
-    try {
-      client.connect(config);
-      // The same guarded ssh2 adjustments as a client connection (DH group-exchange bounds, re-keys).
-      adaptSsh2Client(client);
-    } catch (err) {
-      finish('error', err instanceof Error ? err : new Error(String(err)));
+        },
+      },
+    );
+    rec.end = 'ready';
+    if (pending) pending.answer = 'accepted';
+    rec.marks.auth = performance.now();
+    rec.phase = 'done';
+    return { record: rec, client: t.client };
+  } catch (err) {
+    if (err instanceof DoctorStop) {
+      rec.end = err.end;
+    } else if (err instanceof SshError && err.code === 'ERR_SSH_CONNECT' && err.cause === undefined) {
+      rec.end = 'close'; // closed before authentication completed
+    } else {
+      rec.end = 'error';
+      // ssh2's own error (its message names what failed, e.g. "no matching key exchange algorithm").
+      const cause: unknown = err instanceof SshError ? err.cause : undefined;
+      rec.error = cause instanceof Error ? cause : err instanceof Error ? err : new Error(String(err));
     }
-  });
+    return { record: rec, client: undefined };
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
 }
 
 /** Lists the public keys an ssh-agent holds; rejects when the agent cannot be reached. */

@@ -9,7 +9,8 @@
 import type { Socket } from 'node:net';
 import type ssh2 from 'ssh2';
 import type { Link } from '../connection/link.js';
-import { mapChannelError, SshError } from '../errors.js';
+import { SshError } from '../errors.js';
+import { openDirect as openDirectChannel, type DirectTarget } from '../channel/open.js';
 import { eagerWindow } from '../ssh2/window.js';
 import type { ForwardContext, ForwardStats } from './types.js';
 
@@ -90,46 +91,19 @@ export class Traffic {
   }
 }
 
-/** Where a `direct-*` channel goes. */
-export type DirectTarget = { host: string; port: number } | { path: string };
+export type { DirectTarget } from '../channel/open.js';
 
 /**
- * Opens a `direct-tcpip` (RFC 4254 section 7.2) or `direct-streamlocal@openssh.com` channel.
- * Settles once: a channel that arrives after the link died is closed.
+ * Opens a `direct-tcpip` (RFC 4254 section 7.2) or `direct-streamlocal@openssh.com` channel for
+ * the connection `src` (see {@link openDirectChannel}, the one channel-open). Settles once: a
+ * channel that arrives after the link died is closed.
  *
  * @throws {SshError} `ERR_SSH_CHANNEL_OPEN` (with the RFC 4254 `reason`) when the server
  *   refused, `ERR_SSH_CONNECTION_LOST` when the link died first.
  */
 export function openDirect(ctx: ForwardContext, link: Link, target: DirectTarget, src: Socket | undefined): Promise<ssh2.ClientChannel> {
-  return new Promise<ssh2.ClientChannel>((resolve, reject) => {
-    let settled = false;
-    // One shared abort listener per link (ctx.onLinkDeath), not one per connection.
-    const offDeath = ctx.onLinkDeath(link, (cause) => {
-      if (settled) return;
-      settled = true;
-      reject(cause);
-    });
-    if (settled) return;
-    const cb = (err: Error | undefined, chan: ssh2.ClientChannel): void => {
-      offDeath();
-      if (settled) {
-        if (!err && !link.signal.aborted) chan.close();
-        return;
-      }
-      settled = true;
-      if (err) reject(mapChannelError(err));
-      else resolve(chan);
-    };
-    try {
-      if ('path' in target) link.client.openssh_forwardOutStreamLocal(target.path, cb);
-      else link.client.forwardOut(src?.remoteAddress ?? '127.0.0.1', src?.remotePort ?? 0, target.host, target.port, cb);
-    } catch (err) {
-      // ssh2 throws 'Not connected' synchronously when its socket is gone.
-      offDeath();
-      settled = true;
-      reject(new SshError('ERR_SSH_CONNECTION_LOST', `connection lost: ${(err as Error).message}`, { cause: err }));
-    }
-  });
+  // One shared abort listener per link (ctx.onLinkDeath), not one per connection.
+  return openDirectChannel(link, target, { originator: { address: src?.remoteAddress, port: src?.remotePort }, onLinkDeath: (fn) => ctx.onLinkDeath(link, fn) });
 }
 
 /** The SshError of a dead link (its abort reason). */

@@ -31,8 +31,3 @@ export class Secret<T> {
     return `Secret(${REDACTED})`;
   }
 }
-
-/** Defines `obj[key] = value` as a non-enumerable, read-only property. */
-export function defineHidden<O extends object>(obj: O, key: PropertyKey, value: unknown): void {
-  Object.defineProperty(obj, key, { value, enumerable: false, writable: false, configurable: false });
-}

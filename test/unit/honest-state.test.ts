@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, resolveOptions } from '../../src/options.js';
 import { editDistance, suggestName } from '../../src/internal/validate.js';
-import { explainConnectError, isUnresolvedName } from '../../src/connection/attempt.js';
+import { explainConnectError, isUnresolvedName } from '../../src/connection/transport.js';
 import { SshError, SshHostKeyError } from '../../src/errors.js';
 import { createCallbackHostVerifier, createHostVerifier, fingerprintSha256 } from '../../src/known-hosts/index.js';
 

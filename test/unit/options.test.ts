@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { DEFAULTS, expandHome, resolveOptions, secureDefaultAlgorithms } from '../../src/options.js';
 import { withoutSshConfig } from '../../src/settings.js';
-import { toAlgorithms } from '../../src/connection/attempt.js';
+import { toAlgorithms } from '../../src/connection/transport.js';
 import { loadIdentityFile } from '../../src/connection/auth.js';
 import { configError, zodToConfigError, zodToError } from '../../src/internal/validate.js';
 import { SshConfigError, SshError } from '../../src/errors.js';
