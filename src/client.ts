@@ -548,6 +548,11 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
         const { channel } = await openSession(provider, this.#limiter, (l) => openSftpChannel(l.client), signal, (s) => s.end());
         return channel;
       },
+      // compare: 'checksum' hashes remote files with sha256sum over exec (sftp/ never imports exec/)
+      remoteCommand: async (argv, o) => {
+        const r = await this.exec(argv, { signal: o.signal, encoding: 'buffer', maxBufferBytes: o.maxBufferBytes });
+        return { stdout: r.stdout, exitCode: r.exitCode };
+      },
     });
     return Promise.resolve(this.#sftp);
   }

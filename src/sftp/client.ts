@@ -15,7 +15,7 @@ import fsp from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { EventEmitter } from 'eventemitter3';
 import type ssh2 from 'ssh2';
-import { SshConfigError, SshError, mapChannelError } from '../errors.js';
+import { SshConfigError, SshError, SshInvalidArgError, mapChannelError } from '../errors.js';
 import type { Link, LinkProvider } from '../connection/link.js';
 import { abortReason, operationScope, raceSignals } from '../internal/cancel.js';
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES, relBytes, walkTree, type WalkedTree, type WalkEntry, type WalkLimits } from './dir-walk.js';
@@ -23,6 +23,21 @@ import { runGet, runPut, readIntoBuffer, writeBuffer, ProgressReporter, type Tra
 import { SftpStatus, SshSftpError, type SftpErrorReason } from './errors.js';
 import { OpenFlags, SftpSession, type RawAttrs, type RemotePath, type SetAttrs, type SftpCounters } from './session.js';
 import { OrderedReader, SftpReadStream, SftpWriteStream } from './streams.js';
+import {
+  RemoteHasher,
+  hashLocalFiles,
+  localTreeSource,
+  needsDestination,
+  parseSyncOptions,
+  planSync,
+  removeLocalEntry,
+  removeRemoteEntry,
+  walkEntries,
+  type PlannedRemoval,
+  type RemoteCommand,
+  type SftpWalkEntry,
+  type SyncCompare,
+} from './sync.js';
 import {
   baseOf,
   isConfinedRel,
@@ -43,6 +58,7 @@ import {
 export type { RemotePath } from './session.js';
 export type { SftpEntry, SftpEntryType, SftpStats } from './paths.js';
 export type { TransferProgress } from './engine.js';
+export type { RemoteCommand, SftpWalkEntry, SyncCompare } from './sync.js';
 
 /** Options of {@link SftpClient}. */
 export interface SftpOptions {
@@ -52,6 +68,13 @@ export interface SftpOptions {
    * Must reject (never hang) when `signal` aborts.
    */
   openSftp?: (link: Link, signal: AbortSignal) => Promise<ssh2.SFTPWrapper>;
+  /**
+   * Runs a command on the server over exec and collects its stdout. Used by directory
+   * transfers with `compare: 'checksum'` to hash remote files with `sha256sum` /
+   * `shasum -a 256` instead of reading them over SFTP. The SshClient facade passes one built on
+   * its `exec`; without it, remote files are hashed by reading them.
+   */
+  remoteCommand?: RemoteCommand | undefined;
 }
 
 /** Cancellation options accepted by every operation. */
@@ -113,6 +136,37 @@ export interface ListOptions extends SftpOperationOptions {
    * @default 100000
    */
   maxEntries?: number | undefined;
+  /**
+   * Keep only some entries: a function returning `true` for the entries to keep, or a RegExp
+   * tested on the entry's name. Default: every entry.
+   */
+  filter?: ((entry: SftpEntry) => boolean) | RegExp | undefined;
+}
+
+/** Options of {@link SftpClient.walk}. */
+export interface WalkOptions {
+  /**
+   * Which entries to yield. A function: `false` skips the entry, and for a directory its whole
+   * subtree (it is not entered). A RegExp: tested on the relative path (`path`, e.g.
+   * `src/a.ts`); entries that do not match are not yielded, but every directory is still
+   * entered (so `/\.ts$/` finds `.ts` files at any depth). Default: every entry.
+   */
+  filter?: ((entry: SftpWalkEntry) => boolean) | RegExp | undefined;
+  /** Stops the walk: the iteration rejects with `ERR_SSH_ABORTED`. */
+  signal?: AbortSignal | undefined;
+  /**
+   * Most names the walk may see (counted as READDIR replies arrive); past it the iteration
+   * rejects with `ERR_SSH_SFTP`, `reason: 'limit'`.
+   * @default 1000000
+   */
+  maxEntries?: number | undefined;
+  /**
+   * Deepest level entered (the directory's own subdirectories are level 1). Past it, or on a
+   * directory met twice (same canonical path: a loop), the iteration rejects with
+   * `ERR_SSH_SFTP`, `reason: 'limit'`.
+   * @default 256
+   */
+  maxDepth?: number | undefined;
 }
 
 /** Default of {@link ListOptions.maxEntries}: one listing's entries are all held in memory. */
@@ -264,6 +318,39 @@ export interface DirTransferOptions extends SftpOperationOptions {
    * @default 256
    */
   maxDepth?: number | undefined;
+  /**
+   * Which files to copy (rsync's "quick check"):
+   * - `'always'` (default): every file.
+   * - `'size-mtime'`: skip a file when the destination holds a regular file of the same size and
+   *   the same modification time in whole seconds (as `rsync -a`). Copied files get the
+   *   source's mtime (and atime), so the next run skips them.
+   * - `'checksum'`: skip a file when the destination holds a regular file of the same size
+   *   whose SHA-256 matches (as `rsync -c`). Remote files are hashed on the server with
+   *   `sha256sum` or `shasum -a 256` over exec when the client has exec (`SshClient.sftp()`),
+   *   many files per command; otherwise (or when neither tool is there) by reading them over
+   *   SFTP. Copied files get the source's mtime too.
+   * Skipped files are listed in the summary's `unchanged`.
+   * @default 'always'
+   */
+  compare?: SyncCompare | undefined;
+  /**
+   * Remove destination entries the source does not have (as `rsync --delete`): files,
+   * symlinks (removed themselves, never followed), special files, and directories with
+   * everything below them; also a destination entry whose type differs from the source's
+   * (a directory where the source has a file...). Only entries found by walking the
+   * destination directory are removed: every path is the destination joined with safe
+   * components, symlinks are never entered, and locally each parent must resolve inside the
+   * destination. Entries `filter` leaves out are kept (as rsync's excludes). Runs before the
+   * copies. Removed paths are listed in `deleted`; a removal that fails is listed in `failed`.
+   * @default false
+   */
+  delete?: boolean | undefined;
+  /**
+   * Change nothing: walk both trees, compare, and report in the summary what would be copied
+   * (`copied`), left alone (`unchanged`) and removed (`deleted`); `transferredBytes` is 0.
+   * @default false
+   */
+  dryRun?: boolean | undefined;
 }
 
 /** Summary of {@link SftpClient.getDir} / {@link SftpClient.putDir}. Paths are relative to the source directory. */
@@ -282,6 +369,10 @@ export interface DirTransferSummary {
   failed: { path: string; error: SshError }[];
   /** Bytes copied. */
   transferredBytes: number;
+  /** Files not copied because the destination already matched (see {@link DirTransferOptions.compare}). */
+  unchanged: string[];
+  /** Destination entries removed by {@link DirTransferOptions.delete} (paths relative to the destination directory). */
+  deleted: string[];
 }
 
 const DEFAULT_CONCURRENCY = 16;
@@ -301,7 +392,7 @@ export interface SftpWarning {
   /** `'unsafe-name'`: a directory entry name that would leave the target (see {@link DirTransferSummary.skipped}). */
   reason: 'unsafe-name';
   /** The operation that met it. */
-  operation: 'getDir' | 'putDir';
+  operation: 'getDir' | 'putDir' | 'walk';
   /** The path relative to the source directory, decoded as UTF-8 (control characters kept; see `message`). */
   path: string;
   /** Its exact bytes. */
@@ -335,6 +426,18 @@ function checkPath(field: string, p: unknown): RemotePath {
 function checkLocal(field: string, p: unknown): string | Buffer {
   if ((typeof p === 'string' && p.length > 0) || (Buffer.isBuffer(p) && p.length > 0)) return p;
   throw new SshConfigError(`${field} must be a non-empty local path (string or Buffer)`, { field });
+}
+
+/** A `filter` option: a function or a RegExp. */
+function checkFilter<F extends (...args: never[]) => boolean>(f: F | RegExp | undefined): F | RegExp | undefined {
+  if (f === undefined || typeof f === 'function' || f instanceof RegExp) return f;
+  throw new SshInvalidArgError('invalid filter: expected a function or a RegExp', { field: 'filter' });
+}
+
+/** `re.test(text)` from the start of the text each time (a global RegExp keeps `lastIndex`). */
+function testRegExp(re: RegExp, text: string): boolean {
+  re.lastIndex = 0;
+  return re.test(text);
 }
 
 function checkFn(field: string, f: unknown): void {
@@ -482,6 +585,8 @@ interface FileJob {
   preserve: number;
   progress: ProgressReporter;
   signal: AbortSignal;
+  /** Give the destination the source's access and modification times (set by `compare`). */
+  times?: boolean;
   /**
    * Set by `getDir`: the canonical local root. The local file is then opened with O_NOFOLLOW
    * (a symlink planted at the destination is not followed).
@@ -497,6 +602,13 @@ interface TreeSide {
   makeDirs(s: SftpSession, signal: AbortSignal, dirs: readonly string[]): Promise<void>;
   /** Copies one file, `rel` relative to both roots. */
   copy(s: SftpSession, rel: Buffer, job: FileJob): Promise<TransferResult>;
+  /** Walks the destination tree (`undefined` when the destination directory does not exist). */
+  walkDest(s: SftpSession, signal: AbortSignal, limits: WalkLimits): Promise<WalkedTree | undefined>;
+  /** SHA-256 of source files and of destination files (`rels` latin1; `undefined`: unreadable). */
+  hashSource(s: SftpSession, signal: AbortSignal, rels: readonly string[], sizes: readonly number[]): Promise<(Buffer | undefined)[]>;
+  hashDest(s: SftpSession, signal: AbortSignal, rels: readonly string[], sizes: readonly number[]): Promise<(Buffer | undefined)[]>;
+  /** Removes one destination entry planned by `delete`. */
+  remove(s: SftpSession, signal: AbortSignal, entry: PlannedRemoval): Promise<void>;
 }
 
 /**
@@ -528,6 +640,8 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   private closed = false;
   private readonly closeCtl = new AbortController();
   private readonly counters: SftpCounters = { bytesRead: 0, bytesWritten: 0 };
+  /** Hashes remote files for `compare: 'checksum'` (exec when given, else SFTP reads). @internal */
+  readonly remoteHasher: RemoteHasher;
 
   /** File content bytes read from and written to the server over this client's SFTP sessions (all links). */
   stats(): { bytesRead: number; bytesWritten: number } {
@@ -546,6 +660,8 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     this.provider = provider;
     checkFn('openSftp', options.openSftp);
     this.openSftp = options.openSftp ?? defaultOpenSftp;
+    checkFn('remoteCommand', options.remoteCommand);
+    this.remoteHasher = new RemoteHasher(options.remoteCommand);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -670,13 +786,81 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * the server's `lstat` view: symlinks are `'symlink'`. Names are returned as the server sent
    * them (they may hold `/` or `..` on a hostile server: `getDir` refuses such names, a caller
    * building local paths from `name` should check them too).
+   * `filter` keeps only some entries (a function, or a RegExp tested on the name).
    * @returns entries `{ name, path, rawName, rawPath, type, size, mode, mtime, atime, uid, gid }`.
    * @throws `ERR_SSH_SFTP` with `reason: 'limit'` past {@link ListOptions.maxEntries}; and see the class errors.
+   * @example
+   * ```ts
+   * const logs = await sftp.list('/var/log/app', { filter: /\.log$/ });
+   * const big = await sftp.list('/srv/data', { filter: (e) => e.type === 'file' && e.size > 1e9 });
+   * ```
    */
   async list(dir: RemotePath, options?: ListOptions): Promise<SftpEntry[]> {
     const d = checkPath('dir', dir);
     const max = checkInt('maxEntries', options?.maxEntries, 1) ?? DEFAULT_LIST_MAX_ENTRIES;
-    return await this.op('list', options, (s, sig) => this.listWith(s, d, sig, this.counter('list', d, max)));
+    const filter = checkFilter(options?.filter);
+    return await this.op('list', options, async (s, sig) => {
+      const all = await this.listWith(s, d, sig, this.counter('list', d, max));
+      if (filter === undefined) return all;
+      return all.filter((e) => (typeof filter === 'function' ? filter(e) : testRegExp(filter, e.name)));
+    });
+  }
+
+  /**
+   * Walks the tree below `dir` breadth first, one directory listing at a time (SSH_FXP_OPENDIR /
+   * READDIR), yielding every entry with its path relative to `dir`. Symlinks are yielded as
+   * `'symlink'` entries and never followed, so the walk never leaves `dir` through one. Names
+   * that are not one safe path component (empty, `.`, `..`, holding `/` or NUL: a hostile
+   * server's) are skipped and reported as a `warning` event (`operation: 'walk'`). Breaking out
+   * of the loop stops the walk (no handle stays open between listings).
+   *
+   * @param dir - the directory to walk.
+   * @param options - `filter`, `signal`, `maxEntries` (default 1,000,000 names), `maxDepth`
+   *   (default 256 levels); see {@link WalkOptions}.
+   * @returns an async iterable of {@link SftpWalkEntry} (`path` relative to `dir`, `fullPath`,
+   *   `depth`, and the stats of {@link SftpEntry}).
+   * @throws (from the iteration) `ERR_SSH_SFTP` with `reason: 'limit'` past `maxEntries`,
+   *   deeper than `maxDepth`, or on a directory loop; `ERR_SSH_ABORTED` when `signal` aborts;
+   *   `ERR_SSH_INVALID_ARG` / `ERR_SSH_CONFIG` for bad options (on the first iteration); and
+   *   see the class errors.
+   * @example
+   * ```ts
+   * let bytes = 0;
+   * for await (const e of sftp.walk('/srv/app', { filter: /\.js$/ })) {
+   *   if (e.type === 'file') bytes += e.size;
+   * }
+   * // skip whole subtrees with a function filter
+   * for await (const e of sftp.walk('/srv/app', { filter: (e) => e.name !== 'node_modules' })) console.log(e.path);
+   * ```
+   */
+  async *walk(dir: RemotePath, options?: WalkOptions): AsyncGenerator<SftpWalkEntry, void, undefined> {
+    const d = checkPath('dir', dir);
+    const filter = checkFilter(options?.filter);
+    const maxEntries = checkInt('maxEntries', options?.maxEntries, 1) ?? DEFAULT_MAX_ENTRIES;
+    const maxDepth = checkInt('maxDepth', options?.maxDepth, 0) ?? DEFAULT_MAX_DEPTH;
+    const signal = options?.signal;
+    checkOp({ signal });
+    yield* walkEntries(
+      d,
+      { filter, maxEntries, maxDepth },
+      {
+        list: (abs, count) =>
+          this.op('walk', { signal }, async (s, sig) => {
+            const [entries, real] = await Promise.all([this.listWith(s, abs, sig, count), s.realpath(abs, sig).catch(() => undefined)]);
+            return { entries, identity: real?.toString('latin1') };
+          }),
+        limit: (what) => limitError('walk', what, d),
+        onUnsafe: (rel, why) => {
+          this.emit('warning', {
+            reason: 'unsafe-name',
+            operation: 'walk',
+            path: rel.toString('utf8'),
+            rawPath: rel,
+            message: `sftp walk ${JSON.stringify(showName(toBytes(d)))}: skipped ${JSON.stringify(showName(rel))}: ${why} (a name that could leave the walked directory)`,
+          });
+        },
+      },
+    );
   }
 
   /** A name counter for one listing or walk: throws `reason: 'limit'` once more than `max` names arrived. */
@@ -1236,10 +1420,8 @@ export class SftpClient extends EventEmitter<SftpEvents> {
         // before its old end (a kept prefix makes endedAt >= have): never on a size the server
         // did not state, where the copy continued from what was already there.
         if (job.resume && endedAt < have) await ftruncateFd(fd, endedAt);
-        if (job.preserve !== 0) {
-          await futimesFd(fd, st.atime ?? 0, st.mtime ?? 0);
-          if (st.mode !== undefined) await fchmodFd(fd, st.mode & job.preserve);
-        }
+        if (job.preserve !== 0 || job.times === true) await futimesFd(fd, st.atime ?? 0, st.mtime ?? 0);
+        if (job.preserve !== 0 && st.mode !== undefined) await fchmodFd(fd, st.mode & job.preserve);
         const f = fd;
         fd = undefined;
         await closeFd(f);
@@ -1296,8 +1478,8 @@ export class SftpClient extends EventEmitter<SftpEvents> {
       const { start, endedAt } = await copyRange(runPut, s, handle, remote, fd, remoteSize, size, s.maxWriteLen, job);
       const attrs: SetAttrs = {};
       if (remoteSize > endedAt || endedAt < size) attrs.size = endedAt;
-      if (job.preserve !== 0) {
-        attrs.mode = lst.mode & job.preserve;
+      if (job.preserve !== 0) attrs.mode = lst.mode & job.preserve;
+      if (job.preserve !== 0 || job.times === true) {
         attrs.atime = Math.floor(lst.atimeMs / 1000);
         attrs.mtime = Math.floor(lst.mtimeMs / 1000);
       }
@@ -1344,23 +1526,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
       return joinBytes(localBytes, rel);
     };
     return await this.transferTree('getDir', r, options, {
-      walk: (s, sig, limits) =>
-        walkTree(
-          {
-            list: async (rel, count) => {
-              const dir = rel.length === 0 ? r : joinRemote(r, rel);
-              return await this.listLean(s, dir, sig, count);
-            },
-            identity: async (rel) => {
-              const dir = rel.length === 0 ? r : joinRemote(r, rel);
-              // the canonical path; a server that cannot tell is bounded by maxDepth/maxEntries
-              const real = await s.realpath(dir, sig).catch(() => undefined);
-              return real?.toString('latin1');
-            },
-            limit: (what) => limitError('getDir', what, r),
-          },
-          limits,
-        ),
+      walk: (s, sig, limits) => this.remoteTree(s, r, sig, limits, 'getDir'),
       makeDirs: async (_s, _sig, dirs) => {
         try {
           await fsp.mkdir(l, { recursive: true });
@@ -1388,6 +1554,24 @@ export class SftpClient extends EventEmitter<SftpEvents> {
         }
       },
       copy: (s, rel, job) => this.getFile(s, joinRemote(r, rel), confine(rel), { ...job, confined: true }, false),
+      walkDest: async (_s, _sig, limits) => {
+        if (!(await localDirExists(l))) return undefined;
+        try {
+          return await walkTree(localTreeSource(localBytes, (what) => limitError('getDir', what, l)), limits);
+        } catch (err) {
+          throw localError(err, 'readdir', l);
+        }
+      },
+      hashSource: (s, sig, rels, sizes) => this.remoteHasher.hash(s, r, rels, sizes, sig),
+      hashDest: (_s, sig, rels) => hashLocalFiles(localBytes, rels, true, sig),
+      remove: async (_s, _sig, entry) => {
+        try {
+          rootReal ??= await fsp.realpath(localBytes, { encoding: 'buffer' });
+          await removeLocalEntry(localBytes, rootReal, entry);
+        } catch (err) {
+          throw localError(err, entry.type === 'directory' ? 'rmdir' : 'unlink', joinBytes(localBytes, relBytes(entry.rel)));
+        }
+      },
     });
   }
 
@@ -1396,8 +1580,16 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * files in parallel, one overall progress. Symlinks and special files are skipped. Every
    * remote path is built from local names checked to be safe components (as {@link getDir};
    * a refused name is skipped with reason `'unsafe-name'` and a `warning`). Errors as
-   * {@link SftpClient.getDir}.
-   * @returns `{ copied, skipped, failed, transferredBytes }`.
+   * {@link SftpClient.getDir}. With `compare`, `delete` and `dryRun` it syncs, as
+   * {@link SftpClient.getDir} (remote names met while walking the destination are confined
+   * the same way).
+   * @returns `{ copied, skipped, failed, transferredBytes, unchanged, deleted }`.
+   * @example
+   * ```ts
+   * // deploy: copy only what changed since the last run, remove what was deleted locally
+   * const r = await sftp.putDir('./dist', '/srv/app', { compare: 'size-mtime', delete: true });
+   * console.log(`${r.copied.length} copied, ${r.unchanged.length} unchanged, ${r.deleted.length} deleted`);
+   * ```
    */
   async putDir(localDir: string | Buffer, remoteDir: RemotePath, options?: DirTransferOptions): Promise<DirTransferSummary> {
     const l = checkLocal('localDir', localDir);
@@ -1410,24 +1602,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     return await this.transferTree('putDir', r, options, {
       walk: async (_s, _sig, limits) => {
         try {
-          return await walkTree(
-            {
-              list: async (rel, count) => {
-                const abs = rel.length === 0 ? localBytes : joinBytes(localBytes, rel);
-                // a local directory is not server input: counted once read
-                const entries = await fsp.readdir(abs, { withFileTypes: true, encoding: 'buffer' });
-                count(entries.length);
-                return entries.map((e) => ({ rawName: e.name, type: localType(e), size: 0 }));
-              },
-              fileSize: async (rel) => (await fsp.lstat(joinBytes(localBytes, rel))).size,
-              identity: async (rel) => {
-                const st = await fsp.stat(rel.length === 0 ? localBytes : joinBytes(localBytes, rel), { bigint: true });
-                return `${st.dev}:${st.ino}`;
-              },
-              limit: (what) => limitError('putDir', what, l),
-            },
-            limits,
-          );
+          return await walkTree(localTreeSource(localBytes, (what) => limitError('putDir', what, l)), limits);
         } catch (err) {
           throw localError(err, 'readdir', l);
         }
@@ -1445,49 +1620,122 @@ export class SftpClient extends EventEmitter<SftpEvents> {
         }
       },
       copy: (s, rel, job) => this.putFile(s, joinBytes(localBytes, rel), confine(rel), job, false),
+      walkDest: async (s, sig, limits) => {
+        try {
+          await s.stat(r, sig);
+        } catch (err) {
+          if (isStatus(err, SftpStatus.NO_SUCH_FILE)) return undefined;
+          throw err;
+        }
+        return await this.remoteTree(s, r, sig, limits, 'putDir');
+      },
+      hashSource: (_s, sig, rels) => hashLocalFiles(localBytes, rels, false, sig),
+      hashDest: (s, sig, rels, sizes) => this.remoteHasher.hash(s, r, rels, sizes, sig),
+      remove: (s, sig, entry) => removeRemoteEntry(s, r, entry, sig),
     });
+  }
+
+  /** Walks the remote tree at `root` (lean listings; loops told by the canonical path). */
+  private remoteTree(s: SftpSession, root: RemotePath, sig: AbortSignal, limits: WalkLimits, what: string): Promise<WalkedTree> {
+    return walkTree(
+      {
+        list: async (rel, count) => await this.listLean(s, rel.length === 0 ? root : joinRemote(root, rel), sig, count),
+        identity: async (rel) => {
+          // the canonical path; a server that cannot tell is bounded by maxDepth/maxEntries
+          const real = await s.realpath(rel.length === 0 ? root : joinRemote(root, rel), sig).catch(() => undefined);
+          return real?.toString('latin1');
+        },
+        limit: (msg) => limitError(what, msg, root),
+      },
+      limits,
+    );
   }
 
   /**
    * What {@link SftpClient.getDir} and {@link SftpClient.putDir} share: checks the options,
-   * walks the source tree, creates the destination directories, then copies the files
+   * walks the source tree (and, to compare or delete, the destination tree: see `sync.ts`),
+   * removes what `delete` planned, creates the destination directories, then copies the files
    * `concurrency` at a time with one overall progress and one summary.
    */
   private async transferTree(what: 'getDir' | 'putDir', root: RemotePath, options: DirTransferOptions | undefined, side: TreeSide): Promise<DirTransferSummary> {
     checkFn('filter', options?.filter);
     checkFn('onProgress', options?.onProgress);
+    const sync = parseSyncOptions(options, what);
     const parallel = checkInt('concurrency', options?.concurrency, 1, 256) ?? DEFAULT_DIR_CONCURRENCY;
     const perFile = checkInt('fileConcurrency', options?.fileConcurrency, 1, 1024) ?? DEFAULT_DIR_FILE_CONCURRENCY;
+    const warnUnsafe =
+      (where: string) =>
+      (rel: Buffer, why: string): void => {
+        this.emit('warning', {
+          reason: 'unsafe-name',
+          operation: what,
+          path: rel.toString('utf8'),
+          rawPath: rel,
+          message: `sftp ${what} ${JSON.stringify(showName(toBytes(root)))}: skipped ${JSON.stringify(showName(rel))}${where}: ${why} (a name that could leave the target directory)`,
+        });
+      };
     const limits: WalkLimits = {
       maxEntries: checkInt('maxEntries', options?.maxEntries, 1) ?? DEFAULT_MAX_ENTRIES,
       maxDepth: checkInt('maxDepth', options?.maxDepth, 0) ?? DEFAULT_MAX_DEPTH,
       filter: options?.filter,
-      onUnsafe: (rel, why) => {
-        const path = rel.toString('utf8');
-        this.emit('warning', {
-          reason: 'unsafe-name',
-          operation: what,
-          path,
-          rawPath: rel,
-          message: `sftp ${what} ${JSON.stringify(showName(toBytes(root)))}: skipped ${JSON.stringify(showName(rel))}: ${why} (a name that could leave the target directory)`,
-        });
-      },
+      onUnsafe: warnUnsafe(''),
     };
     const fileOptions = { concurrency: perFile, resume: options?.resume, preserve: options?.preserve };
     resumeMode(fileOptions.resume);
     preserveMask(fileOptions.preserve);
     return await this.op(what, options, async (s, sig) => {
       const tree = await side.walk(s, sig, limits);
-      const summary: DirTransferSummary = { copied: [], skipped: tree.skipped, failed: [], transferredBytes: 0 };
+      const summary: DirTransferSummary = { copied: [], skipped: tree.skipped, failed: [], transferredBytes: 0, unchanged: [], deleted: [] };
+      let files = tree.files;
+      let fatal: unknown;
+      const fail = (rel: Buffer, err: unknown): void => {
+        if (isFatal(err)) fatal ??= err;
+        else summary.failed.push({ path: rel.toString('utf8'), error: err as SshError });
+      };
+      if (needsDestination(sync)) {
+        // the destination walk: the same limits and filter (what the filter leaves out is kept)
+        const dest = await side.walkDest(s, sig, { ...limits, onUnsafe: warnUnsafe(' in the destination') });
+        const plan = await planSync(tree, dest, sync, async (rels) => {
+          const sizeOf = new Map(tree.files.map((f) => [f.rel, f.size]));
+          const sizes = rels.map((r) => sizeOf.get(r) ?? 0);
+          const [a, b] = await Promise.all([side.hashSource(s, sig, rels, sizes), side.hashDest(s, sig, rels, sizes)]);
+          return new Set(rels.filter((_, i) => a[i] !== undefined && b[i] !== undefined && a[i].equals(b[i])));
+        });
+        files = plan.copy;
+        summary.unchanged = plan.unchanged.map((r) => relBytes(r).toString('utf8'));
+        // non-directories in parallel, then directories deepest first (each empty by its turn)
+        const firstDir = plan.remove.findIndex((e) => e.type === 'directory');
+        const flat = firstDir < 0 ? plan.remove : plan.remove.slice(0, firstDir);
+        const dirs = firstDir < 0 ? [] : plan.remove.slice(firstDir);
+        const removeOne = async (e: PlannedRemoval): Promise<void> => {
+          const rel = relBytes(e.rel);
+          try {
+            if (!sync.dryRun) await side.remove(s, sig, e);
+            summary.deleted.push(rel.toString('utf8'));
+          } catch (err) {
+            fail(rel, err);
+          }
+        };
+        await pool(flat, parallel, removeOne, () => fatal !== undefined || sig.aborted);
+        for (const d of dirs) {
+          if (fatal !== undefined || sig.aborted) break;
+          await removeOne(d);
+        }
+        if (fatal !== undefined) throw asError(fatal);
+      }
+      if (sync.dryRun) {
+        summary.copied = files.map((f) => relBytes(f.rel).toString('utf8'));
+        return summary;
+      }
       await side.makeDirs(s, sig, tree.dirs);
       const progress = new ProgressReporter(
-        tree.files.reduce((a, f) => a + f.size, 0),
+        files.reduce((a, f) => a + f.size, 0),
         options?.onProgress,
       );
       const job = this.fileJob(fileOptions, progress, sig);
-      let fatal: unknown;
+      if (sync.compare !== 'always') job.times = true;
       await pool(
-        tree.files,
+        files,
         parallel,
         async (f) => {
           const rel = relBytes(f.rel);
@@ -1496,8 +1744,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
             summary.copied.push(rel.toString('utf8'));
             summary.transferredBytes += res.transferredBytes;
           } catch (err) {
-            if (isFatal(err)) fatal ??= err;
-            else summary.failed.push({ path: rel.toString('utf8'), error: err as SshError });
+            fail(rel, err);
           }
         },
         () => fatal !== undefined || sig.aborted,
@@ -1516,9 +1763,15 @@ function isFatal(err: unknown): boolean {
   return err.code !== 'ERR_SSH_SFTP';
 }
 
-/** Entry type of a local directory entry (not following symlinks). */
-function localType(e: { isDirectory(): boolean; isFile(): boolean; isSymbolicLink(): boolean }): SftpEntryType {
-  return e.isDirectory() ? 'directory' : e.isFile() ? 'file' : e.isSymbolicLink() ? 'symlink' : 'other';
+/** Whether the local directory `p` exists (`ENOENT`: no; anything else is an error). */
+async function localDirExists(p: string | Buffer): Promise<boolean> {
+  try {
+    await fsp.stat(p);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw localError(err, 'stat', p);
+  }
 }
 
 function asError(e: unknown): Error {

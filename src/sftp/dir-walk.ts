@@ -21,8 +21,10 @@ export interface WalkEntry {
   /** Exact bytes of the entry's name. */
   rawName: Buffer;
   type: SftpEntryType;
-  /** The file's size (not read when the source has {@link TreeSource.fileSize}). */
+  /** The file's size (not read when the source has {@link TreeSource.fileStat}). */
   size: number;
+  /** Modification time, whole seconds since the epoch, when known (used by `compare: 'size-mtime'`). */
+  mtime?: number | undefined;
 }
 
 /** How to read one side's tree. */
@@ -33,8 +35,8 @@ export interface TreeSource {
    * directory that never ends is cut as it streams in).
    */
   list(rel: Buffer, count: (n: number) => void): Promise<readonly WalkEntry[]>;
-  /** Size of the file at `rel`, for a listing that does not give sizes. */
-  fileSize?: ((rel: Buffer) => Promise<number>) | undefined;
+  /** Size (and mtime, whole seconds) of the file at `rel`, for a listing that does not give them. */
+  fileStat?: ((rel: Buffer) => Promise<{ size: number; mtime?: number | undefined }>) | undefined;
   /**
    * A key naming the directory at `rel` itself (its canonical path, or device and inode): two
    * directories with the same key are the same, so the walk is in a loop. Optional.
@@ -62,12 +64,14 @@ export interface WalkLimits {
  * third of a Buffer, which matters at a million entries.
  */
 export interface WalkedTree {
-  /** Files to copy, with their sizes. */
-  files: { rel: string; size: number }[];
+  /** Files to copy, with their sizes (and mtimes in whole seconds, when the listing gives them). */
+  files: { rel: string; size: number; mtime?: number | undefined }[];
   /** Directories to create, parents before children. */
   dirs: string[];
   /** Entries left out (by the filter, unsafe names, symlinks and special files), in walk order. */
   skipped: DirTransferSummary['skipped'];
+  /** Symlinks and special files (also in `skipped`), by their exact relative path (latin1): what `delete` may remove. */
+  others: { rel: string; type: SftpEntryType }[];
 }
 
 /** The bytes of a relative path held as latin1 by {@link WalkedTree}. */
@@ -84,7 +88,7 @@ export function relBytes(rel: string): Buffer {
  *   deeper than `maxDepth`, or a directory is met twice (same {@link TreeSource.identity}).
  */
 export async function walkTree(source: TreeSource, limits: WalkLimits): Promise<WalkedTree> {
-  const tree: WalkedTree = { files: [], dirs: [], skipped: [] };
+  const tree: WalkedTree = { files: [], dirs: [], skipped: [], others: [] };
   const seenDirs = new Set<string>();
   let seen = 0;
   const count = (n: number): void => {
@@ -114,7 +118,8 @@ export async function walkTree(source: TreeSource, limits: WalkLimits): Promise<
         continue;
       }
       let size = e.size;
-      if (e.type === 'file' && source.fileSize) size = await source.fileSize(relBytes(relPath));
+      let mtime = e.mtime;
+      if (e.type === 'file' && source.fileStat) ({ size, mtime } = await source.fileStat(relBytes(relPath)));
       if (limits.filter) {
         const raw = relBytes(relPath);
         if (!limits.filter({ path: raw.toString('utf8'), rawPath: raw, type: e.type, size })) {
@@ -126,8 +131,11 @@ export async function walkTree(source: TreeSource, limits: WalkLimits): Promise<
         if (depth + 1 > limits.maxDepth) throw source.limit(`deeper than maxDepth (${limits.maxDepth}) at ${JSON.stringify(showName(relPath))}`);
         tree.dirs.push(relPath);
         depths.push(depth + 1);
-      } else if (e.type === 'file') tree.files.push({ rel: relPath, size });
-      else tree.skipped.push({ path: relBytes(relPath).toString('utf8'), reason: e.type === 'symlink' ? 'symlink' : 'other' });
+      } else if (e.type === 'file') tree.files.push({ rel: relPath, size, mtime });
+      else {
+        tree.skipped.push({ path: relBytes(relPath).toString('utf8'), reason: e.type === 'symlink' ? 'symlink' : 'other' });
+        tree.others.push({ rel: relPath, type: e.type });
+      }
     }
   }
   return tree;
