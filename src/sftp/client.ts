@@ -887,7 +887,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   private async listLean(s: SftpSession, dir: RemotePath, signal: AbortSignal, count: (n: number) => void): Promise<WalkEntry[]> {
     const out: WalkEntry[] = [];
     await this.readDir(s, dir, signal, count, (rawName, attrs) => {
-      out.push({ rawName, type: typeOfMode(attrs.mode), size: attrs.size ?? 0 });
+      out.push({ rawName, type: typeOfMode(attrs.mode), size: attrs.size ?? 0, mtime: attrs.mtime });
     });
     return out;
   }
