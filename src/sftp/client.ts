@@ -1511,10 +1511,25 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * (`realpath`) inside `localDir` (a symlink planted in the target is not followed), and files
    * are opened with `O_NOFOLLOW`.
    *
-   * @returns `{ copied, skipped, failed, transferredBytes }`.
+   * Sync (rsync's quick check, nothing needed on the server but SFTP, and exec for
+   * `'checksum'`): `compare: 'size-mtime'` or `'checksum'` copies only the files that differ
+   * (the others are listed in `unchanged`), `delete: true` removes local entries the remote
+   * tree does not have (listed in `deleted`; symlinks removed, never followed; each parent
+   * checked to resolve inside `localDir`), `dryRun: true` reports without changing anything.
+   * See {@link DirTransferOptions.compare}.
+   *
+   * @returns `{ copied, skipped, failed, transferredBytes, unchanged, deleted }`.
    * @throws `ERR_SSH_SFTP` with `reason: 'limit'` past `maxEntries`/`maxDepth` or on a directory
    *   loop (nothing is copied then); `reason: 'outside-target'` when a directory of the target
-   *   resolves outside `localDir`; and see the class errors.
+   *   resolves outside `localDir`; `ERR_SSH_INVALID_ARG` for a bad `compare`, `delete` or
+   *   `dryRun`; and see the class errors.
+   * @example
+   * ```ts
+   * // mirror a remote directory: fetch what changed, drop what the server no longer has
+   * const plan = await sftp.getDir('/srv/reports', './reports', { compare: 'size-mtime', delete: true, dryRun: true });
+   * console.log('would copy', plan.copied, 'would delete', plan.deleted);
+   * await sftp.getDir('/srv/reports', './reports', { compare: 'size-mtime', delete: true });
+   * ```
    */
   async getDir(remoteDir: RemotePath, localDir: string | Buffer, options?: DirTransferOptions): Promise<DirTransferSummary> {
     const r = checkPath('remoteDir', remoteDir);
