@@ -23,40 +23,24 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import { z } from 'zod';
 import { SshError } from '../errors.js';
-import { parseOrThrow } from '../internal/validate.js';
 import { relBytes, type TreeSource, type WalkedTree } from './dir-walk.js';
 import { SftpStatus, SshSftpError } from './errors.js';
 import { isConfinedRel, isInsideDir, joinBytes, joinRemote, showName, toBytes, unsafeNameReason, type SftpEntry, type SftpEntryType } from './paths.js';
 import { OpenFlags, type RemotePath, type SftpSession } from './session.js';
+import type { RemoteCommand, SftpWalkEntry, SyncCompare } from './types.js';
 import { OrderedReader } from './streams.js';
 
-/** How a directory transfer decides that a file needs copying (see `DirTransferOptions.compare`). */
-export type SyncCompare = 'always' | 'size-mtime' | 'checksum';
-
-/** The sync options of a directory transfer, checked. */
+/** The sync options of a directory transfer. */
 export interface SyncSettings {
   compare: SyncCompare;
   delete: boolean;
   dryRun: boolean;
 }
 
-const syncSchema = z.object({
-  compare: z.enum(['always', 'size-mtime', 'checksum'], { error: "expected 'always', 'size-mtime' or 'checksum'" }).optional(),
-  delete: z.boolean({ error: 'expected a boolean' }).optional(),
-  dryRun: z.boolean({ error: 'expected a boolean' }).optional(),
-});
-
-/**
- * Checks `compare`, `delete` and `dryRun` of a directory transfer's options (other keys are left
- * to the caller's own checks).
- * @throws {SshError} `ERR_SSH_INVALID_ARG` naming the bad field.
- */
-export function parseSyncOptions(options: unknown, what: string): SyncSettings {
-  const o = (typeof options === 'object' && options !== null ? options : {}) as Record<string, unknown>;
-  const parsed = parseOrThrow(syncSchema, { compare: o['compare'], delete: o['delete'], dryRun: o['dryRun'] }, `${what} options`);
-  return { compare: parsed.compare ?? 'always', delete: parsed.delete ?? false, dryRun: parsed.dryRun ?? false };
+/** The sync settings of checked `getDir`/`putDir` options (sftp/options.ts checked them). */
+export function syncSettings(o: { compare?: SyncCompare | undefined; delete?: boolean | undefined; dryRun?: boolean | undefined }): SyncSettings {
+  return { compare: o.compare ?? 'always', delete: o.delete ?? false, dryRun: o.dryRun ?? false };
 }
 
 /** Whether the destination tree must be walked (to compare or to delete). */
@@ -202,12 +186,6 @@ const HASH_BATCH_BYTES = 64 * 1024;
 /** Largest output accepted from one hash command (a hostile server could send more). */
 const HASH_MAX_OUTPUT = 4 * 1024 * 1024;
 
-/**
- * Runs one command on the server over exec (RFC 4254 6.5 `exec`) and collects its stdout. The
- * `argv` is quoted for a POSIX shell by the caller's exec layer. Given by the `SshClient` facade
- * (the SFTP layer does not import exec).
- */
-export type RemoteCommand = (argv: readonly string[], options: { signal: AbortSignal; maxBufferBytes: number }) => Promise<{ stdout: Buffer; exitCode: number | null }>;
 
 /** The SHA-256 of local files (`undefined` for a file that cannot be read). `noFollow`: open with O_NOFOLLOW. */
 export async function hashLocalFiles(root: Buffer, rels: readonly string[], noFollow: boolean, signal: AbortSignal): Promise<(Buffer | undefined)[]> {
@@ -443,23 +421,6 @@ export async function removeRemoteEntry(s: SftpSession, root: RemotePath, entry:
 
 // ---------------------------------------------------------------------------------------------
 // walk
-
-/** One entry of `SftpClient.walk`: its stats and where it is, relative to the walked directory. */
-export interface SftpWalkEntry extends SftpEntry {
-  /**
-   * The path relative to the walked directory, `/`-separated, decoded as UTF-8 (e.g.
-   * `src/index.ts`). `rawPath` holds its exact bytes.
-   */
-  path: string;
-  /** The exact bytes of {@link SftpWalkEntry.path}. */
-  rawPath: Buffer;
-  /** The full remote path (the walked directory joined with `path`), decoded as UTF-8. */
-  fullPath: string;
-  /** The exact bytes of the full remote path: pass it to any method to address this entry. */
-  rawFullPath: Buffer;
-  /** 1 for the walked directory's own entries, 2 for theirs, and so on. */
-  depth: number;
-}
 
 /** What {@link walkEntries} needs from the client. */
 export interface WalkHooks {
