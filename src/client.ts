@@ -1,8 +1,8 @@
 import { EventEmitter } from 'eventemitter3';
 import { inspect } from 'node:util';
 import { SshError } from './errors.js';
-import { resolveOptions, type ResolvedOptions, type SshClientOptions } from './config/options.js';
-import { resolveEffective } from './config/effective.js';
+import { resolveOptions, type ResolvedOptions, type SshClientOptions } from './options.js';
+import { resolveEffective } from './settings.js';
 import type { SshConfigWarning } from './config/ssh-config.js';
 import { Connection, type ConnectionEvents, type ConnectionHooks, type RttSummary } from './connection/connection.js';
 import { JumpHosts } from './connection/jump.js';

@@ -38,9 +38,9 @@ export {
   type SshErrorOptions,
   type ExecResultLike,
 } from './errors.js';
-export { DEFAULTS, type SshClientOptions, type PassphraseCallback, type KeyboardInteractiveCallback } from './config/options.js';
-export type { HostKeyInfo, HostKeyVerifier } from './config/options.js';
-export { resolveConfig, type EffectiveConfig } from './config/effective.js';
+export { DEFAULTS, type SshClientOptions, type PassphraseCallback, type KeyboardInteractiveCallback } from './options.js';
+export type { HostKeyInfo, HostKeyVerifier } from './options.js';
+export { resolveConfig, type EffectiveConfig } from './settings.js';
 export type { SshConfigWarning } from './config/ssh-config.js';
 export type { ConnectionState } from './connection/state.js';
 export type { ConnectionEvents, RttSummary } from './connection/connection.js';

@@ -1,5 +1,6 @@
 import { SshChannelOpenError, SshError, mapChannelError } from '../errors.js';
 import { abortReason, sleep } from '../internal/cancel.js';
+import { backoffDelay, type BackoffPolicy } from '../internal/backoff.js';
 import type { Link, LinkProvider } from '../connection/link.js';
 import type { SessionLimiter } from './limiter.js';
 import { publish, DIAGNOSTICS_CHANNELS as DC } from '../internal/diagnostics.js';
@@ -26,8 +27,10 @@ export interface OpenedSession<T> {
 
 /** RFC 4254 5.1 reasons with which sshd refuses a session beyond `MaxSessions`. */
 const SHORTAGE_REASONS = new Set([2, 4]);
-/** Retries (10, 20, 40... 320 ms) of a refusal while none of our channels is open. */
+/** Retries of a refusal while none of our channels is open (delays from {@link CHANNEL_RETRY_BACKOFF}). */
 const TRANSIENT_RETRIES = 6;
+/** Backoff of those brief retries (internal/backoff.ts): 5 ms doubling, at most 320 ms (about 0.3-0.6 s in all). */
+export const CHANNEL_RETRY_BACKOFF: BackoffPolicy = Object.freeze({ minDelayMs: 5, maxDelayMs: 320, factor: 2 });
 /** RFC 4254 5.1 SSH_OPEN_ADMINISTRATIVELY_PROHIBITED. */
 const PROHIBITED = 1;
 /** tinysshd's description when a connection already has (or just had) its one session channel. */
@@ -102,7 +105,7 @@ export async function openSession<T extends Closable>(
         release();
         if (!othersOpen && !signal.aborted && transientRetries < TRANSIENT_RETRIES) {
           transientRetries += 1;
-          await sleep(5 * 2 ** transientRetries, signal);
+          await sleep(backoffDelay(transientRetries, CHANNEL_RETRY_BACKOFF), signal);
           continue;
         }
         throw oneSessionError(mapped, othersOpen);
@@ -118,7 +121,7 @@ export async function openSession<T extends Closable>(
         // Nothing else of ours is open: a slot freed a moment ago may not be free on the server
         // yet. Back off briefly (bounded) before giving up.
         transientRetries += 1;
-        await sleep(5 * 2 ** transientRetries, signal);
+        await sleep(backoffDelay(transientRetries, CHANNEL_RETRY_BACKOFF), signal);
         continue;
       }
       throw mapped;

@@ -18,6 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { SshConfigError } from '../errors.js';
 import { applyAlgorithmSpec } from './ssh-config/algorithms.js';
+import { splitJumpList } from './ssh-config/jump-spec.js';
 import { dollarExpand, isValidEnvName, percentExpand, tildeExpand, type TokenMap } from './ssh-config/expand.js';
 import { globFiles, readConfigFile } from './ssh-config/files.js';
 import {
@@ -407,68 +408,7 @@ function checkAgentPath(ctx: Ctx, w: Where, v: string): void {
   }
 }
 
-/** A ProxyJump hop, as OpenSSH `parse_ssh_uri` / `parse_user_host_port` read it. */
-export interface JumpHop {
-  /** user name, if given */
-  readonly user: string | undefined;
-  /** host name or address (IPv6 without brackets) */
-  readonly host: string;
-  /** port, if given */
-  readonly port: number | undefined;
-}
-
-/**
- * Parses one ProxyJump hop: `[user@]host[:port]`, `[user@][v6addr][:port]` or
- * `ssh://[user@]host[:port]` (ssh_config(5) ProxyJump).
- *
- * @returns the hop, or undefined when it is not valid.
- */
-export function parseJumpHop(spec: string): JumpHop | undefined {
-  let s = spec;
-  const uri = /^ssh:\/\//i.test(s);
-  if (uri) {
-    s = s.slice(6);
-    if (s.endsWith('/')) s = s.slice(0, -1);
-    if (s.includes('/')) return undefined;
-  }
-  let user: string | undefined;
-  const at = s.lastIndexOf('@');
-  if (at >= 0) {
-    user = s.slice(0, at);
-    if (user === '') return undefined;
-    if (uri) {
-      try {
-        user = decodeURIComponent(user.split(';')[0]!);
-      } catch {
-        return undefined;
-      }
-    }
-    s = s.slice(at + 1);
-  }
-  let host: string;
-  let portStr: string | undefined;
-  if (s.startsWith('[')) {
-    const close = s.indexOf(']');
-    if (close < 0) return undefined;
-    host = s.slice(1, close);
-    const rest = s.slice(close + 1);
-    if (rest !== '') {
-      if (!rest.startsWith(':')) return undefined;
-      portStr = rest.slice(1);
-    }
-  } else {
-    const colon = s.indexOf(':');
-    host = colon < 0 ? s : s.slice(0, colon);
-    portStr = colon < 0 ? undefined : s.slice(colon + 1);
-  }
-  if (host === '' || host.length >= NI_MAXHOST) return undefined;
-  let port: number | undefined;
-  if (portStr !== undefined) {
-    port = a2port(portStr);
-    if (port <= 0) return undefined;
-  }
-  return { user, host, port };
-}
+export { parseJumpHop, type JumpHop } from './ssh-config/jump-spec.js';
 
 function handleForward(ctx: Ctx, w: Where, args: readonly string[], active: boolean): void {
   const remote = w.keyword === 'remoteforward';
@@ -653,10 +593,8 @@ async function processLines(
       }
       case 'proxyjump': {
         const v = oneArg(w, args);
-        const hops = v.toLowerCase() === 'none' ? [] : v.split(',');
-        for (const h of hops) {
-          if (parseJumpHop(h) === undefined) fail(w, `invalid ProxyJump "${v}"; accepted: none, or [user@]host[:port][,...] or ssh:// URIs`);
-        }
+        const hops = splitJumpList(v);
+        if (hops === undefined) fail(w, `invalid ProxyJump "${v}"; accepted: none, or [user@]host[:port][,...] or ssh:// URIs`);
         if (on && st.proxyJump === undefined && st.proxyCommand === undefined) {
           st.proxyJump = v;
           if (hops.length > 0) st.proxyCommand = 'none';

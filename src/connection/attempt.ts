@@ -2,9 +2,9 @@ import { connect as netConnect, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import type { Duplex } from 'node:stream';
 import { SshAuthError, SshError, mapConnectError } from '../errors.js';
-import type { ResolvedOptions } from '../config/options.js';
+import type { ResolvedOptions } from '../options.js';
 import { SHA1_REFUSED, buildAuthSteps, describeAuthFailure, makeAuthHandler, newAuthTrace } from './auth.js';
-import { secureDefaultAlgorithms } from '../config/options.js';
+import { secureDefaultAlgorithms } from '../options.js';
 import { adaptSsh2Client } from '../ssh2/index.js';
 
 /** Verifies a server host key blob; resolves when trusted, rejects with an SshHostKeyError otherwise. */
@@ -203,4 +203,4 @@ export async function connectAttempt(o: ResolvedOptions, a: AttemptOptions): Pro
     }
   });
 }
-export { secureDefaultAlgorithms } from '../config/options.js';
+export { secureDefaultAlgorithms } from '../options.js';

@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import ssh2 from 'ssh2';
 import type { ParsedKey } from 'ssh2';
 import { SshError } from '../errors.js';
-import type { PassphraseCallback, ResolvedOptions } from '../config/options.js';
+import type { PassphraseCallback, ResolvedOptions } from '../options.js';
 import { SelectedAgent, blobFingerprint, listAgentKeys, type AgentKey } from './agent.js';
 
 /**
@@ -74,7 +74,9 @@ export function parsePrivateKey(data: string | Buffer, passphrase: string | unde
  * Reads and parses an identity file, refusing it, as OpenSSH does ("UNPROTECTED PRIVATE KEY
  * FILE"), when it is owned by the current user and readable or writable by group or others.
  *
- * @returns the parsed key, or `undefined` when the file does not exist and `optional` is set.
+ * @returns the parsed key, or `undefined` when `optional` is set (a default identity file, as
+ *   OpenSSH's list in `DEFAULTS.identityFiles`) and the file does not exist or holds a key
+ *   type ssh2 cannot use (security-key `sk-*` and XMSS keys: OpenSSH would use them, ssh2 cannot).
  * @throws {SshError} `ERR_SSH_KEY` for bad permissions, unreadable or unparsable files, wrong passphrase.
  */
 export async function loadIdentityFile(path: string, passphrase: PassphraseSource, optional: boolean): Promise<ParsedKey | undefined> {
@@ -99,7 +101,14 @@ export async function loadIdentityFile(path: string, passphrase: PassphraseSourc
   } catch (err) {
     throw new SshError('ERR_SSH_KEY', `cannot read private key file ${path}: ${(err as Error).message}`, { cause: err, retryable: false });
   }
+  if (optional && isUnsupportedKeyType(data)) return undefined;
   return parseWithPassphrase(data, passphrase, path);
+}
+
+/** `true` when ssh2 reads the file as a private key of a type it does not implement (`sk-*`, XMSS). */
+function isUnsupportedKeyType(data: Buffer): boolean {
+  const parsed = ssh2.utils.parseKey(data);
+  return parsed instanceof Error && /^Unsupported OpenSSH (private|public) key type: /.test(parsed.message);
 }
 
 /** A passphrase: none, a value, or a callback asked (once) when the key turns out to be encrypted. */

@@ -4,7 +4,8 @@ import pRetry from 'p-retry';
 import type { Duplex } from 'node:stream';
 import type ssh2 from 'ssh2';
 import { SshError, isRetryable } from '../errors.js';
-import type { ResolvedOptions } from '../config/options.js';
+import { backoffDelay } from '../internal/backoff.js';
+import type { ResolvedOptions } from '../options.js';
 import { abortReason, operationScope, sleep } from '../internal/cancel.js';
 import { canTransition, type ConnectionState } from './state.js';
 import { Keepalive, systemClock, type Clock } from './keepalive.js';
@@ -725,12 +726,10 @@ export class Connection extends EventEmitter<ConnectionEvents> implements LinkPr
     }
   }
 
-  /** Jittered exponential backoff: base x [0.5, 1), base = min(max, min x factor^(n-1)). */
+  /** The reconnect policy's backoff (internal/backoff.ts): within [minDelayMs, maxDelayMs]. */
   #delayFor(attempt: number): number {
     const p = this.#o.reconnect;
-    if (p === false) return 0;
-    const base = Math.min(p.maxDelayMs, p.minDelayMs * p.factor ** (attempt - 1));
-    return Math.round(base * (0.5 + Math.random() * 0.5));
+    return p === false ? 0 : backoffDelay(attempt, p);
   }
 
   async #reconnectLoop(firstCause: SshError): Promise<void> {

@@ -1,8 +1,9 @@
 import type { Duplex } from 'node:stream';
 import type ssh2 from 'ssh2';
-import { SshConfigError, SshError } from '../errors.js';
-import { resolveOptions, type ResolvedOptions, type SshClientOptions } from '../config/options.js';
-import { resolveEffective } from '../config/effective.js';
+import { SshError } from '../errors.js';
+import { resolveOptions, type ResolvedOptions, type SshClientOptions } from '../options.js';
+import { resolveEffective } from '../settings.js';
+import { parseHopSpec } from '../config/ssh-config/jump-spec.js';
 import { abortReason } from '../internal/cancel.js';
 import { createHostVerifier, type NewHostKeyInfo } from '../known-hosts/index.js';
 import { connectAttempt, type HostKeyCheck } from './attempt.js';
@@ -29,57 +30,6 @@ import { sendKeepaliveProbe } from '../ssh2/index.js';
  * - `password` and `username` are never passed to hops (a target's password must not reach a
  *   bastion; the user comes from the spec, the hop's `User`, or the local user, as in OpenSSH).
  */
-
-/** A hop spec split into its parts (`[user@]host[:port]`, `ssh://[user@]host[:port]`, `[v6addr]:port`). */
-export interface HopSpec {
-  user: string | undefined;
-  host: string;
-  port: number | undefined;
-}
-
-/**
- * Parses one ProxyJump hop spec, as ssh(1) `-J` reads it (`parse_user_host_port` / `parse_ssh_uri`):
- * `[user@]host[:port]`, `ssh://[user@]host[:port]`, IPv6 addresses in brackets (`[::1]:2222`)
- * or bare (`::1`, no port then).
- *
- * @throws {SshConfigError} `ERR_SSH_CONFIG` (field `jump`) for an empty host or user, or a port
- *   that is not an integer from 1 to 65535.
- */
-export function parseHopSpec(spec: string): HopSpec {
-  const bad = (why: string): SshConfigError =>
-    new SshConfigError(`invalid jump host ${JSON.stringify(spec)}: ${why}; expected [user@]host[:port] or ssh://[user@]host[:port]`, { field: 'jump' });
-  let s = spec.trim();
-  if (/^ssh:\/\//i.test(s)) s = s.slice(6).replace(/\/$/, '');
-  let user: string | undefined;
-  const at = s.lastIndexOf('@');
-  if (at >= 0) {
-    user = s.slice(0, at);
-    s = s.slice(at + 1);
-    if (user === '') throw bad('empty user');
-  }
-  let host = s;
-  let portText: string | undefined;
-  if (s.startsWith('[')) {
-    const close = s.indexOf(']');
-    if (close < 0) throw bad('unclosed [');
-    host = s.slice(1, close);
-    const rest = s.slice(close + 1);
-    if (rest !== '') {
-      if (!rest.startsWith(':')) throw bad(`unexpected ${JSON.stringify(rest)} after ]`);
-      portText = rest.slice(1);
-    }
-  } else if (s.indexOf(':') >= 0 && s.indexOf(':') === s.lastIndexOf(':')) {
-    host = s.slice(0, s.indexOf(':'));
-    portText = s.slice(s.indexOf(':') + 1);
-  }
-  if (host === '' || /\s/.test(host)) throw bad('empty or invalid host');
-  let port: number | undefined;
-  if (portText !== undefined) {
-    port = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw bad(`port ${JSON.stringify(portText)} is not an integer from 1 to 65535`);
-  }
-  return { user, host, port };
-}
 
 /** Options that only fill gaps a hop's ssh_config leaves (see the module notes). */
 const FALLBACK_KEYS = ['identityFiles', 'identitiesOnly', 'privateKey'] as const;

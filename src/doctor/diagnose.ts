@@ -9,10 +9,10 @@ import type { Socket } from 'node:net';
 import type ssh2 from 'ssh2';
 import type { ParsedKey } from 'ssh2';
 import { SshError } from '../errors.js';
-import type { ResolvedOptions } from '../config/options.js';
+import { DEFAULTS, type ResolvedOptions } from '../options.js';
 import { toAlgorithms } from '../connection/attempt.js';
 import type { SshConfigWarning } from '../config/ssh-config.js';
-import { resolveConfig, type EffectiveConfig } from '../config/effective.js';
+import { resolveConfig, type EffectiveConfig } from '../settings.js';
 import { keyFingerprint, loadIdentityFile, parseWithPassphrase, type PassphraseSource } from '../connection/auth.js';
 import { checkHostKey, fingerprintSha256, hostPattern, keyBlobType, loadKnownHosts } from '../known-hosts/index.js';
 import { targetClientOptions, type TargetOptions } from './effective.js';
@@ -581,7 +581,7 @@ function judgeHostKey(key: Buffer, known: KnownLoad, o: ResolvedOptions, lookupN
     return { ok: false, detail: `${type} ${fp}: cannot read known_hosts: ${msg(known.err)}`, hint: 'fix the file permissions, or name other files with UserKnownHostsFile / knownHostsFiles', data };
   }
   const st = checkHostKey(known.k.entries, o.host, o.port, key);
-  const userFile = o.knownHostsFiles[0] ?? '~/.ssh/known_hosts';
+  const userFile = o.knownHostsFiles[0] ?? DEFAULTS.knownHostsFiles[0];
   const portArg = o.port === 22 ? '' : `-p ${o.port} `;
   switch (st.status) {
     case 'known':

@@ -4,7 +4,7 @@
  * @module doctor/effective
  */
 import { SshConfigError } from '../errors.js';
-import type { SshClientOptions } from '../config/options.js';
+import type { SshClientOptions } from '../options.js';
 
 /**
  * How to reach a target besides its name: any {@link SshClientOptions} but `host` (explicit

@@ -3,7 +3,7 @@ import type ssh2 from 'ssh2';
 import { z } from 'zod';
 import { SshConfigError, SshError, SshExecError } from '../errors.js';
 import { operationScope } from '../internal/cancel.js';
-import { zodToConfigError } from '../config/options.js';
+import { zodToConfigError } from '../internal/validate.js';
 import type { LinkProvider } from '../connection/link.js';
 import type { SessionLimiter } from '../channel/limiter.js';
 import { openSession } from '../channel/open.js';

@@ -10,7 +10,20 @@ import type { Socket } from 'node:net';
 import type ssh2 from 'ssh2';
 import type { Link } from '../connection/link.js';
 import { mapChannelError, SshError } from '../errors.js';
+import { eagerWindow } from '../ssh2/window.js';
 import type { ForwardContext, ForwardStats } from './types.js';
+
+/**
+ * The receive window of every forward channel (local, remote and dynamic): 8 MiB, topped up
+ * each time 1/8 of it (1 MiB) was delivered to the local socket (src/ssh2/window.ts; OpenSSH's
+ * `channel_check_window` model). ssh2's own rule (2 MiB, refilled below half) caps one channel
+ * at ~1 MiB per round trip (~20 MB/s at RTT 51 ms); 8 MiB allows ~8 MiB per round trip.
+ * Why 8 MiB and 1/8: see test/bench/forward-window.ts and the sweep in its results; a local
+ * reader that stops reading holds at most this much unread data per connection.
+ */
+export const FORWARD_WINDOW = Object.freeze({ sizeBytes: 8 * 1024 * 1024, topUpFraction: 1 / 8 });
+
+let windowWarned = false;
 
 /** How long a cleanly finished connection waits for the server to close its channel. */
 const CHANNEL_CLOSE_GRACE_MS = 30_000;
@@ -127,8 +140,8 @@ export function linkLost(link: Link): SshError {
 
 /**
  * Pipes `sock` and `chan` into each other with backpressure (`Readable.pipe`: a slow reader on
- * either side stops the other; memory stays bounded by the SSH window, 2 MiB in ssh2, plus the
- * stream buffers). Half-close is passed on both ways (FIN -> channel EOF, EOF -> FIN). Teardown:
+ * either side stops the other; memory stays bounded by the SSH window, {@link FORWARD_WINDOW}
+ * (eager: topped up only for bytes the local socket took), plus the stream buffers). Half-close is passed on both ways (FIN -> channel EOF, EOF -> FIN). Teardown:
  * - the socket fully closed: the channel gets EOF then CLOSE (at once after a socket error);
  * - the server closed the channel: the socket is destroyed once what was written to it is flushed;
  * - the link died: the socket is reset at once (the peer must not mistake it for a clean end);
@@ -183,4 +196,13 @@ export function carry(ctx: ForwardContext, link: Link, sock: Socket, chan: ssh2.
   if (head && head.length > 0) chan.write(head);
   sock.pipe(chan);
   chan.pipe(sock);
+  try {
+    eagerWindow(chan, { ...FORWARD_WINDOW, sink: sock });
+  } catch (err) {
+    // ssh2 changed its channel fields: carry on with ssh2's own window rule, say so once.
+    if (!windowWarned) {
+      windowWarned = true;
+      ctx.warn({ keyword: 'ssh2-window', message: err instanceof Error ? err.message : String(err) });
+    }
+  }
 }

@@ -5,12 +5,11 @@
  *
  * @module forward/local
  */
-import net from 'node:net';
-import { SshError } from '../errors.js';
-import { carry, openDirect, Traffic, type DirectTarget } from './carry.js';
-import { closeServer, fmtHostPort, listen } from './listener.js';
+import type net from 'node:net';
+import { carry, type DirectTarget, type Tracked } from './carry.js';
+import { fmtHostPort, listen, ListenerForward } from './listener.js';
 import type { ResolvedLocalForward } from './options.js';
-import type { ForwardContext, ForwardStats } from './types.js';
+import type { ForwardContext } from './types.js';
 
 /**
  * A local forward: listens on {@link LocalForward.localHost}:{@link LocalForward.localPort} and
@@ -22,13 +21,9 @@ import type { ForwardContext, ForwardStats } from './types.js';
  * A refused channel open closes the accepted connection (as OpenSSH does) and is reported as a
  * `forward` event `refused` carrying the server's reason.
  */
-export class LocalForward implements AsyncDisposable {
+export class LocalForward extends ListenerForward {
   /** Always `'local'`. */
   readonly type = 'local' as const;
-  /** The address the listener is bound to. */
-  readonly localHost: string;
-  /** The port the listener is bound to (the assigned one when 0 was asked). */
-  readonly localPort: number;
   /** Target host as the server resolves it (TCP target only). */
   readonly remoteHost: string | undefined;
   /** Target port (TCP target only). */
@@ -36,18 +31,10 @@ export class LocalForward implements AsyncDisposable {
   /** Target Unix socket on the server (stream-local target only). */
   readonly remotePath: string | undefined;
 
-  readonly #ctx: ForwardContext;
-  readonly #server: net.Server;
-  readonly #traffic = new Traffic();
   readonly #target: DirectTarget;
-  #closing: Promise<void> | undefined;
-  #linkUp = false;
 
-  private constructor(ctx: ForwardContext, opts: ResolvedLocalForward, server: net.Server, port: number) {
-    this.#ctx = ctx;
-    this.#server = server;
-    this.localHost = opts.localHost;
-    this.localPort = port;
+  private constructor(ctx: ForwardContext, opts: ResolvedLocalForward, server: net.Server | undefined, port: number) {
+    super(ctx, opts.localHost, port, server);
     this.remotePath = opts.remotePath;
     this.remoteHost = opts.remotePath === undefined ? (opts.remoteHost ?? 'localhost') : undefined;
     this.remotePort = opts.remotePath === undefined ? opts.remotePort : undefined;
@@ -63,7 +50,7 @@ export class LocalForward implements AsyncDisposable {
   static async open(ctx: ForwardContext, opts: ResolvedLocalForward): Promise<LocalForward> {
     const { server, port, attach } = await listen(opts.localHost, opts.localPort, true);
     const self = new LocalForward(ctx, opts, server, port);
-    attach((sock) => self.#accept(sock));
+    attach((sock) => self.accept(sock));
     return self;
   }
 
@@ -73,108 +60,19 @@ export class LocalForward implements AsyncDisposable {
    * @internal
    */
   static unbound(ctx: ForwardContext, opts: ResolvedLocalForward): LocalForward {
-    const h = new LocalForward(ctx, opts, net.createServer(), opts.localPort);
-    h.#closing = Promise.resolve();
-    return h;
-  }
-
-  /**
-   * `up`: the client has a live link, connections are carried at once. `waiting`: listening, but
-   * the client is connecting or reconnecting; a new connection waits for the link (at most the
-   * client's `forwardConnectionWaitMs`). `closed`: after {@link LocalForward.close}.
-   */
-  get state(): 'up' | 'waiting' | 'closed' {
-    if (this.closed) return 'closed';
-    return this.#linkUp ? 'up' : 'waiting';
-  }
-
-  /**
-   * The manager tells the handle whether the client has a live link; returns `true` when that
-   * changed its state (the manager then emits a `forward` event).
-   *
-   * @internal
-   */
-  setLinkUp(up: boolean): boolean {
-    if (this.closed || this.#linkUp === up) return false;
-    this.#linkUp = up;
-    return true;
-  }
-
-  /** `true` once {@link LocalForward.close} was called. */
-  get closed(): boolean {
-    return this.#closing !== undefined;
-  }
-
-  /** Connection and byte counters (see {@link ForwardStats}). */
-  stats(): ForwardStats {
-    return this.#traffic.stats();
-  }
-
-  /**
-   * Stops listening, closes every connection (carried or waiting) and resolves once the port
-   * is free, so a new listener can bind it at once. Idempotent; never rejects.
-   */
-  close(): Promise<void> {
-    this.#closing ??= (async () => {
-      const done = closeServer(this.#server);
-      this.#traffic.killAll();
-      await done;
-      this.#ctx.release(this);
-    })();
-    return this.#closing;
-  }
-
-  /** Same as {@link LocalForward.close}. */
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
+    return new LocalForward(ctx, opts, undefined, opts.localPort);
   }
 
   /** A short description, e.g. `local 127.0.0.1:8080 -> db:5432`. */
-  toString(): string {
+  override toString(): string {
     const to = this.remotePath ?? fmtHostPort(this.remoteHost ?? 'localhost', this.remotePort ?? 0);
     return `local ${fmtHostPort(this.localHost, this.localPort)} -> ${to}`;
   }
 
-  #accept(sock: net.Socket): void {
-    if (this.closed) {
-      sock.destroy();
-      return;
-    }
-    const tracked = this.#traffic.add(sock);
-    sock.on('error', () => undefined);
-    this.#handle(sock, tracked).catch(() => sock.destroy());
-  }
-
-  async #handle(sock: net.Socket, tracked: ReturnType<Traffic['add']>): Promise<void> {
-    const gone = new AbortController();
-    const onClose = (): void => gone.abort();
-    sock.once('close', onClose);
-    let link;
-    try {
-      // Waits while the client reconnects (bounded); the socket stays paused meanwhile.
-      link = await this.#ctx.provider.link({ timeoutMs: this.#ctx.connectionWaitMs, signal: gone.signal });
-    } finally {
-      sock.off('close', onClose);
-    }
-    if (sock.destroyed || this.closed) return;
-    this.#ctx.attach(link);
-    let chan;
-    try {
-      chan = await openDirect(this.#ctx, link, this.#target, sock);
-    } catch (err) {
-      // The server refused this connection's channel (AllowTcpForwarding, PermitOpen, target
-      // down...): say so with its reason; the forward stays up. The connection is closed (caller).
-      if (err instanceof SshError && err.code === 'ERR_SSH_CHANNEL_OPEN') {
-        const target = 'path' in this.#target ? this.#target.path : fmtHostPort(this.#target.host, this.#target.port);
-        this.#ctx.emit({ forward: this, state: 'refused', cause: err, target });
-      }
-      throw err;
-    }
-    if (sock.destroyed || this.closed || link.signal.aborted) {
-      if (!link.signal.aborted) chan.close();
-      sock.destroy();
-      return;
-    }
-    carry(this.#ctx, link, sock, chan, tracked);
+  /** Waits for the link, opens the channel and carries the connection (closed on failure, as OpenSSH does). */
+  protected async handle(sock: net.Socket, tracked: Tracked): Promise<void> {
+    const target = 'path' in this.#target ? this.#target.path : fmtHostPort(this.#target.host, this.#target.port);
+    const opened = await this.openChannel(sock, this.#target, target);
+    if (opened) carry(this.ctx, opened.link, sock, opened.chan, tracked);
   }
 }

@@ -6,7 +6,7 @@
  * @module forward/options
  */
 import { z } from 'zod';
-import { zodToConfigError } from '../config/options.js';
+import { zodToConfigError } from '../internal/validate.js';
 import type { SshConfigError } from '../errors.js';
 
 /** Defaults of the forward options and of the forward manager, in one frozen object. Durations in ms. */

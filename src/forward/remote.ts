@@ -7,7 +7,9 @@
  * @module forward/remote
  */
 import net from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import pRetry from 'p-retry';
+import { backoffDelay } from '../internal/backoff.js';
 import type ssh2 from 'ssh2';
 import type { Link } from '../connection/link.js';
 import { SshError } from '../errors.js';
@@ -18,6 +20,28 @@ import type { ForwardContext, ForwardStats } from './types.js';
 
 /** The state of a remote forward. */
 export type RemoteForwardState = 'pending' | 'up' | 'down' | 'error' | 'closed';
+
+/**
+ * Every allowed transition of a {@link RemoteForward}: `REMOTE_TRANSITIONS[from]` lists the states
+ * `from` may move to (one writer, `#setState`, enforces it; test/unit/remote-forward-state.test.ts).
+ */
+export const REMOTE_TRANSITIONS: Readonly<Record<RemoteForwardState, readonly RemoteForwardState[]>> = Object.freeze({
+  // the first request: accepted -> up; refused or unanswered -> error; close() -> closed
+  pending: ['up', 'error', 'closed'],
+  // the link died or the forward was withdrawn -> down; a request on a newer link accepted (up
+  // again, same state) or failed before the old link's death was seen -> error; close() -> closed
+  up: ['down', 'up', 'error', 'closed'],
+  // requested again on the next link: accepted -> up, failed -> error; close() -> closed
+  down: ['up', 'error', 'closed'],
+  // tried again on the next link (and every failure is reported again)
+  error: ['up', 'error', 'closed'],
+  closed: [],
+});
+
+/** `true` when `from -> to` is in {@link REMOTE_TRANSITIONS}. */
+export function canRemoteTransition(from: RemoteForwardState, to: RemoteForwardState): boolean {
+  return REMOTE_TRANSITIONS[from].includes(to);
+}
 
 /** How long `close()` waits for the server to answer `cancel-tcpip-forward`. */
 const CANCEL_TIMEOUT_MS = 5_000;
@@ -116,7 +140,7 @@ export class RemoteForward implements AsyncDisposable {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       const wasUpOn = this.#upOn;
-      this.#state = 'closed';
+      this.#setState('closed');
       this.#closeCtl.abort(new SshError('ERR_SSH_CLOSED', 'forward closed'));
       this.#down();
       this.#traffic.killAll();
@@ -154,8 +178,7 @@ export class RemoteForward implements AsyncDisposable {
     this.#current = attempt;
     promise.catch((err: unknown) => {
       if (this.#current !== attempt || this.closed || link.signal.aborted) return;
-      this.#state = 'error';
-      this.#ctx.emit({ forward: this, state: 'error', cause: asForwardError(err) });
+      this.#setState('error', asForwardError(err));
     });
     return promise;
   }
@@ -171,14 +194,17 @@ export class RemoteForward implements AsyncDisposable {
     if (link.signal.aborted) scope.abort(link.signal.reason);
     try {
       const policy = this.#ctx.remoteRetry;
-      await pRetry(() => this.#requestOn(link), {
+      // The delay is the library's one backoff (internal/backoff.ts, unref'd); p-retry counts and filters.
+      const request = async (n: number): Promise<void> => {
+        if (n > 1) await delay(backoffDelay(n - 1, policy), undefined, { signal: scope.signal, ref: false });
+        await this.#requestOn(link);
+      };
+      await pRetry(request, {
         retries: retry ? policy.retries : 0,
-        minTimeout: policy.minDelayMs,
-        maxTimeout: policy.maxDelayMs,
-        factor: policy.factor,
-        randomize: true,
+        minTimeout: 0,
+        maxTimeout: 0,
+        factor: 1,
         signal: scope.signal,
-        unref: true,
         // Only a refusal by the server is worth retrying (the dead session may hold the port);
         // a request the server never answered is not.
         shouldRetry: ({ error }) => error instanceof SshError && error.code === 'ERR_SSH_FORWARD' && !unanswered.has(error),
@@ -280,21 +306,34 @@ export class RemoteForward implements AsyncDisposable {
     return this.remotePath === undefined && this.#askedPort === 0 ? this.#upOn : undefined;
   }
 
+  /**
+   * The one writer of {@link RemoteForward.state}: checks `next` against
+   * {@link REMOTE_TRANSITIONS} and emits the manager's `forward` event for `up`, `down` and
+   * `error` (every time, also when the state stays `error` or `up`).
+   *
+   * @throws Error "internal: illegal remote forward transition" for a transition not in the table (a bug).
+   */
+  #setState(next: RemoteForwardState, cause?: SshError): void {
+    const previous = this.#state;
+    if (!canRemoteTransition(previous, next)) throw new Error(`internal: illegal remote forward transition ${previous} -> ${next}`);
+    this.#state = next;
+    if (next === 'up') this.#ctx.emit({ forward: this, state: 'up' });
+    else if (next === 'down' || next === 'error') this.#ctx.emit({ forward: this, state: next, ...(cause ? { cause } : {}) });
+  }
+
   #routeKey(): string {
     return this.remotePath !== undefined ? unixRouteKey(this.remotePath) : tcpRouteKey(this.remoteHost ?? 'localhost', this.#port);
   }
 
   #up(link: Link): void {
     this.#upOn = link;
-    this.#state = 'up';
     this.#ctx.route(this.#routeKey(), this);
     this.#offDeath = this.#ctx.onLinkDeath(link, (cause) => {
       if (this.#upOn !== link) return;
       this.#down();
-      this.#state = 'down';
-      this.#ctx.emit({ forward: this, state: 'down', cause });
+      this.#setState('down', cause);
     });
-    this.#ctx.emit({ forward: this, state: 'up' });
+    this.#setState('up');
   }
 
   #down(): void {
@@ -313,8 +352,7 @@ export class RemoteForward implements AsyncDisposable {
   async withdraw(link: Link, cause: SshError): Promise<void> {
     if (this.#upOn !== link) return;
     this.#down();
-    this.#state = 'down';
-    this.#ctx.emit({ forward: this, state: 'down', cause });
+    this.#setState('down', cause);
     if (!link.signal.aborted) await this.#cancelOn(link);
   }
 

@@ -147,3 +147,19 @@ export function suggestName(name: string, accepted: readonly string[]): string |
   const lower = name.toLowerCase();
   return lower.length >= 4 ? accepted.find((c) => c.toLowerCase().startsWith(lower)) : undefined;
 }
+
+/**
+ * Turns a ZodError into an {@link SshConfigError} (`ERR_SSH_CONFIG`) naming the first bad field
+ * and the accepted form: {@link zodToError} with {@link configError}. Kept for the option objects
+ * whose bad values are configuration (client options, ssh_config, declared forwards).
+ *
+ * @param error - the ZodError (also the `cause` of the result).
+ * @param what - the name of the options object, e.g. `SshClient options`.
+ * @param accepted - the accepted option names, comma-separated, listed when an unknown key was given.
+ * @param input - the checked value (to tell "missing" from "wrong type").
+ */
+export function zodToConfigError(error: z.ZodError, what: string, accepted?: string, input?: unknown): SshConfigError {
+  const names = accepted === undefined ? undefined : accepted.split(',').map((n) => n.trim()).filter((n) => n !== '');
+  // configError() builds SshConfigErrors only.
+  return zodToError(error, what, configError(error), names, input) as SshConfigError;
+}

@@ -4,7 +4,7 @@
  * @module jobs/follow
  */
 import { z } from 'zod';
-import { zodToConfigError } from '../config/options.js';
+import { zodToConfigError } from '../internal/validate.js';
 import { operationScope } from '../internal/cancel.js';
 import type { JobsHost } from './remote.js';
 import { tailChunks } from './tail.js';

@@ -20,7 +20,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { zodToConfigError } from '../config/options.js';
+import { zodToConfigError } from '../internal/validate.js';
 import { SshConfigError, SshError } from '../errors.js';
 import { buildCommandLine } from '../exec/quote.js';
 import { operationScope, sleep } from '../internal/cancel.js';

@@ -8,6 +8,7 @@ import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/prom
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SshConfigError } from '../errors.js';
+import { backoffDelay, type BackoffPolicy } from '../internal/backoff.js';
 import { checkHostKey } from './check.js';
 import { validateKeyBlob } from './key-blob.js';
 import { hashHostName, parseKnownHosts, type KnownHostsEntry, type KnownHostsSet, type KnownHostsWarning } from './parse.js';
@@ -123,9 +124,12 @@ export interface AppendKnownHostOptions {
   staleLockMs?: number;
 }
 
+/** Backoff between tries of the known_hosts lock (internal/backoff.ts): 5 ms doubling, at most 100 ms. */
+export const LOCK_BACKOFF: BackoffPolicy = Object.freeze({ minDelayMs: 5, maxDelayMs: 100, factor: 2 });
+
 /**
  * Holds `<file>.lock` (created with O_EXCL) while `fn` runs. Retries with a capped, jittered
- * backoff until `timeoutMs`; breaks a lock older than `staleMs` by renaming it away (atomic, so
+ * backoff ({@link LOCK_BACKOFF}) until `timeoutMs`; breaks a lock older than `staleMs` by renaming it away (atomic, so
  * only one waiter breaks it).
  */
 async function withLock<T>(file: string, timeoutMs: number, staleMs: number, fn: () => Promise<T>): Promise<T> {
@@ -165,7 +169,8 @@ async function withLock<T>(file: string, timeoutMs: number, staleMs: number, fn:
         { field: 'knownHostsFiles' },
       );
     }
-    const delayMs = Math.min(100, 5 * 2 ** Math.min(attempt++, 5)) * (0.5 + Math.random() / 2);
+    attempt += 1;
+    const delayMs = backoffDelay(attempt, LOCK_BACKOFF);
     await sleep(Math.min(delayMs, Math.max(1, deadline - Date.now())));
   }
   try {

@@ -9,7 +9,7 @@ import ssh2 from 'ssh2';
 import { z } from 'zod';
 import { SshConfigError, SshError } from '../errors.js';
 import { generateEd25519 } from '../internal/keygen.js';
-import type { SshClientOptions } from '../config/options.js';
+import type { SshClientOptions } from '../options.js';
 import { Link, type FaultState } from './relay.js';
 import { serveSession } from './session.js';
 import { SftpSession } from './sftp.js';

@@ -72,7 +72,7 @@ class BenchLinks implements LinkProvider {
 // ---------------------------------------------------------------------------------------------
 // loopback endpoints, in a process of their own (test/bench/endpoints.ts)
 
-interface Endpoints {
+export interface Endpoints {
   sink: number;
   source: number;
   echo: number;
@@ -82,7 +82,7 @@ interface Endpoints {
   close(): Promise<void>;
 }
 
-async function startEndpoints(bytes: number): Promise<Endpoints> {
+export async function startEndpoints(bytes: number): Promise<Endpoints> {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const register = path.resolve(here, '../../scripts/ts-node-register.mjs');
   const child = fork(path.join(here, 'endpoints.ts'), [], {
@@ -124,7 +124,7 @@ async function startEndpoints(bytes: number): Promise<Endpoints> {
 // ---------------------------------------------------------------------------------------------
 // forwarders under test
 
-interface Forwarder {
+export interface Forwarder {
   tool: string;
   /** Opens a forward to 127.0.0.1:`targetPort`; returns the local port and a closer. */
   open(targetPort: number): Promise<{ port: number; close(): Promise<void> }>;
@@ -133,7 +133,7 @@ interface Forwarder {
   shutdown(): Promise<void>;
 }
 
-function tetherForwarder(t: BenchTarget): Forwarder {
+export function tetherForwarder(t: BenchTarget): Forwarder {
   const client = new SshClient(tetherOptions(t));
   return {
     tool: TETHER,
@@ -147,7 +147,7 @@ function tetherForwarder(t: BenchTarget): Forwarder {
   };
 }
 
-function rawForwarder(t: BenchTarget): Forwarder {
+export function rawForwarder(t: BenchTarget): Forwarder {
   const links = new BenchLinks(t);
   return {
     tool: RAW,
@@ -198,7 +198,7 @@ async function waitListening(port: number, child: ChildProcess, timeoutMs: numbe
   }
 }
 
-function opensshForwarder(t: BenchTarget): Forwarder {
+export function opensshForwarder(t: BenchTarget): Forwarder {
   let children: ChildProcess[] = [];
   return {
     tool: OPENSSH,
@@ -247,7 +247,7 @@ function opensshForwarder(t: BenchTarget): Forwarder {
 
 // ---------------------------------------------------------------------------------------------
 
-async function timed(f: Forwarder, fn: () => Promise<void>): Promise<{ seconds: number; cpu: number }> {
+export async function timed(f: Forwarder, fn: () => Promise<void>): Promise<{ seconds: number; cpu: number }> {
   const c0 = cpuSeconds() + f.extraCpu();
   const t0 = nowMs();
   await fn();

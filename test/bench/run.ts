@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- core|sftp|forward|sync ...]`: starts ONE sshd (default MaxSessions 10), runs the
+ * `npm run bench [-- core|sftp|forward|forward-window|sync ...]`: starts ONE sshd (default MaxSessions 10), runs the
  * selected bench modules against it (default: all that exist), prints one markdown table per
  * section and the target checks (PASS/FAIL, never a failing exit code for a miss), and updates
  * `test/bench/RESULTS.md` (only the blocks of the modules that ran; the header with the machine
@@ -35,7 +35,7 @@ import {
   type TargetCheck,
 } from './lib.js';
 
-const BENCHES = ['core', 'sftp', 'forward', 'sync'] as const;
+const BENCHES = ['core', 'sftp', 'forward', 'forward-window', 'sync'] as const;
 type BenchName = (typeof BENCHES)[number];
 
 interface BenchOutput {
@@ -92,7 +92,13 @@ async function runBenchInner(name: BenchName, target: BenchTarget): Promise<Benc
     return { ...r, elapsedMs: Date.now() - t0 };
   }
   const [file, fn, title] =
-    name === 'sftp' ? ['sftp', 'benchSftp', 'SFTP'] : name === 'sync' ? ['sync', 'benchSync', 'Directory sync (issue 17)'] : ['forward', 'benchForward', 'Port forwarding'];
+    name === 'sftp'
+      ? ['sftp', 'benchSftp', 'SFTP']
+      : name === 'forward-window'
+        ? ['forward-window', 'benchForwardWindow', 'Forward windows on a long link (delay-line proxy)']
+        : name === 'sync'
+          ? ['sync', 'benchSync', 'Directory sync (issue 17)']
+          : ['forward', 'benchForward', 'Port forwarding'];
   const f = await loadRowBench(file, fn);
   if (typeof f === 'string') return { sections: [], targets: [], skipped: f, elapsedMs: 0 };
   // Each run in fresh processes (the median over them; see runRowBenchInProcesses for why).

@@ -8,7 +8,7 @@
  * raw-TCP group-exchange server (ssh2's Server has none), and a TCP proxy that injects one packet.
  */
 import { execFileSync } from 'node:child_process';
-import { getDiffieHellman } from 'node:crypto';
+import { createHash, getDiffieHellman } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -20,10 +20,52 @@ import { SshClient } from '../../src/index.js';
 import { adaptSsh2Client, sendKeepaliveProbe, ssh2Adapter } from '../../src/ssh2/index.js';
 import { checkSsh2Internals } from '../../src/ssh2/index.js';
 import { resetSsh2InternalsCheck } from '../../src/ssh2/shapes.js';
+import { checkChannelWindow, eagerWindow } from '../../src/ssh2/window.js';
+import { PassThrough, Writable } from 'node:stream';
 import { checkSftpInternals, sftpChannel } from '../../src/ssh2/sftp.js';
 import { DataReplySplitter } from '../../src/sftp/inbound.js';
 import { PacketBuilder, REQ, encodeWriteHead, parseNames, writeHeadLength } from '../../src/sftp/wire.js';
 import { gexServer, plainPacket, sshString } from '../helpers/raw-kex.js';
+
+// --- a data source on the server side (eager window tests) ----------------------------------------
+
+interface Source {
+  /** The server's end of the channel: its `outgoing.window` is the window the client granted. */
+  readonly channel: ssh2.ServerChannel;
+  /** sha256 of everything the server wrote (set once all is written). */
+  readonly hash: Promise<string>;
+}
+/** ssh2's channel fields on the server's end (the same Channel class; test code only). */
+const serverSide = (s: Source): { outgoing: { id: number; window: number } } => s.channel as unknown as { outgoing: { id: number; window: number } };
+const PATTERN = Buffer.from(Array.from({ length: 1024 * 1024 }, (_, i) => (i * 2654435761) >>> 24));
+
+/**
+ * Once the client sent a byte: writes `bytes` of a pattern (each MiB rotated differently) into
+ * `ch` with backpressure, then ends it.
+ */
+function sendSource(ch: ssh2.ServerChannel, bytes: number): Source {
+  const hash = new Promise<string>((resolve) => {
+    const h = createHash('sha256');
+    let sent = 0;
+    let n = 0;
+    const pump = (): void => {
+      while (sent < bytes) {
+        const rot = n++ % PATTERN.length;
+        const chunk = Buffer.concat([PATTERN.subarray(rot), PATTERN.subarray(0, rot)]).subarray(0, Math.min(PATTERN.length, bytes - sent));
+        h.update(chunk);
+        sent += chunk.length;
+        if (!ch.write(chunk)) {
+          ch.once('drain', pump);
+          return;
+        }
+      }
+      ch.end();
+      resolve(h.digest('hex'));
+    };
+    ch.once('data', pump);
+  });
+  return { channel: ch, hash };
+}
 
 // --- the hostile ssh2 Server -------------------------------------------------------------------
 
@@ -52,6 +94,7 @@ let server: ssh2.Server;
 let port = 0;
 let mode: Mode = 'normal';
 let lastConn: ssh2.Connection | undefined;
+let lastSource: Source | undefined;
 const compressions = ['none', 'zlib@openssh.com'] as const;
 
 beforeAll(async () => {
@@ -84,6 +127,12 @@ beforeAll(async () => {
     }
     conn.on('authentication', (ctx) => ctx.accept());
     conn.on('ready', () => undefined);
+    // direct-tcpip to port N: a source of N MiB (the eager-window tests below)
+    conn.on('tcpip', (accept, _reject, info) => {
+      const ch = accept();
+      ch.on('error', () => undefined);
+      lastSource = sendSource(ch, info.destPort * 1024 * 1024);
+    });
     conn.on('session', (accept) => {
       const session = accept();
       session.on('sftp', (acceptSftp) => serveSftp(acceptSftp()));
@@ -546,5 +595,113 @@ describe('DH group exchange bounds (issue 11 item 5)', () => {
     } finally {
       await srv.close();
     }
+  });
+});
+
+describe('eager channel window (issue 18 item 2; src/ssh2/window.ts)', () => {
+  const MiB = 1024 * 1024;
+  /** Opens a direct-tcpip channel to the in-process server's N-MiB source. */
+  async function openSource(client: ssh2.Client, mib: number): Promise<{ chan: ssh2.ClientChannel; source: Source }> {
+    lastSource = undefined;
+    const chan = await new Promise<ssh2.ClientChannel>((resolve, reject) => client.forwardOut('127.0.0.1', 0, '127.0.0.1', mib, (err, ch) => (err ? reject(err) : resolve(ch))));
+    expect(await until(() => lastSource !== undefined, 2_000)).toBe(true);
+    return { chan, source: lastSource! };
+  }
+
+  it("the fields it uses: Channel.incoming/outgoing {id, window, packetSize, state}, _client._protocol.channelWindowAdjust(); ssh2's own window is 2 MiB", async () => {
+    const { client, ready } = connect({ adapt: true });
+    await ready;
+    const { chan, source } = await openSource(client, 0);
+    const shape = checkChannelWindow(chan);
+    expect(shape.incoming).toMatchObject({ window: 2 * MiB, packetSize: 32 * 1024, state: 'open' });
+    expect(shape.outgoing.state).toBe('open');
+    // the server sees the window ssh2 advertised, under the channel number the adjust names
+    expect(serverSide(source).outgoing.window).toBe(2 * MiB);
+    expect(serverSide(source).outgoing.id).toBe(shape.incoming.id);
+    chan.resume();
+    chan.close();
+  });
+
+  it('a changed shape is ERR_SSH_HANDSHAKE "ssh2 internals changed" naming the field, and installs nothing', () => {
+    const err = ((): unknown => {
+      try {
+        eagerWindow({ incoming: { id: 0, window: 0, packetSize: 0, state: 'open' }, outgoing: { id: 0, window: 0, state: 'open' } }, { sizeBytes: MiB, topUpFraction: 0.5 });
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(err).toBeInstanceOf(SshError);
+    expect((err as SshError).code).toBe('ERR_SSH_HANDSHAKE');
+    expect((err as SshError).message).toMatch(/^ssh2 internals changed: Channel\.outgoing/);
+    expect(() => checkChannelWindow({ incoming: { id: 1, window: 1, packetSize: 1, state: 'open' }, outgoing: { id: 1, window: 1, packetSize: 1, state: 'open' }, _client: {}, readableLength: 0 })).toThrow(
+      /Channel\._client\._protocol\.channelWindowAdjust\(\)/,
+    );
+  });
+
+  it('grows the window the server sees to sizeBytes at once; data byte-exact; top-ups follow what the sink took', async () => {
+    const { client, ready } = connect({ adapt: true });
+    await ready;
+    const { chan, source } = await openSource(client, 40);
+    const sink = new PassThrough();
+    const h = createHash('sha256');
+    let got = 0;
+    sink.on('data', (b: Buffer) => {
+      got += b.length;
+      h.update(b);
+    });
+    chan.pipe(sink);
+    const w = eagerWindow(chan, { sizeBytes: 8 * MiB, topUpFraction: 1 / 8, sink });
+    // plain ssh2 never lets the server have more than 2 MiB in flight
+    expect(await until(() => serverSide(source).outgoing.window === 8 * MiB, 2_000)).toBe(true);
+    chan.write('go');
+    await new Promise<void>((resolve) => sink.on('end', () => resolve()));
+    expect(got).toBe(40 * MiB);
+    expect(h.digest('hex')).toBe(await source.hash);
+    expect(w.adjustsSent).toBeGreaterThan(1);
+    // each adjust but the first grants at least 1/8 of the window
+    expect(w.bytesGranted).toBeGreaterThanOrEqual(6 * MiB + (w.adjustsSent - 1) * MiB);
+  });
+
+  it('a paused local reader stops the top-ups: the server is held at sizeBytes unread, then all arrives byte-exact once it reads', async () => {
+    const { client, ready } = connect({ adapt: true });
+    await ready;
+    const { chan, source } = await openSource(client, 64);
+    // a sink that takes nothing until released (a local socket whose reader stopped reading)
+    const held: { chunk: Buffer; cb: () => void }[] = [];
+    let release = false;
+    const h = createHash('sha256');
+    let got = 0;
+    const sink = new Writable({
+      highWaterMark: 64 * 1024,
+      write(chunk: Buffer, _enc, cb) {
+        got += chunk.length;
+        h.update(chunk);
+        if (release) cb();
+        else held.push({ chunk, cb });
+      },
+    });
+    let received = 0;
+    chan.on('data', (b: Buffer) => (received += b.length));
+    chan.pipe(sink);
+    const w = eagerWindow(chan, { sizeBytes: 8 * MiB, topUpFraction: 1 / 8, sink });
+    chan.write('go');
+    // the server runs out of window and stays there
+    expect(await until(() => serverSide(source).outgoing.window === 0 && w.bufferedBytes >= 8 * MiB - 64 * 1024, 5_000)).toBe(true);
+    const at = { adjusts: w.adjustsSent, buffered: w.bufferedBytes, granted: w.bytesGranted };
+    await new Promise((r) => setTimeout(r, 300));
+    expect(serverSide(source).outgoing.window).toBe(0);
+    expect(w.adjustsSent).toBe(at.adjusts);
+    expect(w.bytesGranted).toBe(at.granted);
+    // unread data held here: bounded by the window (ssh2's own rule may add at most its 2 MiB)
+    expect(w.bufferedBytes).toBe(at.buffered);
+    expect(w.bufferedBytes).toBeLessThanOrEqual(8 * MiB + 2 * MiB);
+    expect(received).toBeLessThan(64 * MiB);
+    // the reader reads again: everything arrives, in order
+    release = true;
+    for (const x of held.splice(0)) x.cb();
+    await new Promise<void>((resolve) => sink.on('finish', () => resolve()));
+    expect(got).toBe(64 * MiB);
+    expect(h.digest('hex')).toBe(await source.hash);
   });
 });

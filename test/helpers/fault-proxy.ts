@@ -38,6 +38,12 @@ export interface FaultProxyOptions {
   listenHost?: string;
   /** Default 0 (a free port; read it from `proxy.port`). */
   port?: number;
+  /**
+   * Bytes a direction may hold in its delay queue before the proxy stops reading its source;
+   * default 1 MiB. With `delay(ms)` this caps a direction at about `queueHighWaterBytes / ms`
+   * (1 MiB per 25 ms = 42 MB/s): a bench on a long link raises it so the proxy does not limit.
+   */
+  queueHighWaterBytes?: number;
 }
 
 /**
@@ -75,9 +81,11 @@ export class FaultProxy {
   private refusing = false;
   private delayMs = 0;
   private closed = false;
+  private readonly queueHighWater: number;
 
-  private constructor(server: net.Server, host: string, port: number, target: { host: string; port: number }) {
+  private constructor(server: net.Server, host: string, port: number, target: { host: string; port: number }, queueHighWater: number) {
     this.server = server;
+    this.queueHighWater = queueHighWater;
     this.host = host;
     this.port = port;
     this.target = target;
@@ -102,7 +110,7 @@ export class FaultProxy {
           reject(new Error('fault proxy: no listen address'));
           return;
         }
-        resolve(new FaultProxy(server, listenHost, addr.port, { ...target }));
+        resolve(new FaultProxy(server, listenHost, addr.port, { ...target }, options.queueHighWaterBytes ?? QUEUE_HIGH_WATER));
       });
     });
   }
@@ -272,7 +280,7 @@ export class FaultProxy {
 
   /** Reads from the source only while the pair forwards and the destination keeps up. */
   private updateFlow(pair: Pair, dir: Direction): void {
-    const shouldRead = !pair.stalled && !dir.waitingDrain && dir.queuedBytes < QUEUE_HIGH_WATER;
+    const shouldRead = !pair.stalled && !dir.waitingDrain && dir.queuedBytes < this.queueHighWater;
     if (dir.src.destroyed) return;
     if (shouldRead && dir.src.isPaused()) dir.src.resume();
     else if (!shouldRead && !dir.src.isPaused()) dir.src.pause();

@@ -123,10 +123,13 @@ describe('server-side failures', () => {
     expect(await waitFor(() => delays.length >= 5, 15_000)).toBe(true);
     await server.start();
     expect(await waitFor(() => ssh.state === 'ready', 10_000)).toBe(true);
-    // base delays 100, 200, 400, 800, 800...; jitter keeps each in [base/2, base): they grow until capped
+    // base delays 100, 200, 400, 800, 800...; jitter x1-x2 keeps each in [base, min(2 base, 800)]
+    // (internal/backoff.ts): they grow until capped, and none is below minDelayMs or above maxDelayMs.
     for (let i = 1; i < Math.min(delays.length, 4); i++) expect(delays[i]).toBeGreaterThanOrEqual(delays[i - 1]!);
     for (const d of delays) expect(d).toBeLessThanOrEqual(800);
-    for (const d of delays.slice(3)) expect(d).toBeGreaterThanOrEqual(400);
+    for (const d of delays) expect(d).toBeGreaterThanOrEqual(100);
+    delays.forEach((d, i) => expect(d).toBeGreaterThanOrEqual(Math.min(800, 100 * 2 ** i)));
+    for (const d of delays.slice(3)) expect(d).toBe(800);
     expect((await ssh.exec('echo restarted')).stdout).toBe('restarted\n');
   });
 

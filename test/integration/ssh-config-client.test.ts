@@ -53,6 +53,26 @@ describe('ssh_config through SshClient', () => {
     expect(cfg.sources).toEqual([file]);
   });
 
+  it('one resolved settings object per attempt: health(), the logs and resolveConfig show the same host, port and user', async () => {
+    const file = aliasConfig();
+    const logged: Array<Record<string, unknown>> = [];
+    const rec = (obj: unknown, msg?: string): void => {
+      if (typeof obj === 'object' && obj !== null) logged.push({ ...(obj as Record<string, unknown>), msg });
+    };
+    const logger = { debug: rec, info: rec, warn: rec, error: rec };
+    const ssh = new SshClient({ host: 'build-box', sshConfig: file, agent: false, logger });
+    clients.push(ssh);
+    await ssh.connect();
+    const cfg = await resolveConfig('build-box', { sshConfig: file, agent: false });
+    const h = ssh.health();
+    // The alias resolved through ssh_config (HostName/Port/User), not the alias and the defaults.
+    expect({ host: h.host, port: h.port, username: h.username, alias: h.alias }).toEqual({ host: cfg.host, port: cfg.port, username: cfg.username, alias: 'build-box' });
+    expect(h.port).toBe(info.port);
+    const connected = logged.find((l) => l.msg === 'ssh-tether: connected');
+    expect(connected).toMatchObject({ host: cfg.host, port: cfg.port, username: cfg.username, alias: 'build-box' });
+    expect({ host: ssh.host, port: ssh.port, username: ssh.username }).toEqual({ host: cfg.host, port: cfg.port, username: cfg.username });
+  });
+
   it('sshConfig: false reads nothing', async () => {
     const cfg = await resolveConfig('build-box', { sshConfig: false });
     expect(cfg.host).toBe('build-box');

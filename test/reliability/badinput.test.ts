@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SshClient, SshConfigError, SshError, type SshClientOptions } from '../../src/index.js';
-import { clientOptionsSchema, resolveOptions } from '../../src/config/options.js';
+import { clientOptionsSchema, resolveOptions } from '../../src/options.js';
 import { checkHostKey, createHostVerifier, hashHostName, loadKnownHosts, parseKnownHosts, MAX_KNOWN_HOSTS_BYTES } from '../../src/known-hosts/index.js';
 import { sharedSshd } from '../helpers/shared.js';
 import { clientOptions } from '../helpers/client.js';

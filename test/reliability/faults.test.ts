@@ -147,12 +147,13 @@ describe('item 3: resets, clean closes, long outages', () => {
       p3.refuse(false);
       expect((await queued).stdout).toBe('queued\n');
       expect(ssh.state).toBe('ready');
-      // bases 100, 200, 400, 800, then capped at 1000; jitter keeps each delay in [base/2, base]
+      // bases 100, 200, 400, 800, then capped at 1000; jitter x1-x2 keeps each delay in
+      // [base, min(2 base, 1000)] (internal/backoff.ts): never below minDelayMs nor above maxDelayMs
       const bases = [100, 200, 400, 800];
       delays.forEach((d, i) => {
         const base = bases[i] ?? 1_000;
-        expect(d).toBeGreaterThanOrEqual(base / 2);
-        expect(d).toBeLessThanOrEqual(base);
+        expect(d).toBeGreaterThanOrEqual(base);
+        expect(d).toBeLessThanOrEqual(Math.min(2 * base, 1_000));
       });
       expect(delays.length).toBeGreaterThanOrEqual(5);
       suite.figure(`item 3: reconnect attempts during a ${LONG ? 60 : 6} s outage`, delays.length);

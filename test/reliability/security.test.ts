@@ -11,7 +11,7 @@ import { inspect, promisify } from 'node:util';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshClient, type SshClientOptions } from '../../src/index.js';
-import { resolveOptions } from '../../src/config/options.js';
+import { resolveOptions } from '../../src/options.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { startSshd, describeSshd, type SshdHandle } from '../helpers/sshd.js';
 import { clientOptions } from '../helpers/client.js';

@@ -11,7 +11,7 @@ import { buildCommandLine, quoteArg, quoteArgv } from '../../src/exec/quote.js';
 import { PidLineStripper } from '../../src/exec/process.js';
 import { SshAuthError, SshChannelOpenError, SshError, isRetryable, mapChannelError, mapConnectError } from '../../src/errors.js';
 import { SshClient } from '../../src/index.js';
-import { resolveOptions } from '../../src/config/options.js';
+import { resolveOptions } from '../../src/options.js';
 
 describe('state table', () => {
   const all: ConnectionState[] = ['idle', 'connecting', 'ready', 'reconnecting', 'closing', 'closed'];

@@ -2,7 +2,8 @@
 // messages, in-memory known_hosts lines and the hostVerifier callback).
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS, editDistance, resolveOptions, suggestName } from '../../src/config/options.js';
+import { DEFAULTS, resolveOptions } from '../../src/options.js';
+import { editDistance, suggestName } from '../../src/internal/validate.js';
 import { explainConnectError, isUnresolvedName } from '../../src/connection/attempt.js';
 import { SshError, SshHostKeyError } from '../../src/errors.js';
 import { createCallbackHostVerifier, createHostVerifier, fingerprintSha256 } from '../../src/known-hosts/index.js';

@@ -2,17 +2,38 @@ import { homedir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { z } from 'zod';
-import { SshConfigError } from '../errors.js';
-import { suggestName } from '../internal/validate.js';
-import { Secret } from '../internal/secret.js';
+import { SshConfigError } from './errors.js';
+import { zodToConfigError } from './internal/validate.js';
+import { DEFAULT_IDENTITY_FILES } from './config/ssh-config.js';
+import { parseHopSpec } from './config/ssh-config/jump-spec.js';
+import { Secret } from './internal/secret.js';
 import type ssh2 from 'ssh2';
-import type { Logger } from '../internal/logger.js';
-import type { ForwardSpecInput } from '../forward/options.js';
+import type { Logger } from './internal/logger.js';
+import type { ForwardSpecInput } from './forward/options.js';
+
+/** {@link DEFAULTS}.algorithms: ssh2's algorithm names, frozen lists. */
+export interface DefaultAlgorithms {
+  readonly kex: readonly ssh2.KexAlgorithm[];
+  readonly serverHostKey: readonly ssh2.ServerHostKeyAlgorithm[];
+  readonly cipher: readonly ssh2.CipherAlgorithm[];
+  readonly hmac: readonly ssh2.MacAlgorithm[];
+  readonly compress: readonly ssh2.CompressionAlgorithm[];
+}
 
 /**
- * Built-in defaults, in one frozen object. Every duration is in milliseconds.
- * Sources: ssh_config(5) (`ServerAliveCountMax` 3, `Port` 22, `StrictHostKeyChecking`),
- * sshd_config(5) (`MaxSessions` 10).
+ * The built-in default of every client option that has a fixed one, in one deeply frozen object
+ * (nested objects and arrays are frozen too): the code reads its defaults from here and nowhere
+ * else. Every duration is in milliseconds. Precedence per connect attempt: explicit option >
+ * ssh_config > these defaults.
+ *
+ * Sources: ssh_config(5) and `ssh -G` of OpenSSH 9.2 (`Port` 22, `ServerAliveCountMax` 3, the
+ * `IdentityFile` list, `GlobalKnownHostsFile`, `HashKnownHosts` no), sshd_config(5)
+ * (`MaxSessions` 10). Where ssh-tether deliberately differs from OpenSSH the entry says so
+ * (`StrictHostKeyChecking` yes instead of ask: a library cannot ask; `ExitOnForwardFailure` yes;
+ * `ServerAliveInterval` 15 s instead of 0; one user known_hosts file instead of two).
+ *
+ * Defaults that depend on the environment are not here: `username` (the current OS user),
+ * `agent` (`SSH_AUTH_SOCK`), `sshConfig` (`~/.ssh/config` then `/etc/ssh/ssh_config`, as ssh(1)).
  */
 export const DEFAULTS = Object.freeze({
   /** TCP port (ssh_config `Port`). */
@@ -29,10 +50,64 @@ export const DEFAULTS = Object.freeze({
   closeTimeoutMs: 5_000,
   /** `StrictHostKeyChecking`. */
   strictHostKeyChecking: 'yes' as const,
-  /** Reconnect policy: unbounded retries, jittered exponential backoff from 1 s capped at 30 s. */
+  /** Reconnect policy: unbounded retries, jittered exponential backoff (x1 to x2) from 1 s, every delay within 1-30 s. */
   reconnect: Object.freeze({ retries: Infinity, minDelayMs: 1_000, maxDelayMs: 30_000, factor: 2 }),
-  /** Global known_hosts files, read-only. */
+  /**
+   * Private key files tried in order when neither the options nor ssh_config name any: OpenSSH's
+   * default `IdentityFile` list in its order (ssh(1) FILES, ssh_config(5) `IdentityFile`, as
+   * `ssh -G` prints it): id_rsa, id_ecdsa, id_ecdsa_sk, id_ed25519, id_ed25519_sk, id_xmss, id_dsa
+   * under `~/.ssh/`. Missing files are skipped silently, and so are files holding a key type ssh2
+   * cannot use (security-key `*_sk` and XMSS keys).
+   */
+  identityFiles: DEFAULT_IDENTITY_FILES,
+  /** User known_hosts files; the first is where `'accept-new'` records new keys. OpenSSH also reads `~/.ssh/known_hosts2`. */
+  knownHostsFiles: Object.freeze(['~/.ssh/known_hosts']),
+  /** Global known_hosts files, read-only (OpenSSH also reads `/etc/ssh/ssh_known_hosts2`). */
   globalKnownHostsFiles: Object.freeze(['/etc/ssh/ssh_known_hosts']),
+  /** Record new host keys hashed (ssh_config `HashKnownHosts`, OpenSSH default `no`). */
+  hashKnownHosts: false,
+  /** Only the configured identity files (ssh_config `IdentitiesOnly`, default `no`). */
+  identitiesOnly: false,
+  /** Forward the ssh-agent (ssh_config `ForwardAgent`, default `no`). */
+  forwardAgent: false,
+  /** zlib compression (ssh_config `Compression`, default `no`). */
+  compression: false,
+  /** `connect()` fails when a declared forward cannot be set up (ssh_config `ExitOnForwardFailure`; OpenSSH's default is `no`). */
+  exitOnForwardFailure: true,
+  /** Route ssh2's protocol debug output to the logger. */
+  debugProtocol: false,
+  /**
+   * Algorithms offered when neither the options nor ssh_config name any: ssh2's defaults minus
+   * SHA-1 key exchanges and signatures (`ssh-rsa`, `diffie-hellman-group14-sha1`...) and CBC
+   * ciphers. Strict key exchange (`kex-strict-c-v00@openssh.com`, the Terrapin CVE-2023-48795
+   * counter-measure) is kept: ssh2 adds it itself.
+   */
+  algorithms: Object.freeze<DefaultAlgorithms>({
+    kex: Object.freeze([
+      'curve25519-sha256',
+      'curve25519-sha256@libssh.org',
+      'ecdh-sha2-nistp256',
+      'ecdh-sha2-nistp384',
+      'ecdh-sha2-nistp521',
+      'diffie-hellman-group-exchange-sha256',
+      'diffie-hellman-group14-sha256',
+      'diffie-hellman-group15-sha512',
+      'diffie-hellman-group16-sha512',
+      'diffie-hellman-group17-sha512',
+      'diffie-hellman-group18-sha512',
+    ]),
+    serverHostKey: Object.freeze(['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256']),
+    cipher: Object.freeze([
+      'aes128-gcm@openssh.com',
+      'aes256-gcm@openssh.com',
+      'chacha20-poly1305@openssh.com',
+      'aes128-ctr',
+      'aes192-ctr',
+      'aes256-ctr',
+    ]),
+    hmac: Object.freeze(['hmac-sha2-256-etm@openssh.com', 'hmac-sha2-512-etm@openssh.com', 'hmac-sha2-256', 'hmac-sha2-512']),
+    compress: Object.freeze(['none']),
+  }),
   /** Longest an operation (exec, spawn, sftp, forwardRemote...) waits for the link while the client (re)connects; 0 waits forever. */
   operationTimeoutMs: 120_000,
   /** Idle persist (OpenSSH `ControlPersist`): end an unused link after this long; 0 = never. */
@@ -167,7 +242,9 @@ export interface SshClientOptions {
   /**
    * Private key files tried in order (ssh_config `IdentityFile`). Files readable or writable by
    * group or others are refused with `ERR_SSH_KEY`, as OpenSSH does.
-   * @default those of `~/.ssh/id_ed25519`, `~/.ssh/id_ecdsa`, `~/.ssh/id_rsa` that exist
+   * @default {@link DEFAULTS}.identityFiles: those of OpenSSH's default list that exist
+   *   (`~/.ssh/id_rsa`, `id_ecdsa`, `id_ecdsa_sk`, `id_ed25519`, `id_ed25519_sk`, `id_xmss`,
+   *   `id_dsa`, in that order, as ssh(1)); keys ssh2 cannot use are skipped
    */
   identityFiles?: string[];
   /** Password for `password` authentication. Kept secret. */
@@ -217,7 +294,9 @@ export interface SshClientOptions {
   keepaliveCountMax?: number;
   /**
    * Reconnect policy after a lost link, or `false` to end in `closed` instead.
-   * Delays grow from `minDelayMs` by `factor` up to `maxDelayMs`, with random jitter (x1 to x2, capped).
+   * Delays grow from `minDelayMs` by `factor` up to `maxDelayMs`, with random jitter (x1 to x2, capped):
+   * delay n is `minDelayMs * factor^(n-1)` times a random factor in [1, 2), at most `maxDelayMs`,
+   * so every delay lies within [`minDelayMs`, `maxDelayMs`] (p-retry's `randomize` formula).
    * @default { retries: Infinity, minDelayMs: 1000, maxDelayMs: 30000, factor: 2 }
    */
   reconnect?: { retries?: number; minDelayMs?: number; maxDelayMs?: number; factor?: number } | false;
@@ -402,8 +481,6 @@ export interface ResolvedOptions {
 
 const ACCEPTED = Object.keys(clientOptionsSchema.shape).join(', ');
 
-export { editDistance, suggestName } from '../internal/validate.js';
-
 function stripUndefined<T extends object>(obj: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
   const out: { [K in keyof T]?: Exclude<T[K], undefined> } = {};
   for (const k of Object.keys(obj) as (keyof T)[]) {
@@ -413,12 +490,19 @@ function stripUndefined<T extends object>(obj: T): { [K in keyof T]?: Exclude<T[
   return out;
 }
 
-/** Splits the `jump` option into hop specs (`false` and `'none'` mean no jump). */
+/**
+ * Splits the `jump` option into hop specs (`false` and `'none'` mean no jump) and checks each with
+ * the one ProxyJump parser (config/ssh-config/jump-spec.ts, OpenSSH's `parse_jump`). Blanks
+ * around a hop are dropped; an empty hop (`'a,,b'`, `'a,'`) is an error, as in ssh(1).
+ *
+ * @throws {SshConfigError} `ERR_SSH_CONFIG` (field `jump`) naming the bad hop and why.
+ */
 export function parseJumpOption(jump: string | readonly string[] | false | undefined): readonly string[] {
   if (jump === undefined || jump === false) return Object.freeze([]);
-  const list = typeof jump === 'string' ? jump.split(',') : [...jump];
-  const hops = list.map((h) => h.trim()).filter((h) => h !== '');
-  if (hops.length === 1 && hops[0] === 'none') return Object.freeze([]);
+  const hops = (typeof jump === 'string' ? jump.split(',') : [...jump]).map((h) => h.trim());
+  if (hops.length === 1 && hops[0]!.toLowerCase() === 'none') return Object.freeze([]);
+  if (typeof jump === 'string' && jump.trim() === '') return Object.freeze([]);
+  for (const h of hops) parseHopSpec(h);
   return Object.freeze(hops);
 }
 
@@ -427,36 +511,6 @@ export function expandHome(path: string, home = homedir()): string {
   if (path === '~') return home;
   if (path.startsWith('~/')) return join(home, path.slice(2));
   return path;
-}
-
-/**
- * Turns a ZodError into an {@link SshConfigError} naming the first bad field and the accepted form.
- *
- * @param error - the ZodError.
- * @param what - the name of the options object, e.g. `SshClient options`.
- * @param accepted - the accepted option names, listed when an unknown key was given.
- */
-export function zodToConfigError(error: z.ZodError, what: string, accepted?: string, input?: unknown): SshConfigError {
-  const issue = error.issues[0];
-  if (!issue) return new SshConfigError(`invalid ${what}`, { cause: error });
-  const base = issue.path.map(String).join('.');
-  if (issue.code === 'unrecognized_keys') {
-    const keys = issue.keys;
-    const field = base ? `${base}.${keys[0] ?? ''}` : (keys[0] ?? '');
-    // Suggest the closest accepted top-level name for a typo ("did you mean `identityFiles`?").
-    const names = accepted && !base ? accepted.split(',').map((n) => n.trim()) : [];
-    const hint = keys[0] !== undefined && names.length > 0 ? suggestName(keys[0], names) : undefined;
-    return new SshConfigError(
-      `invalid ${what}: unknown option ${keys.map((k) => `'${base ? `${base}.` : ''}${k}'`).join(', ')}${hint ? ` (did you mean \`${hint}\`?)` : ''}${accepted && !base ? `; accepted options: ${accepted}` : ''}`,
-      { cause: error, field },
-    );
-  }
-  const field = base || '(options)';
-  // zod 4 does not keep the input on issues: look the value up to tell "missing" from "wrong type".
-  let value: unknown = input;
-  for (const key of issue.path) value = typeof value === 'object' && value !== null ? (value as Record<PropertyKey, unknown>)[key] : undefined;
-  const message = issue.code === 'invalid_type' && input !== undefined && value === undefined ? `required: ${issue.message}` : issue.message;
-  return new SshConfigError(`invalid ${what}: '${field}': ${message}`, { cause: error, field });
 }
 
 /**
@@ -505,7 +559,7 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
   const o = parsed.data;
   const home = homedir();
   const identityFilesDefaulted = o.identityFiles === undefined;
-  const identityFiles = (o.identityFiles ?? ['~/.ssh/id_ed25519', '~/.ssh/id_ecdsa', '~/.ssh/id_rsa']).map((p) => expandHome(p, home));
+  const identityFiles = (o.identityFiles ?? DEFAULTS.identityFiles).map((p) => expandHome(p, home));
   const reconnect =
     o.reconnect === false
       ? false
@@ -544,12 +598,12 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
     identityFilesDefaulted,
     agent: o.agent === false ? undefined : (o.agent ?? (agentEnv !== undefined && agentEnv !== '' ? agentEnv : undefined)),
     // In-memory lines replace the default user file (a container has none); explicit files still count.
-    knownHostsFiles: Object.freeze((o.knownHostsFiles ?? (o.knownHosts !== undefined ? [] : ['~/.ssh/known_hosts'])).map((p) => expandHome(p, home))),
+    knownHostsFiles: Object.freeze((o.knownHostsFiles ?? (o.knownHosts !== undefined ? [] : DEFAULTS.knownHostsFiles)).map((p) => expandHome(p, home))),
     globalKnownHostsFiles: Object.freeze([...(o.globalKnownHostsFiles ?? DEFAULTS.globalKnownHostsFiles)]),
     knownHosts: Object.freeze([...(o.knownHosts ?? [])]),
     hostVerifier: o.hostVerifier,
     strictHostKeyChecking: o.strictHostKeyChecking ?? DEFAULTS.strictHostKeyChecking,
-    hashKnownHosts: o.hashKnownHosts ?? false,
+    hashKnownHosts: o.hashKnownHosts ?? DEFAULTS.hashKnownHosts,
     connectTimeoutMs: o.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
     keepaliveIntervalMs: o.keepaliveIntervalMs ?? DEFAULTS.keepaliveIntervalMs,
     keepaliveCountMax: o.keepaliveCountMax ?? DEFAULTS.keepaliveCountMax,
@@ -565,16 +619,16 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
     alias: first,
     hosts,
     sshConfig: o.sshConfig,
-    identitiesOnly: o.identitiesOnly ?? false,
-    forwardAgent: o.forwardAgent ?? false,
+    identitiesOnly: o.identitiesOnly ?? DEFAULTS.identitiesOnly,
+    forwardAgent: o.forwardAgent ?? DEFAULTS.forwardAgent,
     keyboardInteractive: o.keyboardInteractive,
     jump: parseJumpOption(o.jump),
-    compression: o.compression ?? false,
+    compression: o.compression ?? DEFAULTS.compression,
     logger: o.logger,
-    debugProtocol: o.debugProtocol ?? false,
+    debugProtocol: o.debugProtocol ?? DEFAULTS.debugProtocol,
     jobsDir: o.jobsDir ?? DEFAULTS.jobsDir,
     forwards: Object.freeze([...(o.forwards ?? [])]),
-    exitOnForwardFailure: o.exitOnForwardFailure ?? true,
+    exitOnForwardFailure: o.exitOnForwardFailure ?? DEFAULTS.exitOnForwardFailure,
     preferredAuthentications: undefined,
     passwordAuthentication: true,
     pubkeyAuthentication: true,
@@ -589,36 +643,10 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
 }
 
 /**
- * Secure default algorithms: ssh2's defaults minus SHA-1 key exchanges and signatures
- * (`ssh-rsa`, `diffie-hellman-group14-sha1`...) and CBC ciphers. Strict key exchange
- * (`kex-strict-c-v00@openssh.com`, the Terrapin CVE-2023-48795 counter-measure) is kept: ssh2 adds it itself.
+ * A fresh, mutable copy of {@link DEFAULTS}.algorithms in ssh2's `Algorithms` shape (ssh2 may
+ * keep and change the arrays it is given).
  */
 export function secureDefaultAlgorithms(): ssh2.Algorithms {
-  return {
-    kex: [
-      'curve25519-sha256',
-      'curve25519-sha256@libssh.org',
-      'ecdh-sha2-nistp256',
-      'ecdh-sha2-nistp384',
-      'ecdh-sha2-nistp521',
-      'diffie-hellman-group-exchange-sha256',
-      'diffie-hellman-group14-sha256',
-      'diffie-hellman-group15-sha512',
-      'diffie-hellman-group16-sha512',
-      'diffie-hellman-group17-sha512',
-      'diffie-hellman-group18-sha512',
-    ],
-    serverHostKey: ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256'],
-    cipher: [
-      'aes128-gcm@openssh.com',
-      'aes256-gcm@openssh.com',
-      'chacha20-poly1305@openssh.com',
-      'aes128-ctr',
-      'aes192-ctr',
-      'aes256-ctr',
-    ],
-    hmac: ['hmac-sha2-256-etm@openssh.com', 'hmac-sha2-512-etm@openssh.com', 'hmac-sha2-256', 'hmac-sha2-512'],
-    compress: ['none'],
-  };
+  const a = DEFAULTS.algorithms;
+  return { kex: [...a.kex], serverHostKey: [...a.serverHostKey], cipher: [...a.cipher], hmac: [...a.hmac], compress: [...a.compress] };
 }
-

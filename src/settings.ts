@@ -1,7 +1,7 @@
 import { inspect } from 'node:util';
-import { resolveSshConfig, applyAlgorithmSpec, type ResolvedSshConfig, type SshConfigWarning, type SshConfigField } from './ssh-config.js';
-import type { ForwardListen } from './ssh-config/forward.js';
-import type { ForwardSpecInput } from '../forward/options.js';
+import { resolveSshConfig, applyAlgorithmSpec, type ResolvedSshConfig, type SshConfigWarning, type SshConfigField } from './config/ssh-config.js';
+import type { ForwardListen } from './config/ssh-config/forward.js';
+import type { ForwardSpecInput } from './forward/options.js';
 import { resolveOptions, secureDefaultAlgorithms, type ResolvedOptions, type SshClientOptions } from './options.js';
 
 /**
