@@ -15,7 +15,7 @@ import { createCallbackHostVerifier, createHostVerifier, type NewHostKeyInfo } f
 import type { HostKeyCheck } from './connection/attempt.js';
 import { buildKillCommand, type KillTarget } from './exec/quote.js';
 import { openSession } from './channel/open.js';
-import { SftpClient } from './sftp/index.js';
+import { SftpClient, type SftpWarning } from './sftp/index.js';
 import {
   ForwardManager,
   parseForwardSpecs,
@@ -69,6 +69,15 @@ function openSftpChannel(client: ssh2.Client): Promise<ssh2.SFTPWrapper> {
 }
 
 /**
+ * A `warning` event of {@link SshClient}: `keyword` names what could not be done (an ssh_config
+ * keyword, a protocol element, `'exec kill'`, or `'sftp unsafe-name'`), `message` says why.
+ */
+export interface ClientWarning extends SshConfigWarning {
+  /** For `keyword: 'sftp unsafe-name'`: the SFTP client's own warning (path, exact bytes, operation). */
+  readonly sftp?: SftpWarning;
+}
+
+/**
  * Every event of {@link SshClient}, typed (eventemitter3). An `error` event with no listener does
  * not crash the process.
  */
@@ -81,9 +90,11 @@ export interface ClientEvents extends ConnectionEvents {
    * misbehaviour that was refused, `keyword` naming the protocol element (e.g. `forwarded-tcpip`
    * for opens reported on port 0 that cannot be matched to a forward); or, with
    * `keyword: 'exec kill'`, a timed-out, aborted or killed command whose processes could not be
-   * killed (the kill exec failed or reported a survivor; `message` says why).
+   * killed (the kill exec failed or reported a survivor; `message` says why); or, with
+   * `keyword: 'sftp unsafe-name'`, a name sent by the server that a directory transfer refused
+   * and skipped (the {@link SftpClient}'s `warning`, re-emitted here with it as `sftp`).
    */
-  warning: [info: SshConfigWarning];
+  warning: [info: ClientWarning];
   /**
    * A forward changed state: `up` (the server accepted it / the link is back), `down` (link lost;
    * local/dynamic forwards keep listening in state `waiting`), `error` (could not be set up), or
@@ -223,6 +234,9 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
   /** Kill execs in flight: close() lets them finish (bounded) before it ends the link. */
   readonly #pendingKills = new Set<Promise<void>>();
   #jobs: JobManager | undefined;
+  readonly #logger: Logger;
+  /** SFTP session channels open now (each holds a `MaxSessions` slot). */
+  readonly #sftpChannels = new Set<ssh2.SFTPWrapper>();
 
   /**
    * Validates the options; does not connect (call {@link SshClient.connect}, or any operation).
@@ -243,6 +257,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
       return out;
     };
     const logger = o.logger ? redactingLogger(o.logger, secrets) : silentLogger;
+    this.#logger = logger;
     const declared = parseForwardSpecs(o.forwards);
     const warned = new Set<string>();
     // In-memory known_hosts lines and the hostVerifier callback apply to every hop and the target.
@@ -288,13 +303,16 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     this.#conn = new Connection(o, {
       ...attemptHooks,
       hostCount: o.hosts.length,
-      // Idle persist: a session channel open or waited for (exec, spawn, SFTP session), a spawned
-      // command, or any forward (listening, or a remote one requested) keeps the link.
-      isBusy: () => this.#limiter.open > 0 || this.#limiter.queued > 0 || this.#spawned.size > 0 || this.#forwards.list().length > 0,
+      // Idle persist: a session channel open or waited for (exec, spawn, an SFTP session with an
+      // operation or stream in flight), a spawned command, or any forward (listening, or a remote
+      // one requested) keeps the link. An SFTP session with nothing in flight does not: it ends
+      // with the link, and the next SFTP call opens one again.
+      isBusy: () => this.#busyChannels() > 0 || this.#limiter.queued > 0 || this.#spawned.size > 0 || this.#forwards.list().length > 0,
       // Failback: a move would break a session channel, a spawned command or a carried connection
-      // (forwards themselves are set up again on the new host).
+      // (forwards themselves are set up again on the new host; an idle SFTP session is opened
+      // again on the next call).
       isRunning: () =>
-        this.#limiter.open > 0 || this.#limiter.queued > 0 || this.#spawned.size > 0 || this.#forwards.list().some((f) => f.stats().connectionsActive > 0),
+        this.#busyChannels() > 0 || this.#limiter.queued > 0 || this.#spawned.size > 0 || this.#forwards.list().some((f) => f.stats().connectionsActive > 0),
       beforeReady: async (link, a) => {
         // Declared forwards: the `forwards` option, else ssh_config LocalForward/RemoteForward/DynamicForward.
         const specs = a.forwards === o.forwards ? declared : parseForwardSpecs(a.forwards);
@@ -362,6 +380,12 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
         return kill;
       },
     };
+  }
+
+  /** Session channels in use: every open one but an SFTP session with no operation in flight. */
+  #busyChannels(): number {
+    const idleSftp = this.#sftp !== undefined && !this.#sftp.busy ? this.#sftpChannels.size : 0;
+    return Math.max(0, this.#limiter.open - idleSftp);
   }
 
   /**
@@ -542,18 +566,36 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
   sftp(): Promise<SftpClient> {
     const state = this.#conn.state;
     if (state === 'closing' || state === 'closed') return Promise.reject(new SshError('ERR_SSH_CLOSED', 'the client is closed'));
-    this.#sftp ??= new SftpClient(this.#conn, {
-      openSftp: async (link, signal) => {
-        const provider = { link: () => Promise.resolve(link), onLink: () => () => undefined };
-        const { channel } = await openSession(provider, this.#limiter, (l) => openSftpChannel(l.client), signal, (s) => s.end());
-        return channel;
-      },
-      // compare: 'checksum' hashes remote files with sha256sum over exec (sftp/ never imports exec/)
-      remoteCommand: async (argv, o) => {
-        const r = await this.exec(argv, { signal: o.signal, encoding: 'buffer', maxBufferBytes: o.maxBufferBytes });
-        return { stdout: r.stdout, exitCode: r.exitCode };
-      },
-    });
+    if (this.#sftp === undefined) {
+      const sftp = new SftpClient(this.#conn, {
+        openSftp: async (link, signal) => {
+          const provider = { link: () => Promise.resolve(link), onLink: () => () => undefined };
+          const { channel } = await openSession(provider, this.#limiter, (l) => openSftpChannel(l.client), signal, (s) => s.end());
+          // Counted for idle persist until the channel closes or its link ends (the limiter is
+          // reset on the next link).
+          this.#sftpChannels.add(channel);
+          const forget = (): void => {
+            this.#sftpChannels.delete(channel);
+            link.signal.removeEventListener('abort', forget);
+          };
+          channel.once('close', forget);
+          if (link.signal.aborted) forget();
+          else link.signal.addEventListener('abort', forget, { once: true });
+          return channel;
+        },
+        // compare: 'checksum' hashes remote files with sha256sum over exec (sftp/ never imports exec/)
+        remoteCommand: async (argv, o) => {
+          const r = await this.exec(argv, { signal: o.signal, encoding: 'buffer', maxBufferBytes: o.maxBufferBytes });
+          return { stdout: r.stdout, exitCode: r.exitCode };
+        },
+      });
+      // One warning stream for the user: the SFTP client's refused names as the client's own.
+      sftp.on('warning', (w) => {
+        this.#logger.warn({ keyword: `sftp ${w.reason}`, operation: w.operation }, `ssh-tether: ${w.message}`);
+        this.emit('warning', { keyword: `sftp ${w.reason}`, message: w.message, sftp: w });
+      });
+      this.#sftp = sftp;
+    }
     return Promise.resolve(this.#sftp);
   }
 

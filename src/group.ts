@@ -12,12 +12,14 @@
 import { EventEmitter } from 'eventemitter3';
 import pLimit from 'p-limit';
 import { z } from 'zod';
-import { SshClient, type ClientHealth } from './client.js';
+import { SshClient, type ClientHealth, type ClientWarning } from './client.js';
 import { resolveOptions, type SshClientOptions } from './options.js';
 import { zodToConfigError } from './internal/validate.js';
 import type { ConnectionState } from './connection/state.js';
 import type { ExecOptions } from './exec/exec.js';
 import type { ExecResult } from './exec/process.js';
+import type { ForwardEvent } from './forward/index.js';
+import type { NewHostKeyInfo } from './known-hosts/index.js';
 import { SshConfigError, SshError } from './errors.js';
 import { operationScope, raceSignals } from './internal/cancel.js';
 
@@ -70,7 +72,11 @@ export interface GroupTaskContext {
   signal: AbortSignal;
 }
 
-/** Events of {@link SshGroup}: each client's events, with the host they came from. */
+/**
+ * Events of {@link SshGroup}: every event of each host's {@link SshClient},
+ * with the host it came from (`host` label and `index`). An event whose payload is not an object
+ * (`hostkey`, `warning`, `forward`, `error`) carries it in a named field.
+ */
 export interface GroupEvents {
   /** A host's connection changed state. */
   state: [change: { host: string; index: number; state: ConnectionState; previous: ConnectionState }];
@@ -84,6 +90,16 @@ export interface GroupEvents {
   error: [info: { host: string; index: number; error: SshError }];
   /** A host's client reached `closed`. */
   close: [info: { host: string; index: number; cause?: SshError | undefined }];
+  /** A host with a failover list (`host: [...]`) moved to another entry (see `SshClient`'s `failover` event). */
+  failover: [info: { host: string; index: number; from: string; to: string; cause: SshError; failback: boolean }];
+  /** A host's keep-alive probe was answered after `rttMs` milliseconds. */
+  keepalive: [info: { host: string; index: number; rttMs: number }];
+  /** A host's key was accepted without being known (`accept-new` / `'no'`; see {@link NewHostKeyInfo}). */
+  hostkey: [info: { host: string; index: number; key: NewHostKeyInfo }];
+  /** A host's client could not do something as asked (see {@link ClientWarning}). */
+  warning: [info: { host: string; index: number; warning: ClientWarning }];
+  /** A forward of a host's client changed state (see {@link ForwardEvent}). */
+  forward: [info: { host: string; index: number; event: ForwardEvent }];
 }
 
 /** One host in {@link SshGroup.health}: its label and its client's health, or `undefined` when no client is open. */
@@ -285,6 +301,11 @@ export class SshGroup extends EventEmitter<GroupEvents> implements AsyncDisposab
       // eventemitter3 does not throw for an unheard 'error': the result carries it anyway.
       this.emit('error', { ...tag, error });
     });
+    client.on('failover', (e) => this.emit('failover', { ...tag, ...e }));
+    client.on('keepalive', (e) => this.emit('keepalive', { ...tag, rttMs: e.rttMs }));
+    client.on('hostkey', (key) => this.emit('hostkey', { ...tag, key }));
+    client.on('warning', (warning) => this.emit('warning', { ...tag, warning }));
+    client.on('forward', (event) => this.emit('forward', { ...tag, event }));
     client.on('close', (e) => {
       if (m.client === client) m.client = undefined;
       this.emit('close', { ...tag, cause: e.cause });

@@ -3,7 +3,7 @@
  *
  * @packageDocumentation
  */
-export { SshClient, type ClientEvents, type ClientHealth, type ForwardHealth } from './client.js';
+export { SshClient, type ClientEvents, type ClientWarning, type ClientHealth, type ForwardHealth } from './client.js';
 export {
   LocalForward,
   RemoteForward,

@@ -144,6 +144,30 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   private readonly counters: SftpCounters = { bytesRead: 0, bytesWritten: 0 };
   /** Hashes remote files for `compare: 'checksum'` (exec when given, else SFTP reads). @internal */
   readonly remoteHasher: RemoteHasher;
+  /** Operations and streams in flight (idle persist: a session with none does not keep the link). */
+  private active = 0;
+
+  /**
+   * `true` while an operation or an unclosed stream of this client is in flight, or a session is
+   * being opened. Read by the `SshClient` facade for idle persist (`idleTimeoutMs`): an open SFTP
+   * session with nothing in flight does not keep the link.
+   * @internal
+   */
+  get busy(): boolean {
+    return this.active > 0 || this.pending !== undefined;
+  }
+
+  /** Counts one operation or stream in flight until the returned function is called (idempotent). */
+  private hold(): () => void {
+    this.active += 1;
+    let held = true;
+    return () => {
+      if (held) {
+        held = false;
+        this.active -= 1;
+      }
+    };
+  }
 
   /** File content bytes read from and written to the server over this client's SFTP sessions (all links). */
   stats(): { bytesRead: number; bytesWritten: number } {
@@ -216,6 +240,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   /** Runs one operation with its cancellation scope and the session. */
   private async op<T>(what: string, options: SftpOperationOptions, fn: (s: SftpSession, signal: AbortSignal) => Promise<T>): Promise<T> {
     const scope = operationScope(options, `sftp ${what}`);
+    const release = this.hold();
     try {
       const s = await this.acquire(scope.signal);
       return await fn(s, scope.signal);
@@ -224,6 +249,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
       if (err instanceof SshError) throw err;
       throw new SshSftpError(`sftp ${what} failed: ${err instanceof Error ? err.message : String(err)}`, { statusCode: SftpStatus.FAILURE, cause: err });
     } finally {
+      release();
       scope.dispose();
     }
   }
@@ -768,6 +794,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
       highWaterMark,
       signal,
     });
+    stream.once('close', this.hold());
     return stream;
   }
 
@@ -792,7 +819,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
       a: OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.APPEND,
       'r+': OpenFlags.READ | OpenFlags.WRITE,
     }[flags];
-    return new SftpWriteStream({
+    const stream = new SftpWriteStream({
       get session(): SftpSession {
         return holder.s!;
       },
@@ -819,6 +846,8 @@ export class SftpClient extends EventEmitter<SftpEvents> {
       highWaterMark,
       signal,
     });
+    stream.once('close', this.hold());
+    return stream;
   }
 
   // -------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- core|sftp|forward|forward-window|sync ...]`: starts ONE sshd (default MaxSessions 10), runs the
+ * `npm run bench [-- core|sftp|forward|forward-window|group|sync ...]`: starts ONE sshd (default MaxSessions 10), runs the
  * selected bench modules against it (default: all that exist), prints one markdown table per
  * section and the target checks (PASS/FAIL, never a failing exit code for a miss), and updates
  * `test/bench/RESULTS.md` (only the blocks of the modules that ran; the header with the machine
@@ -35,7 +35,7 @@ import {
   type TargetCheck,
 } from './lib.js';
 
-const BENCHES = ['core', 'sftp', 'forward', 'forward-window', 'sync'] as const;
+const BENCHES = ['core', 'sftp', 'forward', 'forward-window', 'group', 'sync'] as const;
 type BenchName = (typeof BENCHES)[number];
 
 interface BenchOutput {
@@ -89,6 +89,11 @@ async function runBenchInner(name: BenchName, target: BenchTarget): Promise<Benc
   const t0 = Date.now();
   if (name === 'core') {
     const r = await benchCore(target);
+    return { ...r, elapsedMs: Date.now() - t0 };
+  }
+  if (name === 'group') {
+    const { benchGroup } = await import('./group.js');
+    const r = await benchGroup(target);
     return { ...r, elapsedMs: Date.now() - t0 };
   }
   const [file, fn, title] =

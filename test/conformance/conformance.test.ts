@@ -15,7 +15,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SshClient, SshError, SshExecError, type SshClientOptions } from '../../src/index.js';
-import { clientOptions, waitFor } from '../helpers/client.js';
+import { clientOptions } from '../helpers/client.js';
+import { useClients, waitFor } from '../helpers/common.js';
 import { startTestServer, type ServerKind, type TestServer } from '../helpers/servers.js';
 
 const KINDS: ServerKind[] = ['openssh', 'dropbear', 'asyncssh', 'tinysshd', 'inproc'];
@@ -70,7 +71,8 @@ const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex
 
 describe.each(KINDS)('conformance: %s', (kind) => {
   let server: TestServer;
-  const clients: SshClient[] = [];
+  /** Every client a test makes is closed after it. */
+  const track = useClients();
 
   beforeAll(async () => {
     server = await startTestServer(kind);
@@ -80,15 +82,10 @@ describe.each(KINDS)('conformance: %s', (kind) => {
     await server?.remove();
   });
 
-  afterEach(async () => {
-    for (const c of clients.splice(0)) await c.close();
-  });
-
   function client(overrides: Partial<SshClientOptions> = {}): SshClient {
     const c = new SshClient(clientOptions(server, { reconnect: { minDelayMs: 100, maxDelayMs: 500 }, connectTimeoutMs: 10_000, ...overrides }));
     c.on('error', () => undefined);
-    clients.push(c);
-    return c;
+    return track(c);
   }
 
   /**

@@ -16,20 +16,17 @@ import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshChannelOpenError, SshClient, SshError, type SshClientOptions, type SshConfigWarning } from '../../src/index.js';
-import { clientOptions, waitFor } from '../helpers/client.js';
+import { clientOptions } from '../helpers/client.js';
+import { useClients, waitFor } from '../helpers/common.js';
 import { serverLogs, startTestServer, type TestServer } from '../helpers/servers.js';
 
-const clients: SshClient[] = [];
+const tracked = useClients();
 function track(c: SshClient): SshClient {
   c.on('error', () => undefined);
-  clients.push(c);
-  return c;
+  return tracked(c);
 }
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.close();
-});
 
 /** A TCP echo server on 127.0.0.1. */
 async function echoServer(): Promise<{ port: number; close: () => Promise<void> }> {

@@ -36,12 +36,6 @@ export function clientOptions(
   };
 }
 
-/** Polls `cond` every 50 ms until it is true or `timeoutMs` passes; returns the last value. */
-export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await cond()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return cond();
-}
+// The one waitFor lives in ./wait.ts (re-exported with useClients and writeSshConfig by ./common.ts); re-exported here for
+// the files that import it from this module.
+export { waitFor } from './wait.js';

@@ -6,7 +6,7 @@
 // Keyboard-interactive: OpenSSH's sshd on Linux offers it only through PAM (its other devices,
 // bsdauth and skey, are not built on Debian), and the harness runs `UsePAM no`; so the
 // keyboard-interactive exchange (RFC 4256) is tested against an ssh2 `Server` instead.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,24 +15,23 @@ import { AddressInfo } from 'node:net';
 import ssh2 from 'ssh2';
 import { SshClient, type SshClientOptions, type SshError } from '../../src/index.js';
 import { startSshd, describeSshd, type SshdHandle } from '../helpers/sshd.js';
-import { clientOptions, waitFor } from '../helpers/client.js';
+import { clientOptions } from '../helpers/client.js';
+import { useClients, waitFor, writeSshConfig } from '../helpers/common.js';
 
 const USER = 'tetherpw';
 const PASSWORD = 'Tether-pw-7f3a';
 const dir = mkdtempSync(join(tmpdir(), 'tether-pw-'));
-const clients: SshClient[] = [];
+/** Every client a test makes is closed after it. */
+const track = useClients();
 let server: SshdHandle;
 
 function client(o: Partial<SshClientOptions>): SshClient {
   const c = new SshClient({ ...clientOptions(describeSshd(server), { reconnect: false }), username: USER, identityFiles: [], ...o });
-  clients.push(c);
-  return c;
+  return track(c);
 }
 
 function sshConfig(lines: string[]): string {
-  const f = join(mkdtempSync(join(dir, 'cfg-')), 'config');
-  writeFileSync(f, `Host *\n${lines.map((l) => `  ${l}`).join('\n')}\n`);
-  return f;
+  return writeSshConfig(`Host *\n${lines.map((l) => `  ${l}`).join('\n')}\n`, mkdtempSync(join(dir, 'cfg-')));
 }
 
 beforeAll(async () => {
@@ -43,9 +42,6 @@ beforeAll(async () => {
   }
   execFileSync('chpasswd', { input: `${USER}:${PASSWORD}\n` });
   server = await startSshd({ extraConfig: ['PasswordAuthentication yes'] });
-});
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.close();
 });
 afterAll(async () => {
   // lock the password again: nothing can log in as tetherpw with it after this file
@@ -179,7 +175,7 @@ describe('keyboard-interactive (ssh2 Server: sshd offers it only through PAM)', 
         return [PASSWORD, '424242'];
       },
     });
-    clients.push(ssh);
+    track(ssh);
     await ssh.connect();
     expect(seen).toEqual([
       {
@@ -195,7 +191,7 @@ describe('keyboard-interactive (ssh2 Server: sshd offers it only through PAM)', 
 
   it('wrong answers are ERR_SSH_AUTH listing keyboard-interactive', async () => {
     const ssh = new SshClient({ ...base(), keyboardInteractive: () => ['x', 'y'] });
-    clients.push(ssh);
+    track(ssh);
     const err = (await ssh.connect().catch((e: unknown) => e)) as SshError & { methodsTried: string[] };
     expect(err.code).toBe('ERR_SSH_AUTH');
     expect(err.methodsTried).toContain('keyboard-interactive');
@@ -203,7 +199,7 @@ describe('keyboard-interactive (ssh2 Server: sshd offers it only through PAM)', 
 
   it('without a callback, the password answers every prompt (here: wrong for the token)', async () => {
     const ssh = new SshClient({ ...base(), password: PASSWORD });
-    clients.push(ssh);
+    track(ssh);
     const err = (await ssh.connect().catch((e: unknown) => e)) as SshError & { methodsTried: string[] };
     expect(err.code).toBe('ERR_SSH_AUTH');
     expect(err.methodsTried[0]).toBe('keyboard-interactive');
@@ -220,7 +216,7 @@ describe('keyboard-interactive (ssh2 Server: sshd offers it only through PAM)', 
         return [PASSWORD, '424242'];
       },
     });
-    clients.push(ssh);
+    track(ssh);
     const err = (await ssh.connect().catch((e: unknown) => e)) as SshError;
     expect(err.code).toBe('ERR_SSH_AUTH');
     expect(asked).toBe(0);

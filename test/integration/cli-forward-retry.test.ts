@@ -2,7 +2,7 @@
 // autossh's behaviour): the server is behind a fault proxy that refuses every connection for 2 s.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import { FaultProxy } from '../helpers/fault-proxy.js';
 import { sharedSshd } from '../helpers/shared.js';
 import { knownHostsFor } from '../helpers/client.js';
 import { CLI, ensureCliBuilt } from '../helpers/cli.js';
+import { waitFor, writeSshConfig } from '../helpers/common.js';
 
 const info = sharedSshd();
 
@@ -28,20 +29,20 @@ afterAll(async () => {
 
 describe('ssh-tether forward waits for a server that is not up yet', () => {
   it('-L: retries while refused, then forwards; Ctrl-C exits 0', async () => {
-    const config = join(dir, 'ssh_config');
-    writeFileSync(
-      config,
+    const config = writeSshConfig(
       [
-        'Host late',
-        `  HostName ${proxy.host}`,
-        `  Port ${proxy.port}`,
-        `  User ${info.username}`,
-        `  IdentityFile ${info.privateKeyPath}`,
-        `  UserKnownHostsFile ${knownHostsFor(info, proxy.host, proxy.port)}`,
-        '  GlobalKnownHostsFile none',
-        '  IdentityAgent none',
-        '',
-      ].join('\n'),
+        {
+          host: 'late',
+          HostName: proxy.host,
+          Port: proxy.port,
+          User: info.username,
+          IdentityFile: info.privateKeyPath,
+          UserKnownHostsFile: knownHostsFor(info, proxy.host, proxy.port),
+          GlobalKnownHostsFile: 'none',
+          IdentityAgent: 'none',
+        },
+      ],
+      dir,
     );
     const echo = net.createServer((s) => {
       s.on('error', () => undefined);
@@ -65,7 +66,7 @@ describe('ssh-tether forward waits for a server that is not up yet', () => {
     const killer = setTimeout(() => child.kill('SIGKILL'), 25_000);
     const opener = setTimeout(() => proxy.refuse(false), 2_000);
     try {
-      for (let i = 0; i < 300 && !stderr.includes('forwarding -L'); i++) await new Promise((r) => setTimeout(r, 50));
+      await waitFor(() => stderr.includes('forwarding -L'), 15_000);
       // It retried (reconnecting lines) instead of exiting on the first refusal.
       expect(stderr).toMatch(/reconnecting \(attempt 1 /);
       expect(stderr).toContain(`listening on 127.0.0.1:${localPort}`);

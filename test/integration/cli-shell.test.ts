@@ -3,11 +3,11 @@
 // real sshd.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sharedSshd } from '../helpers/shared.js';
-import { waitFor } from '../helpers/client.js';
+import { waitFor, writeSshConfig } from '../helpers/common.js';
 import { CLI, ensureCliBuilt } from '../helpers/cli.js';
 
 const info = sharedSshd();
@@ -15,20 +15,20 @@ const info = sharedSshd();
 beforeAll(ensureCliBuilt, 120_000);
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-cli-shell-'));
-const config = join(dir, 'ssh_config');
-writeFileSync(
-  config,
+const config = writeSshConfig(
   [
-    'Host box',
-    `  HostName ${info.host}`,
-    `  Port ${info.port}`,
-    `  User ${info.username}`,
-    `  IdentityFile ${info.privateKeyPath}`,
-    `  UserKnownHostsFile ${info.knownHostsPath}`,
-    '  GlobalKnownHostsFile none',
-    '  IdentityAgent none',
-    '',
-  ].join('\n'),
+    {
+      host: 'box',
+      HostName: info.host,
+      Port: info.port,
+      User: info.username,
+      IdentityFile: info.privateKeyPath,
+      UserKnownHostsFile: info.knownHostsPath,
+      GlobalKnownHostsFile: 'none',
+      IdentityAgent: 'none',
+    },
+  ],
+  dir,
 );
 const F = ['-F', config];
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

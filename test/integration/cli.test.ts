@@ -9,6 +9,7 @@ import { parseCliForward } from '../../src/cli/args.js';
 import { parseForwardArgs } from '../../src/cli/commands.js';
 import { sharedSshd } from '../helpers/shared.js';
 import { CLI, ROOT, ensureCliBuilt } from '../helpers/cli.js';
+import { waitFor, writeSshConfig } from '../helpers/common.js';
 
 const info = sharedSshd();
 
@@ -39,20 +40,20 @@ function cli(args: string[], opts: { stdin?: string; timeoutMs?: number } = {}):
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'tether-cli-'));
-const config = join(dir, 'ssh_config');
-writeFileSync(
-  config,
+const config = writeSshConfig(
   [
-    'Host box',
-    `  HostName ${info.host}`,
-    `  Port ${info.port}`,
-    `  User ${info.username}`,
-    `  IdentityFile ${info.privateKeyPath}`,
-    `  UserKnownHostsFile ${info.knownHostsPath}`,
-    '  GlobalKnownHostsFile none',
-    '  IdentityAgent none',
-    '',
-  ].join('\n'),
+    {
+      host: 'box',
+      HostName: info.host,
+      Port: info.port,
+      User: info.username,
+      IdentityFile: info.privateKeyPath,
+      UserKnownHostsFile: info.knownHostsPath,
+      GlobalKnownHostsFile: 'none',
+      IdentityAgent: 'none',
+    },
+  ],
+  dir,
 );
 const F = ['-F', config];
 
@@ -397,7 +398,7 @@ describe('ssh-tether forward', () => {
     const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
     const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
     try {
-      for (let i = 0; i < 200 && !stderr.includes('forwarding -L'); i++) await new Promise((r) => setTimeout(r, 50));
+      await waitFor(() => stderr.includes('forwarding -L'), 10_000);
       expect(stderr).toContain(`listening on 127.0.0.1:${localPort}`);
       const reply = await new Promise<string>((resolve, reject) => {
         const s = net.connect({ host: '127.0.0.1', port: localPort });

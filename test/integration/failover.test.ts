@@ -1,7 +1,7 @@
 // Failover list (issue 17 item 1): `host: ['primary', 'backup']`, each an ssh_config alias
 // resolved on its own (HostName, Port, User, IdentityFile) and checked against known_hosts under
 // its own name. Two private sshds with different host keys and different user keys.
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,18 +9,15 @@ import { randomBytes } from 'node:crypto';
 import { SshClient, SshError, type SshClientOptions } from '../../src/index.js';
 import { freePort, startSshd, type SshdHandle } from '../helpers/sshd.js';
 import net from 'node:net';
-import { waitFor } from '../helpers/client.js';
+import { useClients, waitFor, writeSshConfig } from '../helpers/common.js';
 
 let primary: SshdHandle;
 let backup: SshdHandle;
 let dir: string;
 let sshConfig: string;
 let knownHosts: string;
-const clients: SshClient[] = [];
-function track(c: SshClient): SshClient {
-  clients.push(c);
-  return c;
-}
+/** Every client a test makes is closed after it. */
+const track = useClients();
 
 function options(overrides: Partial<SshClientOptions> = {}): SshClientOptions {
   return {
@@ -45,12 +42,9 @@ beforeAll(async () => {
   [primary, backup] = await Promise.all([startSshd(), startSshd()]);
   expect(primary.hostPublicKey).not.toBe(backup.hostPublicKey);
   dir = mkdtempSync(join(tmpdir(), 'tether-failover-'));
-  sshConfig = join(dir, 'ssh_config');
-  writeFileSync(
-    sshConfig,
-    [primary, backup]
-      .map((s, i) => `Host ${i === 0 ? 'primary' : 'backup'}\n  HostName ${s.host}\n  Port ${s.port}\n  User ${s.username}\n  IdentityFile ${s.privateKeyPath}\n`)
-      .join(''),
+  sshConfig = writeSshConfig(
+    [primary, backup].map((s, i) => ({ host: i === 0 ? 'primary' : 'backup', HostName: s.host, Port: s.port, User: s.username, IdentityFile: s.privateKeyPath })),
+    dir,
   );
   knownHosts = join(dir, 'known_hosts');
   writeFileSync(knownHosts, readFileSync(primary.knownHostsPath, 'utf8') + readFileSync(backup.knownHostsPath, 'utf8'), { mode: 0o600 });
@@ -61,9 +55,6 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   await Promise.all([primary.start(), backup.start()]);
-});
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.close();
 });
 
 describe('failover list', () => {

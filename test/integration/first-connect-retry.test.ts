@@ -1,23 +1,18 @@
 // First connect with retry (issue 17 item 4, autossh's behaviour): `retryFirstConnect` /
 // `connect({ retry: true })` apply the reconnect policy to the first connection, never to fatal
 // errors (host key, auth), and stop once nobody waits.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshClient, SshError, type ConnectionState } from '../../src/index.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { startSshd, type SshdHandle, describeSshd } from '../helpers/sshd.js';
 import { sharedSshd } from '../helpers/shared.js';
-import { clientOptions, knownHostsFor, waitFor } from '../helpers/client.js';
+import { clientOptions, knownHostsFor } from '../helpers/client.js';
+import { useClients, waitFor } from '../helpers/common.js';
 
 const info = sharedSshd();
 const FAST = { minDelayMs: 150, maxDelayMs: 400 };
-const clients: SshClient[] = [];
-function track(c: SshClient): SshClient {
-  clients.push(c);
-  return c;
-}
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.close();
-});
+/** Every client a test makes is closed after it. */
+const track = useClients();
 
 describe('first connect with retry', () => {
   let server: SshdHandle;

@@ -11,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshGroup, type SshClientOptions } from '../../src/index.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { clientOptions } from '../helpers/client.js';
+import { waitFor, writeSshConfig } from '../helpers/common.js';
+import { freePort } from '../helpers/sshd.js';
 import { sharedSshd } from '../helpers/shared.js';
 
 const info = sharedSshd();
@@ -147,9 +149,8 @@ describe('SshGroup', () => {
       expect((await group.exec('true')).every((r) => r.ok)).toBe(true);
       expect(states).toContain(`${group.hosts[0]!} ready`);
       expect(states).toContain(`${group.hosts[1]!} ready`);
-      const deadline = Date.now() + 10_000;
       const closed = (): boolean => group.hosts.every((h) => states.includes(`${h} closed`));
-      while ((group.health().some((h) => h.health !== undefined) || !closed()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await waitFor(() => group.health().every((h) => h.health === undefined) && closed(), 10_000);
       expect(group.health().every((h) => h.health === undefined)).toBe(true);
       expect(states).toContain(`${group.hosts[0]!} closed`);
       const before = ps.map((p) => p.acceptedCount);
@@ -158,6 +159,58 @@ describe('SshGroup', () => {
     } finally {
       await group.close();
     }
+  });
+
+  it('every client event reaches the group with its host: failover, warning, hostkey, keepalive, forward, state', async () => {
+    const up = (await hosts(1)).proxies[0]!;
+    const closedPort = await freePort();
+    // One host given as a failover list: `gdown` (nothing listens) then `gup` (the proxy), whose
+    // block also holds a keyword that is never applied (a `warning`).
+    const config = writeSshConfig([
+      { host: 'gdown', HostName: '127.0.0.1', Port: closedPort },
+      { host: 'gup', HostName: up.host, Port: up.port, LocalCommand: 'echo never' },
+      { host: '*', User: info.username, IdentityFile: info.privateKeyPath },
+    ]);
+    const emptyKnownHosts = join(dir, 'known_hosts_events');
+    writeFileSync(emptyKnownHosts, '', { mode: 0o600 });
+    const entry: SshClientOptions = {
+      host: ['gdown', 'gup'],
+      sshConfig: config,
+      knownHostsFiles: [emptyKnownHosts],
+      globalKnownHostsFiles: [],
+      strictHostKeyChecking: 'accept-new',
+      agent: false,
+      keepaliveIntervalMs: 100,
+      connectTimeoutMs: 10_000,
+    };
+    await using group = new SshGroup([clientOptions(info, { connectTimeoutMs: 10_000 }, up), entry]);
+    const seen: string[] = [];
+    const label = group.hosts[1]!;
+    group.on('failover', ({ host, index, from, to, cause }) => seen.push(`failover ${host} ${index} ${from}->${to} ${cause.code}`));
+    group.on('warning', ({ host, warning }) => seen.push(`warning ${host} ${warning.keyword}`));
+    group.on('hostkey', ({ host, key }) => seen.push(`hostkey ${host} ${key.action}`));
+    group.on('keepalive', ({ host, rttMs }) => seen.push(`keepalive ${host} ${typeof rttMs}`));
+    group.on('forward', ({ host, event }) => seen.push(`forward ${host} ${event.forward.type} ${event.state}`));
+    group.on('state', ({ host, state }) => seen.push(`state ${host} ${state}`));
+    const results = await group.run(async (ssh, { index }) => {
+      if (index === 0) return 'first';
+      const fwd = await ssh.forwardRemote({ remotePort: 0, localPort: 9 });
+      // Bounded: a few keep-alive intervals.
+      await waitFor(() => seen.includes(`keepalive ${label} number`), 5_000);
+      await fwd.close();
+      return ssh.health().alias;
+    });
+    expect(results.map((r) => (r.ok ? r.value : r.error.code))).toEqual(['first', 'gup']);
+    expect(label).toBe('gdown,gup');
+    expect(seen.filter((e) => e.startsWith('failover'))).toEqual([`failover ${label} 1 gdown->gup ERR_SSH_CONNECT`]);
+    expect(seen).toContain(`warning ${label} LocalCommand`);
+    expect(seen).toContain(`hostkey ${label} added`);
+    expect(seen).toContain(`keepalive ${label} number`);
+    expect(seen).toContain(`forward ${label} remote up`);
+    expect(seen).toContain(`state ${label} ready`);
+    expect(seen).toContain(`state ${group.hosts[0]!} ready`);
+    // The events of host 0 never carry host 1's label and vice versa.
+    expect(seen.filter((e) => e.includes(group.hosts[0]!) && e.includes(label))).toEqual([]);
   });
 
   it('bad input: empty host list, a typo in a host option, bad concurrency: ERR_SSH_CONFIG naming the field', () => {

@@ -1,24 +1,15 @@
 // Issue 15 item 4: host keys without files — `knownHosts` (known_hosts lines in memory) and
 // `hostVerifier` (a caller's decision), against the harness sshd.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { SshClient, SshError, type SshClientOptions } from '../../src/index.js';
 import { sharedSshd } from '../helpers/shared.js';
 import { startSshd, describeSshd, type SshdHandle } from '../helpers/sshd.js';
-import { waitFor } from '../helpers/client.js';
+import { useClients, waitFor, writeSshConfig } from '../helpers/common.js';
 import type { SshdInfo } from '../helpers/sshd.js';
 
 const info = sharedSshd();
-const clients: SshClient[] = [];
-function track(c: SshClient): SshClient {
-  clients.push(c);
-  return c;
-}
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.close();
-});
+/** Every client a test makes is closed after it. */
+const track = useClients();
 
 /** Options that reach `server` with no known_hosts file at all (only what the test adds). */
 function bare(server: Pick<SshdInfo, 'host' | 'port' | 'username' | 'privateKeyPath'>, extra: Partial<SshClientOptions>): SshClientOptions {
@@ -66,9 +57,7 @@ describe('knownHosts: known_hosts lines in memory', () => {
   });
 
   it("ssh_config's StrictHostKeyChecking no does not weaken knownHosts", async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tether-cfg-'));
-    const cfg = join(dir, 'config');
-    writeFileSync(cfg, `Host *\n  StrictHostKeyChecking no\n`, { mode: 0o600 });
+    const cfg = writeSshConfig([{ host: '*', StrictHostKeyChecking: 'no' }]);
     const err = await failure(new SshClient(bare(info, { sshConfig: cfg, knownHosts: [`${lookup} ${otherKey}`] })));
     expect(err.code).toBe('ERR_SSH_HOST_KEY_MISMATCH');
   });

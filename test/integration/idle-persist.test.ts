@@ -1,23 +1,18 @@
 // Idle persist (issue 17 item 4, OpenSSH ControlPersist): an unused link is ended after
 // idleTimeoutMs and the next operation connects again. The link's end is checked on the server
 // side of the client: the fault proxy between client and sshd sees the TCP connection close.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { SshClient, SshError, type ConnectionState } from '../../src/index.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { sharedSshd } from '../helpers/shared.js';
-import { clientOptions, waitFor } from '../helpers/client.js';
+import { clientOptions } from '../helpers/client.js';
+import { useClients, waitFor } from '../helpers/common.js';
 
 const info = sharedSshd();
 const IDLE_MS = 400;
-const clients: SshClient[] = [];
-function track(c: SshClient): SshClient {
-  clients.push(c);
-  return c;
-}
-afterEach(async () => {
-  for (const c of clients.splice(0)) await c.close();
-});
+/** Every client a test makes is closed after it. */
+const track = useClients();
 
 describe('idle persist (idleTimeoutMs)', () => {
   let proxy: FaultProxy;
@@ -110,6 +105,40 @@ describe('idle persist (idleTimeoutMs)', () => {
     } finally {
       echo.close();
     }
+  });
+
+  it('an SFTP session with nothing in flight does not keep the link: it ends after idleTimeoutMs and the next sftp().stat() reconnects', async () => {
+    const accepted0 = proxy.acceptedCount;
+    const ssh = track(new SshClient(clientOptions(info, { idleTimeoutMs: IDLE_MS }, proxy)));
+    const sftp = await ssh.sftp();
+    expect((await sftp.stat('/')).type).toBe('directory');
+    expect(ssh.health().openChannels).toBe(1); // the cached SFTP session channel stays open
+    expect(await waitFor(() => ssh.state === 'idle', IDLE_MS + 5_000)).toBe(true);
+    expect(await waitFor(() => proxy.connectionCount === 0, 3_000)).toBe(true);
+    expect(await waitFor(() => ssh.health().openChannels === 0, 3_000)).toBe(true);
+    // The same SftpClient opens a new session on a new link, transparently.
+    expect((await sftp.stat('/')).type).toBe('directory');
+    expect((await (await ssh.sftp()).stat('/tmp')).type).toBe('directory');
+    expect(ssh.state).toBe('ready');
+    expect(proxy.acceptedCount - accepted0).toBe(2);
+    expect(await waitFor(() => ssh.state === 'idle', IDLE_MS + 5_000)).toBe(true);
+  });
+
+  it('an SFTP stream left open keeps the link; once it is closed the link ends', async () => {
+    const ssh = track(new SshClient(clientOptions(info, { idleTimeoutMs: IDLE_MS }, proxy)));
+    const sftp = await ssh.sftp();
+    // Paused after its first chunk: a handle open on the server, no request necessarily pending.
+    const stream = sftp.createReadStream('/etc/services', { highWaterMark: 1024 });
+    await new Promise<void>((resolve, reject) => {
+      stream.once('readable', () => resolve());
+      stream.once('error', reject);
+    });
+    await new Promise((r) => setTimeout(r, IDLE_MS * 4));
+    expect(ssh.state).toBe('ready');
+    expect(proxy.connectionCount).toBe(1);
+    stream.destroy();
+    expect(await waitFor(() => ssh.state === 'idle', IDLE_MS + 5_000)).toBe(true);
+    expect(await waitFor(() => proxy.connectionCount === 0, 3_000)).toBe(true);
   });
 
   it('without idleTimeoutMs the link stays', async () => {

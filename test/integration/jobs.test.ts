@@ -5,15 +5,16 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { SshClient, type SshClientOptions } from '../../src/index.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { clientOptions } from '../helpers/client.js';
+import { useClients, waitFor } from '../helpers/common.js';
 import { sharedSshd } from '../helpers/shared.js';
 
 const info = sharedSshd();
 const jobsDir = `~/.ssh-tether/jobs-test-${process.pid}-${randomBytes(3).toString('hex')}`;
-const clients: SshClient[] = [];
+const track = useClients();
 const proxies: FaultProxy[] = [];
 const markers: string[] = [];
 
@@ -43,7 +44,7 @@ function client(overrides: Partial<SshClientOptions> = {}, via?: FaultProxy): Ss
       via ? { host: via.host, port: via.port } : undefined,
     ),
   );
-  clients.push(c);
+  track(c);
   return c;
 }
 
@@ -54,10 +55,6 @@ async function proxy(): Promise<FaultProxy> {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close().catch(() => undefined)));
-});
 
 afterAll(async () => {
   await Promise.all(proxies.map((p) => p.close()));
@@ -125,7 +122,7 @@ describe('jobs', () => {
     expect(final.state).toBe('killed');
     expect(final.signal).toBe('TERM');
     // the child in the pipeline is gone too, not only the job's shell
-    for (let i = 0; i < 40 && pgrep(`^sleep 3${m}$`).length > 0; i++) await sleep(50);
+    await waitFor(() => pgrep(`^sleep 3${m}$`).length === 0, 2_000);
     expect(pgrep(`^sleep 3${m}$`)).toEqual([]);
     expect(await again!.kill()).toBe(false);
     // the name is free again once the job ended

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
 import { SshClient } from '../../src/index.js';
 import { startServer } from '../../src/server/index.js';
+import { waitFor } from '../helpers/wait.js';
 
 const CYCLES = 1_000;
 
@@ -13,8 +14,7 @@ function resources(): Record<string, number> {
 }
 
 async function settle(check: () => boolean, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check() && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+  await waitFor(check, timeoutMs, undefined, 20);
 }
 
 describe('in-process server: no leaks', () => {

@@ -8,6 +8,7 @@ import { SshClient, SshError } from '../../src/index.js';
 import { startServer, type SshServer } from '../../src/server/index.js';
 import { findScript } from '../../src/server/session.js';
 import { alive, echoServer, rawClient, rawExec, roundTrip } from './util.js';
+import { waitFor } from '../helpers/wait.js';
 
 describe('in-process server: defaults, exec, shell, env, signals, pty', () => {
   let server: SshServer;
@@ -245,8 +246,6 @@ describe('in-process server: authentication and MaxSessions', () => {
     expect(alive(pid)).toBe(true);
     await server.stop();
     await ssh.close();
-    const end = Date.now() + 5_000;
-    while (alive(pid) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
-    expect(alive(pid)).toBe(false);
+    expect(await waitFor(() => !alive(pid), 5_000)).toBe(true);
   });
 });

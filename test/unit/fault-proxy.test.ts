@@ -2,6 +2,7 @@ import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FaultProxy } from '../helpers/fault-proxy.js';
+import { waitFor } from '../helpers/wait.js';
 
 /** An echo server that also records what it received and how many connections it saw. */
 interface Echo {
@@ -123,13 +124,8 @@ function connectUntilClosed(port: number): Promise<NodeJS.ErrnoException | undef
 
 const settle = (ms = 200): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await settle(10);
-  }
-}
+/** `cond` within 5 s (polled every 10 ms), else a rejection naming `what`. */
+const until = (cond: () => boolean, what: string): Promise<true> => waitFor(cond, 5_000, what, 10);
 
 describe('FaultProxy', () => {
   let echo: Echo;
@@ -170,7 +166,7 @@ describe('FaultProxy', () => {
     expect(c.data().toString()).toBe('bye');
     expect(c.ended).toBe(true);
     expect(c.error).toBeUndefined();
-    await waitFor(() => proxy.connectionCount === 0, 'connectionCount 0');
+    await until(() => proxy.connectionCount === 0, 'connectionCount 0');
   });
 
   it('blackhole: delivers nothing either way and closes nothing, also for new connections', async () => {
@@ -221,7 +217,7 @@ describe('FaultProxy', () => {
     await b.waitClose();
     expect(a.error?.code).toBe('ECONNRESET');
     expect(b.error?.code).toBe('ECONNRESET');
-    await waitFor(() => echo.connections.every((s) => s.destroyed), 'server sockets closed');
+    await until(() => echo.connections.every((s) => s.destroyed), 'server sockets closed');
     expect(proxy.connectionCount).toBe(0);
 
     const c = await client();
@@ -293,7 +289,7 @@ describe('FaultProxy', () => {
     await echo.close();
     const err = await connectUntilClosed(proxy.port);
     expect(err?.code).toBe('ECONNRESET');
-    await waitFor(() => proxy.connectionCount === 0, 'connectionCount 0');
+    await until(() => proxy.connectionCount === 0, 'connectionCount 0');
   });
 
   it('a client RST resets the server side', async () => {
@@ -301,8 +297,8 @@ describe('FaultProxy', () => {
     c.socket.write('x');
     await c.waitBytes(1);
     c.socket.resetAndDestroy();
-    await waitFor(() => echo.connections[0]!.destroyed, 'server socket closed');
-    await waitFor(() => proxy.connectionCount === 0, 'connectionCount 0');
+    await until(() => echo.connections[0]!.destroyed, 'server socket closed');
+    await until(() => proxy.connectionCount === 0, 'connectionCount 0');
   });
 
   it('close: closes every connection and frees the port', async () => {
