@@ -591,6 +591,11 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
           else link.signal.addEventListener('abort', forget, { once: true });
           return channel;
         },
+        // compare: 'checksum' hashes remote files with sha256sum over exec (sftp/ never imports exec/)
+        remoteCommand: async (argv, o) => {
+          const r = await this.exec(argv, { signal: o.signal, encoding: 'buffer', maxBufferBytes: o.maxBufferBytes });
+          return { stdout: r.stdout, exitCode: r.exitCode };
+        },
       });
       // One warning stream for the user: the SFTP client's refused names as the client's own.
       sftp.on('warning', (w) => {

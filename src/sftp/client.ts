@@ -29,9 +29,10 @@ import {
   runLimited,
   settleWithin,
 } from './ops.js';
-import { baseOf, joinRemote, parentOf, showPath, toStats, typeOfMode, type SftpEntry, type SftpStats } from './paths.js';
+import { baseOf, joinRemote, parentOf, showName, showPath, toBytes, toStats, typeOfMode, type SftpEntry, type SftpStats } from './paths.js';
 import { OpenFlags, SftpSession, type SftpCounters } from './session.js';
 import { remoteReadStream, remoteWriteStream } from './streams.js';
+import { RemoteHasher, syncSettings, walkEntries } from './sync.js';
 import { getOne, getTree, putOne, putTree, readWhole, writeWhole, type DirPlan, type FilePlan } from './transfer.js';
 import type {
   DirTransferOptions,
@@ -47,6 +48,8 @@ import type {
   SftpOptions,
   TransferOptions,
   TransferResult,
+  SftpWalkEntry,
+  WalkOptions,
   WriteFileOptions,
   WriteStreamOptions,
 } from './types.js';
@@ -125,6 +128,8 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   private closed = false;
   private readonly closeCtl = new AbortController();
   private readonly counters: SftpCounters = { bytesRead: 0, bytesWritten: 0 };
+  /** Hashes remote files for `compare: 'checksum'` (exec when given, else SFTP reads). @internal */
+  readonly remoteHasher: RemoteHasher;
   /** Operations and streams in flight (idle persist: a session with none does not keep the link). */
   private active = 0;
 
@@ -159,7 +164,8 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * Made by {@link SshClient.sftp}; not constructed by users.
    *
    * @param provider - gives the current link (see `src/connection/link.ts`).
-   * @param options - `openSftp` to open the SFTP channel (default: `link.client.sftp()`).
+   * @param options - `openSftp` to open the SFTP channel (default: `link.client.sftp()`);
+   *   `remoteCommand` to hash remote files over exec for `compare: 'checksum'`.
    * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}) for an unknown option or an `openSftp` that is not a function.
    * @internal
    */
@@ -168,6 +174,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     this.provider = provider;
     const o = checkOptions('sftp', 'SftpClient', options);
     this.openSftp = o.openSftp ?? defaultOpenSftp;
+    this.remoteHasher = new RemoteHasher(o.remoteCommand);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -301,15 +308,86 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * the server's `lstat` view: symlinks are `'symlink'`. Names are returned as the server sent
    * them (they may hold `/` or `..` on a hostile server: `getDir` refuses such names, a caller
    * building local paths from `name` should check them too).
+   * `filter` keeps only some entries (a function, or a RegExp tested on the name).
    * @returns entries `{ name, path, rawName, rawPath, type, size, mode, mtime, atime, uid, gid }`.
    * @throws `ERR_SSH_SFTP` with `reason: 'limit'` past {@link ListOptions.maxEntries}; and see the class errors.
-   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty `dir`, an unknown option, or `maxEntries` not an integer >= 1.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty `dir`, an unknown option, `maxEntries` not an integer >= 1, or a `filter` that is neither a function nor a RegExp.
+   * @example
+   * ```ts
+   * const logs = await sftp.list('/var/log/app', { filter: /\.log$/ });
+   * const big = await sftp.list('/srv/data', { filter: (e) => e.type === 'file' && e.size > 1e9 });
+   * ```
    */
   async list(dir: RemotePath, options?: ListOptions): Promise<SftpEntry[]> {
     const d = checkPath('dir', dir);
     const o = checkOptions('list', 'list', options);
     const max = o.maxEntries ?? DEFAULT_LIST_MAX_ENTRIES;
-    return await this.op('list', o, (s, sig) => listEntries(s, d, sig, nameCounter('list', d, max)));
+    const filter = o.filter;
+    return await this.op('list', o, async (s, sig) => {
+      const all = await listEntries(s, d, sig, nameCounter('list', d, max));
+      if (filter === undefined) return all;
+      return all.filter((e) => {
+        if (typeof filter === 'function') return filter(e);
+        filter.lastIndex = 0;
+        return filter.test(e.name);
+      });
+    });
+  }
+
+  /**
+   * Walks the tree below `dir` breadth first, one directory listing at a time (SSH_FXP_OPENDIR /
+   * READDIR), yielding every entry with its path relative to `dir`. Symlinks are yielded as
+   * `'symlink'` entries and never followed, so the walk never leaves `dir` through one. Names
+   * that are not one safe path component (empty, `.`, `..`, holding `/` or NUL: a hostile
+   * server's) are skipped and reported as a `warning` event (`operation: 'walk'`). Breaking out
+   * of the loop stops the walk (no handle stays open between listings).
+   *
+   * @param dir - the directory to walk.
+   * @param options - `filter`, `signal`, `maxEntries` (default 1,000,000 names), `maxDepth`
+   *   (default 256 levels); see {@link WalkOptions}.
+   * @returns an async iterable of {@link SftpWalkEntry} (`path` relative to `dir`, `fullPath`,
+   *   `depth`, and the stats of {@link SftpEntry}).
+   * @throws (from the iteration) `ERR_SSH_SFTP` with `reason: 'limit'` past `maxEntries`,
+   *   deeper than `maxDepth`, or on a directory loop; `ERR_SSH_ABORTED` when `signal` aborts;
+   *   `ERR_SSH_INVALID_ARG` for bad options (on the first iteration); and
+   *   see the class errors.
+   * @example
+   * ```ts
+   * let bytes = 0;
+   * for await (const e of sftp.walk('/srv/app', { filter: /\.js$/ })) {
+   *   if (e.type === 'file') bytes += e.size;
+   * }
+   * // skip whole subtrees with a function filter
+   * for await (const e of sftp.walk('/srv/app', { filter: (e) => e.name !== 'node_modules' })) console.log(e.path);
+   * ```
+   */
+  async *walk(dir: RemotePath, options?: WalkOptions): AsyncGenerator<SftpWalkEntry, void, undefined> {
+    const d = checkPath('dir', dir);
+    const o = checkOptions('walk', 'walk', options);
+    const maxEntries = o.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    const maxDepth = o.maxDepth ?? DEFAULT_MAX_DEPTH;
+    const { filter, signal } = o;
+    yield* walkEntries(
+      d,
+      { filter, maxEntries, maxDepth },
+      {
+        list: (abs, count) =>
+          this.op('walk', { signal }, async (s, sig) => {
+            const [entries, real] = await Promise.all([listEntries(s, abs, sig, count), s.realpath(abs, sig).catch(() => undefined)]);
+            return { entries, identity: real?.toString('latin1') };
+          }),
+        limit: (what) => limitError('walk', what, d),
+        onUnsafe: (rel, why) => {
+          this.emit('warning', {
+            reason: 'unsafe-name',
+            operation: 'walk',
+            path: rel.toString('utf8'),
+            rawPath: rel,
+            message: `sftp walk ${JSON.stringify(showName(toBytes(d)))}: skipped ${JSON.stringify(showName(rel))}: ${why} (a name that could leave the walked directory)`,
+          });
+        },
+      },
+    );
   }
 
   /**
@@ -681,17 +759,31 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * (`realpath`) inside `localDir` (a symlink planted in the target is not followed), and files
    * are opened with `O_NOFOLLOW`.
    *
-   * @returns `{ copied, skipped, failed, transferredBytes }`.
+   * Sync (rsync's quick check, nothing needed on the server but SFTP, and exec for
+   * `'checksum'`): `compare: 'size-mtime'` or `'checksum'` copies only the files that differ
+   * (the others are listed in `unchanged`), `delete: true` removes local entries the remote
+   * tree does not have (listed in `deleted`; symlinks removed, never followed; each parent
+   * checked to resolve inside `localDir`), `dryRun: true` reports without changing anything.
+   * See {@link DirTransferOptions.compare}.
+   *
+   * @returns `{ copied, skipped, failed, transferredBytes, unchanged, deleted }`.
    * @throws `ERR_SSH_SFTP` with `reason: 'limit'` past `maxEntries`/`maxDepth` or on a directory
    *   loop (nothing is copied then); `reason: 'outside-target'` when a directory of the target
    *   resolves outside `localDir`; and see the class errors.
-   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty path, an unknown option, `concurrency` outside 1-256, `fileConcurrency` outside 1-1024, `maxEntries` < 1, `maxDepth` < 0, or a `filter`/`resume`/`preserve`/`onProgress` of the wrong shape.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty path, an unknown option, `concurrency` outside 1-256, `fileConcurrency` outside 1-1024, `maxEntries` < 1, `maxDepth` < 0, a `filter`/`resume`/`preserve`/`onProgress` of the wrong shape, or a bad `compare`/`delete`/`dryRun`.
+   * @example
+   * ```ts
+   * // mirror a remote directory: fetch what changed, drop what the server no longer has
+   * const plan = await sftp.getDir('/srv/reports', './reports', { compare: 'size-mtime', delete: true, dryRun: true });
+   * console.log('would copy', plan.copied, 'would delete', plan.deleted);
+   * await sftp.getDir('/srv/reports', './reports', { compare: 'size-mtime', delete: true });
+   * ```
    */
   async getDir(remoteDir: RemotePath, localDir: string | Buffer, options?: DirTransferOptions): Promise<DirTransferSummary> {
     const r = checkPath('remoteDir', remoteDir);
     const l = checkLocal('localDir', localDir);
     const o = checkOptions('dirTransfer', 'getDir', options);
-    const plan = dirPlan(o);
+    const plan = dirPlan(o, this.remoteHasher);
     return await this.op('getDir', o, (s, sig) => getTree(s, sig, r, l, plan, (w) => this.emit('warning', w)));
   }
 
@@ -700,21 +792,29 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * files in parallel, one overall progress. Symlinks and special files are skipped. Every
    * remote path is built from local names checked to be safe components (as {@link getDir};
    * a refused name is skipped with reason `'unsafe-name'` and a `warning`). Errors as
-   * {@link SftpClient.getDir}.
-   * @returns `{ copied, skipped, failed, transferredBytes }`.
+   * {@link SftpClient.getDir}. With `compare`, `delete` and `dryRun` it syncs, as
+   * {@link SftpClient.getDir} (remote names met while walking the destination are confined
+   * the same way).
+   * @returns `{ copied, skipped, failed, transferredBytes, unchanged, deleted }`.
    * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, as {@link SftpClient.getDir}.
+   * @example
+   * ```ts
+   * // deploy: copy only what changed since the last run, remove what was deleted locally
+   * const r = await sftp.putDir('./dist', '/srv/app', { compare: 'size-mtime', delete: true });
+   * console.log(`${r.copied.length} copied, ${r.unchanged.length} unchanged, ${r.deleted.length} deleted`);
+   * ```
    */
   async putDir(localDir: string | Buffer, remoteDir: RemotePath, options?: DirTransferOptions): Promise<DirTransferSummary> {
     const l = checkLocal('localDir', localDir);
     const r = checkPath('remoteDir', remoteDir);
     const o = checkOptions('dirTransfer', 'putDir', options);
-    const plan = dirPlan(o);
+    const plan = dirPlan(o, this.remoteHasher);
     return await this.op('putDir', o, (s, sig) => putTree(s, sig, l, r, plan, (w) => this.emit('warning', w)));
   }
 }
 
 /** Checks the options of `getDir`/`putDir` (before any I/O). */
-function dirPlan(o: DirTransferOptions): DirPlan {
+function dirPlan(o: DirTransferOptions, hasher: RemoteHasher): DirPlan {
   return {
     parallel: o.concurrency ?? DEFAULT_DIR_CONCURRENCY,
     perFile: o.fileConcurrency ?? DEFAULT_DIR_FILE_CONCURRENCY,
@@ -724,5 +824,7 @@ function dirPlan(o: DirTransferOptions): DirPlan {
     onProgress: o.onProgress,
     resume: resumeMode(o.resume),
     preserve: preserveMask(o.preserve),
+    sync: syncSettings(o),
+    hasher,
   };
 }

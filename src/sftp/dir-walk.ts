@@ -15,14 +15,20 @@ import { showName, unsafeNameReason, type SftpEntryType } from './paths.js';
 export const DEFAULT_MAX_ENTRIES = 1_000_000;
 /** Default of `maxDepth`: directory levels below the root a walk may enter. */
 export const DEFAULT_MAX_DEPTH = 256;
+/** Directory listings a walk keeps in flight. */
+const LIST_PARALLEL = 8;
+/** Local `lstat` calls in flight for one directory's files. */
+const STAT_BATCH = 64;
 
 /** One entry of a listed directory, as the walk needs it (an `SftpEntry` is one). */
 export interface WalkEntry {
   /** Exact bytes of the entry's name. */
   rawName: Buffer;
   type: SftpEntryType;
-  /** The file's size (not read when the source has {@link TreeSource.fileSize}). */
+  /** The file's size (not read when the source has {@link TreeSource.fileStat}). */
   size: number;
+  /** Modification time, whole seconds since the epoch, when known (used by `compare: 'size-mtime'`). */
+  mtime?: number | undefined;
 }
 
 /** How to read one side's tree. */
@@ -33,8 +39,8 @@ export interface TreeSource {
    * directory that never ends is cut as it streams in).
    */
   list(rel: Buffer, count: (n: number) => void): Promise<readonly WalkEntry[]>;
-  /** Size of the file at `rel`, for a listing that does not give sizes. */
-  fileSize?: ((rel: Buffer) => Promise<number>) | undefined;
+  /** Size (and mtime, whole seconds) of the file at `rel`, for a listing that does not give them. */
+  fileStat?: ((rel: Buffer) => Promise<{ size: number; mtime?: number | undefined }>) | undefined;
   /**
    * A key naming the directory at `rel` itself (its canonical path, or device and inode): two
    * directories with the same key are the same, so the walk is in a loop. Optional.
@@ -62,12 +68,14 @@ export interface WalkLimits {
  * third of a Buffer, which matters at a million entries.
  */
 export interface WalkedTree {
-  /** Files to copy, with their sizes. */
-  files: { rel: string; size: number }[];
+  /** Files to copy, with their sizes (and mtimes in whole seconds, when the listing gives them). */
+  files: { rel: string; size: number; mtime?: number | undefined }[];
   /** Directories to create, parents before children. */
   dirs: string[];
   /** Entries left out (by the filter, unsafe names, symlinks and special files), in walk order. */
   skipped: DirTransferSummary['skipped'];
+  /** Symlinks and special files (also in `skipped`), by their exact relative path (latin1): what `delete` may remove. */
+  others: { rel: string; type: SftpEntryType }[];
 }
 
 /** The bytes of a relative path held as latin1 by {@link WalkedTree}. */
@@ -76,7 +84,8 @@ export function relBytes(rel: string): Buffer {
 }
 
 /**
- * Walks the tree of `source` breadth first, offering each entry to `limits.filter`. A name that
+ * Walks the tree of `source` (up to 8 directory listings in flight; a directory is always listed
+ * after its parent, and `dirs` lists parents first), offering each entry to `limits.filter`. A name that
  * is not one safe path component ({@link unsafeNameReason}) is never used: it is listed in
  * `skipped` with reason `'unsafe-name'` and reported to `onUnsafe`.
  *
@@ -84,17 +93,17 @@ export function relBytes(rel: string): Buffer {
  *   deeper than `maxDepth`, or a directory is met twice (same {@link TreeSource.identity}).
  */
 export async function walkTree(source: TreeSource, limits: WalkLimits): Promise<WalkedTree> {
-  const tree: WalkedTree = { files: [], dirs: [], skipped: [] };
+  const tree: WalkedTree = { files: [], dirs: [], skipped: [], others: [] };
   const seenDirs = new Set<string>();
   let seen = 0;
   const count = (n: number): void => {
     seen += n;
     if (seen > limits.maxEntries) throw source.limit(`more than maxEntries (${limits.maxEntries}) entries`);
   };
-  // tree.dirs is the breadth-first queue itself (directories are listed in the order found);
-  // depths run alongside
+  // tree.dirs is the queue itself (a directory is listed after the one it was found in, so
+  // parents always come before their children); depths run alongside
   const depths: number[] = [];
-  for (let head = -1; head < tree.dirs.length; head++) {
+  const walkOne = async (head: number): Promise<void> => {
     const rel = head < 0 ? '' : tree.dirs[head]!;
     const depth = head < 0 ? 0 : depths[head]!;
     const relB = relBytes(rel);
@@ -104,31 +113,68 @@ export async function walkTree(source: TreeSource, limits: WalkLimits): Promise<
       seenDirs.add(id);
     }
     const prefix = rel.length === 0 ? '' : `${rel}/`;
-    for (const e of entries) {
+    // sizes and mtimes of a listing that lacks them: STAT_BATCH at a time
+    const stats = new Map<number, { size: number; mtime?: number | undefined }>();
+    if (source.fileStat) {
+      const want = entries.flatMap((e, i) => (e.type === 'file' && unsafeNameReason(e.rawName) === undefined ? [i] : []));
+      for (let k = 0; k < want.length; k += STAT_BATCH) {
+        await Promise.all(want.slice(k, k + STAT_BATCH).map(async (i) => stats.set(i, await source.fileStat!(relBytes(prefix + entries[i]!.rawName.toString('latin1'))))));
+      }
+    }
+    entries.forEach((e, i) => {
       const relPath = prefix + e.rawName.toString('latin1');
       const why = unsafeNameReason(e.rawName);
       if (why !== undefined) {
         const b = relBytes(relPath);
         tree.skipped.push({ path: b.toString('utf8'), reason: 'unsafe-name' });
         limits.onUnsafe?.(b, why);
-        continue;
+        return;
       }
-      let size = e.size;
-      if (e.type === 'file' && source.fileSize) size = await source.fileSize(relBytes(relPath));
+      const { size, mtime } = stats.get(i) ?? e;
       if (limits.filter) {
         const raw = relBytes(relPath);
         if (!limits.filter({ path: raw.toString('utf8'), rawPath: raw, type: e.type, size })) {
           tree.skipped.push({ path: raw.toString('utf8'), reason: 'filter' });
-          continue;
+          return;
         }
       }
       if (e.type === 'directory') {
         if (depth + 1 > limits.maxDepth) throw source.limit(`deeper than maxDepth (${limits.maxDepth}) at ${JSON.stringify(showName(relPath))}`);
         tree.dirs.push(relPath);
         depths.push(depth + 1);
-      } else if (e.type === 'file') tree.files.push({ rel: relPath, size });
-      else tree.skipped.push({ path: relBytes(relPath).toString('utf8'), reason: e.type === 'symlink' ? 'symlink' : 'other' });
-    }
-  }
+      } else if (e.type === 'file') tree.files.push({ rel: relPath, size, mtime });
+      else {
+        tree.skipped.push({ path: relBytes(relPath).toString('utf8'), reason: e.type === 'symlink' ? 'symlink' : 'other' });
+        tree.others.push({ rel: relPath, type: e.type });
+      }
+    });
+  };
+  // up to LIST_PARALLEL listings in flight (a walk is latency-bound: one OPENDIR/READDIR/CLOSE
+  // round trip chain per directory); the first error stops new ones and is thrown once the
+  // ones in flight have settled
+  let failure: { err: unknown } | undefined;
+  await new Promise<void>((resolve) => {
+    let next = -1;
+    let running = 0;
+    const pump = (): void => {
+      while (failure === undefined && running < LIST_PARALLEL && next < tree.dirs.length) {
+        running++;
+        walkOne(next++).then(
+          () => {
+            running--;
+            pump();
+          },
+          (err: unknown) => {
+            failure ??= { err };
+            running--;
+            pump();
+          },
+        );
+      }
+      if (running === 0) resolve();
+    };
+    pump();
+  });
+  if (failure) throw failure.err as Error;
   return tree;
 }

@@ -145,11 +145,11 @@ export async function listEntries(s: SftpSession, dir: RemotePath, signal: Abort
   return out;
 }
 
-/** Lists `dir` for a walk: only what the walk needs (name, type, size), no per-entry objects beyond that. */
+/** Lists `dir` for a walk: only what the walk needs (name, type, size, mtime), no per-entry objects beyond that. */
 export async function listLean(s: SftpSession, dir: RemotePath, signal: AbortSignal, count: (n: number) => void): Promise<WalkEntry[]> {
   const out: WalkEntry[] = [];
   await readDir(s, dir, signal, count, (rawName, attrs) => {
-    out.push({ rawName, type: typeOfMode(attrs.mode), size: attrs.size ?? 0 });
+    out.push({ rawName, type: typeOfMode(attrs.mode), size: attrs.size ?? 0, mtime: attrs.mtime });
   });
   return out;
 }

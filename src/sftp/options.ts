@@ -22,6 +22,7 @@ import type {
   SftpOperationOptions,
   SftpOptions,
   TransferOptions,
+  WalkOptions,
   WriteFileOptions,
   WriteStreamOptions,
 } from './types.js';
@@ -53,10 +54,19 @@ const preserveSchema = z.union([z.boolean(), z.strictObject({ mode: z.enum(['per
   error: "expected preserve as true, false or { mode: 'permissions' | 'all' }",
 });
 
+/** A `filter` of `list`/`walk`: a function or a RegExp. */
+const filterSchema = z.union([fn('filter'), z.instanceof(RegExp)], { error: 'expected filter as a function or a RegExp' });
+
 const schemas = {
-  sftp: z.strictObject({ openSftp: fn('openSftp').optional() }),
+  sftp: z.strictObject({ openSftp: fn('openSftp').optional(), remoteCommand: fn('remoteCommand').optional() }),
   operation: z.strictObject(opShape),
-  list: z.strictObject({ ...opShape, maxEntries: int('maxEntries', 1).optional() }),
+  list: z.strictObject({ ...opShape, maxEntries: int('maxEntries', 1).optional(), filter: filterSchema.optional() }),
+  walk: z.strictObject({
+    filter: filterSchema.optional(),
+    signal: signalSchema.optional(),
+    maxEntries: int('maxEntries', 1).optional(),
+    maxDepth: int('maxDepth', 0).optional(),
+  }),
   mkdir: z.strictObject({ ...opShape, recursive: bool('recursive').optional(), mode: modeBits.optional() }),
   rm: z.strictObject({ ...opShape, recursive: bool('recursive').optional(), force: bool('force').optional() }),
   rename: z.strictObject({ ...opShape, overwrite: bool('overwrite').optional() }),
@@ -101,6 +111,9 @@ const schemas = {
     preserve: preserveSchema.optional(),
     maxEntries: int('maxEntries', 1).optional(),
     maxDepth: int('maxDepth', 0).optional(),
+    compare: z.enum(['always', 'size-mtime', 'checksum'], { error: "expected compare as 'always', 'size-mtime' or 'checksum'" }).optional(),
+    delete: bool('delete').optional(),
+    dryRun: bool('dryRun').optional(),
   }),
 };
 
@@ -109,6 +122,7 @@ interface OptionsOf {
   sftp: SftpOptions;
   operation: SftpOperationOptions;
   list: ListOptions;
+  walk: WalkOptions;
   mkdir: MkdirOptions;
   rm: RmOptions;
   rename: RenameOptions;

@@ -18,8 +18,20 @@ import { SshError } from '../errors.js';
 import { abortReason } from '../internal/cancel.js';
 import { relBytes, walkTree, type WalkedTree, type WalkLimits } from './dir-walk.js';
 import { ProgressReporter, readIntoBuffer, runGet, runPut, writeBuffer } from './engine.js';
-import { appendOffset, asError, DEFAULT_STREAM_CONCURRENCY, closeBounded, limitError, listLean, localError, mkdirp, runLimited } from './ops.js';
+import { appendOffset, asError, DEFAULT_STREAM_CONCURRENCY, closeBounded, isStatus, limitError, listLean, localError, mkdirp, runLimited } from './ops.js';
+import { SftpStatus } from './errors.js';
 import { isConfinedRel, isInsideDir, joinBytes, joinRemote, showName, showPath, toBytes, typeOfMode, type SftpEntryType } from './paths.js';
+import {
+  hashLocalFiles,
+  localTreeSource,
+  needsDestination,
+  planSync,
+  removeLocalEntry,
+  removeRemoteEntry,
+  type PlannedRemoval,
+  type RemoteHasher,
+  type SyncSettings,
+} from './sync.js';
 import { OrderedReader } from './streams.js';
 import { OpenFlags, type SftpSession } from './session.js';
 import type { DirFilterEntry, DirTransferSummary, SftpWarning, TransferProgress, TransferResult } from './types.js';
@@ -49,6 +61,10 @@ export interface DirPlan {
   onProgress?: ((progress: TransferProgress) => void) | undefined;
   resume: false | 'size' | 'sha256';
   preserve: number;
+  /** `compare`, `delete`, `dryRun` (sftp/sync.ts). */
+  sync: SyncSettings;
+  /** Hashes remote files for `compare: 'checksum'`. */
+  hasher: RemoteHasher;
 }
 
 interface FileJob {
@@ -59,6 +75,8 @@ interface FileJob {
   preserve: number;
   progress: ProgressReporter;
   signal: AbortSignal;
+  /** Give the destination the source's access and modification times (set by `compare`). */
+  times?: boolean;
   /**
    * Set by `getDir`: the canonical local root. The local file is then opened with O_NOFOLLOW
    * (a symlink planted at the destination is not followed).
@@ -74,6 +92,13 @@ interface TreeSide {
   makeDirs(s: SftpSession, signal: AbortSignal, dirs: readonly string[]): Promise<void>;
   /** Copies one file, `rel` relative to both roots. */
   copy(s: SftpSession, rel: Buffer, job: FileJob): Promise<TransferResult>;
+  /** Walks the destination tree (`undefined` when the destination directory does not exist). */
+  walkDest(s: SftpSession, signal: AbortSignal, limits: WalkLimits): Promise<WalkedTree | undefined>;
+  /** SHA-256 of source files and of destination files (`rels` latin1; `undefined`: unreadable). */
+  hashSource(s: SftpSession, signal: AbortSignal, rels: readonly string[], sizes: readonly number[]): Promise<(Buffer | undefined)[]>;
+  hashDest(s: SftpSession, signal: AbortSignal, rels: readonly string[], sizes: readonly number[]): Promise<(Buffer | undefined)[]>;
+  /** Removes one destination entry planned by `delete`. */
+  remove(s: SftpSession, signal: AbortSignal, entry: PlannedRemoval): Promise<void>;
 }
 
 /** Bytes of the one read past a file's stated size (it must find EOF). */
@@ -124,10 +149,8 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
       // before its old end (a kept prefix makes endedAt >= have): never on a size the server
       // did not state, where the copy continued from what was already there.
       if (job.resume && endedAt < have) await ftruncateFd(fd, endedAt);
-      if (job.preserve !== 0) {
-        await futimesFd(fd, st.atime ?? 0, st.mtime ?? 0);
-        if (st.mode !== undefined) await fchmodFd(fd, st.mode & job.preserve);
-      }
+      if (job.preserve !== 0 || job.times === true) await futimesFd(fd, st.atime ?? 0, st.mtime ?? 0);
+      if (job.preserve !== 0 && st.mode !== undefined) await fchmodFd(fd, st.mode & job.preserve);
       const f = fd;
       fd = undefined;
       await closeFd(f);
@@ -164,8 +187,8 @@ async function putFile(s: SftpSession, local: string | Buffer, remote: RemotePat
     const { start, endedAt } = await copyRange(runPut, s, handle, remote, fd, remoteSize, size, s.maxWriteLen, job);
     const attrs: SetAttrs = {};
     if (remoteSize > endedAt || endedAt < size) attrs.size = endedAt;
-    if (job.preserve !== 0) {
-      attrs.mode = lst.mode & job.preserve;
+    if (job.preserve !== 0) attrs.mode = lst.mode & job.preserve;
+    if (job.preserve !== 0 || job.times === true) {
       attrs.atime = Math.floor(lst.atimeMs / 1000);
       attrs.mtime = Math.floor(lst.mtimeMs / 1000);
     }
@@ -273,23 +296,7 @@ export function getTree(
     return joinBytes(localBytes, rel);
   };
   return transferTree(s, sig, 'getDir', r, plan, warn, {
-    walk: (s, sig, limits) =>
-      walkTree(
-        {
-          list: async (rel, count) => {
-            const dir = rel.length === 0 ? r : joinRemote(r, rel);
-            return await listLean(s, dir, sig, count);
-          },
-          identity: async (rel) => {
-            const dir = rel.length === 0 ? r : joinRemote(r, rel);
-            // the canonical path; a server that cannot tell is bounded by maxDepth/maxEntries
-            const real = await s.realpath(dir, sig).catch(() => undefined);
-            return real?.toString('latin1');
-          },
-          limit: (what) => limitError('getDir', what, r),
-        },
-        limits,
-      ),
+    walk: (s, sig, limits) => remoteTree(s, r, sig, limits, 'getDir'),
     makeDirs: async (_s, _sig, dirs) => {
       try {
         await fsp.mkdir(l, { recursive: true });
@@ -317,6 +324,24 @@ export function getTree(
       }
     },
     copy: (s, rel, job) => getFile(s, joinRemote(r, rel), confine(rel), { ...job, confined: true }, false),
+    walkDest: async (_s, _sig, limits) => {
+      if (!(await localDirExists(l))) return undefined;
+      try {
+        return await walkTree(localTreeSource(localBytes, (what) => limitError('getDir', what, l)), limits);
+      } catch (err) {
+        throw localError(err, 'readdir', l);
+      }
+    },
+    hashSource: (s, sig, rels, sizes) => plan.hasher.hash(s, r, rels, sizes, sig),
+    hashDest: (_s, sig, rels) => hashLocalFiles(localBytes, rels, true, sig),
+    remove: async (_s, _sig, entry) => {
+      try {
+        rootReal ??= await fsp.realpath(localBytes, { encoding: 'buffer' });
+        await removeLocalEntry(localBytes, rootReal, entry);
+      } catch (err) {
+        throw localError(err, entry.type === 'directory' ? 'rmdir' : 'unlink', joinBytes(localBytes, relBytes(entry.rel)));
+      }
+    },
   });
 }
 
@@ -337,24 +362,7 @@ export function putTree(
   return transferTree(s, sig, 'putDir', r, plan, warn, {
     walk: async (_s, _sig, limits) => {
       try {
-        return await walkTree(
-          {
-            list: async (rel, count) => {
-              const abs = rel.length === 0 ? localBytes : joinBytes(localBytes, rel);
-              // a local directory is not server input: counted once read
-              const entries = await fsp.readdir(abs, { withFileTypes: true, encoding: 'buffer' });
-              count(entries.length);
-              return entries.map((e) => ({ rawName: e.name, type: localType(e), size: 0 }));
-            },
-            fileSize: async (rel) => (await fsp.lstat(joinBytes(localBytes, rel))).size,
-            identity: async (rel) => {
-              const st = await fsp.stat(rel.length === 0 ? localBytes : joinBytes(localBytes, rel), { bigint: true });
-              return `${st.dev}:${st.ino}`;
-            },
-            limit: (what) => limitError('putDir', what, l),
-          },
-          limits,
-        );
+        return await walkTree(localTreeSource(localBytes, (what) => limitError('putDir', what, l)), limits);
       } catch (err) {
         throw localError(err, 'readdir', l);
       }
@@ -372,13 +380,53 @@ export function putTree(
       }
     },
     copy: (s, rel, job) => putFile(s, joinBytes(localBytes, rel), confine(rel), job, false),
+    walkDest: async (s, sig, limits) => {
+      try {
+        await s.stat(r, sig);
+      } catch (err) {
+        if (isStatus(err, SftpStatus.NO_SUCH_FILE)) return undefined;
+        throw err;
+      }
+      return await remoteTree(s, r, sig, limits, 'putDir');
+    },
+    hashSource: (_s, sig, rels) => hashLocalFiles(localBytes, rels, false, sig),
+    hashDest: (s, sig, rels, sizes) => plan.hasher.hash(s, r, rels, sizes, sig),
+    remove: (s, sig, entry) => removeRemoteEntry(s, r, entry, sig),
   });
 }
 
+/** Walks the remote tree at `root` (lean listings; loops told by the canonical path). */
+function remoteTree(s: SftpSession, root: RemotePath, sig: AbortSignal, limits: WalkLimits, what: string): Promise<WalkedTree> {
+  return walkTree(
+    {
+      list: async (rel, count) => await listLean(s, rel.length === 0 ? root : joinRemote(root, rel), sig, count),
+      identity: async (rel) => {
+        // the canonical path; a server that cannot tell is bounded by maxDepth/maxEntries
+        const real = await s.realpath(rel.length === 0 ? root : joinRemote(root, rel), sig).catch(() => undefined);
+        return real?.toString('latin1');
+      },
+      limit: (msg) => limitError(what, msg, root),
+    },
+    limits,
+  );
+}
+
+/** Whether the local directory `p` exists (`ENOENT`: no; anything else is an error). */
+async function localDirExists(p: string | Buffer): Promise<boolean> {
+  try {
+    await fsp.stat(p);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw localError(err, 'stat', p);
+  }
+}
+
 /**
- * What {@link SftpClient.getDir} and {@link SftpClient.putDir} share: walks the source tree,
- * creates the destination directories, then copies the files `parallel` at a time with one
- * overall progress and one summary.
+ * What {@link SftpClient.getDir} and {@link SftpClient.putDir} share: walks the source tree
+ * (and, to compare or delete, the destination tree: see sftp/sync.ts), removes what `delete`
+ * planned, creates the destination directories, then copies the files `parallel` at a time
+ * with one overall progress and one summary.
  */
 async function transferTree(
   s: SftpSession,
@@ -389,31 +437,85 @@ async function transferTree(
   warn: (w: SftpWarning) => void,
   side: TreeSide,
 ): Promise<DirTransferSummary> {
-  const limits: WalkLimits = {
-    maxEntries: plan.maxEntries,
-    maxDepth: plan.maxDepth,
-    filter: plan.filter,
-    onUnsafe: (rel, why) => {
+  const { sync } = plan;
+  const warnUnsafe =
+    (where: string) =>
+    (rel: Buffer, why: string): void => {
       warn({
         reason: 'unsafe-name',
         operation: what,
         path: rel.toString('utf8'),
         rawPath: rel,
-        message: `sftp ${what} ${JSON.stringify(showName(toBytes(root)))}: skipped ${JSON.stringify(showName(rel))}: ${why} (a name that could leave the target directory)`,
+        message: `sftp ${what} ${JSON.stringify(showName(toBytes(root)))}: skipped ${JSON.stringify(showName(rel))}${where}: ${why} (a name that could leave the target directory)`,
       });
-    },
+    };
+  const limits: WalkLimits = { maxEntries: plan.maxEntries, maxDepth: plan.maxDepth, filter: plan.filter, onUnsafe: warnUnsafe('') };
+  // both trees at once (the destination walk: the same limits and filter; what the filter
+  // leaves out is kept); the first error is thrown once both walks have settled
+  const walks = await Promise.allSettled([
+    side.walk(s, sig, limits),
+    needsDestination(sync) ? side.walkDest(s, sig, { ...limits, onUnsafe: warnUnsafe(' in the destination') }) : Promise.resolve(undefined),
+  ]);
+  for (const w of walks) if (w.status === 'rejected') throw w.reason;
+  const tree = (walks[0] as PromiseFulfilledResult<WalkedTree>).value;
+  const dest = (walks[1] as PromiseFulfilledResult<WalkedTree | undefined>).value;
+  const summary: DirTransferSummary = { copied: [], skipped: tree.skipped, failed: [], transferredBytes: 0, unchanged: [], deleted: [] };
+  let files = tree.files;
+  let fatal: unknown;
+  const fail = (rel: Buffer, err: unknown): void => {
+    if (isFatal(err)) fatal ??= err;
+    else summary.failed.push({ path: rel.toString('utf8'), error: err as SshError });
   };
-  const tree = await side.walk(s, sig, limits);
-  const summary: DirTransferSummary = { copied: [], skipped: tree.skipped, failed: [], transferredBytes: 0 };
+  if (needsDestination(sync)) {
+    const plan2 = await planSync(tree, dest, sync, async (rels) => {
+      const sizeOf = new Map(tree.files.map((f) => [f.rel, f.size]));
+      const sizes = rels.map((r) => sizeOf.get(r) ?? 0);
+      const [a, b] = await Promise.all([side.hashSource(s, sig, rels, sizes), side.hashDest(s, sig, rels, sizes)]);
+      return new Set(rels.filter((_, i) => a[i] !== undefined && b[i] !== undefined && a[i].equals(b[i])));
+    });
+    files = plan2.copy;
+    summary.unchanged = plan2.unchanged.map((r) => relBytes(r).toString('utf8'));
+    // non-directories in parallel, then directories deepest first (each empty by its turn)
+    const firstDir = plan2.remove.findIndex((e) => e.type === 'directory');
+    const flat = firstDir < 0 ? plan2.remove : plan2.remove.slice(0, firstDir);
+    const dirs = firstDir < 0 ? [] : plan2.remove.slice(firstDir);
+    const removeOne = async (e: PlannedRemoval): Promise<void> => {
+      const rel = relBytes(e.rel);
+      try {
+        if (!sync.dryRun) await side.remove(s, sig, e);
+        summary.deleted.push(rel.toString('utf8'));
+      } catch (err) {
+        fail(rel, err);
+      }
+    };
+    await runLimited(flat, plan.parallel, removeOne, () => fatal !== undefined || sig.aborted);
+    for (const d of dirs) {
+      if (fatal !== undefined || sig.aborted) break;
+      await removeOne(d);
+    }
+    if (fatal !== undefined) throw asError(fatal);
+  }
+  if (sync.dryRun) {
+    summary.copied = files.map((f) => relBytes(f.rel).toString('utf8'));
+    return summary;
+  }
   await side.makeDirs(s, sig, tree.dirs);
   const progress = new ProgressReporter(
-    tree.files.reduce((a, f) => a + f.size, 0),
+    files.reduce((a, f) => a + f.size, 0),
     plan.onProgress,
   );
-  const job: FileJob = { concurrency: plan.perFile, chunkSize: undefined, resume: plan.resume, preserve: plan.preserve, progress, signal: sig };
-  let fatal: unknown;
+  const job: FileJob = {
+    concurrency: plan.perFile,
+    chunkSize: undefined,
+    resume: plan.resume,
+    preserve: plan.preserve,
+    progress,
+    signal: sig,
+    // compare needs the source's mtime on every copy, or the next run copies again
+    times: sync.compare !== 'always',
+  };
   await runLimited(
-    tree.files,
+    files,
     plan.parallel,
     async (f) => {
       const rel = relBytes(f.rel);
@@ -422,8 +524,7 @@ async function transferTree(
         summary.copied.push(rel.toString('utf8'));
         summary.transferredBytes += res.transferredBytes;
       } catch (err) {
-        if (isFatal(err)) fatal ??= err;
-        else summary.failed.push({ path: rel.toString('utf8'), error: err as SshError });
+        fail(rel, err);
       }
     },
     () => fatal !== undefined || sig.aborted,
@@ -440,10 +541,6 @@ function isFatal(err: unknown): boolean {
   return err.code !== 'ERR_SSH_SFTP';
 }
 
-/** Entry type of a local directory entry (not following symlinks). */
-function localType(e: { isDirectory(): boolean; isFile(): boolean; isSymbolicLink(): boolean }): SftpEntryType {
-  return e.isDirectory() ? 'directory' : e.isFile() ? 'file' : e.isSymbolicLink() ? 'symlink' : 'other';
-}
 
 /**
  * The engine run of {@link SftpClient.get} / {@link SftpClient.put} once both files are open:

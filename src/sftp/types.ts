@@ -8,7 +8,7 @@
 import type ssh2 from 'ssh2';
 import type { Link } from '../connection/link.js';
 import type { SshError } from '../errors.js';
-import type { SftpEntryType } from './paths.js';
+import type { SftpEntry, SftpEntryType } from './paths.js';
 
 export type { RemotePath } from './wire.js';
 export type { SftpEntry, SftpEntryType, SftpStats } from './paths.js';
@@ -21,6 +21,13 @@ export interface SftpOptions {
    * Must reject (never hang) when `signal` aborts.
    */
   openSftp?: (link: Link, signal: AbortSignal) => Promise<ssh2.SFTPWrapper>;
+  /**
+   * Runs a command on the server over exec and collects its stdout. Used by directory
+   * transfers with `compare: 'checksum'` to hash remote files with `sha256sum` /
+   * `shasum -a 256` instead of reading them over SFTP. The SshClient facade passes one built on
+   * its `exec`; without it, remote files are hashed by reading them.
+   */
+  remoteCommand?: RemoteCommand | undefined;
 }
 
 /** Cancellation options accepted by every operation. */
@@ -85,8 +92,38 @@ export interface ListOptions extends SftpOperationOptions {
    * @default 100000
    */
   maxEntries?: number | undefined;
+  /**
+   * Keep only some entries: a function returning `true` for the entries to keep, or a RegExp
+   * tested on the entry's name. Default: every entry.
+   */
+  filter?: ((entry: SftpEntry) => boolean) | RegExp | undefined;
 }
 
+/** Options of {@link SftpClient.walk}. */
+export interface WalkOptions {
+  /**
+   * Which entries to yield. A function: `false` skips the entry, and for a directory its whole
+   * subtree (it is not entered). A RegExp: tested on the relative path (`path`, e.g.
+   * `src/a.ts`); entries that do not match are not yielded, but every directory is still
+   * entered (so `/\.ts$/` finds `.ts` files at any depth). Default: every entry.
+   */
+  filter?: ((entry: SftpWalkEntry) => boolean) | RegExp | undefined;
+  /** Stops the walk: the iteration rejects with `ERR_SSH_ABORTED`. */
+  signal?: AbortSignal | undefined;
+  /**
+   * Most names the walk may see (counted as READDIR replies arrive); past it the iteration
+   * rejects with `ERR_SSH_SFTP`, `reason: 'limit'`.
+   * @default 1000000
+   */
+  maxEntries?: number | undefined;
+  /**
+   * Deepest level entered (the directory's own subdirectories are level 1). Past it, or on a
+   * directory met twice (same canonical path: a loop), the iteration rejects with
+   * `ERR_SSH_SFTP`, `reason: 'limit'`.
+   * @default 256
+   */
+  maxDepth?: number | undefined;
+}
 
 /**
  * What `preserve` copies. OpenSSH's `sftp`/`scp -p` keep only `mode & 0777` ("perm & 0777" in
@@ -234,6 +271,39 @@ export interface DirTransferOptions extends SftpOperationOptions {
    * @default 256
    */
   maxDepth?: number | undefined;
+  /**
+   * Which files to copy (rsync's "quick check"):
+   * - `'always'` (default): every file.
+   * - `'size-mtime'`: skip a file when the destination holds a regular file of the same size and
+   *   the same modification time in whole seconds (as `rsync -a`). Copied files get the
+   *   source's mtime (and atime), so the next run skips them.
+   * - `'checksum'`: skip a file when the destination holds a regular file of the same size
+   *   whose SHA-256 matches (as `rsync -c`). Remote files are hashed on the server with
+   *   `sha256sum` or `shasum -a 256` over exec when the client has exec (`SshClient.sftp()`),
+   *   many files per command; otherwise (or when neither tool is there) by reading them over
+   *   SFTP. Copied files get the source's mtime too.
+   * Skipped files are listed in the summary's `unchanged`.
+   * @default 'always'
+   */
+  compare?: SyncCompare | undefined;
+  /**
+   * Remove destination entries the source does not have (as `rsync --delete`): files,
+   * symlinks (removed themselves, never followed), special files, and directories with
+   * everything below them; also a destination entry whose type differs from the source's
+   * (a directory where the source has a file...). Only entries found by walking the
+   * destination directory are removed: every path is the destination joined with safe
+   * components, symlinks are never entered, and locally each parent must resolve inside the
+   * destination. Entries `filter` leaves out are kept (as rsync's excludes). Runs before the
+   * copies. Removed paths are listed in `deleted`; a removal that fails is listed in `failed`.
+   * @default false
+   */
+  delete?: boolean | undefined;
+  /**
+   * Change nothing: walk both trees, compare, and report in the summary what would be copied
+   * (`copied`), left alone (`unchanged`) and removed (`deleted`); `transferredBytes` is 0.
+   * @default false
+   */
+  dryRun?: boolean | undefined;
 }
 
 /** Summary of {@link SftpClient.getDir} / {@link SftpClient.putDir}. Paths are relative to the source directory. */
@@ -252,6 +322,10 @@ export interface DirTransferSummary {
   failed: { path: string; error: SshError }[];
   /** Bytes copied. */
   transferredBytes: number;
+  /** Files not copied because the destination already matched (see {@link DirTransferOptions.compare}). */
+  unchanged: string[];
+  /** Destination entries removed by {@link DirTransferOptions.delete} (paths relative to the destination directory). */
+  deleted: string[];
 }
 
 /** A `warning` event of {@link SftpClient}: something the server sent was refused and skipped. */
@@ -259,7 +333,7 @@ export interface SftpWarning {
   /** `'unsafe-name'`: a directory entry name that would leave the target (see {@link DirTransferSummary.skipped}). */
   reason: 'unsafe-name';
   /** The operation that met it. */
-  operation: 'getDir' | 'putDir';
+  operation: 'getDir' | 'putDir' | 'walk';
   /** The path relative to the source directory, decoded as UTF-8 (control characters kept; see `message`). */
   path: string;
   /** Its exact bytes. */
@@ -282,4 +356,30 @@ export interface TransferProgress {
   totalBytes: number;
   /** Average rate since the transfer started, bytes per second (resumed bytes excluded). */
   bytesPerSecond: number;
+}
+
+/** How a directory transfer decides that a file needs copying (see {@link DirTransferOptions.compare}). */
+export type SyncCompare = 'always' | 'size-mtime' | 'checksum';
+
+/**
+ * Runs one command on the server over exec (RFC 4254 6.5 `exec`) and collects its stdout (see
+ * {@link SftpOptions.remoteCommand}). `argv` is quoted for a POSIX shell by the exec layer.
+ */
+export type RemoteCommand = (argv: readonly string[], options: { signal: AbortSignal; maxBufferBytes: number }) => Promise<{ stdout: Buffer; exitCode: number | null }>;
+
+/** One entry of {@link SftpClient.walk}: its stats and where it is, relative to the walked directory. */
+export interface SftpWalkEntry extends SftpEntry {
+  /**
+   * The path relative to the walked directory, `/`-separated, decoded as UTF-8 (e.g.
+   * `src/index.ts`). `rawPath` holds its exact bytes.
+   */
+  path: string;
+  /** The exact bytes of {@link SftpWalkEntry.path}. */
+  rawPath: Buffer;
+  /** The full remote path (the walked directory joined with `path`), decoded as UTF-8. */
+  fullPath: string;
+  /** The exact bytes of the full remote path: pass it to any method to address this entry. */
+  rawFullPath: Buffer;
+  /** 1 for the walked directory's own entries, 2 for theirs, and so on. */
+  depth: number;
 }

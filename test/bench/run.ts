@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- core|sftp|forward|forward-window|group|latency ...]`: starts ONE sshd (default MaxSessions 10), runs the
+ * `npm run bench [-- core|sftp|forward|forward-window|group|latency|sync ...]`: starts ONE sshd (default MaxSessions 10), runs the
  * selected bench modules against it (default: all that exist), prints one markdown table per
  * section and the target checks (PASS/FAIL, never a failing exit code for a miss), and updates
  * `test/bench/RESULTS.md` (only the blocks of the modules that ran; the header with the machine
@@ -36,7 +36,7 @@ import {
   type TargetCheck,
 } from './lib.js';
 
-const BENCHES = ['core', 'sftp', 'forward', 'forward-window', 'group', 'latency'] as const;
+const BENCHES = ['core', 'sftp', 'forward', 'forward-window', 'group', 'latency', 'sync'] as const;
 type BenchName = (typeof BENCHES)[number];
 
 interface BenchOutput {
@@ -104,7 +104,9 @@ async function runBenchInner(name: BenchName, target: BenchTarget): Promise<Benc
         ? ['forward-window', 'benchForwardWindow', 'Forward windows on a long link (delay-line proxy)']
         : name === 'latency'
           ? ['latency', 'benchLatency', 'Latency: through a delay line (RTT ~10 and ~50 ms), and the host event loop']
-        : ['forward', 'benchForward', 'Port forwarding'];
+          : name === 'sync'
+            ? ['sync', 'benchSync', 'Directory sync (issue 17)']
+            : ['forward', 'benchForward', 'Port forwarding'];
   const f = await loadRowBench(file, fn);
   if (typeof f === 'string') return { sections: [], targets: [], skipped: f, elapsedMs: 0 };
   // Each run in fresh processes (the median over them; see runRowBenchInProcesses for why).

@@ -77,6 +77,8 @@ export interface HostileLog {
   writes: Map<string, Buffer>;
   /** MKDIR paths. */
   mkdirs: string[];
+  /** REMOVE and RMDIR paths (latin1), answered OK. */
+  removes: string[];
   /** SETSTAT/FSETSTAT attrs per path. */
   setstats: { path: string; mode: number | undefined }[];
   /** READDIR requests answered. */
@@ -310,6 +312,11 @@ function serveSftp(channel: ssh2.ServerChannel, fs: HostileFs, log: HostileLog):
         log.mkdirs.push(r.str().toString('latin1'));
         return status(id, OK);
       }
+      case FXP.REMOVE:
+      case FXP.RMDIR: {
+        log.removes.push(r.str().toString('latin1'));
+        return status(id, OK);
+      }
       case FXP.REALPATH: {
         const sent = r.str();
         const path = fs.realpath ? Buffer.from(fs.realpath(sent.toString('latin1')), 'latin1') : sent;
@@ -359,7 +366,7 @@ function theHostKey(): { private: Buffer; public: string } {
 /** Starts a hostile SFTP server on 127.0.0.1 serving `fs`. */
 export async function startHostileSftp(fs: HostileFs): Promise<HostileSftpServer> {
   const keys = theHostKey();
-  const log: HostileLog = { requests: [], writes: new Map(), mkdirs: [], setstats: [], readdirs: 0 };
+  const log: HostileLog = { requests: [], writes: new Map(), mkdirs: [], removes: [], setstats: [], readdirs: 0 };
   const conns = new Set<ssh2.Connection>();
   const server = new ssh2.Server({ hostKeys: [keys.private] }, (conn) => {
     conns.add(conn);
