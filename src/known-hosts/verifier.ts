@@ -152,7 +152,9 @@ function shellQuote(s: string): string {
  * | revoked | reject `_REVOKED`  | reject `_REVOKED`            | reject `_REVOKED`             |
  *
  * Rejections ({@link SshHostKeyError}, never retryable) carry the host string and the SHA256
- * fingerprint and say how to fix it:
+ * fingerprint and say how to fix it; `_MISMATCH` and `_REVOKED` also carry `known`, the line
+ * behind the refusal (`{ file, line, keyType }`; `file` is `'knownHosts option'` for a line of
+ * the `knownHosts` option, counted from 1 over its lines):
  * - `ERR_SSH_HOST_KEY_UNKNOWN`: the key is not in any file (or is malformed/unsupported).
  * - `ERR_SSH_HOST_KEY_MISMATCH`: the host is known with other key(s): possible man-in-the-middle.
  * - `ERR_SSH_HOST_KEY_REVOKED`: an `@revoked` line matching the host holds this key.
@@ -204,7 +206,7 @@ export function createHostVerifier(options: HostVerifierOptions): HostVerifier {
         throw new SshHostKeyError(
           'ERR_SSH_HOST_KEY_REVOKED',
           `host key ${v.type} ${fingerprint} presented by ${lookup} is marked @revoked in ${result.file}:${result.line}; refusing to connect`,
-          { host: lookup, fingerprint },
+          { host: lookup, fingerprint, known: { file: result.file, line: result.line, keyType: result.keyType } },
         );
       case 'changed':
         if (strict === 'no') {
@@ -224,7 +226,7 @@ export function createHostVerifier(options: HostVerifierOptions): HostVerifier {
           `host key for ${lookup} has changed: the server presented ${v.type} ${fingerprint}, but ${result.file}:${result.line} ` +
             `holds a different ${result.knownKeyType} key. Someone could be eavesdropping (man-in-the-middle), or the host key was ` +
             `replaced. If the change is expected, remove the old key with: ssh-keygen -R ${shellQuote(lookup)} -f ${shellQuote(result.file)}`,
-          { host: lookup, fingerprint },
+          { host: lookup, fingerprint, known: { file: result.file, line: result.line, keyType: result.knownKeyType } },
         );
       case 'unknown': {
         if (strict === 'no') {
@@ -305,7 +307,8 @@ export interface CallbackHostVerifierOptions {
  * the function is called. `true` (or a promise of `true`) trusts the key; anything else, a throw
  * or a rejection refuses it with an {@link SshHostKeyError} (never retryable):
  * `ERR_SSH_HOST_KEY_MISMATCH` when `trusted` holds another key for the host, else
- * `ERR_SSH_HOST_KEY_UNKNOWN`; the thrown value is the `cause`.
+ * `ERR_SSH_HOST_KEY_UNKNOWN`; the thrown value is the `cause`. Its `known` is `undefined`:
+ * no known_hosts line is involved.
  *
  * @throws SshConfigError `ERR_SSH_CONFIG` for an invalid host or port, or `verify` not a function.
  */

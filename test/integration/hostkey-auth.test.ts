@@ -43,24 +43,29 @@ describe('host key verification', () => {
     expect(err).toBeInstanceOf(SshHostKeyError);
     expect(err.code).toBe('ERR_SSH_HOST_KEY_UNKNOWN');
     expect(err.message).toContain(info.hostKeyFingerprint);
+    expect(err.known).toBeUndefined();
     expect(err.retryable).toBe(false);
     expect(ssh.state).toBe('closed');
   });
 
-  it('a changed key: ERR_SSH_HOST_KEY_MISMATCH under yes and accept-new; the file is untouched', async () => {
+  it('a changed key: ERR_SSH_HOST_KEY_MISMATCH under yes and accept-new; the file is untouched; `known` names the line on file', async () => {
     for (const mode of ['yes', 'accept-new'] as const) {
-      const content = `${hostName} ${otherKeyLine()}\n`;
+      // The host's key on line 3, after a comment and another host's line.
+      const content = `# keys\nother.example ${otherKeyLine()}\n${hostName} ${otherKeyLine()}\n`;
       const kh = tmpFile('kh', content);
-      const err = (await client({ knownHostsFiles: [kh], strictHostKeyChecking: mode }).connect().catch((e: unknown) => e)) as SshError;
+      const err = (await client({ knownHostsFiles: [kh], strictHostKeyChecking: mode }).connect().catch((e: unknown) => e)) as SshHostKeyError;
+      expect(err).toBeInstanceOf(SshHostKeyError);
       expect(err.code).toBe('ERR_SSH_HOST_KEY_MISMATCH');
+      expect(err.known).toEqual({ file: kh, line: 3, keyType: 'ssh-ed25519' });
       expect(readFileSync(kh, 'utf8')).toBe(content);
     }
   });
 
-  it("a revoked key is refused even under 'no'", async () => {
-    const kh = tmpFile('kh', `@revoked * ${info.hostPublicKey}\n${hostName} ${info.hostPublicKey}\n`);
-    const err = (await client({ knownHostsFiles: [kh], strictHostKeyChecking: 'no' }).connect().catch((e: unknown) => e)) as SshError;
+  it("a revoked key is refused even under 'no'; `known` names the @revoked line", async () => {
+    const kh = tmpFile('kh', `${hostName} ${info.hostPublicKey}\n@revoked * ${info.hostPublicKey}\n`);
+    const err = (await client({ knownHostsFiles: [kh], strictHostKeyChecking: 'no' }).connect().catch((e: unknown) => e)) as SshHostKeyError;
     expect(err.code).toBe('ERR_SSH_HOST_KEY_REVOKED');
+    expect(err.known).toEqual({ file: kh, line: 2, keyType: info.hostPublicKey.split(' ')[0] });
   });
 
   it('a hashed entry (ssh-keygen -H) is trusted', async () => {

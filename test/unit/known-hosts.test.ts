@@ -267,8 +267,8 @@ describe('checkHostKey', () => {
   it('@revoked wins over a plain line with the same key, in any file order', () => {
     const plain = parseKnownHosts(line('h', k1), 'user').entries;
     const revoked = parseKnownHosts(`@revoked * ${typeOf(k1)} ${k1.toString('base64')}`, 'global').entries;
-    expect(checkHostKey([...plain, ...revoked], 'h', 22, k1)).toEqual({ status: 'revoked', file: 'global', line: 1 });
-    expect(checkHostKey([...revoked, ...plain], 'h', 2222, k1)).toEqual({ status: 'revoked', file: 'global', line: 1 });
+    expect(checkHostKey([...plain, ...revoked], 'h', 22, k1)).toEqual({ status: 'revoked', file: 'global', line: 1, keyType: typeOf(k1) });
+    expect(checkHostKey([...revoked, ...plain], 'h', 2222, k1)).toEqual({ status: 'revoked', file: 'global', line: 1, keyType: typeOf(k1) });
     // a revoked line for another key or another host does not affect this key
     expect(checkHostKey([...plain, ...revoked], 'h', 22, k2).status).toBe('changed');
     const otherHost = parseKnownHosts(`@revoked other ${typeOf(k1)} ${k1.toString('base64')}`).entries;
