@@ -161,6 +161,9 @@ function shellQuote(s: string): string {
  * - `ERR_SSH_CONFIG` ({@link SshConfigError}): a known_hosts file exists but cannot be read (fails
  *   closed under every setting, since a revocation could be hidden in it), or `accept-new` could
  *   not write the new key (refused rather than trusting a key that would not be remembered).
+ * - `ERR_SSH_TIMEOUT` ({@link SshError}, retryable): `accept-new` waited 5 s for `<file>.lock`
+ *   held by another writer; the key is neither written nor trusted for this attempt, and the
+ *   client is not closed (a reconnect, or the next `connect()`, tries again).
  *
  * @param options - see {@link HostVerifierOptions}.
  * @returns the verifier.
@@ -239,6 +242,15 @@ export function createHostVerifier(options: HostVerifierOptions): HostVerifier {
           try {
             written = await appendKnownHost(target, o.host, o.port, key, { hash: o.hashKnownHosts === true, ifAbsent: true });
           } catch (err) {
+            if (err instanceof SshError && err.code === 'ERR_SSH_TIMEOUT') {
+              // Another process holds the known_hosts lock: this attempt fails, retryably (a
+              // reconnect or a new connect() tries again); the client is not closed.
+              throw new SshError(
+                'ERR_SSH_TIMEOUT',
+                `could not add the new host key ${v.type} ${fingerprint} for ${lookup} to ${target} in time; refusing to trust a key that would not be remembered: ${err.message}`,
+                { cause: err, retryable: true },
+              );
+            }
             throw new SshConfigError(
               `could not add the new host key ${v.type} ${fingerprint} for ${lookup} to ${target}; refusing to trust a key that would not be remembered: ${err instanceof Error ? err.message : String(err)}`,
               { field: 'knownHostsFiles', cause: err },

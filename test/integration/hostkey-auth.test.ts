@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SshClient, SshError, SshHostKeyError } from '../../src/index.js';
@@ -94,6 +94,24 @@ describe('host key verification', () => {
 });
 
 describe('keys and authentication', () => {
+  it('accept-new while another process holds the known_hosts lock: a retryable ERR_SSH_TIMEOUT, the client stays usable, the next connect records the key', async () => {
+    const kh = tmpFile('kh', '');
+    // A fresh lock (not stale: younger than 10 s) held for the whole first attempt (5 s lock wait).
+    writeFileSync(`${kh}.lock`, '999999\n');
+    const ssh = client({ knownHostsFiles: [kh], strictHostKeyChecking: 'accept-new' });
+    const err = (await ssh.connect().catch((e: unknown) => e)) as SshError;
+    expect(err).toBeInstanceOf(SshError);
+    expect(err.code).toBe('ERR_SSH_TIMEOUT');
+    expect(err.retryable).toBe(true);
+    expect(err.message).toContain(`${kh}.lock`);
+    expect(readFileSync(kh, 'utf8')).toBe('');
+    expect(ssh.state).toBe('idle');
+    rmSync(`${kh}.lock`);
+    await ssh.connect();
+    expect(ssh.state).toBe('ready');
+    expect(readFileSync(kh, 'utf8')).toContain(info.hostPublicKey.split(' ')[1]);
+  }, 20_000);
+
   it('a key file with mode 0644 is refused with ERR_SSH_KEY, as OpenSSH does', async () => {
     const f = join(mkdtempSync(join(tmpdir(), 'tether-key-')), 'id');
     copyFileSync(info.privateKeyPath, f);

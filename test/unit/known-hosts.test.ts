@@ -376,7 +376,7 @@ describe('loadKnownHosts / appendKnownHost', () => {
     expect((await loadKnownHosts([file])).entries).toHaveLength(2);
   });
 
-  it('breaks a stale lock and times out on a fresh one', async () => {
+  it('breaks a stale lock and times out on a fresh one (ERR_SSH_TIMEOUT, retryable)', async () => {
     const file = join(dir, 'locked');
     const k = ed25519();
     await writeFile(`${file}.lock`, '999999\n');
@@ -386,8 +386,10 @@ describe('loadKnownHosts / appendKnownHost', () => {
     await expect(stat(`${file}.lock`)).rejects.toMatchObject({ code: 'ENOENT' });
 
     await writeFile(`${file}.lock`, '999999\n');
+    // A held lock is transient, not a configuration error: ERR_SSH_TIMEOUT, retryable.
     await expect(appendKnownHost(file, 'h2', 22, k, { lockTimeoutMs: 50 })).rejects.toMatchObject({
-      code: 'ERR_SSH_CONFIG',
+      code: 'ERR_SSH_TIMEOUT',
+      retryable: true,
       message: expect.stringContaining(`${file}.lock`),
     });
     expect((await loadKnownHosts([file])).entries).toHaveLength(1);
