@@ -5,11 +5,13 @@
  * @module known-hosts/verifier
  */
 import { inspect } from 'node:util';
+import { z } from 'zod';
 import { SshConfigError, SshError, SshHostKeyError } from '../errors.js';
 import { checkHostKey } from './check.js';
 import { appendKnownHost, loadKnownHosts } from './file.js';
 import { fingerprintSha256, validateKeyBlob } from './key-blob.js';
 import { hostPattern } from './pattern.js';
+import { parseOrThrow, portSchema } from '../internal/validate.js';
 import { parseKnownHosts, type KnownHostsEntry } from './parse.js';
 
 /** Where in-memory known_hosts lines are said to come from in messages. */
@@ -93,43 +95,31 @@ export interface HostVerifierOptions {
  */
 export type HostVerifier = (key: Buffer) => Promise<void>;
 
-const ACCEPTED_KEYS = ['host', 'port', 'knownHostsFiles', 'globalKnownHostsFiles', 'knownHosts', 'strictHostKeyChecking', 'hashKnownHosts', 'onNewKey'];
+const pathList = (what: string): z.ZodArray<z.ZodString> =>
+  z.array(z.string({ error: `expected ${what} as an array of non-empty file paths` }).min(1, { error: `expected ${what} as an array of non-empty file paths` }), {
+    error: `expected ${what} as an array of non-empty file paths`,
+  });
+
+const verifierOptionsSchema = z
+  .strictObject({
+    host: z.string({ error: 'expected a host name or address' }),
+    port: portSchema(),
+    knownHostsFiles: pathList('knownHostsFiles'),
+    globalKnownHostsFiles: pathList('globalKnownHostsFiles').optional(),
+    knownHosts: z.array(z.string({ error: 'expected known_hosts lines (strings)' }), { error: 'expected an array of known_hosts lines (strings)' }).optional(),
+    strictHostKeyChecking: z.enum(['yes', 'accept-new', 'no'], { error: "expected 'yes', 'accept-new' or 'no'" }),
+    hashKnownHosts: z.boolean({ error: 'expected a boolean' }).optional(),
+    onNewKey: z.custom<(info: NewHostKeyInfo) => void>((v) => typeof v === 'function', { error: 'expected a function' }).optional(),
+  })
+  .superRefine((o, ctx) => {
+    if (o.strictHostKeyChecking === 'accept-new' && o.knownHostsFiles.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['knownHostsFiles'], message: "strictHostKeyChecking 'accept-new' needs at least one knownHostsFiles entry to write to" });
+    }
+  });
 
 function validateOptions(o: unknown): HostVerifierOptions {
-  if (typeof o !== 'object' || o === null) throw new SshConfigError('host verifier options must be an object', { field: '(options)' });
-  const rec = o as Record<string, unknown>;
-  for (const k of Object.keys(rec)) {
-    if (!ACCEPTED_KEYS.includes(k)) {
-      throw new SshConfigError(`unknown host verifier option '${k}'; accepted options: ${ACCEPTED_KEYS.join(', ')}`, { field: k });
-    }
-  }
-  hostPattern(rec.host as string, rec.port as number); // validates host and port
-  const files = (field: string, v: unknown, optional: boolean): void => {
-    if (optional && v === undefined) return;
-    if (!Array.isArray(v) || !v.every((p) => typeof p === 'string' && p.length > 0)) {
-      throw new SshConfigError(`${field} must be an array of non-empty file paths`, { field });
-    }
-  };
-  files('knownHostsFiles', rec.knownHostsFiles, false);
-  files('globalKnownHostsFiles', rec.globalKnownHostsFiles, true);
-  if (rec.knownHosts !== undefined && (!Array.isArray(rec.knownHosts) || !rec.knownHosts.every((l) => typeof l === 'string'))) {
-    throw new SshConfigError('knownHosts must be an array of known_hosts lines (strings)', { field: 'knownHosts' });
-  }
-  const strict = rec.strictHostKeyChecking;
-  if (strict !== 'yes' && strict !== 'accept-new' && strict !== 'no') {
-    throw new SshConfigError(`strictHostKeyChecking must be 'yes', 'accept-new' or 'no'`, { field: 'strictHostKeyChecking' });
-  }
-  if (strict === 'accept-new' && (rec.knownHostsFiles as unknown[]).length === 0) {
-    throw new SshConfigError(`strictHostKeyChecking 'accept-new' needs at least one knownHostsFiles entry to write to`, {
-      field: 'knownHostsFiles',
-    });
-  }
-  if (rec.hashKnownHosts !== undefined && typeof rec.hashKnownHosts !== 'boolean') {
-    throw new SshConfigError('hashKnownHosts must be a boolean', { field: 'hashKnownHosts' });
-  }
-  if (rec.onNewKey !== undefined && typeof rec.onNewKey !== 'function') {
-    throw new SshConfigError('onNewKey must be a function', { field: 'onNewKey' });
-  }
+  const parsed = parseOrThrow(verifierOptionsSchema, o, 'host verifier options', 'config');
+  hostPattern(parsed.host, parsed.port); // the host's own rules (no spaces, commas, patterns...)
   return o as HostVerifierOptions;
 }
 

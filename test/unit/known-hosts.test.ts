@@ -553,7 +553,7 @@ describe('createHostVerifier', () => {
     [{ host: 'h', port: 22, knownHostsFiles: ['x'], strictHostKeyChecking: 'ask' }, 'strictHostKeyChecking'],
     [{ host: 'h', port: 22, knownHostsFiles: ['x'], strictHostKeyChecking: 'yes', bogus: 1 }, 'bogus'],
     [{ host: 'h', port: 22, knownHostsFiles: 'x', strictHostKeyChecking: 'yes' }, 'knownHostsFiles'],
-    [{ host: 'h', port: 22, knownHostsFiles: ['x'], globalKnownHostsFiles: [''], strictHostKeyChecking: 'yes' }, 'globalKnownHostsFiles'],
+    [{ host: 'h', port: 22, knownHostsFiles: ['x'], globalKnownHostsFiles: [''], strictHostKeyChecking: 'yes' }, 'globalKnownHostsFiles.0'],
     [{ host: '', port: 22, knownHostsFiles: ['x'], strictHostKeyChecking: 'yes' }, 'host'],
     [{ host: 'h', port: -1, knownHostsFiles: ['x'], strictHostKeyChecking: 'yes' }, 'port'],
     [{ host: 'h', port: 22, knownHostsFiles: ['x'], strictHostKeyChecking: 'yes', hashKnownHosts: 'yes' }, 'hashKnownHosts'],
