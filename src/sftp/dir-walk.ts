@@ -8,7 +8,7 @@
  * @internal
  * @module sftp/dir-walk
  */
-import type { DirFilterEntry, DirTransferSummary } from './client.js';
+import type { DirFilterEntry, DirTransferSummary } from './types.js';
 import { showName, unsafeNameReason, type SftpEntryType } from './paths.js';
 
 /** Default of `maxEntries`: names one walk (or one listing) may see before it fails. */

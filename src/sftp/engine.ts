@@ -13,16 +13,7 @@ import { SshError } from '../errors.js';
 import { abortReason } from '../internal/cancel.js';
 import { mapSftpError, SftpStatus } from './errors.js';
 import type { RemotePath, SftpSession } from './session.js';
-
-/** Progress of one transfer (or one directory copy), as given to `onProgress`. */
-export interface TransferProgress {
-  /** Bytes transferred so far (including bytes skipped by `resume`). */
-  transferredBytes: number;
-  /** Total bytes expected (the source size), when known. */
-  totalBytes: number;
-  /** Average rate since the transfer started, bytes per second (resumed bytes excluded). */
-  bytesPerSecond: number;
-}
+import type { TransferProgress } from './types.js';
 
 /** Calls `onProgress` at most every `intervalMs` (and always on {@link ProgressReporter.final}). */
 export class ProgressReporter {

@@ -6,39 +6,27 @@
  * `read()`: for a 255 KiB read that is one 255 KiB allocation and two copies per reply. This
  * splitter sits in front of that parser, follows the packet framing of the channel's bytes, and
  * copies the data of a `DATA` reply straight into the waiting read request's buffer (ssh2's
- * `_requests[id].buffer`), then completes the request exactly as ssh2's own handler does
- * (`delete _requests[id]; req.cb(undefined, req.buffer, nb)`). Every other packet (and a `DATA`
+ * read request, reached through src/ssh2/sftp.ts), then completes the request exactly as ssh2's
+ * own handler does (removed from ssh2's table, then `req.cb(undefined, req.buffer, nb)`). Every other packet (and a `DATA`
  * reply no request buffer waits for, or one that is malformed) goes to ssh2's parser unchanged,
  * whole packets at a time and in order, so its state never sees a diverted packet.
  *
- * Written here because no package fits: it is a few lines over ssh2 1.x internals, which
- * {@link SftpSession} checks when the session opens.
+ * Written here because no package fits: it is a few lines of framing over ssh2's read-request
+ * table, whose internals src/ssh2/sftp.ts checks when the session opens.
  *
  * @internal
  * @module sftp/inbound
  */
 
+import type { ReadRequestTable, WaitingRead } from '../ssh2/sftp.js';
 import { SftpStatus, SshSftpError } from './errors.js';
 
 const FXP_DATA = 103;
 /** uint32 length + byte type + uint32 request id. */
 const HEADER = 9;
 
-/** The part of ssh2's read request this splitter completes (see ssh2 lib/protocol/SFTP.js `read_`). */
-interface ReadRequest {
-  cb?: unknown;
-  buffer?: unknown;
-}
-
-/** The ssh2 SFTP internals the splitter reads. */
-export interface DataReplyTarget {
-  _requests: Record<number, ReadRequest | undefined>;
-  /** Largest inbound packet ssh2 accepts (it fails the session above it). */
-  _maxInPktLen?: unknown;
-  /** -1 until the server's VERSION packet arrived. */
-  _version?: unknown;
-  _debug?: unknown;
-}
+/** The read requests the splitter completes (src/ssh2/sftp.ts: ssh2's `_requests`). */
+export type DataReplyTarget = ReadRequestTable;
 
 const enum Mode {
   Header,
@@ -60,7 +48,7 @@ export class DataReplySplitter {
   private remaining = 0;
   private pktLen = 0;
   private id = 0;
-  private req: { cb: (err: Error | undefined, buf?: Buffer, nb?: number) => void; buffer: Buffer } | undefined;
+  private req: WaitingRead | undefined;
   private strLenGot = 0;
   private strLen = 0;
   private strRead = 0;
@@ -101,12 +89,11 @@ export class DataReplySplitter {
         }
         this.pktLen = pktLen;
         this.remaining = pktLen - 5;
-        const ready = typeof this.s._version === 'number' && this.s._version !== -1 && typeof this.s._maxInPktLen === 'number';
-        const req = type === FXP_DATA && pktLen >= HEADER && ready && pktLen <= (this.s._maxInPktLen as number) ? this.s._requests[id] : undefined;
-        if (req !== undefined && typeof req.cb === 'function' && Buffer.isBuffer(req.buffer)) {
+        const req = type === FXP_DATA && pktLen >= HEADER ? this.s.waitingRead(id, pktLen) : undefined;
+        if (req !== undefined) {
           this.mode = Mode.Divert;
           this.id = id;
-          this.req = req as NonNullable<DataReplySplitter['req']>;
+          this.req = req;
           this.strLenGot = 0;
           this.strLen = 0;
           this.strRead = 0;
@@ -188,8 +175,7 @@ export class DataReplySplitter {
     const id = this.id;
     const sent = this.strLen;
     this.endPacket();
-    delete this.s._requests[id];
-    if (typeof this.s._debug === 'function') (this.s._debug as (m: string) => void)(`SFTP: Inbound: Received DATA (id:${id}, ${this.copied})`);
+    this.s.settle(id, this.copied);
     if (sent > req.buffer.length) {
       req.cb(
         new SshSftpError(`sftp read: the server sent ${sent} bytes for a read of ${req.buffer.length} (protocol error)`, {

@@ -4,7 +4,7 @@
  * @internal
  * @module sftp/paths
  */
-import type { RawAttrs, RemotePath } from './session.js';
+import type { RawAttrs, RemotePath } from './wire.js';
 
 /** What a directory entry or stat result is. */
 export type SftpEntryType = 'file' | 'directory' | 'symlink' | 'other';

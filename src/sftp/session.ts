@@ -7,9 +7,10 @@
  * decode every name the server returns as UTF-8, so a name that is not valid UTF-8 could not be
  * listed and then opened. So the path-taking requests are encoded here, sent through the
  * wrapper's own send path (same request ids, same window handling, same reply dispatch), and the
- * raw bytes of `SSH_FXP_NAME` replies are captured as they arrive (see {@link NameCapture}).
- * This relies on ssh2 1.x internals (`_requests`, `_writeReqid`, `_buffer`, `outgoing`), which
- * are checked when the session opens. Reads use ssh2's public `read`, with `DATA` replies copied
+ * raw bytes of `SSH_FXP_NAME` replies are captured as they arrive (see `NameCapture`). The
+ * packets are encoded by sftp/wire.ts; sending, reply registration and the inbound hook are
+ * src/ssh2/sftp.ts's (the only code that touches ssh2's SFTP internals, checked when the session
+ * opens). Reads use ssh2's public `read`, with `DATA` replies copied
  * straight into the reader's buffer (see sftp/inbound.ts); writes go through
  * {@link SftpSession.write}, which sends the data without copying it into a request buffer.
  *
@@ -21,325 +22,27 @@ import type ssh2 from 'ssh2';
 import { SshError } from '../errors.js';
 import type { Link } from '../connection/link.js';
 import { abortReason } from '../internal/cancel.js';
+import { sftpChannel, type SftpChannel } from '../ssh2/sftp.js';
 import { mapSftpError, SftpStatus, SshSftpError } from './errors.js';
 import { DataReplySplitter } from './inbound.js';
+import {
+  NameCapture,
+  PacketBuilder,
+  REQ,
+  encodeWriteHead,
+  parseNames,
+  pathBytes,
+  toRawAttrs,
+  writeHeadLength,
+  type RawAttrs,
+  type RawName,
+  type RemotePath,
+  type SetAttrs,
+} from './wire.js';
 
-/** A remote path: a string (sent as UTF-8) or the exact bytes. */
-export type RemotePath = string | Buffer;
-
-/** File attributes as the server sent them (SFTP v3 ATTRS); absent fields are `undefined`. */
-export interface RawAttrs {
-  size: number | undefined;
-  uid: number | undefined;
-  gid: number | undefined;
-  mode: number | undefined;
-  /** Seconds since the epoch. */
-  atime: number | undefined;
-  /** Seconds since the epoch. */
-  mtime: number | undefined;
-}
-
-/** Attributes to set (SETSTAT / FSETSTAT / OPEN / MKDIR); times in seconds since the epoch. */
-export interface SetAttrs {
-  size?: number | undefined;
-  uid?: number | undefined;
-  gid?: number | undefined;
-  mode?: number | undefined;
-  atime?: number | undefined;
-  mtime?: number | undefined;
-}
-
-/** One `SSH_FXP_NAME` entry, with the exact bytes of the name. */
-export interface RawName {
-  filename: Buffer;
-  longname: Buffer;
-  attrs: RawAttrs;
-}
+export { OpenFlags, pathBytes, type RawAttrs, type RawName, type RemotePath, type SetAttrs } from './wire.js';
 
 type ReqCallback = (err?: unknown, value?: unknown) => void;
-
-/** The parts of ssh2 1.x's SFTP object this module relies on. */
-interface SftpInternals {
-  _writeReqid: number;
-  _requests: Record<number, { cb?: ReqCallback } | undefined>;
-  _buffer: Buffer[];
-  _waitWindow: boolean;
-  _chunkcb: (() => void) | undefined;
-  _maxReadLen: number;
-  _maxWriteLen: number;
-  _extensions: Record<string, string | undefined>;
-  _isOpenSSH: boolean;
-  _pktLenBytes: number;
-  _pktPos: number;
-  _version?: unknown;
-  _maxInPktLen?: unknown;
-  _debug?: unknown;
-  outgoing: { state: string; window: number; packetSize: number; id: number };
-  incoming: { window: number };
-  _protocol: { channelData(id: number, data: Buffer): void; channelWindowAdjust?: (id: number, amount: number) => void };
-  push(data: Buffer | null): unknown;
-}
-
-/** SFTP v3 request types (draft-ietf-secsh-filexfer-02 section 3). */
-const REQ = {
-  OPEN: 3,
-  CLOSE: 4,
-  WRITE: 6,
-  LSTAT: 7,
-  FSTAT: 8,
-  SETSTAT: 9,
-  FSETSTAT: 10,
-  OPENDIR: 11,
-  READDIR: 12,
-  REMOVE: 13,
-  MKDIR: 14,
-  RMDIR: 15,
-  REALPATH: 16,
-  STAT: 17,
-  RENAME: 18,
-  READLINK: 19,
-  SYMLINK: 20,
-  EXTENDED: 200,
-} as const;
-
-const FXP_NAME = 104;
-/** Receive window kept open on the SFTP channel, bytes (ssh2's default is 2 MiB). */
-const RECV_WINDOW = 16 * 1024 * 1024;
-const RECV_WINDOW_LOW = 8 * 1024 * 1024;
-const MAX_REQID = 2 ** 32 - 1;
-
-/** SFTP v3 open flags (draft-ietf-secsh-filexfer-02 section 6.3). */
-export const OpenFlags = {
-  READ: 0x01,
-  WRITE: 0x02,
-  APPEND: 0x04,
-  CREAT: 0x08,
-  TRUNC: 0x10,
-  EXCL: 0x20,
-} as const;
-
-const ATTR = { SIZE: 0x1, UIDGID: 0x2, PERMISSIONS: 0x4, ACMODTIME: 0x8, EXTENDED: 0x80000000 } as const;
-
-/** Encodes a remote path as bytes (strings as UTF-8). */
-export function pathBytes(p: RemotePath): Buffer {
-  return Buffer.isBuffer(p) ? p : Buffer.from(p, 'utf8');
-}
-
-/** Builds one SFTP request packet: uint32 length, byte type, uint32 id, then the fields. */
-class PacketBuilder {
-  private readonly parts: Buffer[] = [];
-  private size = 9;
-
-  u32(n: number): this {
-    const b = Buffer.allocUnsafe(4);
-    b.writeUInt32BE(n >>> 0, 0);
-    return this.push(b);
-  }
-
-  u64(n: number): this {
-    const b = Buffer.allocUnsafe(8);
-    b.writeBigUInt64BE(BigInt(Math.max(0, Math.trunc(n))), 0);
-    return this.push(b);
-  }
-
-  string(s: Buffer | string): this {
-    const b = typeof s === 'string' ? Buffer.from(s, 'utf8') : s;
-    this.u32(b.length);
-    return this.push(b);
-  }
-
-  attrs(a: SetAttrs | undefined): this {
-    let flags = 0;
-    const b = new PacketBuilder();
-    if (a?.size !== undefined) {
-      flags |= ATTR.SIZE;
-      b.u64(a.size);
-    }
-    if (a?.uid !== undefined || a?.gid !== undefined) {
-      if (a.uid === undefined || a.gid === undefined) {
-        throw new SshSftpError('uid and gid must be set together (SFTP v3 sets both in one field)', {
-          statusCode: SftpStatus.BAD_MESSAGE,
-        });
-      }
-      flags |= ATTR.UIDGID;
-      b.u32(a.uid).u32(a.gid);
-    }
-    if (a?.mode !== undefined) {
-      flags |= ATTR.PERMISSIONS;
-      b.u32(a.mode);
-    }
-    if (a?.atime !== undefined || a?.mtime !== undefined) {
-      flags |= ATTR.ACMODTIME;
-      b.u32(Math.floor(a.atime ?? a.mtime ?? 0)).u32(Math.floor(a.mtime ?? a.atime ?? 0));
-    }
-    this.u32(flags);
-    for (const p of b.parts) this.push(p);
-    return this;
-  }
-
-  private push(b: Buffer): this {
-    this.parts.push(b);
-    this.size += b.length;
-    return this;
-  }
-
-  build(type: number, reqid: number): Buffer {
-    const out = Buffer.allocUnsafe(this.size);
-    out.writeUInt32BE(this.size - 4, 0);
-    out[4] = type;
-    out.writeUInt32BE(reqid, 5);
-    let p = 9;
-    for (const part of this.parts) {
-      part.copy(out, p);
-      p += part.length;
-    }
-    return out;
-  }
-}
-
-/**
- * Watches the bytes of the SFTP channel (before ssh2 parses them) and keeps the complete
- * payload of the `SSH_FXP_NAME` replies to the request ids it was asked to watch, so that names
- * can be decoded as bytes. It only reads packet headers of everything else (no copies).
- */
-class NameCapture {
-  private readonly hdr = Buffer.alloc(9);
-  private hdrLen = 0;
-  private remaining = 0;
-  private capture: Buffer | undefined;
-  private capPos = 0;
-  private capId = 0;
-  private broken = false;
-  readonly wanted = new Set<number>();
-  readonly captured = new Map<number, Buffer>();
-
-  get ok(): boolean {
-    return !this.broken;
-  }
-
-  disable(): void {
-    this.broken = true;
-  }
-
-  scan(data: Buffer): void {
-    if (this.broken) return;
-    let p = 0;
-    const len = data.length;
-    while (p < len) {
-      if (this.hdrLen < 9) {
-        const take = Math.min(9 - this.hdrLen, len - p);
-        data.copy(this.hdr, this.hdrLen, p, p + take);
-        this.hdrLen += take;
-        p += take;
-        if (this.hdrLen < 9) return;
-        const pktLen = this.hdr.readUInt32BE(0);
-        if (pktLen < 5) {
-          this.broken = true;
-          return;
-        }
-        const type = this.hdr[4];
-        const id = this.hdr.readUInt32BE(5);
-        this.remaining = pktLen - 5;
-        if (type === FXP_NAME && this.wanted.has(id)) {
-          this.capture = Buffer.allocUnsafe(pktLen);
-          this.hdr.copy(this.capture, 0, 4, 9);
-          this.capPos = 5;
-          this.capId = id;
-        }
-      } else {
-        const take = Math.min(this.remaining, len - p);
-        if (this.capture) data.copy(this.capture, this.capPos, p, p + take);
-        this.capPos += take;
-        this.remaining -= take;
-        p += take;
-      }
-      if (this.hdrLen === 9 && this.remaining === 0) {
-        if (this.capture) {
-          this.captured.set(this.capId, this.capture);
-          this.capture = undefined;
-        }
-        this.hdrLen = 0;
-      }
-    }
-  }
-}
-
-/** Reads SFTP v3 ATTRS at `p`; returns the attributes and the offset after them. */
-function parseAttrs(b: Buffer, p: number): [RawAttrs, number] {
-  const flags = b.readUInt32BE(p);
-  p += 4;
-  const a: RawAttrs = { size: undefined, uid: undefined, gid: undefined, mode: undefined, atime: undefined, mtime: undefined };
-  if (flags & ATTR.SIZE) {
-    a.size = Number(b.readBigUInt64BE(p));
-    p += 8;
-  }
-  if (flags & ATTR.UIDGID) {
-    a.uid = b.readUInt32BE(p);
-    a.gid = b.readUInt32BE(p + 4);
-    p += 8;
-  }
-  if (flags & ATTR.PERMISSIONS) {
-    a.mode = b.readUInt32BE(p);
-    p += 4;
-  }
-  if (flags & ATTR.ACMODTIME) {
-    a.atime = b.readUInt32BE(p);
-    a.mtime = b.readUInt32BE(p + 4);
-    p += 8;
-  }
-  if (flags & ATTR.EXTENDED) {
-    const count = b.readUInt32BE(p);
-    p += 4;
-    for (let i = 0; i < count; i++) {
-      p += 4 + b.readUInt32BE(p);
-      p += 4 + b.readUInt32BE(p);
-    }
-  }
-  return [a, p];
-}
-
-/** Decodes a captured `SSH_FXP_NAME` payload (type byte first). Throws RangeError when malformed. */
-function parseNames(payload: Buffer): RawName[] {
-  let p = 5;
-  const count = payload.readUInt32BE(p);
-  p += 4;
-  const out: RawName[] = [];
-  for (let i = 0; i < count; i++) {
-    const fl = payload.readUInt32BE(p);
-    const filename = Buffer.from(payload.subarray(p + 4, p + 4 + fl));
-    p += 4 + fl;
-    const ll = payload.readUInt32BE(p);
-    const longname = Buffer.from(payload.subarray(p + 4, p + 4 + ll));
-    p += 4 + ll;
-    if (p > payload.length) throw new RangeError('truncated NAME packet');
-    const [attrs, next] = parseAttrs(payload, p);
-    p = next;
-    out.push({ filename, longname, attrs });
-  }
-  return out;
-}
-
-function toRawAttrs(v: unknown): RawAttrs {
-  const s = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>;
-  const num = (k: string): number | undefined => (typeof s[k] === 'number' ? s[k] : undefined);
-  return { size: num('size'), uid: num('uid'), gid: num('gid'), mode: num('mode'), atime: num('atime'), mtime: num('mtime') };
-}
-
-function isInternals(v: unknown): v is SftpInternals {
-  const s = v as Partial<SftpInternals> | null;
-  return (
-    typeof s === 'object' &&
-    s !== null &&
-    typeof s._writeReqid === 'number' &&
-    typeof s._requests === 'object' &&
-    Array.isArray(s._buffer) &&
-    typeof s.outgoing === 'object' &&
-    typeof s._protocol?.channelData === 'function' &&
-    typeof s.push === 'function' &&
-    typeof s._maxReadLen === 'number' &&
-    typeof s._maxWriteLen === 'number'
-  );
-}
 
 /**
  * One open SFTP session on one link. `dead` aborts (reason: an SshError) when the link dies,
@@ -367,7 +70,7 @@ export class SftpSession {
   /** Server extensions from the VERSION packet (name -> data). */
   readonly extensions: Readonly<Record<string, string | undefined>>;
 
-  private readonly internals: SftpInternals;
+  private readonly channel: SftpChannel;
   private readonly ctl = new AbortController();
   private readonly names = new NameCapture();
   private readonly cleanup: () => void;
@@ -383,38 +86,22 @@ export class SftpSession {
     // Every request in flight listens to it: parallel transfers (16 requests each) are normal,
     // not a leak, and must not raise MaxListenersExceededWarning.
     setMaxListeners(0, this.dead);
-    if (!isInternals(sftp)) {
-      throw new SshError('ERR_SSH_SFTP', 'unsupported ssh2 SFTP object (ssh-tether needs ssh2 1.x internals)');
-    }
-    const s = sftp;
-    this.internals = s;
-    this.maxReadLen = Math.max(1024, s._maxReadLen);
-    this.maxWriteLen = Math.max(1024, s._maxWriteLen);
-    this.extensions = { ...s._extensions };
+    this.channel = sftpChannel(sftp);
+    this.maxReadLen = this.channel.maxReadLen;
+    this.maxWriteLen = this.channel.maxWriteLen;
+    this.extensions = this.channel.extensions;
 
-    // Watch raw channel bytes for NAME replies; only safe from a packet boundary.
-    if (s._pktLenBytes === 0 && s._pktPos === 0) {
-      const orig = s.push.bind(s);
-      const names = this.names;
-      const adjust = typeof s._protocol.channelWindowAdjust === 'function' && typeof s.incoming?.window === 'number';
-      const splitter = new DataReplySplitter(s, orig);
-      s.push = (data: Buffer | null): unknown => {
-        if (data === null) return orig(data);
+    // Watch raw channel bytes for NAME replies, and copy DATA replies straight into the read
+    // buffers; only safe from a packet boundary (else names come from ssh2's UTF-8 decoding).
+    const names = this.names;
+    const hooked = this.channel.hookInbound((table, pass) => {
+      const splitter = new DataReplySplitter(table, pass);
+      return (data) => {
         names.scan(data);
         splitter.push(data);
-        // ssh2 keeps a fixed 2 MiB receive window for every channel; many 255 KiB reads in
-        // flight need more (OpenSSH's sftp client uses a larger one too), so top it up here
-        // before ssh2's own check (which only acts below 1 MiB) would.
-        if (adjust && s.incoming.window < RECV_WINDOW_LOW && s.outgoing.state === 'open') {
-          const amount = RECV_WINDOW - s.incoming.window;
-          s.incoming.window += amount;
-          s._protocol.channelWindowAdjust!(s.outgoing.id, amount);
-        }
-        return undefined;
       };
-    } else {
-      this.names.disable();
-    }
+    });
+    if (!hooked) names.disable();
 
     const onLinkAbort = (): void => this.kill(abortReason(link.signal, 'sftp'));
     const onClose = (): void => this.kill(new SshError('ERR_SSH_CONNECTION_LOST', 'SFTP session closed by the server'));
@@ -447,7 +134,7 @@ export class SftpSession {
 
   /** Whether requests can still be sent. */
   get alive(): boolean {
-    return !this.dead.aborted && this.internals.outgoing.state === 'open';
+    return !this.dead.aborted && this.channel.open;
   }
 
   /** Marks the session dead with `reason` (idempotent) and closes the channel. */
@@ -477,96 +164,25 @@ export class SftpSession {
       process.nextTick(cb, undefined, 0);
       return;
     }
-    const s = this.internals;
+    const ch = this.channel;
     const n = Math.min(len, this.maxWriteLen);
-    const headLen = 4 + 1 + 4 + 4 + handle.length + 8 + 4;
-    const first = Math.min(n, Math.max(0, s.outgoing.packetSize - headLen));
-    const head = Buffer.allocUnsafe(headLen + first);
-    const id = this.nextId();
-    head.writeUInt32BE(headLen - 4 + n, 0);
-    head[4] = REQ.WRITE;
-    head.writeUInt32BE(id, 5);
-    head.writeUInt32BE(handle.length, 9);
-    handle.copy(head, 13);
-    let p = 13 + handle.length;
-    head.writeUInt32BE(Math.floor(position / 2 ** 32), p);
-    head.writeUInt32BE(position >>> 0, p + 4);
-    head.writeUInt32BE(n, p + 8);
-    p += 12;
-    buf.copy(head, p, off, off + first);
+    const headLen = writeHeadLength(handle);
+    const first = Math.min(n, Math.max(0, ch.packetSize - headLen));
+    const id = ch.nextId();
+    const head = encodeWriteHead(id, handle, position, n, first);
+    buf.copy(head, headLen, off, off + first);
     // Past the server's write limit the rest goes in a later request, sent on this one's reply:
     // without `stable` the caller may reuse `buf` by then, so keep a copy of that rest.
     const rest = n < len ? (stable ? buf.subarray(off + n, off + len) : Buffer.from(buf.subarray(off + n, off + len))) : undefined;
     const end = off + len;
-    s._requests[id] = {
-      cb: (err?: unknown) => {
-        if (err) cb(err as Error);
-        else if (rest) this.write(handle, rest, 0, rest.length, position + n, true, (e) => (e ? cb(e) : cb(undefined, end)));
-        else cb(undefined, end);
-      },
-    };
-    this.send(head);
-    if (n > first) this.send(buf.subarray(off + first, off + n), !stable);
+    ch.onReply(id, (err?: unknown) => {
+      if (err) cb(err as Error);
+      else if (rest) this.write(handle, rest, 0, rest.length, position + n, true, (e) => (e ? cb(e) : cb(undefined, end)));
+      else cb(undefined, end);
+    });
+    ch.send(head);
+    if (n > first) ch.send(buf.subarray(off + first, off + n), !stable);
   }
-
-  // ------------------------------------------------------------------------------------------
-  // raw send (mirrors ssh2's sendOrBuffer: writes what the window allows, buffers the rest)
-
-  private nextId(): number {
-    const s = this.internals;
-    s._writeReqid = (s._writeReqid + 1) & MAX_REQID;
-    return s._writeReqid >>> 0;
-  }
-
-  /** Sends `payload` or queues what the window cannot take yet (a copy of it with `copyQueued`). */
-  private send(payload: Buffer, copyQueued = false): void {
-    const s = this.internals;
-    if (s._buffer.length > 0) {
-      s._buffer.push(copyQueued ? Buffer.from(payload) : payload);
-      return;
-    }
-    const rest = this.tryWrite(payload);
-    if (rest) s._buffer.push(copyQueued ? Buffer.from(rest) : rest);
-  }
-
-  private tryWrite(payload: Buffer): Buffer | undefined {
-    const s = this.internals;
-    const out = s.outgoing;
-    if (out.state !== 'open') return undefined;
-    let p = 0;
-    const len = payload.length;
-    while (len - p > 0 && out.window > 0) {
-      const n = Math.min(len - p, out.window, out.packetSize);
-      out.window -= n;
-      s._protocol.channelData(out.id, p === 0 && n === len ? payload : payload.subarray(p, p + n));
-      p += n;
-    }
-    if (len - p > 0) {
-      s._waitWindow = true;
-      s._chunkcb = this.drain;
-      return p === 0 ? payload : payload.subarray(p);
-    }
-    return undefined;
-  }
-
-  /** Called by ssh2 (as `channel._chunkcb()`) when the window opens again. */
-  private readonly drain = (): void => {
-    const s = this.internals;
-    s._chunkcb = undefined;
-    const buf = s._buffer;
-    let i = 0;
-    while (i < buf.length) {
-      const payload = buf[i]!;
-      const rest = this.tryWrite(payload);
-      if (rest !== undefined) {
-        buf[i] = rest;
-        if (i > 0) s._buffer = buf.slice(i);
-        return;
-      }
-      i++;
-    }
-    s._buffer = [];
-  };
 
   /**
    * Sends one request and settles with the reply (`undefined` for OK status, the handle,
@@ -592,7 +208,7 @@ export class SftpSession {
     } catch (err) {
       return Promise.reject(mapSftpError(err, op, path));
     }
-    const id = this.nextId();
+    const id = this.channel.nextId();
     try {
       payload = b.build(type, id);
     } catch (err) {
@@ -665,8 +281,8 @@ export class SftpSession {
       this.dead.addEventListener('abort', onAbort, { once: true });
       signal?.addEventListener('abort', onAbort, { once: true });
       if (kind === 'names' && this.names.ok) this.names.wanted.add(id);
-      this.internals._requests[id] = { cb };
-      this.send(payload);
+      this.channel.onReply(id, cb);
+      this.channel.send(payload);
     });
   }
 
@@ -771,7 +387,7 @@ export class SftpSession {
   symlink(target: RemotePath, linkPath: RemotePath, signal?: AbortSignal): Promise<void> {
     const t = pathBytes(target);
     const l = pathBytes(linkPath);
-    const openssh = this.internals._isOpenSSH;
+    const openssh = this.channel.isOpenSSH;
     return this.request(
       'symlink',
       linkPath,
@@ -810,4 +426,3 @@ export class SftpSession {
   }
 }
 
-export type { PacketBuilder };

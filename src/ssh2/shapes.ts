@@ -2,8 +2,7 @@
  * The typed shapes of every ssh2 private field ssh-tether touches, and the check that they are
  * still there. This folder (src/ssh2/) is the only place in the library that reads or writes
  * ssh2's private fields for the keep-alive probe, the DH group-exchange check, the re-key
- * adjustment and the UNIMPLEMENTED answer (the SFTP push/window/raw-send code still lives in
- * src/sftp/session.ts and src/sftp/inbound.ts with its own guard).
+ * adjustment and the UNIMPLEMENTED answer; the SFTP object's fields are in src/ssh2/sftp.ts.
  *
  * Written against ssh2 1.17.0 (pinned `~1.17.0`); test/contract/ssh2.test.ts checks every shape and
  * every behaviour these adjustments rely on, so upgrading ssh2 means running that one test.
@@ -75,13 +74,14 @@ export const MSG = { IGNORE: 2, UNIMPLEMENTED: 3, DEBUG: 4, CONNECTION_MIN: 80, 
 export const DISCONNECT_KEY_EXCHANGE_FAILED = 3;
 
 /**
- * The error for a changed ssh2: `ERR_SSH_HANDSHAKE`, not retryable (another attempt meets the same ssh2).
+ * The error for a changed ssh2: not retryable (another attempt meets the same ssh2).
  *
  * @param what - which field or behaviour is missing, e.g. `'Client._protocol.ping()'`.
+ * @param code - `ERR_SSH_HANDSHAKE` (default: found while connecting) or `ERR_SSH_SFTP` (found when an SFTP session opens).
  */
-export function internalsChanged(what: string): SshError {
+export function internalsChanged(what: string, code: 'ERR_SSH_HANDSHAKE' | 'ERR_SSH_SFTP' = 'ERR_SSH_HANDSHAKE'): SshError {
   return new SshError(
-    'ERR_SSH_HANDSHAKE',
+    code,
     `ssh2 internals changed: ${what} is not what ssh-tether expects (written for ssh2 ~1.17.0); run test/contract/ssh2.test.ts against this ssh2 version`,
     { retryable: false },
   );

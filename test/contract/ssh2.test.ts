@@ -20,6 +20,9 @@ import { SshClient } from '../../src/index.js';
 import { adaptSsh2Client, sendKeepaliveProbe, ssh2Adapter } from '../../src/ssh2/index.js';
 import { checkSsh2Internals } from '../../src/ssh2/index.js';
 import { resetSsh2InternalsCheck } from '../../src/ssh2/shapes.js';
+import { checkSftpInternals, sftpChannel } from '../../src/ssh2/sftp.js';
+import { DataReplySplitter } from '../../src/sftp/inbound.js';
+import { PacketBuilder, REQ, encodeWriteHead, parseNames, writeHeadLength } from '../../src/sftp/wire.js';
 import { gexServer, plainPacket, sshString } from '../helpers/raw-kex.js';
 
 // --- the hostile ssh2 Server -------------------------------------------------------------------
@@ -81,6 +84,10 @@ beforeAll(async () => {
     }
     conn.on('authentication', (ctx) => ctx.accept());
     conn.on('ready', () => undefined);
+    conn.on('session', (accept) => {
+      const session = accept();
+      session.on('sftp', (acceptSftp) => serveSftp(acceptSftp()));
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = (server.address() as AddressInfo).port;
@@ -152,6 +159,40 @@ function probe(client: ssh2.Client): Promise<boolean> {
 
 const callbacksOf = (c: ssh2.Client): unknown[] => (c as unknown as { _callbacks: unknown[] })._callbacks;
 
+// --- a minimal SFTP server on ssh2's Server (for the SFTP shapes) ---------------------------------
+
+/** Content of the one file the SFTP server serves (any handle reads it). */
+const FILE = Buffer.from(Array.from({ length: 3 * 1024 * 1024 }, (_, i) => (i * 7 + (i >> 11)) & 0xff));
+/** WRITE requests the SFTP server received, in order. */
+const sftpWrites: { offset: number; data: Buffer }[] = [];
+
+function serveSftp(sftp: ssh2.SFTPWrapper): void {
+  const OK = ssh2.utils.sftp.STATUS_CODE.OK;
+  const EOF = ssh2.utils.sftp.STATUS_CODE.EOF;
+  sftp.on('REALPATH', (reqid: number, path: string) => sftp.name(reqid, [{ filename: `/real${path}`, longname: `/real${path}`, attrs: {} as ssh2.Attributes }]));
+  sftp.on('OPEN', (reqid: number) => sftp.handle(reqid, Buffer.from('h1')));
+  sftp.on('FSTAT', (reqid: number) => sftp.attrs(reqid, { size: FILE.length } as ssh2.Attributes));
+  sftp.on('READ', (reqid: number, _h: Buffer, offset: number, length: number) => {
+    if (offset >= FILE.length) sftp.status(reqid, EOF);
+    else sftp.data(reqid, FILE.subarray(offset, offset + length));
+  });
+  sftp.on('WRITE', (reqid: number, _h: Buffer, offset: number, data: Buffer) => {
+    sftpWrites.push({ offset, data: Buffer.from(data) });
+    sftp.status(reqid, OK);
+  });
+  sftp.on('CLOSE', (reqid: number) => sftp.status(reqid, OK));
+}
+
+/** A plain ssh2 client with its SFTP object (VERSION exchanged). */
+async function openSftp(): Promise<{ client: ssh2.Client; sftp: ssh2.SFTPWrapper }> {
+  const c = connect({ adapt: false });
+  await c.ready;
+  const sftp = await new Promise<ssh2.SFTPWrapper>((resolve, reject) => c.client.sftp((err, s) => (err ? reject(err) : resolve(s))));
+  return { client: c.client, sftp };
+}
+
+const fieldsOf = (sftp: ssh2.SFTPWrapper): Record<string, unknown> => sftp as unknown as Record<string, unknown>;
+
 // --- shapes --------------------------------------------------------------------------------------
 
 describe('shapes of the private fields used (checked at first connect)', () => {
@@ -195,6 +236,129 @@ describe('shapes of the private fields used (checked at first connect)', () => {
     expect((err as SshError).retryable).toBe(false);
     expect((err as SshError).message).toMatch(/^ssh2 internals changed: Protocol\.ping\(\)/);
     expect(() => checkSsh2Internals({} as ssh2.Client)).toThrow(/ssh2 internals changed: Client\._protocol/);
+  });
+});
+
+describe('SFTP object shapes and behaviours (src/ssh2/sftp.ts; checked when an SFTP session opens)', () => {
+  it('right after client.sftp(): every field checkSftpInternals reads, the parser at a packet boundary, VERSION received', async () => {
+    const { sftp } = await openSftp();
+    expect(() => checkSftpInternals(sftp)).not.toThrow();
+    const f = fieldsOf(sftp);
+    // hookInbound is only installed from a packet boundary; the DATA fast path needs VERSION seen
+    expect(f['_pktLenBytes']).toBe(0);
+    expect(f['_pktPos']).toBe(0);
+    expect(f['_version']).toBe(3);
+    expect(typeof f['_maxInPktLen']).toBe('number');
+    expect(f['_maxReadLen']).toBeGreaterThanOrEqual(1024);
+    expect(f['_maxWriteLen']).toBeGreaterThanOrEqual(1024);
+    expect(f['_chunkcb']).toBeUndefined();
+    expect(f['_waitWindow']).toBe(false);
+    expect(f['_buffer']).toEqual([]);
+    // ssh2's server identifies as ssh2, not OpenSSH: SYMLINK keeps the draft's order
+    expect(sftpChannel(sftp).isOpenSSH).toBe(false);
+  });
+
+  it('a missing or changed field is ERR_SSH_SFTP "ssh2 internals changed", not retryable, naming the field', async () => {
+    const { sftp } = await openSftp();
+    const f = fieldsOf(sftp);
+    for (const field of ['_writeReqid', '_requests', '_buffer', '_waitWindow', '_maxReadLen', '_extensions', '_version', 'outgoing', 'incoming', 'push']) {
+      const keep = f[field];
+      f[field] = 'changed';
+      let err: unknown;
+      try {
+        sftpChannel(sftp);
+      } catch (e) {
+        err = e;
+      }
+      f[field] = keep;
+      expect(err, field).toBeInstanceOf(SshError);
+      expect((err as SshError).code).toBe('ERR_SSH_SFTP');
+      expect((err as SshError).retryable).toBe(false);
+      expect((err as SshError).message).toMatch(new RegExp(`^ssh2 internals changed: SFTP\\.${field}`));
+    }
+    expect(() => sftpChannel(sftp)).not.toThrow();
+  });
+
+  it('raw send and reply registration: a REALPATH built by sftp/wire.ts gets the reply ssh2 parsed, and ids stay in ssh2\'s sequence', async () => {
+    const { sftp } = await openSftp();
+    const ch = sftpChannel(sftp);
+    // raw NAME bytes captured through the inbound hook, as the session does
+    const raw: Buffer[] = [];
+    expect(ch.hookInbound((_table, pass) => (data) => {
+      raw.push(Buffer.from(data));
+      pass(data);
+    })).toBe(true);
+    const id = ch.nextId();
+    const reply = new Promise<unknown>((resolve, reject) => ch.onReply(id, (err, value) => (err ? reject(err) : resolve(value))));
+    ch.send(new PacketBuilder().string(Buffer.from('/a\xffb', 'latin1')).build(REQ.REALPATH, id));
+    const names = (await reply) as { filename: string }[];
+    expect(names[0]?.filename).toMatch(/^\/real\/a/);
+    const nameReply = Buffer.concat(raw).subarray(4);
+    expect(nameReply[0]).toBe(104);
+    expect(nameReply.readUInt32BE(1)).toBe(id);
+    expect(parseNames(nameReply)[0]?.filename.toString('latin1')).toMatch(/^\/real\/a/);
+    // ssh2's own next request uses the id after ours and is answered normally
+    const viaSsh2 = await new Promise<string>((resolve, reject) => sftp.realpath('x', (err, p) => (err ? reject(err) : resolve(p))));
+    expect(viaSsh2).toBe('/realx');
+    expect(fieldsOf(sftp)['_writeReqid']).toBe(id + 1);
+  });
+
+  it('window handling: 8 MiB of WRITEs (4x the 2 MiB window) are queued in _buffer, drained on _chunkcb, and reach the server whole and in order', async () => {
+    const { sftp } = await openSftp();
+    const ch = sftpChannel(sftp);
+    sftpWrites.length = 0;
+    const chunk = 32 * 1024;
+    const total = 8 * 1024 * 1024;
+    const data = Buffer.from(Array.from({ length: total }, (_, i) => (i * 13) & 0xff));
+    const handle = Buffer.from('h1');
+    const acks: Promise<void>[] = [];
+    let queued = false;
+    for (let off = 0; off < total; off += chunk) {
+      const id = ch.nextId();
+      const head = encodeWriteHead(id, handle, off, chunk, 0);
+      expect(head.length).toBe(writeHeadLength(handle));
+      acks.push(new Promise<void>((resolve, reject) => ch.onReply(id, (err) => (err ? reject(err) : resolve()))));
+      ch.send(head);
+      ch.send(data.subarray(off, off + chunk), true);
+      if ((fieldsOf(sftp)['_buffer'] as Buffer[]).length > 0) queued = true;
+    }
+    expect(queued).toBe(true);
+    await Promise.all(acks);
+    expect(fieldsOf(sftp)['_buffer']).toEqual([]);
+    expect(sftpWrites.map((w) => w.offset)).toEqual(Array.from({ length: total / chunk }, (_, i) => i * chunk));
+    expect(Buffer.concat(sftpWrites.map((w) => w.data)).equals(data)).toBe(true);
+  });
+
+  it('inbound hook: ssh2\'s READ request carries the caller\'s buffer, the DATA fast path fills it, and the receive window is topped up', async () => {
+    const { sftp } = await openSftp();
+    const ch = sftpChannel(sftp);
+    let diverted = 0;
+    expect(ch.hookInbound((table, pass) => {
+      const counting = {
+        waitingRead: (id: number, pktLen: number) => {
+          const r = table.waitingRead(id, pktLen);
+          if (r) diverted++;
+          return r;
+        },
+        settle: (id: number, nb: number) => table.settle(id, nb),
+      };
+      const splitter = new DataReplySplitter(counting, pass);
+      return (data) => splitter.push(data);
+    })).toBe(true);
+    const handle = await new Promise<Buffer>((resolve, reject) => sftp.open('/f', 'r', (err, h) => (err ? reject(err) : resolve(h))));
+    const out = Buffer.alloc(FILE.length);
+    // one READ request per read(): at most the server's max read length (ssh2 splits longer ones)
+    const len = ch.maxReadLen;
+    const reads: Promise<number>[] = [];
+    for (let off = 0; off < FILE.length; off += len) {
+      reads.push(new Promise<number>((resolve, reject) => sftp.read(handle, out, off, Math.min(len, FILE.length - off), off, (err, nb) => (err ? reject(err) : resolve(nb)))));
+    }
+    expect((await Promise.all(reads)).reduce((a, b) => a + b, 0)).toBe(FILE.length);
+    expect(out.equals(FILE)).toBe(true);
+    expect(diverted).toBe(reads.length);
+    expect(fieldsOf(sftp)['_requests']).toEqual({});
+    // ssh2 keeps 2 MiB; the hook tops it up to 16 MiB
+    expect((fieldsOf(sftp)['incoming'] as { window: number }).window).toBeGreaterThan(8 * 1024 * 1024);
   });
 });
 

@@ -202,12 +202,25 @@ describe('metadata and directories', () => {
     expect(fs.existsSync(`${outside}/keep.txt`)).toBe(false);
   });
 
-  it('rejects bad arguments with ERR_SSH_CONFIG naming the field', async () => {
-    await expect(sftp.chmod(`${base}/x`, -1)).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG', field: 'mode' });
-    await expect(sftp.stat('')).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG', field: 'path' });
-    await expect(sftp.put(`${local}/x`, `${base}/x`, { resume: 'yes' as unknown as boolean })).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG', field: 'resume' });
-    expect(() => sftp.createReadStream(`${base}/x`, { start: -1 })).toThrow(expect.objectContaining({ code: 'ERR_SSH_CONFIG', field: 'start' }) as Error);
-    await expect(sftp.get(`${base}/x`, `${local}/x`, { concurrency: 0 })).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG', field: 'concurrency' });
+  it('rejects bad arguments with ERR_SSH_INVALID_ARG naming the field, before touching the server', async () => {
+    await expect(sftp.chmod(`${base}/x`, -1)).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'mode' });
+    await expect(sftp.stat('')).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'path' });
+    await expect(sftp.put(`${local}/x`, `${base}/x`, { resume: 'yes' as unknown as boolean })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'resume' });
+    expect(() => sftp.createReadStream(`${base}/x`, { start: -1 })).toThrow(expect.objectContaining({ code: 'ERR_SSH_INVALID_ARG', field: 'start' }) as Error);
+    await expect(sftp.get(`${base}/x`, `${local}/x`, { concurrency: 0 })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'concurrency' });
+    // unknown options (issue 17): nothing is created on either side
+    fs.writeFileSync(`${local}/bad-opt.txt`, 'x');
+    await expect(sftp.put(`${local}/bad-opt.txt`, `${base}/bad-opt.txt`, { overwrite: true } as never)).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'overwrite' });
+    await expect(sftp.mkdir(`${base}/bad-opt-dir`, { recusive: true } as never)).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'recusive' });
+    await expect(sftp.writeFile(`${base}/bad-opt.txt`, 'x', { timeoutMs: 0 })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'timeoutMs' });
+    expect(fs.existsSync(`${base}/bad-opt.txt`)).toBe(false);
+    expect(fs.existsSync(`${base}/bad-opt-dir`)).toBe(false);
+    // rmdir takes no recursive: the tree stays
+    await sftp.mkdir(`${base}/bad-opt-tree/sub`, { recursive: true });
+    await expect(sftp.rmdir(`${base}/bad-opt-tree`, { recursive: true } as never)).rejects.toThrow(/use rm\(dir, \{ recursive: true \}\)/);
+    expect(fs.existsSync(`${base}/bad-opt-tree/sub`)).toBe(true);
+    await sftp.rm(`${base}/bad-opt-tree`, { recursive: true });
+    expect(fs.existsSync(`${base}/bad-opt-tree`)).toBe(false);
   });
 });
 

@@ -437,7 +437,7 @@ describe('item 7: preserve keeps mode & 0o777 unless asked for all bits (OpenSSH
     expect(summary.copied).toEqual(['tool']);
     expect(statSync(join(local, 'tree', 'tool')).mode & 0o7777).toBe(0o755);
     expect(await rejection(sftp.get('/suid', join(local, 'c'), { preserve: { mode: 'everything' as 'all' } }))).toMatchObject({
-      code: 'ERR_SSH_CONFIG',
+      code: 'ERR_SSH_INVALID_ARG',
       field: 'preserve',
     });
   });

@@ -3,7 +3,8 @@
 // would, and every other byte must reach ssh2's parser unchanged and in order.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DataReplySplitter, type DataReplyTarget } from '../../src/sftp/inbound.js';
+import { DataReplySplitter } from '../../src/sftp/inbound.js';
+import { readRequestTable } from '../../src/ssh2/sftp.js';
 
 const DATA = 103;
 const STATUS = 101;
@@ -37,7 +38,13 @@ interface Done {
 function harness(requests: Record<number, number>, opts: { maxInPktLen?: number; version?: number } = {}) {
   const done: Done[] = [];
   const passed: Buffer[] = [];
-  const target: DataReplyTarget = { _requests: {}, _maxInPktLen: opts.maxInPktLen ?? 256 * 1024, _version: opts.version ?? 3 };
+  // a stand-in for ssh2's fields, read through the same table as the real session (src/ssh2/sftp.ts)
+  const target: { _requests: Record<number, { buffer: Buffer; cb: unknown } | undefined>; _maxInPktLen: number; _version: number; _debug: undefined } = {
+    _requests: {},
+    _maxInPktLen: opts.maxInPktLen ?? 256 * 1024,
+    _version: opts.version ?? 3,
+    _debug: undefined,
+  };
   for (const [id, size] of Object.entries(requests)) {
     const buffer = Buffer.alloc(size, 0xee);
     target._requests[Number(id)] = {
@@ -53,7 +60,7 @@ function harness(requests: Record<number, number>, opts: { maxInPktLen?: number;
       },
     };
   }
-  const splitter = new DataReplySplitter(target, (c) => passed.push(Buffer.from(c)));
+  const splitter = new DataReplySplitter(readRequestTable(target), (c) => passed.push(Buffer.from(c)));
   return { splitter, target, done, passed: () => Buffer.concat(passed) };
 }
 

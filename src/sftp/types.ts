@@ -1,0 +1,285 @@
+/**
+ * The public shapes of the SFTP feature: the options of every {@link SftpClient} method, their
+ * results and the events. Kept apart from the code so that the client, the transfers and the
+ * tree walk share them without importing each other.
+ *
+ * @module sftp/types
+ */
+import type ssh2 from 'ssh2';
+import type { Link } from '../connection/link.js';
+import type { SshError } from '../errors.js';
+import type { SftpEntryType } from './paths.js';
+
+export type { RemotePath } from './wire.js';
+export type { SftpEntry, SftpEntryType, SftpStats } from './paths.js';
+
+/** Options of {@link SftpClient}. */
+export interface SftpOptions {
+  /**
+   * Opens the SFTP channel on a link. Default: `link.client.sftp()` (one session channel).
+   * The SshClient facade passes one that goes through its MaxSessions channel limiter.
+   * Must reject (never hang) when `signal` aborts.
+   */
+  openSftp?: (link: Link, signal: AbortSignal) => Promise<ssh2.SFTPWrapper>;
+}
+
+/** Cancellation options accepted by every operation. */
+export interface SftpOperationOptions {
+  /** Abort the operation: it rejects with `ERR_SSH_ABORTED` and closes the handles it opened. */
+  signal?: AbortSignal | undefined;
+  /**
+   * Give up after this many milliseconds with `ERR_SSH_TIMEOUT`: a whole number from 1 to
+   * 2^31-1 (the longest Node timer); anything else is `ERR_SSH_INVALID_ARG`. Default: no limit.
+   */
+  timeoutMs?: number | undefined;
+}
+
+/** Options of {@link SftpClient.mkdir}. */
+export interface MkdirOptions extends SftpOperationOptions {
+  /** Create missing parents and accept an existing directory (`mkdir -p`). Default `false`. */
+  recursive?: boolean | undefined;
+  /** Permission bits of created directories (e.g. `0o755`; the server's umask applies). */
+  mode?: number | undefined;
+}
+
+/** Options of {@link SftpClient.rm}. */
+export interface RmOptions extends SftpOperationOptions {
+  /** Remove directories and their contents (`rm -r`); symlinks are removed, never followed. Default `false`. */
+  recursive?: boolean | undefined;
+  /** Ignore paths that do not exist (`rm -f`). Default `false`. */
+  force?: boolean | undefined;
+}
+
+/** Options of {@link SftpClient.rename}. */
+export interface RenameOptions extends SftpOperationOptions {
+  /**
+   * Replace an existing `to`. Uses `posix-rename@openssh.com` (atomic rename(2)) when the server
+   * offers it; otherwise removes `to` first (not atomic). Default `false`: plain SFTP rename,
+   * which fails (`FAILURE` on OpenSSH) when `to` exists.
+   */
+  overwrite?: boolean | undefined;
+}
+
+/** Options of {@link SftpClient.readFile}. */
+export interface ReadFileOptions extends SftpOperationOptions {
+  /** Decode the content with this encoding; without it a Buffer is returned. */
+  encoding?: BufferEncoding | undefined;
+  /**
+   * Largest content kept in memory, in bytes. A file whose stated size is larger, or whose
+   * content grows past it while read (a size the server did not send, or 0 as for `/proc`
+   * files), fails with `ERR_SSH_MAX_BUFFER` before more is read or allocated.
+   * @default 1073741824 (1 GiB)
+   */
+  maxBytes?: number | undefined;
+}
+
+/** Options of {@link SftpClient.list}. */
+export interface ListOptions extends SftpOperationOptions {
+  /**
+   * Most names the listing may return, counted as READDIR replies arrive (`.` and `..`
+   * included), so a directory that never ends is cut as it streams in. Past it the call fails
+   * with `ERR_SSH_SFTP`, `reason: 'limit'`. Lower than a tree walk's default (1,000,000): a
+   * listing holds every entry in memory as an object with its name, path and raw bytes (about
+   * 1 KiB each), so 1,000,000 would let a hostile server make the client hold about 1 GiB; pass a
+   * higher value for a directory known to be that large.
+   * @default 100000
+   */
+  maxEntries?: number | undefined;
+}
+
+
+/**
+ * What `preserve` copies. OpenSSH's `sftp`/`scp -p` keep only `mode & 0777` ("perm & 0777" in
+ * sftp-client.c), so setuid, setgid and sticky bits chosen by the other side are dropped unless
+ * asked for.
+ */
+export interface PreserveOptions {
+  /**
+   * `'permissions'` (default): the permission bits only (`mode & 0o777`); `'all'`: also the
+   * setuid, setgid and sticky bits (`mode & 0o7777`).
+   * @default 'permissions'
+   */
+  mode?: 'permissions' | 'all' | undefined;
+}
+
+/** Options of {@link SftpClient.writeFile}. */
+export interface WriteFileOptions extends SftpOperationOptions {
+  /** Permission bits of the file (e.g. `0o600`), set explicitly after writing (not subject to umask). */
+  mode?: number | undefined;
+  /**
+   * Write a temporary sibling (`.<name>.tether-<random>.tmp`), then rename it over the target,
+   * so readers see the old or the new content, never a part. With `posix-rename@openssh.com`
+   * (OpenSSH) the replacement is atomic. Without `mode`, an existing target's mode is kept.
+   * Default `false`.
+   */
+  atomic?: boolean | undefined;
+}
+
+/** Options of {@link SftpClient.createReadStream}. */
+export interface ReadStreamOptions {
+  /** First byte to read. Default 0. */
+  start?: number | undefined;
+  /** Last byte to read, inclusive (as `fs.createReadStream`). Default: to the end of the file. */
+  end?: number | undefined;
+  /** Read requests kept in flight. Default 16. */
+  concurrency?: number | undefined;
+  /** Bytes per read request. Default: the server's max read length (255 KiB on OpenSSH). */
+  chunkSize?: number | undefined;
+  /** Readable buffer size in bytes. Default 1 MiB. */
+  highWaterMark?: number | undefined;
+  /** Destroys the stream with `ERR_SSH_ABORTED`. */
+  signal?: AbortSignal | undefined;
+}
+
+/** Options of {@link SftpClient.createWriteStream}. */
+export interface WriteStreamOptions {
+  /**
+   * `'w'` create or truncate (default), `'wx'` create, failing if it exists, `'a'` append
+   * (create if missing), `'r+'` write into an existing file without truncating.
+   */
+  flags?: 'w' | 'wx' | 'a' | 'r+' | undefined;
+  /** Offset of the first write (`'w'`, `'wx'`, `'r+'`). Default 0. */
+  start?: number | undefined;
+  /** Permission bits for a created file (the server's umask applies). */
+  mode?: number | undefined;
+  /** Write requests kept in flight. Default 16. */
+  concurrency?: number | undefined;
+  /** Writable buffer size in bytes. Default 1 MiB. */
+  highWaterMark?: number | undefined;
+  /** Destroys the stream with `ERR_SSH_ABORTED`. */
+  signal?: AbortSignal | undefined;
+}
+
+/** How `resume` checks that the destination holds a prefix of the source. */
+export interface ResumeOptions {
+  /**
+   * `'size'` (default): a destination strictly shorter than the source is taken as a prefix and
+   * continued; one of the same size (or longer) is copied again in full, since equal sizes do not
+   * prove equal content. `'sha256'`: the destination's bytes must hash the same as the source's
+   * first bytes (reads them on both sides); an equal-size destination with the same hash is
+   * complete and nothing is copied.
+   */
+  verify?: 'size' | 'sha256' | undefined;
+}
+
+/** Options of {@link SftpClient.get} and {@link SftpClient.put}. */
+export interface TransferOptions extends SftpOperationOptions {
+  /** Requests in flight (each up to `chunkSize`). Default 16: more in flight than the SFTP channel window holds makes downloads slower (measured: 64 x 255 KiB halved get throughput). */
+  concurrency?: number | undefined;
+  /** Bytes per request. Default (and maximum): the server's max read/write length (255 KiB on OpenSSH). */
+  chunkSize?: number | undefined;
+  /** Called with progress at most every 100 ms, and once at the end. */
+  onProgress?: ((progress: TransferProgress) => void) | undefined;
+  /**
+   * Continue from what the destination already holds. When the check fails (with `'size'`: the
+   * destination is not shorter than the source; with `'sha256'`: longer, or its hash differs)
+   * the whole file is copied again, so a complete-looking destination with other content is
+   * never reported as copied. Default `false`.
+   */
+  resume?: boolean | ResumeOptions | undefined;
+  /**
+   * Copy the source's permission bits and access/modification times to the destination.
+   * `true` keeps `mode & 0o777` (setuid, setgid and sticky bits dropped, as OpenSSH's sftp);
+   * `{ mode: 'all' }` keeps `mode & 0o7777` (see {@link PreserveOptions}).
+   * @default false
+   */
+  preserve?: boolean | PreserveOptions | undefined;
+}
+
+/** Result of {@link SftpClient.get} / {@link SftpClient.put}. */
+export interface TransferResult {
+  /** Bytes copied by this call. */
+  transferredBytes: number;
+  /** Size of the destination when done. */
+  totalBytes: number;
+  /** Offset the copy started at (non-zero when `resume` continued a partial file). */
+  resumedFrom: number;
+}
+
+/** An entry offered to a directory transfer `filter`. */
+export interface DirFilterEntry {
+  /** Path relative to the source directory, `/`-separated, decoded as UTF-8. */
+  path: string;
+  /** Exact bytes of the relative path. */
+  rawPath: Buffer;
+  type: SftpEntryType;
+  size: number;
+}
+
+/** Options of {@link SftpClient.getDir} and {@link SftpClient.putDir}. */
+export interface DirTransferOptions extends SftpOperationOptions {
+  /** Return `false` to skip an entry (a skipped directory is skipped with its contents). */
+  filter?: ((entry: DirFilterEntry) => boolean) | undefined;
+  /** Files copied in parallel. Default 32: small files are latency-bound (one open, write and close round trip each), so more in parallel is faster (measured: 1,000 files of 1-16 KiB, 2,200 files/s with 8, 3,500-3,700 with 32). */
+  concurrency?: number | undefined;
+  /** Requests in flight per file. Default 4 (with 32 files in parallel at most 128 requests in flight, as 8 x 16 before). */
+  fileConcurrency?: number | undefined;
+  /** One overall progress for the whole tree (total: the sum of the file sizes). */
+  onProgress?: ((progress: TransferProgress) => void) | undefined;
+  /** Per file, as {@link TransferOptions.resume}. */
+  resume?: boolean | ResumeOptions | undefined;
+  /** Per file, as {@link TransferOptions.preserve} (`true`: `mode & 0o777`). */
+  preserve?: boolean | PreserveOptions | undefined;
+  /**
+   * Most names the walk of the source tree may see, counted as READDIR replies (or local
+   * listings) arrive. Past it the call fails with `ERR_SSH_SFTP`, `reason: 'limit'`, before
+   * anything is copied.
+   * @default 1000000
+   */
+  maxEntries?: number | undefined;
+  /**
+   * Deepest directory level the walk may enter (the source's subdirectories are level 1). Past
+   * it, or when a directory is met a second time (a loop: same canonical path on the server,
+   * same device and inode locally), the call fails with `ERR_SSH_SFTP`, `reason: 'limit'`.
+   * @default 256
+   */
+  maxDepth?: number | undefined;
+}
+
+/** Summary of {@link SftpClient.getDir} / {@link SftpClient.putDir}. Paths are relative to the source directory. */
+export interface DirTransferSummary {
+  /** Files copied. */
+  copied: string[];
+  /**
+   * Entries not copied, and why: `'filter'`, `'symlink'`, `'other'` (special files), or
+   * `'unsafe-name'`: a name that is not one safe path component (empty, `.`, `..`, holding `/`
+   * or NUL, or `\` on Windows), as a hostile server can send to write outside the target
+   * (CVE-2019-6111's class; OpenSSH's sftp refuses it as a "suspect path"). Each unsafe name
+   * is also reported as a `warning` event ({@link SftpWarning}).
+   */
+  skipped: { path: string; reason: 'filter' | 'symlink' | 'other' | 'unsafe-name' }[];
+  /** Files (or directories) that failed, with the error. */
+  failed: { path: string; error: SshError }[];
+  /** Bytes copied. */
+  transferredBytes: number;
+}
+
+/** A `warning` event of {@link SftpClient}: something the server sent was refused and skipped. */
+export interface SftpWarning {
+  /** `'unsafe-name'`: a directory entry name that would leave the target (see {@link DirTransferSummary.skipped}). */
+  reason: 'unsafe-name';
+  /** The operation that met it. */
+  operation: 'getDir' | 'putDir';
+  /** The path relative to the source directory, decoded as UTF-8 (control characters kept; see `message`). */
+  path: string;
+  /** Its exact bytes. */
+  rawPath: Buffer;
+  /** A sentence for a log, with control characters escaped (`\xNN`). */
+  message: string;
+}
+
+/** The events of {@link SftpClient} (eventemitter3; no `error` event). */
+export interface SftpEvents {
+  /** A server-sent name was refused (also listed in the summary's `skipped`). */
+  warning: [info: SftpWarning];
+}
+
+/** Progress of one transfer (or one directory copy), as given to `onProgress`. */
+export interface TransferProgress {
+  /** Bytes transferred so far (including bytes skipped by `resume`). */
+  transferredBytes: number;
+  /** Total bytes expected (the source size), when known. */
+  totalBytes: number;
+  /** Average rate since the transfer started, bytes per second (resumed bytes excluded). */
+  bytesPerSecond: number;
+}
