@@ -1,6 +1,8 @@
 import { EventEmitter } from 'eventemitter3';
 import { inspect } from 'node:util';
+import { z } from 'zod';
 import { SshError } from './errors.js';
+import { parseOrThrow, signalSchema, timeoutMsSchema } from './internal/validate.js';
 import { resolveOptions, type ResolvedOptions, type SshClientOptions } from './options.js';
 import { resolveEffective } from './settings.js';
 import type { SshConfigWarning } from './config/ssh-config.js';
@@ -207,6 +209,13 @@ function describeForward(f: ForwardHandle): { id: string; type: ForwardHealth['t
     }
   }
 }
+
+/** The options of {@link SshClient.connect} ({@link ConnectOptions}). */
+const connectOptionsSchema = z.strictObject({
+  signal: signalSchema.optional(),
+  timeoutMs: timeoutMsSchema().optional(),
+  retry: z.boolean({ error: 'expected a boolean' }).optional(),
+});
 
 /**
  * A self-healing SSH client: one logical, authenticated connection to one host, kept alive by
@@ -472,8 +481,11 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
    * @throws {SshError} `ERR_SSH_CONNECT`, `ERR_SSH_CONNECT_TIMEOUT`, `ERR_SSH_HANDSHAKE`,
    *   `ERR_SSH_HOST_KEY_UNKNOWN`/`_MISMATCH`/`_REVOKED`, `ERR_SSH_AUTH`, `ERR_SSH_KEY`,
    *   `ERR_SSH_TIMEOUT`, `ERR_SSH_ABORTED`, `ERR_SSH_CLOSED`.
+   * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` for bad options (an unknown key, a
+   *   `timeoutMs` that is not a whole number 1..2^31-1, a `signal` that is not an AbortSignal).
    */
   async connect(options: ConnectOptions = {}): Promise<void> {
+    parseOrThrow(connectOptionsSchema, options, 'connect options');
     await this.#conn.connect(options);
   }
 
@@ -489,7 +501,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
    *
    * @returns `{ stdout, stderr, exitCode, signal }`; strings, or Buffers with `encoding: 'buffer'`.
    * @throws {TypeError} an empty command or a NUL byte.
-   * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options.
+   * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` for bad options.
    * @throws {SshExecError} `ERR_SSH_EXIT` (with `check`), `ERR_SSH_TIMEOUT`, `ERR_SSH_ABORTED`,
    *   `ERR_SSH_MAX_BUFFER`, `ERR_SSH_CONNECTION_LOST` (the link died or the channel closed without
    *   an exit status); each carries the output so far as `result`.
@@ -535,7 +547,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
    *
    * @param options `pty` (default `true`: `xterm-256color`, 80x24), `env` (RFC 4254 6.4 `env`
    *   requests, applied by sshd only for names in its `AcceptEnv`), `timeoutMs`, `signal`.
-   * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options.
+   * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` for bad options.
    * @throws {SshError} `ERR_SSH_CHANNEL_OPEN` (also a refused PTY or shell), `ERR_SSH_CONNECTION_LOST`,
    *   `ERR_SSH_TIMEOUT`, `ERR_SSH_ABORTED`, `ERR_SSH_CLOSED`, or a connect error.
    * @example
@@ -640,7 +652,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
    * @param path - the remote file (a leading `~/` is the login directory).
    * @param options - see {@link FollowOptions}: `from` (default `'end'`), `filter`, `signal`.
    * @returns an async iterable of `{ line, offset }`; iteration ends only through `signal` or `break`.
-   * @throws {SshConfigError} `ERR_SSH_CONFIG` for a bad path or option (at the call).
+   * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` for a bad path or option (at the call).
    * @throws {SshError} while iterating: `ERR_SSH_ABORTED` (or the signal's reason), `ERR_SSH_CLOSED`,
    *   `ERR_SSH_JOB` when the server lacks the POSIX tools or answers nonsense.
    *
@@ -667,7 +679,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
    * connection whose channel the server refuses is closed and reported as a `forward` event
    * `refused` with the server's reason.
    *
-   * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options (e.g. a port outside 0-65535).
+   * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` for bad options (e.g. a port outside 0-65535).
    * @throws {SshError} `ERR_SSH_FORWARD` when the bind fails (EADDRINUSE, EACCES); `ERR_SSH_CLOSED`.
    *
    * @example
@@ -687,7 +699,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
    * `localHost:localPort` here. Requested again after every reconnect on the same port; state
    * changes arrive as `forward` events.
    *
-   * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options.
+   * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` for bad options.
    * @throws {SshError} `ERR_SSH_FORWARD` when the server refuses (e.g. `AllowTcpForwarding no`, `PermitListen`)
    *   or does not answer within `timeoutMs` (default `connectTimeoutMs`); `ERR_SSH_CLOSED`.
    */
@@ -702,7 +714,7 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
    * a CONNECT waits at most `forwardConnectionWaitMs` for the link). A CONNECT the server refuses
    * gets the mapped SOCKS reply and a `forward` event `refused` with the server's reason.
    *
-   * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options.
+   * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` for bad options.
    * @throws {SshError} `ERR_SSH_FORWARD` when the bind fails; `ERR_SSH_CLOSED`.
    */
   forwardDynamic(options: DynamicForwardOptions = {}): Promise<DynamicForward> {

@@ -20,7 +20,8 @@ import type { ExecOptions } from './exec/exec.js';
 import type { ExecResult } from './exec/process.js';
 import type { ForwardEvent } from './forward/index.js';
 import type { NewHostKeyInfo } from './known-hosts/index.js';
-import { SshConfigError, SshError } from './errors.js';
+import { SshConfigError, SshError, SshInvalidArgError } from './errors.js';
+import { durationMsSchema, parseOrThrow, signalSchema, timeoutMsSchema } from './internal/validate.js';
 import { operationScope, raceSignals } from './internal/cancel.js';
 
 /** A host of a group: an ssh_config alias or host name, or complete {@link SshClientOptions}. */
@@ -112,12 +113,12 @@ export interface GroupHostHealth {
 const groupOptionsSchema = z.strictObject({
   defaults: z.record(z.string(), z.unknown(), { error: 'expected an object of SshClientOptions' }).optional(),
   concurrency: z.number({ error: 'expected an integer >= 1' }).int({ error: 'expected an integer >= 1' }).min(1, { error: 'expected an integer >= 1' }).optional(),
-  idleTimeoutMs: z.number({ error: 'expected milliseconds as an integer >= 0' }).int().min(0, { error: 'expected milliseconds >= 0' }).optional(),
+  idleTimeoutMs: durationMsSchema('idleTimeoutMs').optional(),
 });
 const runOptionsSchema = z.strictObject({
   concurrency: z.number({ error: 'expected an integer >= 1' }).int({ error: 'expected an integer >= 1' }).min(1, { error: 'expected an integer >= 1' }).optional(),
-  signal: z.instanceof(AbortSignal, { error: 'expected an AbortSignal' }).optional(),
-  timeoutMs: z.number({ error: 'expected milliseconds as a number' }).min(0, { error: 'expected milliseconds >= 0' }).optional(),
+  signal: signalSchema.optional(),
+  timeoutMs: timeoutMsSchema().optional(),
 });
 
 interface Member {
@@ -241,7 +242,7 @@ export class SshGroup extends EventEmitter<GroupEvents> implements AsyncDisposab
    * @param task - the per-host work; pass `context.signal` on to operations so a timeout or abort stops them.
    * @param options - `concurrency`, `signal`, `timeoutMs` (per host, connect included).
    * @returns one {@link GroupResult} per host, in the order of the hosts.
-   * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options.
+   * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` for bad options or a `task` that is not a function.
    * @throws {SshError} `ERR_SSH_CLOSED` after {@link SshGroup.close}.
    *
    * @example
@@ -254,9 +255,8 @@ export class SshGroup extends EventEmitter<GroupEvents> implements AsyncDisposab
    */
   async run<T>(task: (client: SshClient, context: GroupTaskContext) => Promise<T> | T, options: GroupRunOptions = {}): Promise<GroupResult<T>[]> {
     if (this.#closed) throw new SshError('ERR_SSH_CLOSED', 'the group is closed');
-    if (typeof task !== 'function') throw new SshConfigError('invalid SshGroup.run task: expected a function (client, context) => result', { field: 'task' });
-    const parsed = runOptionsSchema.safeParse(options);
-    if (!parsed.success) throw zodToConfigError(parsed.error, 'SshGroup.run options', 'concurrency, signal, timeoutMs', options);
+    if (typeof task !== 'function') throw new SshInvalidArgError('invalid SshGroup.run task: expected a function (client, context) => result', { field: 'task' });
+    parseOrThrow(runOptionsSchema, options, 'SshGroup.run options');
     const limit = pLimit(options.concurrency ?? this.#concurrency);
     return Promise.all(this.#members.map((m) => limit(() => this.#runOne(m, task, options))));
   }

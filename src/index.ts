@@ -33,9 +33,15 @@ export {
   SshExecError,
   SshChannelOpenError,
   ChannelOpenFailure,
+  ERROR_CODES,
+  TRANSIENT_NETWORK_CODES,
   isRetryable,
+  isConnectionLost,
   type SshErrorCode,
+  type SshErrorCodeInfo,
   type SshErrorOptions,
+  type SshAuthFailureReason,
+  type KnownHostKeyLocation,
   type ExecResultLike,
 } from './errors.js';
 export { DEFAULTS, type SshClientOptions, type PassphraseCallback, type KeyboardInteractiveCallback } from './options.js';

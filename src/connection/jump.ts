@@ -5,7 +5,7 @@ import { resolveEffective } from '../settings.js';
 import { parseHopSpec } from '../config/ssh-config/jump-spec.js';
 import { abortReason } from '../internal/cancel.js';
 import { createHostVerifier, type NewHostKeyInfo } from '../known-hosts/index.js';
-import { openDirect } from '../channel/open.js';
+import { openDirect } from './direct.js';
 import { SshTransport, type HostKeyCheck } from './transport.js';
 import type { Clock } from './keepalive.js';
 

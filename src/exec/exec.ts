@@ -1,9 +1,9 @@
 import type { Readable } from 'node:stream';
 import type ssh2 from 'ssh2';
 import { z } from 'zod';
-import { SshConfigError, SshError, SshExecError } from '../errors.js';
+import { SshError, SshExecError, SshInvalidArgError } from '../errors.js';
 import { operationScope } from '../internal/cancel.js';
-import { zodToConfigError } from '../internal/validate.js';
+import { parseOrThrow, signalSchema, timeoutMsSchema } from '../internal/validate.js';
 import type { LinkProvider } from '../connection/link.js';
 import type { SessionLimiter } from '../channel/limiter.js';
 import { openSession } from '../channel/open.js';
@@ -146,8 +146,8 @@ const spawnShape = {
   pty: ptySchema.optional(),
   env: z.record(z.string(), z.string({ error: 'expected string values' }), { error: 'expected an object of string values' }).optional(),
   cwd: z.string({ error: 'expected a directory path string' }).min(1).optional(),
-  timeoutMs: z.number({ error: 'expected milliseconds as a number' }).min(0, { error: 'expected milliseconds >= 0' }).optional(),
-  signal: z.instanceof(AbortSignal, { error: 'expected an AbortSignal' }).optional(),
+  timeoutMs: timeoutMsSchema().optional(),
+  signal: signalSchema.optional(),
 };
 const spawnSchema = z.strictObject(spawnShape);
 const execSchema = z.strictObject({
@@ -249,14 +249,11 @@ async function start(
  * Starts a command and returns a {@link RemoteProcess} once its channel is open.
  *
  * @throws {TypeError} bad command (empty, NUL byte).
- * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options.
+ * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` for bad options (e.g. a `timeoutMs` that is not a whole number 1..2^31-1).
  * @throws {SshError} `ERR_SSH_CHANNEL_OPEN`, `ERR_SSH_CONNECTION_LOST`, `ERR_SSH_TIMEOUT`, `ERR_SSH_ABORTED`, `ERR_SSH_CLOSED`.
  */
 export async function spawnCommand(ctx: ExecContext, command: string | readonly string[], options: SpawnOptions = {}): Promise<RemoteProcess> {
-  if (!isEmpty(options)) {
-    const parsed = spawnSchema.safeParse(options);
-    if (!parsed.success) throw zodToConfigError(parsed.error, 'spawn options');
-  }
+  if (!isEmpty(options)) parseOrThrow(spawnSchema, options, 'spawn options');
   const o = options;
   const scope = operationScope({ signal: o.signal, timeoutMs: o.timeoutMs }, 'spawn');
   try {
@@ -275,7 +272,7 @@ export async function spawnCommand(ctx: ExecContext, command: string | readonly 
  * Runs a command to completion and collects its output.
  *
  * @throws {TypeError} bad command (empty, NUL byte) or stdin.
- * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options.
+ * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` for bad options (e.g. a `timeoutMs` that is not a whole number 1..2^31-1).
  * @throws {SshExecError} `ERR_SSH_EXIT` (with `check`), `ERR_SSH_TIMEOUT`, `ERR_SSH_ABORTED`,
  *   `ERR_SSH_MAX_BUFFER`, `ERR_SSH_CONNECTION_LOST`; each carries the output so far in `result`.
  * @throws {SshError} `ERR_SSH_CHANNEL_OPEN`, `ERR_SSH_CLOSED`, or a connect error.
@@ -283,10 +280,7 @@ export async function spawnCommand(ctx: ExecContext, command: string | readonly 
 export async function execCommand(ctx: ExecContext, command: string | readonly string[], options: ExecOptions & { encoding: 'buffer' }): Promise<ExecResult<Buffer>>;
 export async function execCommand(ctx: ExecContext, command: string | readonly string[], options?: ExecOptions): Promise<ExecResult<string>>;
 export async function execCommand(ctx: ExecContext, command: string | readonly string[], options: ExecOptions = {}): Promise<ExecResult<string> | ExecResult<Buffer>> {
-  if (!isEmpty(options)) {
-    const parsed = execSchema.safeParse(options);
-    if (!parsed.success) throw zodToConfigError(parsed.error, 'exec options');
-  }
+  if (!isEmpty(options)) parseOrThrow(execSchema, options, 'exec options');
   const o = options;
   const maxBuffer = o.maxBufferBytes ?? DEFAULT_MAX_BUFFER_BYTES;
   const asBuffer = o.encoding === 'buffer';
@@ -386,21 +380,18 @@ function shellChannel(client: ssh2.Client, pty: ssh2.PseudoTtyOptions | undefine
  * Starts the user's login shell (RFC 4254 6.5 `shell` request) through the `MaxSessions` limiter
  * and returns its {@link RemoteProcess} once the channel is open.
  *
- * @throws {SshConfigError} `ERR_SSH_CONFIG` for bad options (field named), e.g. an env name that is
+ * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` for bad options (e.g. a `timeoutMs` that is not a whole number 1..2^31-1) (field named), e.g. an env name that is
  *   not `[A-Za-z_][A-Za-z0-9_]*` or a value with a NUL byte.
  * @throws {SshError} `ERR_SSH_CHANNEL_OPEN` (also when the server refuses the PTY or the shell),
  *   `ERR_SSH_CONNECTION_LOST`, `ERR_SSH_TIMEOUT`, `ERR_SSH_ABORTED`, `ERR_SSH_CLOSED`.
  */
 export async function startShell(ctx: ExecContext, options: ShellOptions = {}): Promise<RemoteProcess> {
-  if (!isEmpty(options)) {
-    const parsed = shellSchema.safeParse(options);
-    if (!parsed.success) throw zodToConfigError(parsed.error, 'shell options');
-  }
+  if (!isEmpty(options)) parseOrThrow(shellSchema, options, 'shell options');
   const o = options;
   if (o.env) {
     for (const [k, v] of Object.entries(o.env)) {
-      if (!ENV_NAME.test(k)) throw new SshConfigError(`invalid shell option 'env.${k}': expected a variable name matching [A-Za-z_][A-Za-z0-9_]*`, { field: `env.${k}` });
-      if (v.includes('\0')) throw new SshConfigError(`invalid shell option 'env.${k}': the value contains a NUL byte`, { field: `env.${k}` });
+      if (!ENV_NAME.test(k)) throw new SshInvalidArgError(`invalid shell option 'env.${k}': expected a variable name matching [A-Za-z_][A-Za-z0-9_]*`, { field: `env.${k}` });
+      if (v.includes('\0')) throw new SshInvalidArgError(`invalid shell option 'env.${k}': the value contains a NUL byte`, { field: `env.${k}` });
     }
   }
   const pty = ptyRequest(o.pty ?? true);

@@ -1,6 +1,6 @@
 import { Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import type ssh2 from 'ssh2';
-import { SshConfigError, SshError, SshExecError, type ExecResultLike } from '../errors.js';
+import { SshError, SshExecError, SshInvalidArgError, type ExecResultLike } from '../errors.js';
 import { abortReason } from '../internal/cancel.js';
 import { signalName } from '../internal/sanitize.js';
 import { PID_MARKER, type KillMode, type KillTarget } from './quote.js';
@@ -320,13 +320,13 @@ export class RemoteProcess {
    *
    * @param cols Width in character cells, 1..65535.
    * @param rows Height in character cells (lines), 1..65535.
-   * @throws {SshConfigError} `ERR_SSH_CONFIG` (field `cols` or `rows`) for a size that is not a
+   * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` (field `cols` or `rows`) for a size that is not a
    *   whole number in 1..65535, or (field `pty`) when the process has no PTY.
    */
   resize(cols: number, rows: number): void {
-    if (!this.pty) throw new SshConfigError('resize: the process has no pseudo-terminal (start it with the pty option or shell())', { field: 'pty' });
+    if (!this.pty) throw new SshInvalidArgError('resize: the process has no pseudo-terminal (start it with the pty option or shell())', { field: 'pty' });
     for (const [name, v] of [['cols', cols], ['rows', rows]] as const) {
-      if (!Number.isInteger(v) || v < 1 || v > MAX_PTY_CELLS) throw new SshConfigError(`invalid resize ${name}: expected a whole number from 1 to ${MAX_PTY_CELLS}, got ${String(v)}`, { field: name });
+      if (!Number.isInteger(v) || v < 1 || v > MAX_PTY_CELLS) throw new SshInvalidArgError(`invalid resize ${name}: expected a whole number from 1 to ${MAX_PTY_CELLS}, got ${String(v)}`, { field: name });
     }
     // Pixel sizes 0: "ignored" (RFC 4254 6.2), as OpenSSH's client sends when it does not know them.
     this.#channel.setWindow(rows, cols, 0, 0);

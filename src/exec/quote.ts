@@ -1,4 +1,4 @@
-import { SshConfigError } from '../errors.js';
+import { SshInvalidArgError } from '../errors.js';
 
 const SAFE = /^[A-Za-z0-9_/.:,@%+-]+$/;
 
@@ -143,7 +143,7 @@ export function buildKillCommand(target: KillTarget): string {
  * allows them (sshd_config(5)).
  *
  * @throws {TypeError} for a bad argv (see {@link quoteArgv}) or a NUL byte in `command`, `cwd` or an env value.
- * @throws {SshConfigError} `ERR_SSH_CONFIG` for an env name that is not `[A-Za-z_][A-Za-z0-9_]*`.
+ * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` for an env name that is not `[A-Za-z_][A-Za-z0-9_]*`.
  */
 export function buildCommandLine(parts: CommandLineParts): string {
   const { command, env, cwd } = parts;
@@ -163,10 +163,10 @@ export function buildCommandLine(parts: CommandLineParts): string {
     if (names.length > 0) {
       const assigns = names.map((k) => {
         if (!ENV_NAME.test(k)) {
-          throw new SshConfigError(`invalid exec option 'env.${k}': expected a variable name matching [A-Za-z_][A-Za-z0-9_]*`, { field: `env.${k}` });
+          throw new SshInvalidArgError(`invalid exec option 'env.${k}': expected a variable name matching [A-Za-z_][A-Za-z0-9_]*`, { field: `env.${k}` });
         }
         const v = env[k];
-        if (typeof v !== 'string') throw new SshConfigError(`invalid exec option 'env.${k}': expected a string value`, { field: `env.${k}` });
+        if (typeof v !== 'string') throw new SshInvalidArgError(`invalid exec option 'env.${k}': expected a string value`, { field: `env.${k}` });
         return `${k}=${quoteArg(v)}`;
       });
       pre.push(`export ${assigns.join(' ')};`);

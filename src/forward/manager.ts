@@ -6,7 +6,9 @@
  */
 import type ssh2 from 'ssh2';
 import type { Link, LinkProvider } from '../connection/link.js';
+import { z } from 'zod';
 import { SshError } from '../errors.js';
+import { durationMsSchema, parseOrThrow, timeoutMsSchema } from '../internal/validate.js';
 import { linkLost } from './carry.js';
 import { DynamicForward } from './dynamic.js';
 import { LocalForward } from './local.js';
@@ -57,12 +59,14 @@ export interface ApplyDeclaredOptions {
   exitOnForwardFailure: boolean;
 }
 
-function checkMs(name: string, v: number | undefined, dflt: number, min = 0): number {
+/** A count (`maxSocksConnections`, `remoteRetry.retries`): a whole number >= `min`. */
+const countSchema = (what: string, min: number): z.ZodNumber =>
+  z.number({ error: `expected ${what} as a number` }).int({ error: `expected ${what} as a whole number` }).min(min, { error: `expected ${what} >= ${min}` });
+
+/** One option of the manager (from the client options: `ERR_SSH_CONFIG` naming it). */
+function checkOption(name: string, v: number | undefined, dflt: number, schema: z.ZodNumber): number {
   if (v === undefined) return dflt;
-  if (!Number.isFinite(v) || v < min || !Number.isInteger(v)) {
-    throw new SshError('ERR_SSH_CONFIG', `invalid forward manager option '${name}': expected an integer >= ${min}`);
-  }
-  return v;
+  return parseOrThrow(z.object({ [name]: schema }), { [name]: v }, 'forward manager options', 'config')[name] as number;
 }
 
 /**
@@ -104,17 +108,17 @@ export class ForwardManager {
     const d = FORWARD_DEFAULTS.remoteRetry;
     this.#ctx = {
       provider,
-      connectionWaitMs: checkMs('connectionWaitMs', options.connectionWaitMs, FORWARD_DEFAULTS.connectionWaitMs),
-      maxSocksConnections: checkMs('maxSocksConnections', options.maxSocksConnections, FORWARD_DEFAULTS.maxSocksConnections, 1),
-      socksHandshakeTimeoutMs: checkMs('socksHandshakeTimeoutMs', options.socksHandshakeTimeoutMs, FORWARD_DEFAULTS.socksHandshakeTimeoutMs, 1),
-      localConnectTimeoutMs: checkMs('localConnectTimeoutMs', options.localConnectTimeoutMs, FORWARD_DEFAULTS.localConnectTimeoutMs, 1),
+      connectionWaitMs: checkOption('connectionWaitMs', options.connectionWaitMs, FORWARD_DEFAULTS.connectionWaitMs, durationMsSchema('connectionWaitMs')),
+      maxSocksConnections: checkOption('maxSocksConnections', options.maxSocksConnections, FORWARD_DEFAULTS.maxSocksConnections, countSchema('maxSocksConnections', 1)),
+      socksHandshakeTimeoutMs: checkOption('socksHandshakeTimeoutMs', options.socksHandshakeTimeoutMs, FORWARD_DEFAULTS.socksHandshakeTimeoutMs, timeoutMsSchema('socksHandshakeTimeoutMs')),
+      localConnectTimeoutMs: checkOption('localConnectTimeoutMs', options.localConnectTimeoutMs, FORWARD_DEFAULTS.localConnectTimeoutMs, timeoutMsSchema('localConnectTimeoutMs')),
       remoteRetry: Object.freeze({
-        retries: checkMs('remoteRetry.retries', r.retries, d.retries),
-        minDelayMs: checkMs('remoteRetry.minDelayMs', r.minDelayMs, d.minDelayMs),
-        maxDelayMs: checkMs('remoteRetry.maxDelayMs', r.maxDelayMs, d.maxDelayMs),
+        retries: checkOption('remoteRetry.retries', r.retries, d.retries, countSchema('remoteRetry.retries', 0)),
+        minDelayMs: checkOption('remoteRetry.minDelayMs', r.minDelayMs, d.minDelayMs, durationMsSchema('remoteRetry.minDelayMs')),
+        maxDelayMs: checkOption('remoteRetry.maxDelayMs', r.maxDelayMs, d.maxDelayMs, durationMsSchema('remoteRetry.maxDelayMs')),
         factor: r.factor !== undefined && r.factor >= 1 ? r.factor : d.factor,
       }),
-      remoteRequestTimeoutMs: checkMs('remoteRequestTimeoutMs', options.remoteRequestTimeoutMs, FORWARD_DEFAULTS.remoteRequestTimeoutMs, 1),
+      remoteRequestTimeoutMs: checkOption('remoteRequestTimeoutMs', options.remoteRequestTimeoutMs, FORWARD_DEFAULTS.remoteRequestTimeoutMs, timeoutMsSchema('remoteRequestTimeoutMs')),
       warn: (w) => {
         try {
           options.warn?.(w);
@@ -145,7 +149,7 @@ export class ForwardManager {
    * @param opts - `{ localHost = '127.0.0.1', localPort = 0, remoteHost = 'localhost', remotePort }`
    *   or `{ localHost, localPort, remotePath }`.
    * @returns the handle; `localPort` is the bound port.
-   * @throws {SshConfigError} `ERR_SSH_CONFIG` for invalid options (e.g. a port < 0, > 65535 or not an integer).
+   * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` for invalid options (e.g. a port < 0, > 65535 or not an integer).
    * @throws {SshError} `ERR_SSH_FORWARD` when the local bind fails (cause: EADDRINUSE, EACCES...);
    *   `ERR_SSH_CLOSED` after {@link ForwardManager.closeAll}.
    */
@@ -162,7 +166,7 @@ export class ForwardManager {
    * @param opts - `{ remoteHost = 'localhost', remotePort = 0, localHost = '127.0.0.1', localPort, timeoutMs? }`
    *   or `{ remotePath, localHost, localPort, timeoutMs? }`.
    * @returns the handle; `remotePort` is the port the server bound.
-   * @throws {SshConfigError} `ERR_SSH_CONFIG` for invalid options.
+   * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` for invalid options.
    * @throws {SshError} `ERR_SSH_FORWARD` when the server refuses (e.g. `AllowTcpForwarding no`,
    *   `PermitListen`, port in use) or does not answer within `timeoutMs` (default: the client's
    *   `connectTimeoutMs`); the link errors of `provider.link()` (`ERR_SSH_TIMEOUT`
@@ -188,7 +192,7 @@ export class ForwardManager {
    * Opens a dynamic forward (ssh(1) `-D`): a SOCKS5 server (RFC 1928; RFC 1929 when `auth` is given).
    *
    * @param opts - `{ localHost = '127.0.0.1', localPort = 0, auth?: { username, password } }`.
-   * @throws {SshConfigError} `ERR_SSH_CONFIG` for invalid options.
+   * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` for invalid options.
    * @throws {SshError} `ERR_SSH_FORWARD` when the bind fails; `ERR_SSH_CLOSED` after closeAll.
    */
   async forwardDynamic(opts: DynamicForwardOptions = {}): Promise<DynamicForward> {

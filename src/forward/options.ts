@@ -6,8 +6,7 @@
  * @module forward/options
  */
 import { z } from 'zod';
-import { zodToConfigError } from '../internal/validate.js';
-import type { SshConfigError } from '../errors.js';
+import { timeoutMsSchema, zodToConfigError, zodToError } from '../internal/validate.js';
 
 /** Defaults of the forward options and of the forward manager, in one frozen object. Durations in ms. */
 export const FORWARD_DEFAULTS = Object.freeze({
@@ -102,11 +101,7 @@ export const remoteForwardOptionsSchema = z
      * `ERR_SSH_FORWARD` (a server that never answers, e.g. tinysshd, cannot hang the caller).
      * @default the client's `connectTimeoutMs`
      */
-    timeoutMs: z
-      .number({ error: 'expected milliseconds as an integer >= 1' })
-      .int({ error: 'expected milliseconds as an integer >= 1' })
-      .min(1, { error: 'expected milliseconds as an integer >= 1' })
-      .optional(),
+    timeoutMs: timeoutMsSchema().optional(),
   })
   .superRefine((o, ctx) => {
     if (o.remotePath !== undefined && (o.remotePort !== undefined || o.remoteHost !== undefined)) {
@@ -196,13 +191,13 @@ const ACCEPTED: Record<ForwardKind, string> = {
  * @param kind - `'local'`, `'remote'` or `'dynamic'`.
  * @param input - the caller's options object.
  * @returns the validated options with defaults applied.
- * @throws {SshConfigError} `ERR_SSH_CONFIG` naming the bad field (`field`) and the accepted
- *   form, e.g. for a negative, non-integer or > 65535 port, an unknown key, or both
+ * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` naming the bad field (`field`) and the
+ *   accepted form, e.g. for a negative, non-integer or > 65535 port, an unknown key, or both
  *   `remotePath` and `remotePort`. The ZodError is the `cause`.
  */
 export function parseForwardOptions<K extends ForwardKind>(kind: K, input: unknown): ParsedByKind[K] {
   const parsed = SCHEMAS[kind].safeParse(input);
-  if (!parsed.success) throw zodToConfigError(parsed.error, `${kind} forward options`, ACCEPTED[kind]) satisfies SshConfigError;
+  if (!parsed.success) throw zodToError(parsed.error, `${kind} forward options`, undefined, ACCEPTED[kind].split(', '), input);
   return parsed.data;
 }
 

@@ -12,7 +12,7 @@ import pRetry from 'p-retry';
 import { backoffDelay } from '../internal/backoff.js';
 import type ssh2 from 'ssh2';
 import type { Link } from '../connection/link.js';
-import { SshError } from '../errors.js';
+import { SshError, isConnectionLost } from '../errors.js';
 import { carry, linkLost, Traffic } from './carry.js';
 import { fmtHostPort } from './listener.js';
 import type { ResolvedRemoteForward } from './options.js';
@@ -264,7 +264,7 @@ export class RemoteForward implements AsyncDisposable {
         settled = true;
         clearTimeout(timer);
         if (err) {
-          const lost = link.signal.aborted || /No response from server|Not connected/i.test(err.message);
+          const lost = link.signal.aborted || isConnectionLost(err);
           reject(
             lost
               ? new SshError('ERR_SSH_CONNECTION_LOST', `connection lost while requesting ${this.toString()}`, { cause: err })

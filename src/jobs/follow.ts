@@ -4,7 +4,8 @@
  * @module jobs/follow
  */
 import { z } from 'zod';
-import { zodToConfigError } from '../internal/validate.js';
+import { parseOrThrow, signalSchema } from '../internal/validate.js';
+import { SshInvalidArgError } from '../errors.js';
 import { operationScope } from '../internal/cancel.js';
 import type { JobsHost } from './remote.js';
 import { tailChunks } from './tail.js';
@@ -43,7 +44,7 @@ const followSchema = z.strictObject({
   filter: z
     .custom<RegExp | ((line: string) => boolean)>((v) => v instanceof RegExp || typeof v === 'function', { error: 'expected a RegExp or a function (line) => boolean' })
     .optional(),
-  signal: z.instanceof(AbortSignal, { error: 'expected an AbortSignal' }).optional(),
+  signal: signalSchema.optional(),
   pollIntervalMs: z.number({ error: 'expected milliseconds' }).int().min(10, { error: 'expected milliseconds >= 10' }).optional(),
   chunkBytes: z.number({ error: 'expected bytes' }).int().min(1024, { error: 'expected bytes >= 1024' }).max(64 * 1024 * 1024).optional(),
   maxLineBytes: z.number({ error: 'expected bytes' }).int().min(1).optional(),
@@ -54,10 +55,9 @@ const followSchema = z.strictObject({
  */
 export function checkFollowOptions(path: string, options: FollowOptions): void {
   if (typeof path !== 'string' || path.length === 0 || path.includes('\0')) {
-    throw zodToConfigError(new z.ZodError([{ code: 'custom', path: ['path'], message: 'expected a non-empty remote path without NUL bytes', input: path }]), 'follow path');
+    throw new SshInvalidArgError("invalid follow path: expected a non-empty remote path without NUL bytes", { field: 'path' });
   }
-  const parsed = followSchema.safeParse(options);
-  if (!parsed.success) throw zodToConfigError(parsed.error, 'follow options', 'from, filter, signal, pollIntervalMs, chunkBytes, maxLineBytes', options);
+  parseOrThrow(followSchema, options, 'follow options');
 }
 
 /** The lines of `path`, followed. @internal */

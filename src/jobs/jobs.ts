@@ -20,8 +20,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { zodToConfigError } from '../internal/validate.js';
-import { SshConfigError, SshError } from '../errors.js';
+import { SshConfigError, SshError, SshInvalidArgError } from '../errors.js';
+import { parseOrThrow, signalSchema, timeoutMsSchema } from '../internal/validate.js';
 import { buildCommandLine } from '../exec/quote.js';
 import { operationScope, sleep } from '../internal/cancel.js';
 import { runScript, STEP_TIMEOUT_MS, untilDone, type JobsHost } from './remote.js';
@@ -98,13 +98,23 @@ export interface JobManagerOptions {
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
 const ID = /^[a-z0-9]{6,40}$/;
 
+const waitSchema = z.strictObject({
+  signal: signalSchema.optional(),
+  timeoutMs: timeoutMsSchema().optional(),
+  pollIntervalMs: timeoutMsSchema('pollIntervalMs').optional(),
+});
+const pruneSchema = z.strictObject({
+  // Milliseconds of age; not a timer, so any whole number >= 0 (days or years are fine).
+  olderThanMs: z.number({ error: 'expected olderThanMs as a number of milliseconds' }).int({ error: 'expected olderThanMs as a whole number of milliseconds' }).min(0, { error: 'expected olderThanMs >= 0 milliseconds' }).optional(),
+  signal: signalSchema.optional(),
+});
 const startSchema = z.strictObject({
   name: z.string().regex(NAME, { error: 'expected 1-64 letters, digits, ".", "_" or "-" (no "/")' }).refine((n) => n !== '.' && n !== '..', { error: "expected a name other than '.' and '..'" }).optional(),
   cwd: z.string().min(1, { error: 'expected a directory path' }).refine((s) => !s.includes('\0'), { error: 'expected no NUL bytes' }).optional(),
   env: z.record(z.string(), z.string({ error: 'expected string values' })).optional(),
   stdin: z.union([z.string(), z.instanceof(Buffer)], { error: 'expected a string or a Buffer' }).optional(),
-  timeoutMs: z.number().int().min(0).optional(),
-  signal: z.instanceof(AbortSignal, { error: 'expected an AbortSignal' }).optional(),
+  timeoutMs: timeoutMsSchema().optional(),
+  signal: signalSchema.optional(),
 });
 
 /** Turns `~/x` into `"$HOME"/x` for the scripts (they expand a leading `~/` themselves). */
@@ -279,6 +289,7 @@ export class RemoteJob {
    *   when the job was removed, `ERR_SSH_CLOSED` when the client is closed.
    */
   async wait(options: JobWaitOptions = {}): Promise<JobStatus> {
+    parseOrThrow(waitSchema, options, 'job wait options');
     const scope = operationScope({ signal: options.signal, timeoutMs: options.timeoutMs }, `job ${this.id}: wait`);
     try {
       for (;;) {
@@ -296,11 +307,11 @@ export class RemoteJob {
    * own session where the server has `setsid`, else the process alone). Resolves `true` when a
    * running job was signalled, `false` when it had already ended.
    *
-   * @throws {SshConfigError} `ERR_SSH_CONFIG` for a signal name that is not `[A-Z][A-Z0-9]*`.
+   * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` for a signal name that is not `[A-Z][A-Z0-9]*`.
    */
   async kill(signal = 'TERM'): Promise<boolean> {
     const sig = signal.replace(/^SIG/, '');
-    if (!/^[A-Z][A-Z0-9]{0,15}$/.test(sig)) throw new SshConfigError(`invalid job kill signal '${signal}': expected a signal name such as 'TERM', 'INT' or 'KILL'`, { field: 'signal' });
+    if (!/^[A-Z][A-Z0-9]{0,15}$/.test(sig)) throw new SshInvalidArgError(`invalid job kill signal '${signal}': expected a signal name such as 'TERM', 'INT' or 'KILL'`, { field: 'signal' });
     const r = await this.#m.script(KILL_SCRIPT, [this.id, sig]);
     return r.exitCode === 0;
   }
@@ -312,9 +323,9 @@ export class RemoteJob {
    */
   output(options: JobOutputOptions = {}): AsyncIterable<JobOutputChunk> {
     const stream = options.stream ?? 'stdout';
-    if (stream !== 'stdout' && stream !== 'stderr') throw new SshConfigError(`invalid job output option 'stream': expected 'stdout' or 'stderr'`, { field: 'stream' });
+    if (stream !== 'stdout' && stream !== 'stderr') throw new SshInvalidArgError(`invalid job output option 'stream': expected 'stdout' or 'stderr'`, { field: 'stream' });
     const from = options.from ?? 0;
-    if (!Number.isSafeInteger(from) || from < 0) throw new SshConfigError(`invalid job output option 'from': expected a byte offset >= 0`, { field: 'from' });
+    if (!Number.isSafeInteger(from) || from < 0) throw new SshInvalidArgError(`invalid job output option 'from': expected a byte offset >= 0`, { field: 'from' });
     const dir = this.#m.dirOf(this.id);
     const host = this.#m.host;
     return {
@@ -404,7 +415,7 @@ export class JobManager {
    * `exec`. It keeps running when the link or the client dies; its stdout and stderr go to files.
    *
    * @returns the {@link RemoteJob}, once the command runs (its pid is known).
-   * @throws {SshConfigError} `ERR_SSH_CONFIG` for an empty command, a NUL byte, a bad name (e.g.
+   * @throws {SshInvalidArgError} `ERR_SSH_INVALID_ARG` for an empty command, a NUL byte, a bad name (e.g.
    *   with `/`) or env name, naming the field.
    * @throws {SshError} `ERR_SSH_JOB` when the job directory cannot be made (with the server's
    *   message), the `cwd` does not exist, the name belongs to a running job, or the server lacks
@@ -418,13 +429,12 @@ export class JobManager {
    * ```
    */
   async start(command: string | readonly string[], options: JobStartOptions = {}): Promise<RemoteJob> {
-    const parsed = startSchema.safeParse(options);
-    if (!parsed.success) throw zodToConfigError(parsed.error, 'job start options', 'name, cwd, env, stdin, timeoutMs, signal', options);
+    parseOrThrow(startSchema, options, 'job start options');
     let cmdline: string;
     try {
       cmdline = buildCommandLine({ command, env: options.env });
     } catch (err) {
-      if (err instanceof TypeError) throw new SshConfigError(`invalid job command: ${err.message}`, { field: 'command', cause: err });
+      if (err instanceof TypeError) throw new SshInvalidArgError(`invalid job command: ${err.message}`, { field: 'command', cause: err });
       throw err;
     }
     const id = newId();
@@ -488,8 +498,8 @@ export class JobManager {
    * @returns the ids removed.
    */
   async prune(options: { olderThanMs?: number; signal?: AbortSignal } = {}): Promise<string[]> {
+    parseOrThrow(pruneSchema, options, 'prune options');
     const olderThanMs = options.olderThanMs ?? 0;
-    if (!Number.isFinite(olderThanMs) || olderThanMs < 0) throw new SshConfigError(`invalid prune option 'olderThanMs': expected milliseconds >= 0`, { field: 'olderThanMs' });
     const now = Date.now();
     const removed: string[] = [];
     for (const r of await this.#records(options.signal)) {

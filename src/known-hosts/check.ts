@@ -20,8 +20,8 @@ export type HostKeyStatus =
    * known key of the same type when there is one, else at the first known key of another type.
    */
   | { status: 'changed'; file: string; line: number; knownKeyType: string }
-  /** An `@revoked` line for this host holds exactly this key. */
-  | { status: 'revoked'; file: string; line: number };
+  /** An `@revoked` line for this host holds exactly this key (`keyType`: the type of that line's key). */
+  | { status: 'revoked'; file: string; line: number; keyType: string };
 
 /**
  * Checks a server's host key against known_hosts entries.
@@ -59,7 +59,7 @@ export function checkHostKey(entries: readonly KnownHostsEntry[], host: string, 
     if (!entryMatchesHost(e, lookup)) continue;
     const equal = e.key.equals(key);
     if (e.marker === 'revoked') {
-      if (equal) return { status: 'revoked', file: e.file, line: e.line };
+      if (equal) return { status: 'revoked', file: e.file, line: e.line, keyType: e.keyType };
       continue;
     }
     if (equal) known ??= { status: 'known', file: e.file, line: e.line };

@@ -7,7 +7,7 @@ import { constants as fsc } from 'node:fs';
 import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SshConfigError } from '../errors.js';
+import { SshConfigError, SshError } from '../errors.js';
 import { backoffDelay, type BackoffPolicy } from '../internal/backoff.js';
 import { checkHostKey } from './check.js';
 import { validateKeyBlob } from './key-blob.js';
@@ -164,9 +164,11 @@ async function withLock<T>(file: string, timeoutMs: number, staleMs: number, fn:
       continue;
     }
     if (Date.now() >= deadline) {
-      throw new SshConfigError(
+      // Another writer holds the lock: a transient condition, not a configuration error.
+      throw new SshError(
+        'ERR_SSH_TIMEOUT',
         `timed out after ${timeoutMs} ms waiting for lock file ${lockPath}; if no other process is writing ${file}, delete the lock file`,
-        { field: 'knownHostsFiles' },
+        { retryable: true },
       );
     }
     attempt += 1;
@@ -198,7 +200,9 @@ async function withLock<T>(file: string, timeoutMs: number, staleMs: number, fn:
  * @returns `true` when a line was written, `false` when `ifAbsent` found the key already trusted.
  * @throws SshConfigError `ERR_SSH_CONFIG`: field `host`/`port` for invalid values; field `key`
  *   when the blob is not a supported, well-formed public key; field `knownHostsFiles` when the
- *   directory, file or lock cannot be created or written, or the lock wait timed out.
+ *   directory, file or lock cannot be created or written.
+ * @throws SshError `ERR_SSH_TIMEOUT` (retryable) when another writer held the lock for
+ *   `lockTimeoutMs`: nothing was written.
  */
 export async function appendKnownHost(
   file: string,

@@ -5,11 +5,13 @@
  * @module known-hosts/verifier
  */
 import { inspect } from 'node:util';
+import { z } from 'zod';
 import { SshConfigError, SshError, SshHostKeyError } from '../errors.js';
 import { checkHostKey } from './check.js';
 import { appendKnownHost, loadKnownHosts } from './file.js';
 import { fingerprintSha256, validateKeyBlob } from './key-blob.js';
 import { hostPattern } from './pattern.js';
+import { parseOrThrow, portSchema } from '../internal/validate.js';
 import { parseKnownHosts, type KnownHostsEntry } from './parse.js';
 
 /** Where in-memory known_hosts lines are said to come from in messages. */
@@ -93,43 +95,31 @@ export interface HostVerifierOptions {
  */
 export type HostVerifier = (key: Buffer) => Promise<void>;
 
-const ACCEPTED_KEYS = ['host', 'port', 'knownHostsFiles', 'globalKnownHostsFiles', 'knownHosts', 'strictHostKeyChecking', 'hashKnownHosts', 'onNewKey'];
+const pathList = (what: string): z.ZodArray<z.ZodString> =>
+  z.array(z.string({ error: `expected ${what} as an array of non-empty file paths` }).min(1, { error: `expected ${what} as an array of non-empty file paths` }), {
+    error: `expected ${what} as an array of non-empty file paths`,
+  });
+
+const verifierOptionsSchema = z
+  .strictObject({
+    host: z.string({ error: 'expected a host name or address' }),
+    port: portSchema(),
+    knownHostsFiles: pathList('knownHostsFiles'),
+    globalKnownHostsFiles: pathList('globalKnownHostsFiles').optional(),
+    knownHosts: z.array(z.string({ error: 'expected known_hosts lines (strings)' }), { error: 'expected an array of known_hosts lines (strings)' }).optional(),
+    strictHostKeyChecking: z.enum(['yes', 'accept-new', 'no'], { error: "expected 'yes', 'accept-new' or 'no'" }),
+    hashKnownHosts: z.boolean({ error: 'expected a boolean' }).optional(),
+    onNewKey: z.custom<(info: NewHostKeyInfo) => void>((v) => typeof v === 'function', { error: 'expected a function' }).optional(),
+  })
+  .superRefine((o, ctx) => {
+    if (o.strictHostKeyChecking === 'accept-new' && o.knownHostsFiles.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['knownHostsFiles'], message: "strictHostKeyChecking 'accept-new' needs at least one knownHostsFiles entry to write to" });
+    }
+  });
 
 function validateOptions(o: unknown): HostVerifierOptions {
-  if (typeof o !== 'object' || o === null) throw new SshConfigError('host verifier options must be an object', { field: '(options)' });
-  const rec = o as Record<string, unknown>;
-  for (const k of Object.keys(rec)) {
-    if (!ACCEPTED_KEYS.includes(k)) {
-      throw new SshConfigError(`unknown host verifier option '${k}'; accepted options: ${ACCEPTED_KEYS.join(', ')}`, { field: k });
-    }
-  }
-  hostPattern(rec.host as string, rec.port as number); // validates host and port
-  const files = (field: string, v: unknown, optional: boolean): void => {
-    if (optional && v === undefined) return;
-    if (!Array.isArray(v) || !v.every((p) => typeof p === 'string' && p.length > 0)) {
-      throw new SshConfigError(`${field} must be an array of non-empty file paths`, { field });
-    }
-  };
-  files('knownHostsFiles', rec.knownHostsFiles, false);
-  files('globalKnownHostsFiles', rec.globalKnownHostsFiles, true);
-  if (rec.knownHosts !== undefined && (!Array.isArray(rec.knownHosts) || !rec.knownHosts.every((l) => typeof l === 'string'))) {
-    throw new SshConfigError('knownHosts must be an array of known_hosts lines (strings)', { field: 'knownHosts' });
-  }
-  const strict = rec.strictHostKeyChecking;
-  if (strict !== 'yes' && strict !== 'accept-new' && strict !== 'no') {
-    throw new SshConfigError(`strictHostKeyChecking must be 'yes', 'accept-new' or 'no'`, { field: 'strictHostKeyChecking' });
-  }
-  if (strict === 'accept-new' && (rec.knownHostsFiles as unknown[]).length === 0) {
-    throw new SshConfigError(`strictHostKeyChecking 'accept-new' needs at least one knownHostsFiles entry to write to`, {
-      field: 'knownHostsFiles',
-    });
-  }
-  if (rec.hashKnownHosts !== undefined && typeof rec.hashKnownHosts !== 'boolean') {
-    throw new SshConfigError('hashKnownHosts must be a boolean', { field: 'hashKnownHosts' });
-  }
-  if (rec.onNewKey !== undefined && typeof rec.onNewKey !== 'function') {
-    throw new SshConfigError('onNewKey must be a function', { field: 'onNewKey' });
-  }
+  const parsed = parseOrThrow(verifierOptionsSchema, o, 'host verifier options', 'config');
+  hostPattern(parsed.host, parsed.port); // the host's own rules (no spaces, commas, patterns...)
   return o as HostVerifierOptions;
 }
 
@@ -152,13 +142,18 @@ function shellQuote(s: string): string {
  * | revoked | reject `_REVOKED`  | reject `_REVOKED`            | reject `_REVOKED`             |
  *
  * Rejections ({@link SshHostKeyError}, never retryable) carry the host string and the SHA256
- * fingerprint and say how to fix it:
+ * fingerprint and say how to fix it; `_MISMATCH` and `_REVOKED` also carry `known`, the line
+ * behind the refusal (`{ file, line, keyType }`; `file` is `'knownHosts option'` for a line of
+ * the `knownHosts` option, counted from 1 over its lines):
  * - `ERR_SSH_HOST_KEY_UNKNOWN`: the key is not in any file (or is malformed/unsupported).
  * - `ERR_SSH_HOST_KEY_MISMATCH`: the host is known with other key(s): possible man-in-the-middle.
  * - `ERR_SSH_HOST_KEY_REVOKED`: an `@revoked` line matching the host holds this key.
  * - `ERR_SSH_CONFIG` ({@link SshConfigError}): a known_hosts file exists but cannot be read (fails
  *   closed under every setting, since a revocation could be hidden in it), or `accept-new` could
  *   not write the new key (refused rather than trusting a key that would not be remembered).
+ * - `ERR_SSH_TIMEOUT` ({@link SshError}, retryable): `accept-new` waited 5 s for `<file>.lock`
+ *   held by another writer; the key is neither written nor trusted for this attempt, and the
+ *   client is not closed (a reconnect, or the next `connect()`, tries again).
  *
  * @param options - see {@link HostVerifierOptions}.
  * @returns the verifier.
@@ -204,7 +199,7 @@ export function createHostVerifier(options: HostVerifierOptions): HostVerifier {
         throw new SshHostKeyError(
           'ERR_SSH_HOST_KEY_REVOKED',
           `host key ${v.type} ${fingerprint} presented by ${lookup} is marked @revoked in ${result.file}:${result.line}; refusing to connect`,
-          { host: lookup, fingerprint },
+          { host: lookup, fingerprint, known: { file: result.file, line: result.line, keyType: result.keyType } },
         );
       case 'changed':
         if (strict === 'no') {
@@ -224,7 +219,7 @@ export function createHostVerifier(options: HostVerifierOptions): HostVerifier {
           `host key for ${lookup} has changed: the server presented ${v.type} ${fingerprint}, but ${result.file}:${result.line} ` +
             `holds a different ${result.knownKeyType} key. Someone could be eavesdropping (man-in-the-middle), or the host key was ` +
             `replaced. If the change is expected, remove the old key with: ssh-keygen -R ${shellQuote(lookup)} -f ${shellQuote(result.file)}`,
-          { host: lookup, fingerprint },
+          { host: lookup, fingerprint, known: { file: result.file, line: result.line, keyType: result.knownKeyType } },
         );
       case 'unknown': {
         if (strict === 'no') {
@@ -237,6 +232,15 @@ export function createHostVerifier(options: HostVerifierOptions): HostVerifier {
           try {
             written = await appendKnownHost(target, o.host, o.port, key, { hash: o.hashKnownHosts === true, ifAbsent: true });
           } catch (err) {
+            if (err instanceof SshError && err.code === 'ERR_SSH_TIMEOUT') {
+              // Another process holds the known_hosts lock: this attempt fails, retryably (a
+              // reconnect or a new connect() tries again); the client is not closed.
+              throw new SshError(
+                'ERR_SSH_TIMEOUT',
+                `could not add the new host key ${v.type} ${fingerprint} for ${lookup} to ${target} in time; refusing to trust a key that would not be remembered: ${err.message}`,
+                { cause: err, retryable: true },
+              );
+            }
             throw new SshConfigError(
               `could not add the new host key ${v.type} ${fingerprint} for ${lookup} to ${target}; refusing to trust a key that would not be remembered: ${err instanceof Error ? err.message : String(err)}`,
               { field: 'knownHostsFiles', cause: err },
@@ -305,7 +309,8 @@ export interface CallbackHostVerifierOptions {
  * the function is called. `true` (or a promise of `true`) trusts the key; anything else, a throw
  * or a rejection refuses it with an {@link SshHostKeyError} (never retryable):
  * `ERR_SSH_HOST_KEY_MISMATCH` when `trusted` holds another key for the host, else
- * `ERR_SSH_HOST_KEY_UNKNOWN`; the thrown value is the `cause`.
+ * `ERR_SSH_HOST_KEY_UNKNOWN`; the thrown value is the `cause`. Its `known` is `undefined`:
+ * no known_hosts line is involved.
  *
  * @throws SshConfigError `ERR_SSH_CONFIG` for an invalid host or port, or `verify` not a function.
  */

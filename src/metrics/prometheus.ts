@@ -11,7 +11,7 @@
  */
 import { Counter, Gauge, Histogram, register as defaultRegistry, type Registry } from 'prom-client';
 import type { SshClient } from '../client.js';
-import { SshConfigError } from '../errors.js';
+import { SshAuthError, SshConfigError, SshError } from '../errors.js';
 
 /** Options of {@link registerMetrics}. */
 export interface RegisterMetricsOptions {
@@ -90,14 +90,23 @@ function num(v: unknown): number | undefined {
   return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
 }
 
-/** Classifies an authentication failure for the `reason` label. */
-function authReason(err: { code?: unknown; message?: unknown }): string | undefined {
-  const message = typeof err.message === 'string' ? err.message : '';
+/**
+ * Classifies an authentication failure for the `reason` label: `key_file` for `ERR_SSH_KEY`,
+ * else from {@link SshAuthError.reason} (`too_many_attempts`, `no_method`, `rejected`).
+ */
+function authReason(err: unknown): string | undefined {
+  if (!(err instanceof SshError)) return undefined;
   if (err.code === 'ERR_SSH_KEY') return 'key_file';
   if (err.code !== 'ERR_SSH_AUTH') return undefined;
-  if (/too many authentication failures/i.test(message)) return 'too_many_attempts';
-  if (/no method|no key, agent or password/i.test(message)) return 'no_method';
-  return 'rejected';
+  if (!(err instanceof SshAuthError)) return 'rejected';
+  switch (err.reason) {
+    case 'too-many-attempts':
+      return 'too_many_attempts';
+    case 'no-credentials':
+      return 'no_method';
+    case 'all-methods-failed':
+      return 'rejected';
+  }
 }
 
 function validateLabels(labels: unknown): Labels {

@@ -20,7 +20,7 @@ import { relBytes, walkTree, type WalkedTree, type WalkLimits } from './dir-walk
 import { ProgressReporter, readIntoBuffer, runGet, runPut, writeBuffer } from './engine.js';
 import { appendOffset, asError, DEFAULT_STREAM_CONCURRENCY, closeBounded, isStatus, limitError, listLean, localError, mkdirp, runLimited } from './ops.js';
 import { SftpStatus } from './errors.js';
-import { isConfinedRel, isInsideDir, joinBytes, joinRemote, showName, showPath, toBytes, typeOfMode, type SftpEntryType } from './paths.js';
+import { isConfinedRel, isInsideDir, joinBytes, joinRemote, showName, showPath, toBytes, typeOfMode } from './paths.js';
 import {
   hashLocalFiles,
   localTreeSource,

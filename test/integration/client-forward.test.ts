@@ -142,10 +142,10 @@ describe('forwards through SshClient', () => {
     await new Promise((r) => busy.close(r));
   });
 
-  it('bad forward options are ERR_SSH_CONFIG naming the field', async () => {
+  it('bad forward options: ERR_SSH_CONFIG in the client options, ERR_SSH_INVALID_ARG at the call, naming the field', async () => {
     expect(() => new SshClient(clientOptions(info, { forwards: [{ type: 'local', localPort: 70000, remoteHost: 'x', remotePort: 1 }] }))).toThrow(/forwards\.0\.localPort/);
     const ssh = new SshClient(clientOptions(info));
     clients.push(ssh);
-    await expect(ssh.forwardLocal({ localPort: -1, remoteHost: 'x', remotePort: 1 })).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG' });
+    await expect(ssh.forwardLocal({ localPort: -1, remoteHost: 'x', remotePort: 1 })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'localPort' });
   });
 });

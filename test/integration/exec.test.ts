@@ -136,10 +136,21 @@ describe('exec against a real sshd', () => {
     expect(r.exitCode).toBe(5);
   });
 
-  it('rejects bad exec options with ERR_SSH_CONFIG naming the field', async () => {
+  it('rejects bad exec options with ERR_SSH_INVALID_ARG naming the field; one timeoutMs rule (whole ms, 1..2^31-1)', async () => {
     const err = await ssh.exec('true', { timeoutMs: 'soon' } as never).catch((e: unknown) => e);
-    expect((err as SshError).code).toBe('ERR_SSH_CONFIG');
+    expect((err as SshError).code).toBe('ERR_SSH_INVALID_ARG');
     expect((err as Error).message).toContain('timeoutMs');
+    for (const bad of [0, -1, 1.5, 2 ** 31, Infinity, Number.NaN]) {
+      await expect(ssh.exec('true', { timeoutMs: bad })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'timeoutMs' });
+      await expect(ssh.spawn('true', { timeoutMs: bad })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'timeoutMs' });
+      await expect(ssh.shell({ timeoutMs: bad })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'timeoutMs' });
+      await expect(ssh.connect({ timeoutMs: bad })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'timeoutMs' });
+    }
+    await expect(ssh.connect({ retyr: true } as never)).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'retyr', message: expect.stringContaining('retry') });
+    await expect(ssh.connect({ signal: 'x' } as never)).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'signal' });
+    // the boundaries are accepted
+    expect((await ssh.exec('echo ok', { timeoutMs: 2 ** 31 - 1 })).stdout).toBe('ok\n');
+    await ssh.connect({ timeoutMs: 1 });
   });
 
   it('runs 1,000 sequential execs without growth in listeners or active handles', async () => {

@@ -1,6 +1,6 @@
 // Option schemas of the forwards (no server needed).
 import { describe, expect, it } from 'vitest';
-import { SshConfigError } from '../../src/errors.js';
+import { SshConfigError, SshInvalidArgError } from '../../src/errors.js';
 import { forwardSpecSchema, parseForwardOptions, parseForwardSpecs } from '../../src/forward/index.js';
 
 function configError(f: () => unknown): SshConfigError {
@@ -11,6 +11,17 @@ function configError(f: () => unknown): SshConfigError {
     throw e;
   }
   throw new Error('expected an SshConfigError');
+}
+
+/** The options of one forward are call arguments: ERR_SSH_INVALID_ARG. */
+function argError(f: () => unknown): SshInvalidArgError {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof SshInvalidArgError) return e;
+    throw e;
+  }
+  throw new Error('expected an SshInvalidArgError');
 }
 
 describe('forward options', () => {
@@ -25,28 +36,28 @@ describe('forward options', () => {
     });
   });
 
-  it.each([-1, 65536, 1.5, Number.NaN, '22'])('rejects the port %s with ERR_SSH_CONFIG naming the field', (bad) => {
-    const e = configError(() => parseForwardOptions('local', { localPort: bad, remotePort: 22 }));
-    expect(e.code).toBe('ERR_SSH_CONFIG');
+  it.each([-1, 65536, 1.5, Number.NaN, '22'])('rejects the port %s with ERR_SSH_INVALID_ARG naming the field', (bad) => {
+    const e = argError(() => parseForwardOptions('local', { localPort: bad, remotePort: 22 }));
+    expect(e.code).toBe('ERR_SSH_INVALID_ARG');
     expect(e.field).toBe('localPort');
     expect(e.message).toMatch(/integer port from 0 to 65535/);
-    expect(configError(() => parseForwardOptions('remote', { localPort: 1, remotePort: bad })).field).toBe('remotePort');
-    expect(configError(() => parseForwardOptions('dynamic', { localPort: bad })).field).toBe('localPort');
+    expect(argError(() => parseForwardOptions('remote', { localPort: 1, remotePort: bad })).field).toBe('remotePort');
+    expect(argError(() => parseForwardOptions('dynamic', { localPort: bad })).field).toBe('localPort');
   });
 
   it('requires exactly one target of a local forward and rejects unknown keys', () => {
-    expect(configError(() => parseForwardOptions('local', {})).field).toBe('remotePort');
-    expect(configError(() => parseForwardOptions('local', { remotePort: 0 })).field).toBe('remotePort');
-    expect(configError(() => parseForwardOptions('local', { remotePort: 1, remotePath: '/x' })).field).toBe('remotePath');
-    expect(configError(() => parseForwardOptions('remote', { remotePort: 1, remotePath: '/x', localPort: 1 })).field).toBe('remotePath');
-    const unknown = configError(() => parseForwardOptions('local', { remotePort: 1, bindAddress: 'x' }));
+    expect(argError(() => parseForwardOptions('local', {})).field).toBe('remotePort');
+    expect(argError(() => parseForwardOptions('local', { remotePort: 0 })).field).toBe('remotePort');
+    expect(argError(() => parseForwardOptions('local', { remotePort: 1, remotePath: '/x' })).field).toBe('remotePath');
+    expect(argError(() => parseForwardOptions('remote', { remotePort: 1, remotePath: '/x', localPort: 1 })).field).toBe('remotePath');
+    const unknown = argError(() => parseForwardOptions('local', { remotePort: 1, bindAddress: 'x' }));
     expect(unknown.field).toBe('bindAddress');
     expect(unknown.message).toContain('localHost, localPort, remoteHost, remotePort, remotePath');
-    expect(configError(() => parseForwardOptions('remote', {})).field).toBe('localPort');
+    expect(argError(() => parseForwardOptions('remote', {})).field).toBe('localPort');
   });
 
   it('validates SOCKS credentials without echoing them', () => {
-    const e = configError(() => parseForwardOptions('dynamic', { auth: { username: 'u', password: 'x'.repeat(300) } }));
+    const e = argError(() => parseForwardOptions('dynamic', { auth: { username: 'u', password: 'x'.repeat(300) } }));
     expect(e.field).toBe('auth.password');
     expect(e.message).not.toContain('xxxx');
   });

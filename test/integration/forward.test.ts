@@ -9,7 +9,7 @@ import { SocksClient } from 'socks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sharedSshd } from '../helpers/shared.js';
 import type { RawLinkProvider } from '../helpers/raw-link.js';
-import { SshConfigError, SshError } from '../../src/errors.js';
+import { SshError, SshInvalidArgError } from '../../src/errors.js';
 import type { ForwardManager } from '../../src/forward/index.js';
 import { canBind, connect, dataServer, echoServer, exchange, httpServer, MiB, roundTrip, setup, waitFor } from './forward-util.js';
 
@@ -102,14 +102,15 @@ describe('local forward', () => {
     await new Promise<void>((r) => blocker.close(() => r()));
   });
 
-  it('rejects invalid ports with ERR_SSH_CONFIG naming the field', async () => {
+  it('rejects invalid ports with ERR_SSH_INVALID_ARG naming the field', async () => {
     for (const bad of [-1, 65536, 1.5]) {
       const err = await manager.forwardLocal({ localPort: bad, remotePort: 80 }).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(SshConfigError);
-      expect((err as SshConfigError).field).toBe('localPort');
+      expect(err).toBeInstanceOf(SshInvalidArgError);
+      expect((err as SshInvalidArgError).field).toBe('localPort');
     }
-    await expect(manager.forwardRemote({ localPort: 70000 })).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG', field: 'localPort' });
-    await expect(manager.forwardDynamic({ localPort: -5 })).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG', field: 'localPort' });
+    await expect(manager.forwardRemote({ localPort: 70000 })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'localPort' });
+    await expect(manager.forwardDynamic({ localPort: -5 })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'localPort' });
+    await expect(manager.forwardRemote({ localPort: 1, timeoutMs: 0 })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'timeoutMs' });
   });
 
   it('closes the accepted connection when the server cannot connect to the target', async () => {

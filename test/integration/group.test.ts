@@ -220,6 +220,19 @@ describe('SshGroup', () => {
     expect(() => new SshGroup(['a'], { concurency: 2 } as never)).toThrow(/unknown option 'concurency'/);
   });
 
+  it('bad run() arguments are ERR_SSH_INVALID_ARG naming the field (group options stay ERR_SSH_CONFIG)', async () => {
+    const g = new SshGroup(['a']);
+    try {
+      await expect(g.run(() => 1, { timeoutMs: 0 })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'timeoutMs' });
+      await expect(g.run(() => 1, { timeoutMs: 1.5 })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'timeoutMs' });
+      await expect(g.run(() => 1, { concurrency: 0 })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'concurrency' });
+      await expect(g.run('x' as never)).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'task' });
+    } finally {
+      await g.close();
+    }
+    expect(() => new SshGroup(['a'], { idleTimeoutMs: -1 })).toThrow(expect.objectContaining({ code: 'ERR_SSH_CONFIG', field: 'idleTimeoutMs' }));
+  });
+
   it('200 hosts with concurrency 50: every host succeeds', async () => {
     const { proxies: ps, knownHosts } = await hosts(200);
     const group = new SshGroup(

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SshClient, SshError, SshHostKeyError } from '../../src/index.js';
@@ -43,24 +43,29 @@ describe('host key verification', () => {
     expect(err).toBeInstanceOf(SshHostKeyError);
     expect(err.code).toBe('ERR_SSH_HOST_KEY_UNKNOWN');
     expect(err.message).toContain(info.hostKeyFingerprint);
+    expect(err.known).toBeUndefined();
     expect(err.retryable).toBe(false);
     expect(ssh.state).toBe('closed');
   });
 
-  it('a changed key: ERR_SSH_HOST_KEY_MISMATCH under yes and accept-new; the file is untouched', async () => {
+  it('a changed key: ERR_SSH_HOST_KEY_MISMATCH under yes and accept-new; the file is untouched; `known` names the line on file', async () => {
     for (const mode of ['yes', 'accept-new'] as const) {
-      const content = `${hostName} ${otherKeyLine()}\n`;
+      // The host's key on line 3, after a comment and another host's line.
+      const content = `# keys\nother.example ${otherKeyLine()}\n${hostName} ${otherKeyLine()}\n`;
       const kh = tmpFile('kh', content);
-      const err = (await client({ knownHostsFiles: [kh], strictHostKeyChecking: mode }).connect().catch((e: unknown) => e)) as SshError;
+      const err = (await client({ knownHostsFiles: [kh], strictHostKeyChecking: mode }).connect().catch((e: unknown) => e)) as SshHostKeyError;
+      expect(err).toBeInstanceOf(SshHostKeyError);
       expect(err.code).toBe('ERR_SSH_HOST_KEY_MISMATCH');
+      expect(err.known).toEqual({ file: kh, line: 3, keyType: 'ssh-ed25519' });
       expect(readFileSync(kh, 'utf8')).toBe(content);
     }
   });
 
-  it("a revoked key is refused even under 'no'", async () => {
-    const kh = tmpFile('kh', `@revoked * ${info.hostPublicKey}\n${hostName} ${info.hostPublicKey}\n`);
-    const err = (await client({ knownHostsFiles: [kh], strictHostKeyChecking: 'no' }).connect().catch((e: unknown) => e)) as SshError;
+  it("a revoked key is refused even under 'no'; `known` names the @revoked line", async () => {
+    const kh = tmpFile('kh', `${hostName} ${info.hostPublicKey}\n@revoked * ${info.hostPublicKey}\n`);
+    const err = (await client({ knownHostsFiles: [kh], strictHostKeyChecking: 'no' }).connect().catch((e: unknown) => e)) as SshHostKeyError;
     expect(err.code).toBe('ERR_SSH_HOST_KEY_REVOKED');
+    expect(err.known).toEqual({ file: kh, line: 2, keyType: info.hostPublicKey.split(' ')[0] });
   });
 
   it('a hashed entry (ssh-keygen -H) is trusted', async () => {
@@ -89,6 +94,24 @@ describe('host key verification', () => {
 });
 
 describe('keys and authentication', () => {
+  it('accept-new while another process holds the known_hosts lock: a retryable ERR_SSH_TIMEOUT, the client stays usable, the next connect records the key', async () => {
+    const kh = tmpFile('kh', '');
+    // A fresh lock (not stale: younger than 10 s) held for the whole first attempt (5 s lock wait).
+    writeFileSync(`${kh}.lock`, '999999\n');
+    const ssh = client({ knownHostsFiles: [kh], strictHostKeyChecking: 'accept-new' });
+    const err = (await ssh.connect().catch((e: unknown) => e)) as SshError;
+    expect(err).toBeInstanceOf(SshError);
+    expect(err.code).toBe('ERR_SSH_TIMEOUT');
+    expect(err.retryable).toBe(true);
+    expect(err.message).toContain(`${kh}.lock`);
+    expect(readFileSync(kh, 'utf8')).toBe('');
+    expect(ssh.state).toBe('idle');
+    rmSync(`${kh}.lock`);
+    await ssh.connect();
+    expect(ssh.state).toBe('ready');
+    expect(readFileSync(kh, 'utf8')).toContain(info.hostPublicKey.split(' ')[1]);
+  }, 20_000);
+
   it('a key file with mode 0644 is refused with ERR_SSH_KEY, as OpenSSH does', async () => {
     const f = join(mkdtempSync(join(tmpdir(), 'tether-key-')), 'id');
     copyFileSync(info.privateKeyPath, f);

@@ -1,7 +1,7 @@
 // Issue 15 item 4: host keys without files — `knownHosts` (known_hosts lines in memory) and
 // `hostVerifier` (a caller's decision), against the harness sshd.
 import { afterAll, describe, expect, it } from 'vitest';
-import { SshClient, SshError, type SshClientOptions } from '../../src/index.js';
+import { SshClient, SshError, SshHostKeyError, type SshClientOptions } from '../../src/index.js';
 import { sharedSshd } from '../helpers/shared.js';
 import { startSshd, describeSshd, type SshdHandle } from '../helpers/sshd.js';
 import { useClients, waitFor, writeSshConfig } from '../helpers/common.js';
@@ -47,6 +47,7 @@ describe('knownHosts: known_hosts lines in memory', () => {
     const mismatch = await failure(new SshClient(bare(info, { knownHosts: [`${lookup} ${otherKey}`] })));
     expect(mismatch.code).toBe('ERR_SSH_HOST_KEY_MISMATCH');
     expect(mismatch.retryable).toBe(false);
+    expect((mismatch as SshHostKeyError).known).toEqual({ file: 'knownHosts option', line: 1, keyType: otherKey.split(' ')[0] });
     const unknown = await failure(new SshClient(bare(info, { knownHosts: [`[other.invalid]:22 ${info.hostPublicKey.trim()}`] })));
     expect(unknown.code).toBe('ERR_SSH_HOST_KEY_UNKNOWN');
     expect(unknown.message).toMatch(/knownHosts option/);
@@ -54,6 +55,7 @@ describe('knownHosts: known_hosts lines in memory', () => {
       new SshClient(bare(info, { knownHosts: [`${lookup} ${info.hostPublicKey.trim()}`, `@revoked ${lookup} ${info.hostPublicKey.trim()}`] })),
     );
     expect(revoked.code).toBe('ERR_SSH_HOST_KEY_REVOKED');
+    expect((revoked as SshHostKeyError).known).toEqual({ file: 'knownHosts option', line: 2, keyType: info.hostPublicKey.split(/\s+/)[0] });
   });
 
   it("ssh_config's StrictHostKeyChecking no does not weaken knownHosts", async () => {
@@ -170,6 +172,8 @@ describe('hostVerifier: the caller decides', () => {
       server = await startSshd({ port }); // same port, fresh host key
       expect(await waitFor(() => ssh.state === 'closed', 15_000)).toBe(true);
       expect(ssh.health().closedBy?.code).toBe('ERR_SSH_HOST_KEY_MISMATCH');
+      // decided by the hostVerifier option: no known_hosts line behind it
+      expect((ssh.health().closedBy as SshHostKeyError).known).toBeUndefined();
       expect(calls).toBeGreaterThanOrEqual(2);
     });
   });

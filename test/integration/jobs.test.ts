@@ -166,10 +166,11 @@ describe('jobs', () => {
 
   it('bad input: empty command, NUL, a name with "/", unknown option, a missing cwd, an uncreatable job directory', async () => {
     const ssh = client();
-    await expect(ssh.jobs.start('')).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG', field: 'command' });
-    await expect(ssh.jobs.start('echo \0')).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG', field: 'command' });
-    await expect(ssh.jobs.start('true', { name: 'a/b' })).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG', field: 'name' });
-    await expect(ssh.jobs.start('true', { nmae: 'x' } as never)).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG', message: expect.stringContaining("'nmae'") });
+    await expect(ssh.jobs.start('')).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'command' });
+    await expect(ssh.jobs.start('echo \0')).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'command' });
+    await expect(ssh.jobs.start('true', { name: 'a/b' })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'name' });
+    await expect(ssh.jobs.start('true', { nmae: 'x' } as never)).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', message: expect.stringContaining("'nmae'") });
+    await expect(ssh.jobs.start('true', { timeoutMs: 0 })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'timeoutMs' });
     await expect(ssh.jobs.start('true', { cwd: '/nonexistent/dir' })).rejects.toMatchObject({ code: 'ERR_SSH_JOB', message: expect.stringContaining('/nonexistent/dir') });
     const bad = client({ jobsDir: '/proc/ssh-tether-jobs' });
     await expect(bad.jobs.start('true')).rejects.toMatchObject({ code: 'ERR_SSH_JOB', message: expect.stringMatching(/cannot create the job directory.*(No such file|Permission|denied|not permitted)/i) });
@@ -274,8 +275,8 @@ describe('follow', () => {
       { line: 'x', offset: 0 },
     ]);
     // bad input at the call
-    expect(() => ssh.follow('', {})).toThrow(expect.objectContaining({ code: 'ERR_SSH_CONFIG' }));
-    expect(() => ssh.follow(path, { from: -1 })).toThrow(expect.objectContaining({ code: 'ERR_SSH_CONFIG', field: 'from' }));
+    expect(() => ssh.follow('', {})).toThrow(expect.objectContaining({ code: 'ERR_SSH_INVALID_ARG' }));
+    expect(() => ssh.follow(path, { from: -1 })).toThrow(expect.objectContaining({ code: 'ERR_SSH_INVALID_ARG', field: 'from' }));
     ac.abort();
   }, 60_000);
 });

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventEmitter } from 'eventemitter3';
 import { Registry } from 'prom-client';
-import { SshClient, SshError } from '../../src/index.js';
+import { SshAuthError, SshClient, SshError } from '../../src/index.js';
 import { METRIC_NAMES, registerMetrics } from '../../src/metrics/prometheus.js';
 import { sharedSshd } from '../helpers/shared.js';
 import { clientOptions, waitFor } from '../helpers/client.js';
@@ -99,9 +99,47 @@ describe('ssh-tether/prometheus registerMetrics()', () => {
     expect(err).toBeInstanceOf(SshError);
     expect((err as SshError).code).toBe('ERR_SSH_AUTH');
     const text = await registry.metrics();
+    expect((err as SshAuthError).reason).toBe('all-methods-failed');
     expect(sample(text, 'ssh_tether_auth_failures_total{host="bad",reason="rejected"}')).toBe(1);
     expect(sample(text, 'ssh_tether_up{host="bad"}')).toBe(0);
     unregister();
+  });
+
+  it('auth failure reasons come from SshAuthError.reason: nothing to offer -> no_method; MaxAuthTries -> too_many_attempts', async () => {
+    const registry = new Registry();
+    const none = client({ identityFiles: [], agent: false });
+    const unregisterNone = registerMetrics(none, { registry, labels: { host: 'none' } });
+    const e1 = await none.connect().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(e1).toBeInstanceOf(SshAuthError);
+    expect((e1 as SshAuthError).reason).toBe('no-credentials');
+
+    const strict = await startSshd({ extraConfig: ['MaxAuthTries 2'] });
+    try {
+      const dir = mkdtempSync(join(tmpdir(), 'tether-met-'));
+      const keys = ['a', 'b', 'c', 'd'].map((n) => {
+        execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, n)]);
+        return join(dir, n);
+      });
+      const many = client({ identityFiles: [...keys, strict.privateKeyPath], agent: false }, strict);
+      const unregisterMany = registerMetrics(many, { registry, labels: { host: 'many' } });
+      const e2 = await many.connect().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(e2).toBeInstanceOf(SshAuthError);
+      expect((e2 as SshAuthError).reason).toBe('too-many-attempts');
+      const text = await registry.metrics();
+      expect(sample(text, 'ssh_tether_auth_failures_total{host="none",reason="no_method"}')).toBe(1);
+      expect(sample(text, 'ssh_tether_auth_failures_total{host="many",reason="too_many_attempts"}')).toBe(1);
+      expect(sample(text, 'ssh_tether_auth_failures_total{host="many",reason="rejected"}')).toBeUndefined();
+      unregisterMany();
+    } finally {
+      await strict.remove();
+    }
+    unregisterNone();
   });
 
   it('two clients share a registry with distinct labels; label names must agree', async () => {
@@ -146,7 +184,7 @@ describe('ssh-tether/prometheus registerMetrics()', () => {
     const unregister = registerMetrics(stub as unknown as SshClient, { registry });
     stub.emit('keepalive', { rttMs: 3 });
     stub.emit('disconnect', { cause: new SshError('ERR_SSH_KEEPALIVE_TIMEOUT', 'x') });
-    stub.emit('error', new SshError('ERR_SSH_AUTH', 'authentication failed: Too many authentication failures'));
+    stub.emit('error', new SshAuthError('authentication failed', { methodsTried: ['publickey'], reason: 'too-many-attempts' }));
     let text = await registry.metrics();
     expect(sample(text, 'ssh_tether_forward_connections_total{forward="L:127.0.0.1:5432"}')).toBe(4);
     expect(sample(text, 'ssh_tether_forward_bytes_total{forward="L:127.0.0.1:5432",direction="in"}')).toBe(100);

@@ -92,12 +92,12 @@ describe('PTY and interactive shell (issue 16 §3, real sshd)', () => {
   });
 
   it('resize() and the pty option reject bad sizes naming the field', async () => {
-    await expect(ssh.exec('true', { pty: { cols: 0 } })).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG', message: expect.stringMatching(/pty\.cols/) });
-    await expect(ssh.exec('true', { pty: { modes: { NOPE: 1 } as never } })).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG' });
-    await expect(ssh.exec('true', { pty: { term: 'a b' } })).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG', message: expect.stringMatching(/pty\.term/) });
+    await expect(ssh.exec('true', { pty: { cols: 0 } })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', message: expect.stringMatching(/pty\.cols/) });
+    await expect(ssh.exec('true', { pty: { modes: { NOPE: 1 } as never } })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG' });
+    await expect(ssh.exec('true', { pty: { term: 'a b' } })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', message: expect.stringMatching(/pty\.term/) });
     const p = await ssh.spawn('read -r x', { pty: true });
-    expect(() => p.resize(80.5, 24)).toThrow(expect.objectContaining({ code: 'ERR_SSH_CONFIG', field: 'cols' }) as Error);
-    expect(() => p.resize(80, 0)).toThrow(expect.objectContaining({ code: 'ERR_SSH_CONFIG', field: 'rows' }) as Error);
+    expect(() => p.resize(80.5, 24)).toThrow(expect.objectContaining({ code: 'ERR_SSH_INVALID_ARG', field: 'cols' }) as Error);
+    expect(() => p.resize(80, 0)).toThrow(expect.objectContaining({ code: 'ERR_SSH_INVALID_ARG', field: 'rows' }) as Error);
     p.stdin.end('x\n');
     await within(p.exited, 10_000, 'read');
     const np = await ssh.spawn('true');
@@ -250,7 +250,7 @@ describe('PTY and interactive shell (issue 16 §3, real sshd)', () => {
   });
 
   it('bad shell options are typed errors naming the field', async () => {
-    await expect(ssh.shell({ env: { 'A-B': 'x' } })).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG', field: 'env.A-B' });
-    await expect(ssh.shell({ nope: 1 } as never)).rejects.toMatchObject({ code: 'ERR_SSH_CONFIG' });
+    await expect(ssh.shell({ env: { 'A-B': 'x' } })).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'env.A-B' });
+    await expect(ssh.shell({ nope: 1 } as never)).rejects.toMatchObject({ code: 'ERR_SSH_INVALID_ARG' });
   });
 });

@@ -9,7 +9,22 @@ import { Keepalive, type Clock } from '../../src/connection/keepalive.js';
 import { SessionLimiter } from '../../src/channel/limiter.js';
 import { buildCommandLine, quoteArg, quoteArgv } from '../../src/exec/quote.js';
 import { PidLineStripper } from '../../src/exec/process.js';
-import { SshAuthError, SshChannelOpenError, SshError, isRetryable, mapChannelError, mapConnectError } from '../../src/errors.js';
+import ssh2 from 'ssh2';
+import {
+  ERROR_CODES,
+  SshAuthError,
+  SshChannelOpenError,
+  SshConfigError,
+  SshError,
+  SshHostKeyError,
+  TRANSIENT_NETWORK_CODES,
+  authFailureReason,
+  isConnectionLost,
+  isRetryable,
+  mapChannelError,
+  mapConnectError,
+  type SshErrorCode,
+} from '../../src/errors.js';
 import { SshClient } from '../../src/index.js';
 import { resolveOptions } from '../../src/options.js';
 
@@ -278,6 +293,86 @@ describe('error mapping', () => {
     }
     expect(isRetryable(new SshError('ERR_SSH_CONNECT', 'x'))).toBe(true);
     expect(isRetryable(new SshError('ERR_SSH_CONNECTION_LOST', 'x'))).toBe(true);
+  });
+
+  it('reads retryable from the one code table; an override wins', () => {
+    const codes = Object.keys(ERROR_CODES) as SshErrorCode[];
+    expect(codes.length).toBeGreaterThanOrEqual(22);
+    for (const code of codes) expect(new SshError(code, 'x').retryable).toBe(ERROR_CODES[code].retryable);
+    expect(codes.filter((c) => !ERROR_CODES[c].retryable).sort()).toEqual(
+      ['ERR_SSH_AUTH', 'ERR_SSH_CONFIG', 'ERR_SSH_HOST_KEY_MISMATCH', 'ERR_SSH_HOST_KEY_REVOKED', 'ERR_SSH_HOST_KEY_UNKNOWN', 'ERR_SSH_INVALID_ARG', 'ERR_SSH_KEY'].sort(),
+    );
+    expect(new SshError('ERR_SSH_CONNECT', 'x', { retryable: false }).retryable).toBe(false);
+    expect(new SshError('ERR_SSH_CONFIG', 'x', { retryable: true }).retryable).toBe(true);
+  });
+
+  it('isRetryable: only our retryable codes and transient network errors, not any Error', () => {
+    for (const code of ['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE', 'EAI_AGAIN']) {
+      expect(TRANSIENT_NETWORK_CODES.has(code)).toBe(true);
+      expect(isRetryable(Object.assign(new Error(`connect ${code}`), { code }))).toBe(true);
+    }
+    expect(isRetryable(new Error('boom'))).toBe(false);
+    expect(isRetryable(new TypeError('x is not a function'))).toBe(false);
+    expect(isRetryable(Object.assign(new Error('getaddrinfo ENOTFOUND nohost'), { code: 'ENOTFOUND' }))).toBe(false);
+    expect(isRetryable(Object.assign(new Error('EACCES'), { code: 'EACCES' }))).toBe(false);
+    expect(isRetryable({ code: 'ECONNRESET' })).toBe(false); // not an Error
+    expect(isRetryable('ECONNRESET')).toBe(false);
+    expect(isRetryable(undefined)).toBe(false);
+  });
+
+  it('isConnectionLost: our lost codes and ssh2 1.17 texts, nothing else', () => {
+    // The real text, from a real ssh2 client that is not connected (lib/client.js).
+    let thrown: unknown;
+    try {
+      new ssh2.Client().exec('true', () => undefined);
+    } catch (err) {
+      thrown = err;
+    }
+    expect((thrown as Error).message).toBe('Not connected');
+    expect(isConnectionLost(thrown)).toBe(true);
+    expect(isConnectionLost(new Error('No response from server'))).toBe(true);
+    expect(isConnectionLost(new Error('Connection lost before handshake'))).toBe(true);
+    expect(isConnectionLost(new SshError('ERR_SSH_CONNECTION_LOST', 'x'))).toBe(true);
+    expect(isConnectionLost(new SshError('ERR_SSH_KEEPALIVE_TIMEOUT', 'x'))).toBe(true);
+    expect(isConnectionLost(new SshError('ERR_SSH_CLOSED', 'client closed'))).toBe(false);
+    // a server's text that merely mentions it is not ssh2's report
+    expect(isConnectionLost(new Error('remote said: No response from server'))).toBe(false);
+    expect(isConnectionLost(new Error('file closed'))).toBe(false);
+    expect(isConnectionLost(undefined)).toBe(false);
+    expect(mapChannelError(thrown).code).toBe('ERR_SSH_CONNECTION_LOST');
+    expect(mapChannelError(Object.assign(new Error('(SSH) Channel open failure: server closed channel unexpectedly'), { reason: '' })).code).toBe(
+      'ERR_SSH_CONNECTION_LOST',
+    );
+    expect(mapChannelError(new Error('open failed: channel closed by policy'))).toBeInstanceOf(SshChannelOpenError);
+  });
+
+  it('SshAuthError.reason: from the cause and the methods tried, or given', () => {
+    expect(authFailureReason([], new Error('All configured authentication methods failed'))).toBe('no-credentials');
+    expect(authFailureReason(['publickey ssh-ed25519 SHA256:x (k)'], new Error('All configured authentication methods failed'))).toBe('all-methods-failed');
+    expect(authFailureReason(['publickey'], new Error('Too many authentication failures'))).toBe('too-many-attempts');
+    const mapped = mapConnectError(Object.assign(new Error('All configured authentication methods failed'), { level: 'client-authentication' }), ['password']);
+    expect((mapped as SshAuthError).reason).toBe('all-methods-failed');
+    expect(new SshAuthError('x', { methodsTried: [], reason: 'too-many-attempts' }).reason).toBe('too-many-attempts');
+  });
+
+  it('brand: instanceof holds for a copy of the classes carrying the Symbol.for brand, not for a plain Error', () => {
+    const brand = Symbol.for('ssh-tether.SshError');
+    // A stand-in for another copy of the library: classes of the same names, branded.
+    class OtherSshError extends Error {}
+    Object.defineProperty(OtherSshError, 'name', { value: 'SshError' });
+    Object.defineProperty(OtherSshError.prototype, brand, { value: true });
+    class OtherConfigError extends OtherSshError {}
+    Object.defineProperty(OtherConfigError, 'name', { value: 'SshConfigError' });
+    const other = new OtherConfigError('x');
+    expect(other instanceof SshError).toBe(true);
+    expect(other instanceof SshConfigError).toBe(true);
+    expect(other instanceof SshHostKeyError).toBe(false);
+    expect(new OtherSshError('x') instanceof SshConfigError).toBe(false);
+    expect(new Error('x') instanceof SshError).toBe(false);
+    expect(Object.assign(new Error('x'), { name: 'SshConfigError', code: 'ERR_SSH_CONFIG' }) instanceof SshConfigError).toBe(false);
+    expect(new SshConfigError('x') instanceof SshError).toBe(true);
+    expect(new SshConfigError('x') instanceof SshHostKeyError).toBe(false);
+    expect((null as unknown as object) instanceof SshError).toBe(false);
   });
 });
 

@@ -267,8 +267,8 @@ describe('checkHostKey', () => {
   it('@revoked wins over a plain line with the same key, in any file order', () => {
     const plain = parseKnownHosts(line('h', k1), 'user').entries;
     const revoked = parseKnownHosts(`@revoked * ${typeOf(k1)} ${k1.toString('base64')}`, 'global').entries;
-    expect(checkHostKey([...plain, ...revoked], 'h', 22, k1)).toEqual({ status: 'revoked', file: 'global', line: 1 });
-    expect(checkHostKey([...revoked, ...plain], 'h', 2222, k1)).toEqual({ status: 'revoked', file: 'global', line: 1 });
+    expect(checkHostKey([...plain, ...revoked], 'h', 22, k1)).toEqual({ status: 'revoked', file: 'global', line: 1, keyType: typeOf(k1) });
+    expect(checkHostKey([...revoked, ...plain], 'h', 2222, k1)).toEqual({ status: 'revoked', file: 'global', line: 1, keyType: typeOf(k1) });
     // a revoked line for another key or another host does not affect this key
     expect(checkHostKey([...plain, ...revoked], 'h', 22, k2).status).toBe('changed');
     const otherHost = parseKnownHosts(`@revoked other ${typeOf(k1)} ${k1.toString('base64')}`).entries;
@@ -376,7 +376,7 @@ describe('loadKnownHosts / appendKnownHost', () => {
     expect((await loadKnownHosts([file])).entries).toHaveLength(2);
   });
 
-  it('breaks a stale lock and times out on a fresh one', async () => {
+  it('breaks a stale lock and times out on a fresh one (ERR_SSH_TIMEOUT, retryable)', async () => {
     const file = join(dir, 'locked');
     const k = ed25519();
     await writeFile(`${file}.lock`, '999999\n');
@@ -386,8 +386,10 @@ describe('loadKnownHosts / appendKnownHost', () => {
     await expect(stat(`${file}.lock`)).rejects.toMatchObject({ code: 'ENOENT' });
 
     await writeFile(`${file}.lock`, '999999\n');
+    // A held lock is transient, not a configuration error: ERR_SSH_TIMEOUT, retryable.
     await expect(appendKnownHost(file, 'h2', 22, k, { lockTimeoutMs: 50 })).rejects.toMatchObject({
-      code: 'ERR_SSH_CONFIG',
+      code: 'ERR_SSH_TIMEOUT',
+      retryable: true,
       message: expect.stringContaining(`${file}.lock`),
     });
     expect((await loadKnownHosts([file])).entries).toHaveLength(1);
@@ -551,7 +553,7 @@ describe('createHostVerifier', () => {
     [{ host: 'h', port: 22, knownHostsFiles: ['x'], strictHostKeyChecking: 'ask' }, 'strictHostKeyChecking'],
     [{ host: 'h', port: 22, knownHostsFiles: ['x'], strictHostKeyChecking: 'yes', bogus: 1 }, 'bogus'],
     [{ host: 'h', port: 22, knownHostsFiles: 'x', strictHostKeyChecking: 'yes' }, 'knownHostsFiles'],
-    [{ host: 'h', port: 22, knownHostsFiles: ['x'], globalKnownHostsFiles: [''], strictHostKeyChecking: 'yes' }, 'globalKnownHostsFiles'],
+    [{ host: 'h', port: 22, knownHostsFiles: ['x'], globalKnownHostsFiles: [''], strictHostKeyChecking: 'yes' }, 'globalKnownHostsFiles.0'],
     [{ host: '', port: 22, knownHostsFiles: ['x'], strictHostKeyChecking: 'yes' }, 'host'],
     [{ host: 'h', port: -1, knownHostsFiles: ['x'], strictHostKeyChecking: 'yes' }, 'port'],
     [{ host: 'h', port: 22, knownHostsFiles: ['x'], strictHostKeyChecking: 'yes', hashKnownHosts: 'yes' }, 'hashKnownHosts'],
