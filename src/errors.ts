@@ -264,7 +264,7 @@ export class SshAuthError extends SshError {
   /**
    * @param message - lists the methods tried.
    * @param details - the methods tried, the underlying cause, and `reason` (default:
-   *   {@link authFailureReason} of `methodsTried` and `cause`).
+   *   `authFailureReason` of `methodsTried` and `cause`).
    */
   constructor(message: string, details: { methodsTried: readonly string[]; cause?: unknown; reason?: SshAuthFailureReason }) {
     super('ERR_SSH_AUTH', message, details.cause === undefined ? {} : { cause: details.cause });

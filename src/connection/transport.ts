@@ -116,8 +116,6 @@ export interface TransportOptions {
 /**
  * What the connection layer needs of one live transport: the shape {@link SshTransport} has, and
  * a fake one in unit tests (`ConnectionHooks.openTransport`).
- *
- * @internal
  */
 export interface Transport {
   /** The authenticated ssh2 client; never reused after the transport dies. */

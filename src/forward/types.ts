@@ -60,8 +60,6 @@ export interface RemoteRetryPolicy {
 
 /**
  * What the forward handles need from their manager.
- *
- * @internal
  */
 export interface ForwardContext {
   readonly provider: LinkProvider;
