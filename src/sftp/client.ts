@@ -29,7 +29,7 @@ import {
   runLimited,
   settleWithin,
 } from './ops.js';
-import { baseOf, joinRemote, parentOf, showName, showPath, toBytes, toStats, typeOfMode, type SftpEntry, type SftpStats } from './paths.js';
+import { baseOf, isSafeName, joinRemote, parentOf, showName, showPath, toBytes, toStats, typeOfMode, type SftpEntry, type SftpStats } from './paths.js';
 import { OpenFlags, SftpSession, type SftpCounters } from './session.js';
 import { remoteReadStream, remoteWriteStream } from './streams.js';
 import { RemoteHasher, syncSettings, walkEntries } from './sync.js';
@@ -476,6 +476,19 @@ export class SftpClient extends EventEmitter<SftpEvents> {
       if (force && isStatus(err, SftpStatus.NO_SUCH_FILE)) return;
       throw err;
     }
+    // Names come from the server: one that is not a single safe path component (`..`, `/etc/x`,
+    // `a/../../b`) is never joined into a REMOVE/RMDIR path; it is reported and the directory kept.
+    const unsafe = entries.filter((e) => !isSafeName(e.rawName));
+    for (const e of unsafe) {
+      this.emit('warning', {
+        reason: 'unsafe-name',
+        operation: 'rm',
+        path: e.rawPath.toString('utf8'),
+        rawPath: e.rawPath,
+        message: `sftp rm: skipped a directory entry with an unsafe name ${showName(e.rawName)} in ${showName(toBytes(dir))} (it would leave the directory)`,
+      });
+    }
+    entries = entries.filter((e) => isSafeName(e.rawName));
     let firstErr: unknown;
     await runLimited(
       entries,
@@ -491,6 +504,12 @@ export class SftpClient extends EventEmitter<SftpEvents> {
       () => firstErr !== undefined,
     );
     if (firstErr !== undefined) throw asError(firstErr);
+    if (unsafe.length > 0) {
+      throw new SshSftpError(
+        `sftp rm ${JSON.stringify(showPath(dir))}: the server listed ${unsafe.length} entr${unsafe.length === 1 ? 'y' : 'ies'} with an unsafe name (e.g. ${showName(unsafe[0]!.rawName)}); they were not removed and the directory was kept`,
+        { statusCode: SftpStatus.FAILURE, path: dir },
+      );
+    }
     await this.tolerate(s.rmdir(dir, signal), force);
   }
 

@@ -332,8 +332,8 @@ export interface DirTransferSummary {
 export interface SftpWarning {
   /** `'unsafe-name'`: a directory entry name that would leave the target (see {@link DirTransferSummary.skipped}). */
   reason: 'unsafe-name';
-  /** The operation that met it. */
-  operation: 'getDir' | 'putDir' | 'walk';
+  /** The operation that met it (`rm`: a recursive `rm` keeps the directory and fails). */
+  operation: 'getDir' | 'putDir' | 'walk' | 'rm';
   /** The path relative to the source directory, decoded as UTF-8 (control characters kept; see `message`). */
   path: string;
   /** Its exact bytes. */

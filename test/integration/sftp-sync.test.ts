@@ -380,6 +380,40 @@ describe('delete and dryRun', () => {
     }
   });
 
+  it('a hostile server: rm({ recursive }) never addresses a name that leaves the directory; it keeps the directory and fails', async () => {
+    const fileName = (name: string | Buffer): WireName => ({ name, attrs: { size: 5, mode: 0o100644, mtime: T0 } });
+    const dirName = (name: string): WireName => ({ name, attrs: { mode: 0o040755 } });
+    const server = await startHostileSftp({
+      node(p) {
+        if (p === '/t') return { type: 'dir', names: [fileName('ok.txt'), fileName('../victim.txt'), fileName('/etc/passwd'), dirName('sub')] };
+        if (p === '/t/sub') return { type: 'dir', names: [fileName('../../x'), fileName('a/../../../y'), fileName('in-sub.txt')] };
+        if (p.startsWith('/t/')) return { type: 'file', content: Buffer.from('hello') } satisfies HNode;
+        return undefined;
+      },
+    });
+    hostiles.push(server);
+    const client = new SshClient(server.clientOptions());
+    await client.connect();
+    try {
+      const hs = await client.sftp();
+      const warnings: string[] = [];
+      hs.on('warning', (w) => {
+        expect(w.operation).toBe('rm');
+        warnings.push(w.path);
+      });
+      const err = await hs.rm('/t', { recursive: true }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'ERR_SSH_SFTP' });
+      expect(String((err as Error).message)).toContain('unsafe name');
+      // Only names inside the directory were ever sent: no path outside /t, and /t itself kept.
+      expect(server.log.removes).toContain('/t/sub/in-sub.txt');
+      for (const p of server.log.removes) expect(['/t/ok.txt', '/t/sub/in-sub.txt']).toContain(p);
+      expect(warnings).toHaveLength(4);
+      for (const bad of ['../victim.txt', '/etc/passwd', '../../x', 'a/../../../y']) expect(warnings.some((w) => w.endsWith(bad))).toBe(true);
+    } finally {
+      await client.close();
+    }
+  });
+
   it('options are checked: a bad compare is ERR_SSH_INVALID_ARG naming the field', async () => {
     const err = await sftp.putDir(local, `${base}/x`, { compare: 'mtime' as 'size-mtime' }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'compare' });
