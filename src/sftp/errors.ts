@@ -6,7 +6,7 @@
  *
  * @module sftp/errors
  */
-import { SshError } from '../errors.js';
+import { SshError, isConnectionLost } from '../errors.js';
 
 /** The SFTP v3 status codes (draft-ietf-secsh-filexfer-02 section 7), by name. */
 export const SftpStatus = {
@@ -96,7 +96,7 @@ export class SshSftpError extends SshError {
  * Maps an error passed to an ssh2 SFTP callback to an {@link SshError}.
  *
  * - an error with a numeric `code` (an `SSH_FXP_STATUS` reply) -> {@link SshSftpError};
- * - ssh2's "No response from server" (the channel closed with the request pending) ->
+ * - a lost connection ({@link isConnectionLost}: ssh2's "No response from server", "Not connected") ->
  *   `lost` when given (the session's death reason), else `ERR_SSH_CONNECTION_LOST`;
  * - an existing {@link SshError} is returned unchanged;
  * - anything else -> {@link SshSftpError} with status `FAILURE`.
@@ -119,7 +119,7 @@ export function mapSftpError(err: unknown, op: string, path?: string | Buffer, l
     });
   }
   if (lost) return lost;
-  if (/No response from server|Not connected|closed|Connection lost/i.test(msg)) {
+  if (isConnectionLost(err)) {
     return new SshError('ERR_SSH_CONNECTION_LOST', `sftp ${op}${shown}: connection lost (${msg})`, { cause: err });
   }
   return new SshSftpError(`sftp ${op}${shown} failed: ${msg}`, { statusCode: SftpStatus.FAILURE, path, cause: err });
