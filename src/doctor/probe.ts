@@ -11,6 +11,7 @@ import type { ParsedKey } from 'ssh2';
 import type { ResolvedOptions } from '../options.js';
 import { SshTransport } from '../connection/transport.js';
 import { SshError } from '../errors.js';
+import { parseHandshakeDebug } from '../ssh2/debug.js';
 
 /** Outcome of one TCP attempt. */
 export interface TcpTry {
@@ -194,8 +195,6 @@ export interface HandshakeOptions {
   phaseTimeoutMs: number;
 }
 
-const DEBUG_LIST = /^Handshake: \((local|remote)\) (.+?): (.*)$/;
-const DEBUG_CHOSEN = /^Handshake: (KEX algorithm|Host key format|C->S Cipher|S->C cipher|C->S MAC|S->C MAC|C->S compression|S->C compression): (.*)$/;
 
 /** Why the doctor ended an open itself (a refused host key, a stalled phase). */
 class DoctorStop extends SshError {
@@ -277,13 +276,9 @@ export async function runHandshake(o: HandshakeOptions): Promise<{ record: Hands
         },
         observer: {
           debug: (line: string) => {
-            const l = DEBUG_LIST.exec(line);
-            if (l?.[1] && l[2] !== undefined && l[3] !== undefined) {
-              (l[1] === 'local' ? rec.local : rec.remote)[l[2]] = l[3];
-              return;
-            }
-            const c = DEBUG_CHOSEN.exec(line);
-            if (c?.[1] && c[2] !== undefined) rec.chosen[c[1]] = c[2];
+            const d = parseHandshakeDebug(line);
+            if (d?.kind === 'offer') (d.side === 'local' ? rec.local : rec.remote)[d.category] = d.value;
+            else if (d?.kind === 'chosen') rec.chosen[d.category] = d.value;
           },
           onHostKey: () => {
             rec.marks.kex = performance.now();

@@ -11,4 +11,5 @@ export { adaptSsh2Client, ssh2Adapter, mpintBits, type Ssh2Adapter } from './ada
 export { sendKeepaliveProbe } from './probe.js';
 export { checkSsh2Internals, internalsChanged } from './shapes.js';
 export { checkChannelWindow, eagerWindow, type EagerWindow, type EagerWindowOptions } from './window.js';
+export { parseHandshakeDebug, type HandshakeDebug } from './debug.js';
 export { checkSftpInternals, readRequestTable, sftpChannel, type ReadRequestTable, type SftpChannel, type WaitingRead } from './sftp.js';

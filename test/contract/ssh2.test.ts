@@ -23,6 +23,7 @@ import { resetSsh2InternalsCheck } from '../../src/ssh2/shapes.js';
 import { checkChannelWindow, eagerWindow } from '../../src/ssh2/window.js';
 import { PassThrough, Writable } from 'node:stream';
 import { checkSftpInternals, sftpChannel } from '../../src/ssh2/sftp.js';
+import { parseHandshakeDebug, type HandshakeDebug } from '../../src/ssh2/debug.js';
 import { DataReplySplitter } from '../../src/sftp/inbound.js';
 import { PacketBuilder, REQ, encodeWriteHead, parseNames, writeHeadLength } from '../../src/sftp/wire.js';
 import { gexServer, plainPacket, sshString } from '../helpers/raw-kex.js';
@@ -243,6 +244,29 @@ async function openSftp(): Promise<{ client: ssh2.Client; sftp: ssh2.SFTPWrapper
 const fieldsOf = (sftp: ssh2.SFTPWrapper): Record<string, unknown> => sftp as unknown as Record<string, unknown>;
 
 // --- shapes --------------------------------------------------------------------------------------
+
+describe("ssh2's handshake debug lines (the doctor's algorithm report)", () => {
+  it('a live handshake prints the offers of both sides and the chosen algorithms in the parsed format', async () => {
+    const lines: string[] = [];
+    const client = new ssh2.Client();
+    clients.push(client);
+    client.on('error', () => undefined);
+    const ready = new Promise<void>((resolve) => client.on('ready', () => resolve()));
+    client.connect({ host: '127.0.0.1', port, username: 'u', hostVerifier: () => true, debug: (l: string) => lines.push(l) });
+    await ready;
+    const parsed = lines.map(parseHandshakeDebug).filter((d): d is HandshakeDebug => d !== undefined);
+    const offers = (side: 'local' | 'remote'): Set<string> => new Set(parsed.filter((d) => d.kind === 'offer' && d.side === side).map((d) => d.category));
+    // the categories the doctor maps to options (doctor/diagnose.ts)
+    for (const side of ['local', 'remote'] as const) {
+      for (const c of ['KEX method', 'Host key format', 'C->S cipher', 'S->C cipher']) expect(offers(side), `${side} ${c}`).toContain(c);
+    }
+    const chosen = new Map(parsed.filter((d) => d.kind === 'chosen').map((d) => [d.category, d.value]));
+    expect(chosen.get('KEX algorithm')).toMatch(/^[a-z0-9@.-]+$/);
+    expect(chosen.get('Host key format')).toBe('ssh-ed25519');
+    expect(chosen.get('C->S Cipher')).toMatch(/\S/);
+    expect(parseHandshakeDebug('Outbound: Sending KEXINIT')).toBeUndefined();
+  });
+});
 
 describe('shapes of the private fields used (checked at first connect)', () => {
   it('right after connect(): Client._protocol, ._callbacks, ._sock; Protocol.ping/disconnect, _kex, _kexinit, _strictMode, _decipher, _cipher.outSeqno, _packetRW.read', async () => {
