@@ -65,14 +65,14 @@ export class DynamicForward extends ListenerForward {
     return `dynamic ${fmtHostPort(this.localHost, this.localPort)}`;
   }
 
-  /** At most `maxSocksConnections` open at once; more are closed on accept and counted. */
+  /** At most `maxSocksConnections` open at once; more are closed on accept and counted. @internal */
   protected override admit(): boolean {
     if (this.activeConnections < this.ctx.maxSocksConnections) return true;
     this.#rejected++;
     return false;
   }
 
-  /** SOCKS handshake, then the channel to the requested address, then carrying (SOCKS stats exclude the handshake). */
+  /** SOCKS handshake, then the channel to the requested address, then carrying (SOCKS stats exclude the handshake). @internal */
   protected async handle(sock: net.Socket, tracked: Tracked): Promise<void> {
     const pending = await acceptSocks5(sock, { auth: this.#auth, handshakeTimeoutMs: this.ctx.socksHandshakeTimeoutMs });
     const reply = (code: (typeof SocksReply)[keyof typeof SocksReply]): void => {

@@ -88,6 +88,7 @@ export abstract class ListenerForward implements AsyncDisposable {
   /**
    * @param server - the bound listener (`listen()`); `undefined` for a handle whose bind failed,
    *   which starts closed.
+   * @internal
    */
   protected constructor(ctx: ForwardContext, localHost: string, localPort: number, server: net.Server | undefined) {
     this.#ctx = ctx;
@@ -148,12 +149,12 @@ export abstract class ListenerForward implements AsyncDisposable {
     return this.close();
   }
 
-  /** The forward's context (manager callbacks and settings). */
+  /** The forward's context (manager callbacks and settings). @internal */
   protected get ctx(): ForwardContext {
     return this.#ctx;
   }
 
-  /** Connections open now. */
+  /** Connections open now. @internal */
   protected get activeConnections(): number {
     return this.#traffic.active;
   }
@@ -161,15 +162,16 @@ export abstract class ListenerForward implements AsyncDisposable {
   /**
    * Whether to take a newly accepted connection (the forward is open); `false` closes it at once.
    * Default: every connection.
+   * @internal
    */
   protected admit(_sock: net.Socket): boolean {
     return true;
   }
 
-  /** Carries one admitted connection; a rejection destroys the socket. */
+  /** Carries one admitted connection; a rejection destroys the socket. @internal */
   protected abstract handle(sock: net.Socket, tracked: Tracked): Promise<void>;
 
-  /** Hands a connection from the listener to the subclass (see {@link ListenerForward.admit}). */
+  /** Hands a connection from the listener to the subclass (see {@link ListenerForward.admit}). @internal */
   protected accept(sock: net.Socket): void {
     sock.on('error', () => undefined);
     if (this.closed || !this.admit(sock)) {
@@ -189,6 +191,7 @@ export abstract class ListenerForward implements AsyncDisposable {
    *   meanwhile (the socket is then destroyed and the channel closed).
    * @throws {SshError} `ERR_SSH_CHANNEL_OPEN` (refused), `ERR_SSH_CONNECTION_LOST`,
    *   `ERR_SSH_TIMEOUT` / `ERR_SSH_ABORTED` (no link in time).
+   * @internal
    */
   protected async openChannel(sock: net.Socket, target: DirectTarget, targetText: string): Promise<{ link: Link; chan: ssh2.ClientChannel } | undefined> {
     const gone = new AbortController();

@@ -69,7 +69,7 @@ export class LocalForward extends ListenerForward {
     return `local ${fmtHostPort(this.localHost, this.localPort)} -> ${to}`;
   }
 
-  /** Waits for the link, opens the channel and carries the connection (closed on failure, as OpenSSH does). */
+  /** Waits for the link, opens the channel and carries the connection (closed on failure, as OpenSSH does). @internal */
   protected async handle(sock: net.Socket, tracked: Tracked): Promise<void> {
     const target = 'path' in this.#target ? this.#target.path : fmtHostPort(this.#target.host, this.#target.port);
     const opened = await this.openChannel(sock, this.#target, target);

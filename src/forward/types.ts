@@ -60,6 +60,8 @@ export interface RemoteRetryPolicy {
 
 /**
  * What the forward handles need from their manager.
+ *
+ * @internal
  */
 export interface ForwardContext {
   readonly provider: LinkProvider;

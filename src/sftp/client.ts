@@ -121,16 +121,23 @@ function defaultOpenSftp(link: Link, signal: AbortSignal): Promise<ssh2.SFTPWrap
  * directory transfer.
  */
 export class SftpClient extends EventEmitter<SftpEvents> {
+  /** @internal */
   private readonly provider: LinkProvider;
+  /** @internal */
   private readonly openSftp: (link: Link, signal: AbortSignal) => Promise<ssh2.SFTPWrapper>;
+  /** @internal */
   private live: SftpSession | undefined;
+  /** @internal */
   private pending: Promise<SftpSession> | undefined;
+  /** @internal */
   private closed = false;
+  /** @internal */
   private readonly closeCtl = new AbortController();
+  /** @internal */
   private readonly counters: SftpCounters = { bytesRead: 0, bytesWritten: 0 };
   /** Hashes remote files for `compare: 'checksum'` (exec when given, else SFTP reads). @internal */
   readonly remoteHasher: RemoteHasher;
-  /** Operations and streams in flight (idle persist: a session with none does not keep the link). */
+  /** Operations and streams in flight (idle persist: a session with none does not keep the link). @internal */
   private active = 0;
 
   /**
@@ -143,7 +150,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     return this.active > 0 || this.pending !== undefined;
   }
 
-  /** Counts one operation or stream in flight until the returned function is called (idempotent). */
+  /** Counts one operation or stream in flight until the returned function is called (idempotent). @internal */
   private hold(): () => void {
     this.active += 1;
     let held = true;
@@ -180,6 +187,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   // -------------------------------------------------------------------------------------------
   // session
 
+  /** @internal */
   private acquire(signal: AbortSignal): Promise<SftpSession> {
     if (this.closed) return Promise.reject(new SshError('ERR_SSH_CLOSED', 'SFTP client is closed'));
     const live = this.live;
@@ -190,6 +198,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     return raceSignals(this.pending, [signal], 'sftp');
   }
 
+  /** @internal */
   private async openSession(): Promise<SftpSession> {
     const close = this.closeCtl.signal;
     const link = await raceSignals(this.provider.link({ signal: close }), [close], 'sftp');
@@ -223,7 +232,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     }
   }
 
-  /** Runs one operation with its cancellation scope and the session. */
+  /** Runs one operation with its cancellation scope and the session. @internal */
   private async op<T>(what: string, options: SftpOperationOptions, fn: (s: SftpSession, signal: AbortSignal) => Promise<T>): Promise<T> {
     const scope = operationScope(options, `sftp ${what}`);
     const release = this.hold();
@@ -459,6 +468,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     });
   }
 
+  /** @internal */
   private async tolerate(p: Promise<void>, force: boolean): Promise<void> {
     try {
       await p;
@@ -467,6 +477,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     }
   }
 
+  /** @internal */
   private async rmTree(s: SftpSession, dir: RemotePath, force: boolean, signal: AbortSignal, depth: number, count: (n: number) => void): Promise<void> {
     if (depth >= DEFAULT_MAX_DEPTH) throw limitError('rm', `deeper than ${DEFAULT_MAX_DEPTH} levels`, dir);
     let entries: SftpEntry[];
@@ -526,6 +537,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     return await this.op('rename', o, (s, sig) => this.renameWith(s, f, t, overwrite, sig));
   }
 
+  /** @internal */
   private async renameWith(s: SftpSession, from: RemotePath, to: RemotePath, overwrite: boolean, signal: AbortSignal): Promise<void> {
     if (!overwrite) return s.rename(from, to, signal);
     if (s.hasPosixRename) return s.posixRename(from, to, signal);
@@ -717,6 +729,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
 
   /**
    * Checks the options of `get`/`put` (before any I/O).
+   * @internal
    */
   private filePlan(o: TransferOptions): FilePlan {
     return {
