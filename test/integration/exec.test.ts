@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { SshClient, SshExecError, SshError } from '../../src/index.js';
 import { sharedSshd } from '../helpers/shared.js';
+import { waitFor } from '../helpers/wait.js';
 
 const info = sharedSshd();
 
@@ -26,15 +27,6 @@ function remotePids(marker: string): number[] {
   } catch {
     return [];
   }
-}
-
-async function waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return cond();
 }
 
 describe('exec against a real sshd', () => {

@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { RawLinkProvider, type RawLinkTarget } from '../helpers/raw-link.js';
 import { ForwardManager, type ForwardEvent } from '../../src/forward/index.js';
+import { waitFor as waitForTrue } from '../helpers/wait.js';
 
 export const MiB = 1024 * 1024;
 
@@ -169,13 +170,9 @@ export function roundTrip(port: number, msg: string, host = '127.0.0.1', timeout
   });
 }
 
-/** Polls `cond` every 20 ms until true (throws after `timeoutMs`). */
+/** The one polling wait (test/helpers/wait.ts), every 20 ms, throwing after `timeoutMs`. */
 export async function waitFor(cond: () => boolean, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await waitForTrue(cond, timeoutMs, what, 20);
 }
 
 /** Whether something can listen on `port` of `host` right now (closes it again). */
