@@ -11,13 +11,30 @@ import type ssh2 from 'ssh2';
 import type { Logger } from './internal/logger.js';
 import type { ForwardSpecInput } from './forward/options.js';
 
-/** {@link DEFAULTS}.algorithms: ssh2's algorithm names, frozen lists. */
+/**
+ * {@link DEFAULTS}.algorithms: algorithm names as ssh2 and OpenSSH spell them, frozen lists.
+ * Typed as plain strings so the published declarations do not need ssh2's types.
+ */
 export interface DefaultAlgorithms {
+  readonly kex: readonly string[];
+  readonly serverHostKey: readonly string[];
+  readonly cipher: readonly string[];
+  readonly hmac: readonly string[];
+  readonly compress: readonly string[];
+}
+
+/** The same lists typed with ssh2's algorithm names (internal: checks the literals below). */
+interface Ssh2AlgorithmLists {
   readonly kex: readonly ssh2.KexAlgorithm[];
   readonly serverHostKey: readonly ssh2.ServerHostKeyAlgorithm[];
   readonly cipher: readonly ssh2.CipherAlgorithm[];
   readonly hmac: readonly ssh2.MacAlgorithm[];
   readonly compress: readonly ssh2.CompressionAlgorithm[];
+}
+
+/** Freezes the ssh2-typed lists and gives them the public, string-typed shape. */
+function publicAlgorithms(a: Ssh2AlgorithmLists): DefaultAlgorithms {
+  return Object.freeze(a);
 }
 
 /**
@@ -82,7 +99,7 @@ export const DEFAULTS = Object.freeze({
    * ciphers. Strict key exchange (`kex-strict-c-v00@openssh.com`, the Terrapin CVE-2023-48795
    * counter-measure) is kept: ssh2 adds it itself.
    */
-  algorithms: Object.freeze<DefaultAlgorithms>({
+  algorithms: publicAlgorithms({
     kex: Object.freeze([
       'curve25519-sha256',
       'curve25519-sha256@libssh.org',
@@ -647,6 +664,6 @@ export function resolveOptions(input: unknown, env: NodeJS.ProcessEnv = process.
  * keep and change the arrays it is given).
  */
 export function secureDefaultAlgorithms(): ssh2.Algorithms {
-  const a = DEFAULTS.algorithms;
+  const a = DEFAULTS.algorithms as Ssh2AlgorithmLists;
   return { kex: [...a.kex], serverHostKey: [...a.serverHostKey], cipher: [...a.cipher], hmac: [...a.hmac], compress: [...a.compress] };
 }
