@@ -48,6 +48,7 @@ if [ "$ino" != "-" ] && [ "$cur" != "$ino" ]; then
 fi
 [ -z "$cur" ] && { echo none; exit 0; }
 size=$(wc -c < "$p" | tr -d ' ')
+[ "$(inode "$p")" = "$cur" ] || { echo retry; exit 0; }
 echo "cur $cur $size $done"
 [ "$size" -gt "$off" ] && [ "$max" -gt 0 ] && tail -c +$((off + 1)) -- "$p" | head -c "$max"
 exit 0`;
@@ -55,6 +56,8 @@ exit 0`;
 /** One poll's answer. */
 type Poll =
   | { kind: 'none' }
+  /** The path was renamed while the poll ran (its size may be the new file's): ask again. */
+  | { kind: 'retry' }
   | { kind: 'gone'; inode: string }
   | { kind: 'cur' | 'old'; inode: string; size: number; done: boolean; data: Buffer };
 
@@ -72,6 +75,8 @@ async function poll(host: JobsHost, path: string, inode: string, offset: number,
   switch (head[0]) {
     case 'none':
       return { kind: 'none' };
+    case 'retry':
+      return { kind: 'retry' };
     case 'gone':
       return { kind: 'gone', inode: String(num(head[1])) };
     case 'cur':
@@ -119,8 +124,14 @@ export async function* tailChunks(host: JobsHost, path: string, o: TailOptions):
   // A rotated-away file is finished only after two empty reads in a row (a writer may still
   // append between our read and its reopen of the new file).
   let oldEmpty = 0;
+  // Polls in a row that saw the followed file smaller than the offset (see below).
+  let shrunk = 0;
   for (;;) {
     const p = await poll(host, path, inode, offset, atEnd ? 0 : o.chunkBytes, o.doneFile ?? '', o.signal);
+    if (p.kind === 'retry') {
+      await sleep(Math.min(o.pollIntervalMs, 50), o.signal);
+      continue;
+    }
     if (p.kind === 'none') {
       // A file that appears later is read from its start, as tail -F does.
       if (inode === '-') atEnd = false;
@@ -146,11 +157,19 @@ export async function* tailChunks(host: JobsHost, path: string, o: TailOptions):
       }
     }
     if (p.kind === 'cur' && p.size < offset) {
-      // Truncated in place (copytruncate): start again at 0.
+      // Truncated in place (copytruncate): start again at 0. Believed only when a second poll
+      // agrees: a rename racing the poll can pair the old file's inode with the new file's size,
+      // and reading the renamed file again from 0 would deliver its lines twice.
+      if (++shrunk < 2) {
+        await sleep(Math.min(o.pollIntervalMs, 50), o.signal);
+        continue;
+      }
+      shrunk = 0;
       offset = 0;
       generation++;
       continue;
     }
+    shrunk = 0;
     if (p.data.length > 0) {
       oldEmpty = 0;
       const chunk: TailChunk = { data: p.data, offset, generation };
