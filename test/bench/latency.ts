@@ -227,7 +227,7 @@ function tcpRtt(port: number, n: number): Promise<number> {
 }
 
 /** The delay line's own round trip (1-byte echo) and bulk rate (a TCP download through it). */
-async function verifyDelayLine(ep: Endpoints, delayMs: number, bytes: number): Promise<{ rttMs: number; mbPerSec: number }> {
+export async function verifyDelayLine(ep: Endpoints, delayMs: number, bytes: number): Promise<{ rttMs: number; mbPerSec: number }> {
   const echo = await spawnDelayLine({ host: '127.0.0.1', port: ep.echo }, delayMs, trackChild);
   const source = await spawnDelayLine({ host: '127.0.0.1', port: ep.source }, delayMs, trackChild);
   try {
