@@ -18,19 +18,23 @@ import type { ForwardContext, ForwardStats } from './types.js';
  * The largest receive window a forward channel (local, remote and dynamic) gets: 8 MiB, topped
  * up each time 1/8 of it (1 MiB) was delivered to the local socket (src/ssh2/window.ts; OpenSSH's
  * `channel_check_window` model). ssh2's own rule (2 MiB, refilled below half) caps one channel
- * at ~1 MiB per round trip (~20 MB/s at RTT 51 ms); 8 MiB allows ~8 MiB per round trip (95-110
- * MB/s at RTT 50 ms through the bench's delay line, 2x-3x `ssh -L`).
+ * at ~1 MiB per round trip (~20 MB/s at RTT 51 ms); 8 MiB allows ~8 MiB per round trip (95 MB/s
+ * at RTT 51 ms in the issue's experiment; 68 MB/s = 2.06x `ssh -L` in the bench run of
+ * 2026-12-07 at load average ~11).
  *
  * Why not larger, and why not always (test/bench/forward-window.ts, sections `window`, `soak`
- * and `loopback`): sshd reads the target's data into its channel input buffer as long as our
- * window allows, and when it cannot send as fast as it reads (we are the slower end: loopback,
- * a busy client) that buffer fills up to the window; OpenSSH's sshbuf then compacts it
- * (`sshbuf_allocate` -> `sshbuf_maybe_pack(buf, 1)`, a memmove of everything buffered) on every
- * read from the target socket, so sshd's CPU per byte grows with the window. Measured on
- * loopback: with a fixed 8 MiB window sshd used ~1.8x its CPU per GiB and the download ran at
- * 0.66x raw ssh2 (per-round medians; 0.94x with ssh2's rule); at 16 MiB the issue saw a slow
- * run 1 in 10 at RTT 51 ms with sshd at 5x its CPU. So the window is sized to the link: see
- * {@link forwardWindowFor}.
+ * and `loopback`): sshd reads the target's data into its channel buffer as far as our window
+ * allows, and when it cannot send as fast as it reads (we are the slower end: loopback, a busy
+ * client) that buffer holds up to the whole window; sshd's CPU per byte then grows with the
+ * window (the exact cause inside sshd is not pinned down). Measured on loopback (load average
+ * ~11 on 2 cores, 7 interleaved rounds): a fixed 8 MiB window cost sshd 3.0 s/GiB against 1.8
+ * with ssh2's rule, and the download ran at 0.67x raw ssh2 (per-round median; single rounds at
+ * 0.21x) against 1.24x with ssh2's rule. At RTT ~55 ms, 12 interleaved downloads per size: one
+ * run in which sshd burned 151 s/GiB (25 s instead of 2.4) at 16 MiB, one at 24.8 s/GiB at
+ * 8 MiB, none at 2 and 4 MiB; the 50-download soak with this window (8 MiB there): sshd at most
+ * 2.7 s/GiB. 8 MiB is kept as the cap because 4 MiB caps one channel at ~76 MB/s at RTT 55 ms,
+ * too close to the 2x `ssh -L` target (ssh -L: ~33 MB/s). So the window is sized to the link:
+ * see {@link forwardWindowFor}.
  */
 export const FORWARD_WINDOW = Object.freeze({ sizeBytes: 8 * 1024 * 1024, topUpFraction: 1 / 8 });
 
