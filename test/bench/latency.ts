@@ -591,26 +591,42 @@ async function execRows(t2: BenchTarget, label: string, client: SshClient, rawCl
   for (const t of one) rows.push(msRow(`${label}: 1 exec (echo x)`, t.tool, r1, 1, `${seqN} in a row per round`));
 
   const failures = new Map<string, number>();
+  const failureExample = new Map<string, string>();
   const batchOf = (tool: string, fn: () => Promise<void>) => async (): Promise<number> => {
     const t0 = nowMs();
     const res = await Promise.allSettled(Array.from({ length: 32 }, () => fn()));
     failures.set(tool, (failures.get(tool) ?? 0) + res.filter((x) => x.status === 'rejected').length);
+    const bad = res.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+    if (bad && !failureExample.has(tool)) failureExample.set(tool, bad.reason instanceof Error ? bad.reason.message.slice(0, 120) : String(bad.reason));
     return nowMs() - t0;
+  };
+  // The ideal queue on a connection of its own: the naive queue's last closes (same connection)
+  // would otherwise still hold slots when an ideal batch starts.
+  const idealRaw = await ssh2Connect(t2, true);
+  const idealExec = async (): Promise<void> => {
+    const out = await ssh2Exec(idealRaw, CMD);
+    if (out !== 'x\n') throw new Error(`stdout ${JSON.stringify(out)}`);
   };
   const conc = [
     { tool: TETHER, once: batchOf(TETHER, tetherExec) },
-    { tool: IDEAL_QUEUE, once: batchOf(IDEAL_QUEUE, idealQueue(rawClient, 10, rawExec)) },
+    { tool: IDEAL_QUEUE, once: batchOf(IDEAL_QUEUE, idealQueue(idealRaw, 10, idealExec)) },
     { tool: NAIVE_QUEUE, once: batchOf(NAIVE_QUEUE, limited(10, rawExec)) },
     { tool: 'OpenSSH ssh -S', once: batchOf('OpenSSH ssh -S', muxExec) },
   ];
   const r32 = new Rounds();
   // 32 execs are cheap: more rounds than the bulk rows
   const n32 = rounds * (t2.quick ? 1 : 3);
-  await r32.run(n32, conc);
+  try {
+    await r32.run(n32, conc);
+  } finally {
+    await ssh2End(idealRaw);
+  }
   const idealMs = r32.median(IDEAL_QUEUE);
   for (const t of conc) {
     const row = msRow(`${label}: 32 concurrent execs (MaxSessions 10)`, t.tool, r32, 32, `time per batch of 32, median of ${n32}`);
     row.failures = failures.get(t.tool) ?? 0;
+    const ex = failureExample.get(t.tool);
+    if (ex !== undefined) row.notes = `${row.notes ?? ''}; e.g. "${ex}"`;
     const ms = r32.median(t.tool);
     if (idealMs !== undefined && ms !== undefined) row.vsIdealQueue = round2(ms / idealMs);
     if (t.tool === TETHER) {
