@@ -22,7 +22,8 @@
  *    RTT sizing), with ssh2's rule forced, raw ssh2 and `ssh -L`, with client and sshd CPU per
  *    GiB and per-round ratios to raw ssh2: "loopback no worse than today".
  *
- * `BENCH_LOOP_WINDOWS=2:8,8:2` adds ssh-tether rows with those windows (MiB : 1/top-up fraction) to
+ * `BENCH_WINDOW_SIZES=0,2,4,8,16` (MiB; 0 = ssh2's rule) and `BENCH_WINDOW_ROUNDS=12` set the
+ * window section. `BENCH_LOOP_WINDOWS=2:8,8:2` adds ssh-tether rows with those windows (MiB : 1/top-up fraction) to
  * the loopback section.
  *
  * `BENCH_QUICK=1`: 8/32 MiB transfers, 2 rounds, 5 soak transfers (a smoke run).
@@ -238,7 +239,8 @@ export async function benchForwardWindow(target: BenchTarget): Promise<Row[]> {
     // 2. window sizes, interleaved per round
     if (want('window')) {
       process.stderr.write(`forward-window: window sizes, ${windowRounds} rounds...\n`);
-      const wins: Win[] = [null, ...[2, 4, 8, 16].map((m) => ({ sizeBytes: m * MiB, topUpFraction: 1 / 8 }))];
+      const sizes = (process.env.BENCH_WINDOW_SIZES ?? '0,2,4,8,16').split(',').map(Number).filter((m) => Number.isFinite(m) && m >= 0);
+      const wins: Win[] = sizes.map((m) => (m === 0 ? null : { sizeBytes: Math.round(m * MiB), topUpFraction: 1 / 8 }));
       const opened = await openAll([{ tool: TETHER, f: tether }], ep);
       const o = opened[0]!;
       const got = new Map<Win, Sample[]>(wins.map((w) => [w, []]));

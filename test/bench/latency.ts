@@ -297,7 +297,7 @@ async function loopbackGetRows(target: BenchTarget, local: string, rounds: numbe
         return xs.length > 0 ? median(xs) : undefined;
       };
       const isLocal = t.name !== undefined;
-      const perRound = t.tool === `${TETHER} get` || isLocal ? '' : `; per round ${TETHER} / this: ${ms.map((m, i) => (tetherRuns[i] ? (m.seconds / tetherRuns[i]!.seconds).toFixed(2) : '-')).join(' ')}`;
+      const perRound = t.tool === `${TETHER} get` || isLocal ? '' : `; per round ${TETHER} / this: ${ms.map((m, i) => (tetherRuns[i] ? (m.seconds / tetherRuns[i].seconds).toFixed(2) : '-')).join(' ')}`;
       const el = t.tool.startsWith(TETHER) || isLocal;
       const row: Row = {
         name: t.name ?? name,
