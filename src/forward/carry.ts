@@ -15,28 +15,33 @@ import { eagerWindow } from '../ssh2/window.js';
 import type { ForwardContext, ForwardStats } from './types.js';
 
 /**
- * The largest receive window a forward channel (local, remote and dynamic) gets: 8 MiB, topped
- * up each time 1/8 of it (1 MiB) was delivered to the local socket (src/ssh2/window.ts; OpenSSH's
- * `channel_check_window` model). ssh2's own rule (2 MiB, refilled below half) caps one channel
- * at ~1 MiB per round trip (~20 MB/s at RTT 51 ms); 8 MiB allows ~8 MiB per round trip (95 MB/s
- * at RTT 51 ms in the issue's experiment; 68 MB/s = 2.06x `ssh -L` in the bench run of
- * 2026-12-07 at load average ~11).
+ * The largest receive window a forward channel (local, remote and dynamic) gets: 4 MiB, topped
+ * up each time 1/8 of it (512 KiB) was delivered to the local socket (src/ssh2/window.ts;
+ * OpenSSH's `channel_check_window` model). ssh2's own rule (2 MiB, refilled below half) caps one
+ * channel at ~1 MiB per round trip (17 MB/s at RTT 54 ms, 0.5x `ssh -L`); 4 MiB: 55 MB/s there
+ * (1.55x `ssh -L`, whose own window is 2 MiB).
  *
- * Why not larger, and why not always (test/bench/forward-window.ts, sections `window`, `soak`
- * and `loopback`): sshd reads the target's data into its channel buffer as far as our window
- * allows, and when it cannot send as fast as it reads (we are the slower end: loopback, a busy
- * client) that buffer holds up to the whole window; sshd's CPU per byte then grows with the
- * window (the exact cause inside sshd is not pinned down). Measured on loopback (load average
- * ~11 on 2 cores, 7 interleaved rounds): a fixed 8 MiB window cost sshd 3.0 s/GiB against 1.8
- * with ssh2's rule, and the download ran at 0.67x raw ssh2 (per-round median; single rounds at
- * 0.21x) against 1.24x with ssh2's rule. At RTT ~55 ms, 12 interleaved downloads per size: one
- * run in which sshd burned 151 s/GiB (25 s instead of 2.4) at 16 MiB, one at 24.8 s/GiB at
- * 8 MiB, none at 2 and 4 MiB; the 50-download soak with this window (8 MiB there): sshd at most
- * 2.7 s/GiB. 8 MiB is kept as the cap because 4 MiB caps one channel at ~76 MB/s at RTT 55 ms,
- * too close to the 2x `ssh -L` target (ssh -L: ~33 MB/s). So the window is sized to the link:
- * see {@link forwardWindowFor}.
+ * Why 4 MiB (test/bench/forward-window.ts; RTT ~53 ms through the delay line, 64 MiB downloads,
+ * 2026-12-07, load average 4-12 on 2 cores): sshd reads the target into its channel buffer as far
+ * as our window allows, and when it cannot send as fast as it reads, its CPU per byte grows with
+ * the window; now and then (a stall on our side or the path) a transfer turns into a run in which
+ * sshd burns 10-80x its usual CPU and the download takes 2-10x its median (the issue's "slow run
+ * ~1 in 10 at 16 MiB, sshd 5x CPU"; the cause inside sshd is not pinned down). Slow outliers
+ * (time > 2x the median) per window, interleaved rounds:
+ * - 16 MiB: 1 of 12, 5 of 20 (sshd up to 151 s/GiB against ~1.9); 113 MB/s median;
+ * - 8 MiB: 1 of 12, 1 of 20, 1 of 25 (sshd up to 25 s/GiB); 93-95 MB/s;
+ * - 6 MiB: 0 of 25, then 2 of 50 in the soak (sshd 21 s/GiB); 75-81 MB/s;
+ * - 4 MiB: 0 of 12, 0 of 20, and the 50-download soak: 0 of 50 (p50 1222 ms, p90 1461, max
+ *   1661; sshd at most 3.0 s/GiB); 55 MB/s.
+ * 4 MiB is the largest size with no slow outliers; it misses the issue's 2x `ssh -L` target
+ * (1.55x), which 6-8 MiB reach at the cost of those runs (and of the server's CPU).
+ *
+ * And why not always: on loopback (we are the slower end) a fixed 8 MiB window cost sshd 3.0
+ * s/GiB against 1.8 with ssh2's rule and the download ran at 0.67x raw ssh2 (per-round median of
+ * 7; rounds down to 0.21x) against 1.24x with ssh2's rule: the loopback regression seen in the
+ * forward bench. So the window is sized to the link: see {@link forwardWindowFor}.
  */
-export const FORWARD_WINDOW = Object.freeze({ sizeBytes: 8 * 1024 * 1024, topUpFraction: 1 / 8 });
+export const FORWARD_WINDOW = Object.freeze({ sizeBytes: 4 * 1024 * 1024, topUpFraction: 1 / 8 });
 
 /**
  * The per-channel rate the forward window is sized for, bytes per ms (200 MB/s: above what one
@@ -49,7 +54,7 @@ const WINDOW_RATE_BYTES_PER_MS = 200_000;
  * channel open seen on that link): `null` (ssh2's own 2 MiB rule, which already passes 1 MiB per
  * round trip) when `rttMs x 200 MB/s` is at most 1 MiB (round trips up to ~5 ms: loopback, LAN);
  * otherwise an eager window of that size rounded up to a power of two, from 2 MiB to
- * {@link FORWARD_WINDOW} (8 MiB from RTT ~21 ms), top-up 1/8. Unknown round trip (a remote
+ * {@link FORWARD_WINDOW} (4 MiB from RTT ~11 ms), top-up 1/8. Unknown round trip (a remote
  * forward on a link where no local channel was opened yet): {@link FORWARD_WINDOW}.
  * @internal
  */

@@ -12,7 +12,8 @@
  *    max, slow outliers (time > 2x the median), and the sshd CPU per GiB (median and max; a slow
  *    run in which sshd burned several times its CPU was seen at 16 MiB).
  * 3. **soak**: `BENCH_SOAK_N` (default 50) downloads and as many uploads with the default window
- *    (carry.ts `forwardWindowFor`: sized to the link's round trip, 8 MiB at RTT ~50 ms),
+ *    (carry.ts `forwardWindowFor`: sized to the link's round trip, `FORWARD_WINDOW` = 4 MiB at
+ *    RTT ~50 ms),
  *    alternating: the same columns.
  * 4. **delay**: ssh-tether vs `ssh -L` (OpenSSH) vs raw ssh2 `forwardOut` + `pipe`, download and
  *    upload, interleaved; per-round ratios in the notes. The targets: download >= 2x `ssh -L`,
@@ -35,7 +36,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FORWARD_WINDOW, forwardWindowSetting } from '../../src/forward/carry.js';
+import { forwardWindowSetting } from '../../src/forward/carry.js';
 import { knownHostsFor } from '../helpers/client.js';
 import { startSshd } from '../helpers/sshd.js';
 import { spawnDelayLine, type DelayLine } from './delay-line.js';
@@ -49,7 +50,9 @@ const TETHER = 'ssh-tether';
 const OPENSSH = 'ssh -L (OpenSSH)';
 const RAW = 'raw ssh2 forwardOut + pipe';
 const TETHER_OFF = "ssh-tether, eager window off (ssh2's rule)";
-const TETHER_FIXED = `ssh-tether, eager ${FORWARD_WINDOW.sizeBytes / MiB} MiB always (before the RTT sizing)`;
+/** The default before the RTT sizing: 8 MiB eager on every forward channel. */
+const OLD_FIXED = Object.freeze({ sizeBytes: 8 * MiB, topUpFraction: 1 / 8 });
+const TETHER_FIXED = 'ssh-tether, eager 8 MiB always (the default before the RTT sizing)';
 
 type Win = Readonly<{ sizeBytes: number; topUpFraction: number }> | null | 'auto';
 const winName = (w: Win): string =>
@@ -291,7 +294,7 @@ export async function benchForwardWindow(target: BenchTarget): Promise<Row[]> {
       const opened = await openAll(
         [
           { tool: TETHER, f: loopTether, before: setWin(current) },
-          { tool: TETHER_FIXED, f: loopTether, before: setWin(FORWARD_WINDOW) },
+          { tool: TETHER_FIXED, f: loopTether, before: setWin(OLD_FIXED) },
           { tool: TETHER_OFF, f: loopTether, before: setWin(null) },
           ...extraWindows().map((w) => ({ tool: `${TETHER}, ${winName(w)}`, f: loopTether, before: setWin(w) })),
           { tool: RAW, f: track(rawForwarder(target)) },
