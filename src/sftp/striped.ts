@@ -35,6 +35,7 @@
  * @internal
  * @module sftp/striped
  */
+import { setMaxListeners } from 'node:events';
 import fs from 'node:fs';
 import type ssh2 from 'ssh2';
 import type { Link } from '../connection/link.js';
@@ -165,8 +166,24 @@ export async function runStriped(kind: 'get' | 'put', remotePath: RemotePath, p:
   const ranges = splitRanges(p.start, p.end, o.channels);
   if (ranges.length < 2) return { ...(await run(p)), channels: 1 };
   // While ranges land out of order, the destination has the source's size (never a prefix).
-  await preallocate(kind, p, remotePath, p.end);
-  return await new Striper(kind, remotePath, p, o, ranges).run();
+  // Put: the FSETSTAT is not awaited here (its order against writes does not matter: it only
+  // extends the file, or cuts what lies past the source's size). The main session writes its
+  // ranges in order meanwhile (no hole); extra sessions join only once it succeeded.
+  let ready: Promise<boolean>;
+  if (kind === 'get') {
+    try {
+      await ftruncateFd(p.fd, p.end);
+    } catch (err) {
+      throw localFailure(err, 'truncate');
+    }
+    ready = Promise.resolve(true);
+  } else {
+    ready = p.session.fsetstat(p.handle, remotePath, { size: p.end }, p.signal).then(
+      () => true,
+      () => false,
+    );
+  }
+  return await new Striper(kind, remotePath, p, o, ranges, ready).run();
 }
 
 class Striper {
@@ -190,9 +207,13 @@ class Striper {
     private readonly p: EngineParams,
     private readonly o: StripeOptions,
     private readonly ranges: ByteRange[],
+    /** Whether the destination was given its full size (extra lanes join only then). */
+    private readonly ready: Promise<boolean>,
   ) {
     this.engine = kind === 'get' ? runGet : runPut;
     this.done = ranges.map(() => false);
+    // every engine run and request of every lane listens to it
+    setMaxListeners(0, this.stop.signal);
   }
 
   async run(): Promise<StripedResult> {
@@ -214,6 +235,7 @@ class Striper {
       outer?.removeEventListener('abort', onOuter);
       main.dead.removeEventListener('abort', onMainDead);
       await this.cleanup();
+      await this.ready;
     }
     if (this.failed) {
       await this.cutBack();
@@ -326,7 +348,7 @@ class Striper {
     }
     const extra: Extra = { session, closed };
     this.extras.push(extra);
-    if (stop.signal.aborted || this.next >= this.ranges.length) return;
+    if (!(await this.ready) || stop.signal.aborted || this.next >= this.ranges.length) return;
     try {
       extra.handle = await session.open(this.remotePath, this.kind === 'get' ? OpenFlags.READ : OpenFlags.WRITE, undefined, stop.signal);
     } catch {
@@ -339,8 +361,10 @@ class Striper {
   private cleaned: Promise<boolean> | undefined;
 
   /**
-   * Closes every extra session: its handle (CLOSE awaited, bounded), then the channel (its
-   * close awaited, bounded). Resolves with whether every handle's CLOSE was answered. Once.
+   * Closes every extra session (its channel close awaited, bounded). After a failed put, first
+   * its handle (CLOSE awaited, bounded: see {@link Striper.cutBack}); otherwise the handle goes
+   * with the channel (every range of it was acknowledged, or the get's local writes settled),
+   * which saves a round trip. Resolves with whether every needed CLOSE was answered. Once.
    */
   private cleanup(): Promise<boolean> {
     this.cleaned ??= (async () => {
@@ -351,8 +375,9 @@ class Striper {
       const reason = new SshError('ERR_SSH_CLOSED', 'striped transfer finished: extra SFTP channel closed');
       const acks = await Promise.all(
         this.extras.map(async (x) => {
-          let acked = x.handle === undefined;
-          if (x.handle !== undefined && x.session.alive) {
+          const needAck = x.handle !== undefined && this.failed !== undefined && this.kind === 'put';
+          let acked = !needAck;
+          if (needAck && x.handle !== undefined && x.session.alive) {
             const close = x.session.close(x.handle, this.remotePath).then(() => {
               acked = true;
             });
@@ -384,19 +409,6 @@ class Striper {
     if (!(await this.cleanup()) || !main.alive) return;
     await settleWithin(main.fsetstat(this.p.handle, this.remotePath, { size: prefix }), CLOSE_TIMEOUT_MS, this.p.signal);
   }
-}
-
-/** Sets the destination's size to `size` (see the module notes). */
-async function preallocate(kind: 'get' | 'put', p: EngineParams, remotePath: RemotePath, size: number): Promise<void> {
-  if (kind === 'get') {
-    try {
-      await ftruncateFd(p.fd, size);
-    } catch (err) {
-      throw localFailure(err, 'truncate');
-    }
-    return;
-  }
-  await p.session.fsetstat(p.handle, remotePath, { size }, p.signal);
 }
 
 function localFailure(err: unknown, what: string): SshError {
