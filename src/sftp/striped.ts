@@ -75,11 +75,13 @@ export interface RangeLimits {
 }
 
 /**
- * 8 ranges per channel, 8 MiB to 256 MiB each, 64 KiB aligned: a 1 GiB put over 4 channels is
- * 32 ranges of 32 MiB (a resume after an abort copies again at most ~4 x 2 ranges in flight).
- * Fewer, larger ranges would cost resume granularity; smaller ones a buffer set per engine run.
+ * 8 ranges per channel, 8 MiB to 64 MiB each, 64 KiB aligned: a 1 GiB put over 4 channels is
+ * 32 ranges of 32 MiB. What a resume after a failure copies again is at most the ranges in
+ * flight (2 per channel: up to 8 x 64 MiB over 4 channels, typically about 4 ranges); larger
+ * ranges would cost that granularity, smaller ones a buffer set (concurrency x chunk) per
+ * engine run.
  */
-export const RANGE_LIMITS: Readonly<RangeLimits> = Object.freeze({ perChannel: 8, minBytes: 8 * 1024 * 1024, maxBytes: 256 * 1024 * 1024, align: 64 * 1024 });
+export const RANGE_LIMITS: Readonly<RangeLimits> = Object.freeze({ perChannel: 8, minBytes: 8 * 1024 * 1024, maxBytes: 64 * 1024 * 1024, align: 64 * 1024 });
 
 /**
  * Cuts `[start, end)` into consecutive ranges for `channels` lanes: about `perChannel` ranges per

@@ -18,7 +18,11 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshClient, SshError, type SftpClient } from '../../src/index.js';
 import { clientOptions, waitFor } from '../helpers/client.js';
+import type { Link } from '../../src/connection/link.js';
+import { SftpClient as BareSftpClient } from '../../src/sftp/index.js';
+import { FaultProxy } from '../helpers/fault-proxy.js';
 import { startHostileSftp, type HostileSftpServer } from '../helpers/hostile-sftp-server.js';
+import { RawLinkProvider } from '../helpers/raw-link.js';
 import { sharedSshd } from '../helpers/shared.js';
 import { startSshd, type SshdHandle, type SshdInfo } from '../helpers/sshd.js';
 
@@ -220,6 +224,72 @@ describe('striped get/put against the shared sshd', () => {
       expect((e as { field?: string }).field).toBe(field);
     }
     expect(await sftp.exists(`${dir}/never.bin`)).toBe(false);
+  });
+});
+
+describe('the link lost mid-way (blackhole through a TCP proxy)', () => {
+  let proxy: FaultProxy;
+  let links: RawLinkProvider;
+  let sftp: BareSftpClient;
+  let dir: string;
+  beforeAll(async () => {
+    proxy = await FaultProxy.start({ host: info.host, port: info.port });
+    links = new RawLinkProvider({ ...info, host: proxy.host, port: proxy.port });
+    links.onLink((link: Link) => link.client.setNoDelay(true));
+    // an SftpClient without the facade: extra channels opened with link.client.sftp()
+    sftp = new BareSftpClient(links);
+    dir = `${info.homeDir}/striped-loss-${randomBytes(4).toString('hex')}`;
+    await sftp.mkdir(dir);
+  });
+  afterAll(async () => {
+    proxy.resume();
+    await sftp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    await sftp.close();
+    await links.close();
+    await proxy.close();
+  });
+
+  /** Runs `fn` with a progress callback that blackholes the link once `at` bytes are done. */
+  async function lose(fn: (onProgress: (p: { transferredBytes: number }) => void) => Promise<unknown>, at: number): Promise<SshError> {
+    let holed = false;
+    const err = await rejection(
+      fn((p) => {
+        if (!holed && p.transferredBytes >= at) {
+          holed = true;
+          proxy.blackhole();
+          // a real client's keep-alive declares such a link dead; here the test does
+          setTimeout(() => void links.drop(), 300);
+        }
+      }),
+    );
+    proxy.resume();
+    return err as SshError;
+  }
+
+  it('put: the remote file is never left as a shorter file with a hole; resume ends byte-exact', async () => {
+    const remote = `${dir}/loss-put.bin`;
+    const err = await lose((onProgress) => sftp.put(src, remote, { channels: 4, channelsMinBytes: MIN, onProgress }), SIZE * 0.6);
+    expect(err.code).toBe('ERR_SSH_CONNECTION_LOST');
+    // nothing could be cut back: the file keeps the source's full size, which resume does not trust
+    const kept = fs.readFileSync(remote);
+    if (kept.length < SIZE) expect(sha(kept)).toBe(sha(content.subarray(0, kept.length)));
+    const r = await sftp.put(src, remote, { channels: 4, channelsMinBytes: MIN, resume: true });
+    expect(r.resumedFrom).toBe(kept.length < SIZE ? kept.length : 0);
+    expect(sha(fs.readFileSync(remote))).toBe(sha(content));
+  });
+
+  it('get: the local file is cut to its complete prefix; resume (sha256) continues from it, byte-exact', async () => {
+    const remote = `${dir}/loss-get.bin`;
+    await sftp.put(src, remote, { channels: 1 });
+    const dst = path.join(local, 'loss-get.bin');
+    const err = await lose((onProgress) => sftp.get(remote, dst, { channels: 2, channelsMinBytes: MIN, onProgress }), SIZE * 0.7);
+    expect(err.code).toBe('ERR_SSH_CONNECTION_LOST');
+    const kept = fs.readFileSync(dst);
+    expect(kept.length).toBeLessThan(SIZE);
+    expect(sha(kept)).toBe(sha(content.subarray(0, kept.length)));
+    const r = await sftp.get(remote, dst, { channels: 2, channelsMinBytes: MIN, resume: { verify: 'sha256' } });
+    expect(r.resumedFrom).toBe(kept.length);
+    expect(sha(fs.readFileSync(dst))).toBe(sha(content));
   });
 });
 
