@@ -124,7 +124,43 @@ describe('striped get/put against the shared sshd', () => {
     expect(sha(fs.readFileSync(path.join(local, 'one.bin')))).toBe(sha(content));
   });
 
-  it('put aborted late: the remote file is cut to its complete prefix, all extra channels closed; resume sends only the rest', async () => {
+  it('rejects bad channels / channelsMinBytes with ERR_SSH_INVALID_ARG naming the field, before any I/O', async () => {
+    for (const [options, field] of [
+      [{ channels: 0 }, 'channels'],
+      [{ channels: 65 }, 'channels'],
+      [{ channels: 2.5 }, 'channels'],
+      [{ channelsMinBytes: -1 }, 'channelsMinBytes'],
+      [{ channelsMinBytes: '1' }, 'channelsMinBytes'],
+    ] as const) {
+      const e = await rejection(sftp.put(src, `${dir}/never.bin`, options as never));
+      expect((e as SshError).code).toBe('ERR_SSH_INVALID_ARG');
+      expect((e as { field?: string }).field).toBe(field);
+    }
+    expect(await sftp.exists(`${dir}/never.bin`)).toBe(false);
+  });
+});
+
+describe('stopped mid-way (abort, deadline) on a slowed link: a TCP proxy adding 25 ms per chunk', () => {
+  // slowed so that progress reports (every 100 ms) come many times during one transfer
+  let proxy: FaultProxy;
+  let ssh: SshClient;
+  let sftp: SftpClient;
+  let dir: string;
+  beforeAll(async () => {
+    proxy = await FaultProxy.start({ host: info.host, port: info.port });
+    proxy.delay(25);
+    ssh = new SshClient(clientOptions(info, { reconnect: false }, { host: proxy.host, port: proxy.port }));
+    sftp = await ssh.sftp();
+    dir = `${info.homeDir}/striped-stop-${randomBytes(4).toString('hex')}`;
+    await sftp.mkdir(dir);
+  });
+  afterAll(async () => {
+    await sftp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    await ssh.close();
+    await proxy.close();
+  });
+
+  it('put aborted at 70%: the remote file is cut to its complete prefix, all extra channels closed; resume sends only the rest', async () => {
     const remote = `${dir}/abort-put.bin`;
     const ctl = new AbortController();
     const err = await rejection(
@@ -133,7 +169,7 @@ describe('striped get/put against the shared sshd', () => {
         channelsMinBytes: MIN,
         signal: ctl.signal,
         onProgress: (p) => {
-          if (p.transferredBytes >= SIZE * 0.9) ctl.abort();
+          if (p.transferredBytes >= SIZE * 0.7) ctl.abort();
         },
       }),
     );
@@ -153,20 +189,20 @@ describe('striped get/put against the shared sshd', () => {
     expect(ssh.health().openChannels).toBe(1);
   });
 
-  it('get aborted late: the local file is cut to its complete prefix; resume ends byte-exact', async () => {
+  it('get aborted at 70%: the local file is cut to its complete prefix; resume ends byte-exact', async () => {
     const remote = `${dir}/abort-get.bin`;
     await sftp.put(src, remote, { channels: 1 });
     const dst = path.join(local, 'abort-get.bin');
     const ctl = new AbortController();
     // late enough that range 0 (8 MiB, the first one the client's session takes) is complete:
-    // at most 2 ranges per channel are in flight, so 90% done means some ranges are
+    // at most 2 ranges per channel are in flight, so 70% done means some ranges are
     const err = await rejection(
       sftp.get(remote, dst, {
         channels: 2,
         channelsMinBytes: MIN,
         signal: ctl.signal,
         onProgress: (p) => {
-          if (p.transferredBytes >= SIZE * 0.9) ctl.abort();
+          if (p.transferredBytes >= SIZE * 0.7) ctl.abort();
         },
       }),
     );
@@ -213,20 +249,6 @@ describe('striped get/put against the shared sshd', () => {
     expect(sha(fs.readFileSync(remote))).toBe(sha(content));
   });
 
-  it('rejects bad channels / channelsMinBytes with ERR_SSH_INVALID_ARG naming the field, before any I/O', async () => {
-    for (const [options, field] of [
-      [{ channels: 0 }, 'channels'],
-      [{ channels: 65 }, 'channels'],
-      [{ channels: 2.5 }, 'channels'],
-      [{ channelsMinBytes: -1 }, 'channelsMinBytes'],
-      [{ channelsMinBytes: '1' }, 'channelsMinBytes'],
-    ] as const) {
-      const e = await rejection(sftp.put(src, `${dir}/never.bin`, options as never));
-      expect((e as SshError).code).toBe('ERR_SSH_INVALID_ARG');
-      expect((e as { field?: string }).field).toBe(field);
-    }
-    expect(await sftp.exists(`${dir}/never.bin`)).toBe(false);
-  });
 });
 
 describe('the link lost mid-way (blackhole through a TCP proxy)', () => {
@@ -254,6 +276,7 @@ describe('the link lost mid-way (blackhole through a TCP proxy)', () => {
   /** Runs `fn` with a progress callback that blackholes the link once `at` bytes are done. */
   async function lose(fn: (onProgress: (p: { transferredBytes: number }) => void) => Promise<unknown>, at: number): Promise<SshError> {
     let holed = false;
+    proxy.delay(25); // slowed: progress reports come many times before the end (resume() undoes it)
     const err = await rejection(
       fn((p) => {
         if (!holed && p.transferredBytes >= at) {
