@@ -416,7 +416,7 @@ async function benchAt(target: BenchTarget, ep: Endpoints, delayMs: number, file
     // striped transfers (item 4): measured only when this build has the option
     const striped = await hasChannelsOption(sftp, path.dirname(files.src), path.posix.dirname(files.remoteSrc));
     const STRIPES = 4;
-    const stripedOpts = { channels: STRIPES } as Parameters<typeof sftp.put>[2];
+    const stripedOpts = { channels: STRIPES };
 
     // SFTP get / put
     for (const [what, tools] of [
@@ -666,7 +666,7 @@ async function hasChannelsOption(sftp: Awaited<ReturnType<SshClient['sftp']>>, l
   const f = path.join(localDir, 'probe-channels.bin');
   fs.writeFileSync(f, 'x');
   try {
-    await sftp.put(f, `${remoteDir}/probe-channels.bin`, { channels: 1 } as Parameters<typeof sftp.put>[2]);
+    await sftp.put(f, `${remoteDir}/probe-channels.bin`, { channels: 1 });
     return true;
   } catch (err) {
     const e = err as { code?: unknown; field?: unknown; message?: unknown };
