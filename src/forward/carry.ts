@@ -15,14 +15,68 @@ import { eagerWindow } from '../ssh2/window.js';
 import type { ForwardContext, ForwardStats } from './types.js';
 
 /**
- * The receive window of every forward channel (local, remote and dynamic): 8 MiB, topped up
- * each time 1/8 of it (1 MiB) was delivered to the local socket (src/ssh2/window.ts; OpenSSH's
- * `channel_check_window` model). ssh2's own rule (2 MiB, refilled below half) caps one channel
- * at ~1 MiB per round trip (~20 MB/s at RTT 51 ms); 8 MiB allows ~8 MiB per round trip.
- * Why 8 MiB and 1/8: see test/bench/forward-window.ts and the sweep in its results; a local
- * reader that stops reading holds at most this much unread data per connection.
+ * The largest receive window a forward channel (local, remote and dynamic) gets: 4 MiB, topped
+ * up each time 1/8 of it (512 KiB) was delivered to the local socket (src/ssh2/window.ts;
+ * OpenSSH's `channel_check_window` model). ssh2's own rule (2 MiB, refilled below half) caps one
+ * channel at ~1 MiB per round trip (17 MB/s at RTT 54 ms, 0.5x `ssh -L`); 4 MiB: 55 MB/s there
+ * (1.55x `ssh -L`, whose own window is 2 MiB).
+ *
+ * Why 4 MiB (test/bench/forward-window.ts; RTT ~53 ms through the delay line, 64 MiB downloads,
+ * 2026-12-07, load average 4-12 on 2 cores): sshd reads the target into its channel buffer as far
+ * as our window allows, and when it cannot send as fast as it reads, its CPU per byte grows with
+ * the window; now and then (a stall on our side or the path) a transfer turns into a run in which
+ * sshd burns 10-80x its usual CPU and the download takes 2-10x its median (the issue's "slow run
+ * ~1 in 10 at 16 MiB, sshd 5x CPU"; the cause inside sshd is not pinned down). Slow outliers
+ * (time > 2x the median) per window, interleaved rounds:
+ * - 16 MiB: 1 of 12, 5 of 20 (sshd up to 151 s/GiB against ~1.9); 113 MB/s median;
+ * - 8 MiB: 1 of 12, 1 of 20, 1 of 25 (sshd up to 25 s/GiB); 93-95 MB/s;
+ * - 6 MiB: 0 of 25, then 2 of 50 in the soak (sshd 21 s/GiB); 75-81 MB/s;
+ * - 4 MiB: 0 of 12, 0 of 20, and the 50-download soak: 0 of 50 (p50 1222 ms, p90 1461, max
+ *   1661; sshd at most 3.0 s/GiB); 55 MB/s.
+ * 4 MiB is the largest size with no slow outliers; it misses the issue's 2x `ssh -L` target
+ * (1.55x), which 6-8 MiB reach at the cost of those runs (and of the server's CPU).
+ *
+ * And why not always: on loopback (we are the slower end) a fixed 8 MiB window cost sshd 3.0
+ * s/GiB against 1.8 with ssh2's rule and the download ran at 0.67x raw ssh2 (per-round median of
+ * 7; rounds down to 0.21x) against 1.24x with ssh2's rule: the loopback regression seen in the
+ * forward bench. So the window is sized to the link: see {@link forwardWindowFor}.
  */
-export const FORWARD_WINDOW = Object.freeze({ sizeBytes: 8 * 1024 * 1024, topUpFraction: 1 / 8 });
+export const FORWARD_WINDOW = Object.freeze({ sizeBytes: 4 * 1024 * 1024, topUpFraction: 1 / 8 });
+
+/**
+ * The per-channel rate the forward window is sized for, bytes per ms (200 MB/s: above what one
+ * forward channel reaches on loopback here). Window needed = this x round trip.
+ */
+const WINDOW_RATE_BYTES_PER_MS = 200_000;
+
+/**
+ * The window for a forward channel on a link whose round trip is about `rttMs` (the fastest
+ * channel open seen on that link): `null` (ssh2's own 2 MiB rule, which already passes 1 MiB per
+ * round trip) when `rttMs x 200 MB/s` is at most 1 MiB (round trips up to ~5 ms: loopback, LAN);
+ * otherwise an eager window of that size rounded up to a power of two, from 2 MiB to
+ * {@link FORWARD_WINDOW} (4 MiB from RTT ~11 ms), top-up 1/8. Unknown round trip (a remote
+ * forward on a link where no local channel was opened yet): {@link FORWARD_WINDOW}.
+ * @internal
+ */
+export function forwardWindowFor(rttMs: number | undefined): Readonly<{ sizeBytes: number; topUpFraction: number }> | null {
+  if (rttMs === undefined || !Number.isFinite(rttMs)) return FORWARD_WINDOW;
+  const need = Math.max(0, rttMs) * WINDOW_RATE_BYTES_PER_MS;
+  if (need <= 1024 * 1024) return null;
+  let size = 2 * 1024 * 1024;
+  while (size < need && size < FORWARD_WINDOW.sizeBytes) size *= 2;
+  return { sizeBytes: Math.min(size, FORWARD_WINDOW.sizeBytes), topUpFraction: FORWARD_WINDOW.topUpFraction };
+}
+
+/** Per link: the fastest `direct-tcpip` open seen (ms), the round-trip estimate of {@link forwardWindowFor}. */
+const openRttMs = new WeakMap<Link, number>();
+
+/**
+ * The window new forward channels get: `'auto'` ({@link forwardWindowFor} the link's round trip),
+ * or a fixed window, or `null` for ssh2's own rule. Changed only by test/bench/forward-window.ts,
+ * to compare windows within one process (interleaved rounds); open channels keep theirs.
+ * @internal
+ */
+export const forwardWindowSetting: { current: Readonly<{ sizeBytes: number; topUpFraction: number }> | null | 'auto' } = { current: 'auto' };
 
 let windowWarned = false;
 
@@ -103,7 +157,18 @@ export type { DirectTarget } from '../channel/open.js';
  */
 export function openDirect(ctx: ForwardContext, link: Link, target: DirectTarget, src: Socket | undefined): Promise<ssh2.ClientChannel> {
   // One shared abort listener per link (ctx.onLinkDeath), not one per connection.
-  return openDirectChannel(link, target, { originator: { address: src?.remoteAddress, port: src?.remotePort }, onLinkDeath: (fn) => ctx.onLinkDeath(link, fn) });
+  const t0 = performance.now();
+  const opened = openDirectChannel(link, target, { originator: { address: src?.remoteAddress, port: src?.remotePort }, onLinkDeath: (fn) => ctx.onLinkDeath(link, fn) });
+  // The open's round trip (plus the server's connect to the target) sizes the forward window.
+  opened.then(
+    () => {
+      const ms = performance.now() - t0;
+      const best = openRttMs.get(link);
+      if (best === undefined || ms < best) openRttMs.set(link, ms);
+    },
+    () => undefined,
+  );
+  return opened;
 }
 
 /** The SshError of a dead link (its abort reason). */
@@ -114,8 +179,8 @@ export function linkLost(link: Link): SshError {
 
 /**
  * Pipes `sock` and `chan` into each other with backpressure (`Readable.pipe`: a slow reader on
- * either side stops the other; memory stays bounded by the SSH window, {@link FORWARD_WINDOW}
- * (eager: topped up only for bytes the local socket took), plus the stream buffers). Half-close is passed on both ways (FIN -> channel EOF, EOF -> FIN). Teardown:
+ * either side stops the other; memory stays bounded by the SSH window, at most {@link FORWARD_WINDOW}
+ * (sized to the link's round trip by {@link forwardWindowFor}; eager: topped up only for bytes the local socket took), plus the stream buffers). Half-close is passed on both ways (FIN -> channel EOF, EOF -> FIN). Teardown:
  * - the socket fully closed: the channel gets EOF then CLOSE (at once after a socket error);
  * - the server closed the channel: the socket is destroyed once what was written to it is flushed;
  * - the link died: the socket is reset at once (the peer must not mistake it for a clean end);
@@ -170,8 +235,11 @@ export function carry(ctx: ForwardContext, link: Link, sock: Socket, chan: ssh2.
   if (head && head.length > 0) chan.write(head);
   sock.pipe(chan);
   chan.pipe(sock);
+  const setting = forwardWindowSetting.current;
+  const win = setting === 'auto' ? forwardWindowFor(openRttMs.get(link)) : setting;
+  if (win === null) return;
   try {
-    eagerWindow(chan, { ...FORWARD_WINDOW, sink: sock });
+    eagerWindow(chan, { ...win, sink: sock });
   } catch (err) {
     // ssh2 changed its channel fields: carry on with ssh2's own window rule, say so once.
     if (!windowWarned) {

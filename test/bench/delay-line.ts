@@ -115,7 +115,7 @@ export async function spawnDelayLine(target: { host: string; port: number }, del
   track?.(child);
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error('delay line did not start within 20 s')), 20_000);
+    const timer = setTimeout(() => reject(new Error('delay line did not start within 60 s')), 60_000);
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (s: string) => {
       out += s;

@@ -1,27 +1,37 @@
 /**
- * Latency benchmark (issue 18 items 1 and 7; DESIGN.md section 6): the bulk and exec rows again,
- * through a delay line (test/bench/delay-line.ts: every chunk delivered D ms later in each
+ * Latency benchmark (issue 18 items 1, 5, 6 and 7; DESIGN.md section 6): the bulk and exec rows
+ * again, through a delay line (test/bench/delay-line.ts: every chunk delivered D ms later in each
  * direction, order kept, throughput not limited) at RTT ~10 ms (D = 5) and ~50 ms (D = 25):
  *
  * - the delay line itself, verified: its measured 1-byte round trip and its bulk throughput
  *   (a plain TCP download through it), printed with the results;
- * - SFTP get/put: ssh-tether `get`/`put`, raw ssh2 `fastGet`/`fastPut`, OpenSSH `sftp` and `scp`
- *   (over a ControlMaster, so no row pays for a connection);
+ * - SFTP get/put: ssh-tether `get`/`put` with the library defaults (so whatever pipelining the
+ *   build has is what is measured), `get`/`put` with `channels: 4` when the build has that
+ *   option (striped transfers, item 4; else an 'n/a' row), raw ssh2 `fastGet`/`fastPut`, OpenSSH
+ *   `sftp` and `scp` (over a ControlMaster, so no row pays for a connection);
  * - local forward download/upload: ssh-tether `forwardLocal`, raw ssh2 `forwardOut` + pipe,
  *   `ssh -L` (the forwarders of test/bench/forward.ts; the load runs in its own process);
  * - 1 exec (median of several in a row) and 32 concurrent execs (sshd MaxSessions 10):
- *   ssh-tether, raw ssh2 (+ a 10-slot queue for 32), `ssh -S` over a ControlMaster;
+ *   ssh-tether (with its learned `health().sessionLimit` after the run), raw ssh2 with an ideal
+ *   10-slot queue (a slot is reused only once the server provably freed it, see `idealQueue`),
+ *   raw ssh2 with a naive 10-slot queue (reuses a slot at 'close': refusals), `ssh -S` over a
+ *   ControlMaster; also on loopback;
  * - connect to ready: ssh-tether `connect()`, raw ssh2 'ready', OpenSSH until "Authenticated to".
  *
  * Tools alternate within each round (rotated from round to round) and each row is the median
- * over the rounds, so every ratio compares numbers of one run.
+ * over the rounds, so every ratio compares numbers of one run; the notes list the per-round
+ * ratios.
  *
- * Plus, on loopback: the host's event-loop delay (`perf_hooks.monitorEventLoopDelay`, 1 ms
- * resolution) while ssh-tether `get`s 256 MiB, p50/p99/max, next to the same measurement while
+ * Plus, on loopback (items 6 and 7): a 256 MiB get by ssh-tether, OpenSSH `sftp` and `scp`, with
+ * MB/s, client CPU s/GiB (ours: process.cpuUsage; OpenSSH: /usr/bin/time of the tool plus its
+ * ControlMaster's CPU), sshd CPU s/GiB (the sshd process tree, /proc), and for the in-process
+ * runs this process's GCs (major/minor) and event-loop delay p50/p99/max
+ * (`perf_hooks.monitorEventLoopDelay`, 1 ms resolution), next to the same figures while
  * `fs.createReadStream` copies a local file of that size (what a plain Node service does).
  *
- * Sizes: SFTP 128 MiB, forward 64 MiB, event loop 256 MiB (8/8/32 MiB with BENCH_QUICK).
- * `BENCH_LATENCY_DELAYS=5,25` sets the one-way delays (ms).
+ * Sizes: SFTP 128 MiB, forward 64 MiB, loopback get 256 MiB (8/8/32 MiB with BENCH_QUICK).
+ * `BENCH_LATENCY_DELAYS=5,25` sets the one-way delays (ms); `BENCH_LATENCY_DELAYS=25` runs only
+ * RTT ~50 ms. About 5-6 minutes on a quiet 2-core machine.
  *
  * Run alone: `node --import ./scripts/ts-node-register.mjs test/bench/latency.ts` (starts its own
  * sshd), or `npm run bench -- latency`.
@@ -32,7 +42,7 @@ import fsp from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { constants as perfConstants, monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import ssh2 from 'ssh2';
@@ -43,15 +53,18 @@ import { limited, opensshAuthenticatedMs, ssh2Connect, ssh2End, ssh2Exec } from 
 import { spawnDelayLine, type DelayLine } from './delay-line.js';
 import { opensshForwarder, rawForwarder, startEndpoints, tetherForwarder, type Endpoints, type Forwarder } from './forward.js';
 import {
+  cpuSeconds,
   median,
   nowMs,
   pinnedOpensshArgs,
+  procCpuSeconds,
   runAsRowBenchChild,
   runProcess,
   startControlMaster,
   targetOf,
   tetherOptions,
   trackChild,
+  treeCpuSeconds,
   withTimeout,
   type BenchTarget,
   type ControlMaster,
@@ -63,6 +76,8 @@ const MiB = 1024 * 1024;
 const TETHER = 'ssh-tether';
 const OP_TIMEOUT_MS = 120_000;
 const CMD = 'echo x';
+const IDEAL_QUEUE = 'raw ssh2 + noDelay, ideal 10-slot queue';
+const NAIVE_QUEUE = 'raw ssh2 + noDelay, naive 10-slot queue';
 
 /** `xs` rotated left by `k`. */
 function rotate<T>(xs: readonly T[], k: number): T[] {
@@ -107,9 +122,9 @@ export function targetsOf(rows: readonly Row[]): TargetCheck[] {
   const out: TargetCheck[] = [];
   const find = (name: RegExp, tool: string): Row | undefined => rows.find((r) => name.test(r.name) && r.tool === tool);
   const rtt50 = /^RTT ~50 ms/;
-  const check = (label: string, name: RegExp, ours: string, theirs: string, key: string, min: number): void => {
-    const a = rows.find((r) => rtt50.test(r.name) && name.test(r.name) && r.tool === ours)?.[key];
-    const b = rows.find((r) => rtt50.test(r.name) && name.test(r.name) && r.tool === theirs)?.[key];
+  const check = (label: string, name: RegExp, ours: string, theirs: string, key: string, min: number, at = rtt50): void => {
+    const a = rows.find((r) => at.test(r.name) && name.test(r.name) && r.tool === ours)?.[key];
+    const b = rows.find((r) => at.test(r.name) && name.test(r.name) && r.tool === theirs)?.[key];
     if (typeof a !== 'number' || typeof b !== 'number') {
       out.push({ name: label, pass: false, detail: `not measured (${ours}: ${String(a)}, ${theirs}: ${String(b)})` });
       return;
@@ -120,24 +135,84 @@ export function targetsOf(rows: readonly Row[]): TargetCheck[] {
   check('RTT ~50 ms: forward upload >= 1.0x ssh -L (issue 18 item 2)', /forward upload/, `${TETHER} forwardLocal`, 'ssh -L (OpenSSH)', 'mbPerSec', 1);
   check('RTT ~50 ms: get >= 5x OpenSSH sftp (issue 18 item 3)', /SFTP get/, `${TETHER} get`, 'sftp (OpenSSH)', 'mbPerSec', 5);
   check('RTT ~50 ms: put >= 3x OpenSSH sftp (issue 18 item 4)', /SFTP put/, `${TETHER} put`, 'sftp (OpenSSH)', 'mbPerSec', 3);
-  const c32 = rows.find((r) => rtt50.test(r.name) && /32 concurrent/.test(r.name) && r.tool === TETHER);
+  check('RTT ~10 ms: get >= 3x OpenSSH sftp (issue 18 item 3)', /SFTP get/, `${TETHER} get`, 'sftp (OpenSSH)', 'mbPerSec', 3, /^RTT ~10 ms/);
+  const stripedPut = rows.find((r) => rtt50.test(r.name) && /SFTP put/.test(r.name) && /striped/.test(r.tool));
+  if (stripedPut && typeof stripedPut.mbPerSec === 'number') check('RTT ~50 ms: put striped over 4 channels >= 3x OpenSSH sftp (issue 18 item 4)', /SFTP put/, stripedPut.tool, 'sftp (OpenSSH)', 'mbPerSec', 3);
+  for (const where of ['loopback', 'RTT ~50 ms']) {
+    const c32 = rows.find((r) => r.name.startsWith(`${where}:`) && /32 concurrent/.test(r.name) && r.tool === TETHER);
+    const ideal = rows.find((r) => r.name.startsWith(`${where}:`) && /32 concurrent/.test(r.name) && r.tool === IDEAL_QUEUE);
+    out.push({
+      name: `${where}: 32 concurrent execs <= 1.1x the ideal 10-slot queue, 0 failures, learned session limit stays 10 (issue 18 item 5)`,
+      pass: c32 !== undefined && ideal !== undefined && c32.failures === 0 && typeof c32.ms === 'number' && typeof ideal.ms === 'number' && c32.ms <= 1.1 * ideal.ms && c32.sessionLimit === 10,
+      detail:
+        c32 && ideal
+          ? `${TETHER} ${String(c32.ms)} ms vs ideal queue ${String(ideal.ms)} ms (${String(c32.vsIdealQueue)}x), ${String(c32.failures)} failed (ideal queue: ${String(ideal.failures)}), sessionLimit ${String(c32.sessionLimit)}`
+          : 'not measured',
+    });
+  }
+  const get = find(/^loopback: get /, `${TETHER} get`);
+  const scp = find(/^loopback: get /, 'scp (OpenSSH)');
+  const sftpRow = find(/^loopback: get /, 'sftp (OpenSSH)');
+  const n = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) ? x : undefined);
+  const [gm, sm, gc, fc] = [n(get?.mbPerSec), n(scp?.mbPerSec), n(get?.cpuSecPerGiB), n(sftpRow?.cpuSecPerGiB)];
   out.push({
-    name: 'RTT ~50 ms: 32 concurrent execs, 0 failures for ssh-tether (issue 18 item 5)',
-    pass: c32 !== undefined && c32.failures === 0,
-    detail: c32 ? `${String(c32.failures)} failed, ${String(c32.ms)} ms per batch` : 'not measured',
+    name: 'loopback: get >= 1.0x scp (issue 18 item 6)',
+    pass: gm !== undefined && sm !== undefined && gm >= sm,
+    detail: gm !== undefined && sm !== undefined ? `${TETHER} get ${gm} MB/s vs scp ${sm}: ${(gm / sm).toFixed(2)}x` : 'not measured',
   });
-  const el = find(/event-loop delay/, `${TETHER} get`);
+  out.push({
+    name: 'loopback: get client CPU per GiB <= 1.3x OpenSSH sftp (issue 18 item 6)',
+    pass: gc !== undefined && fc !== undefined && gc <= 1.3 * fc,
+    detail: gc !== undefined && fc !== undefined ? `${TETHER} get ${gc} s/GiB vs sftp ${fc} s/GiB: ${(gc / fc).toFixed(2)}x` : 'not measured',
+  });
   out.push({
     name: 'loopback: host event-loop delay p99 <= 5 ms during a get (issue 18 item 7)',
-    pass: typeof el?.elP99Ms === 'number' && el.elP99Ms <= 5,
-    detail: el ? `p99 ${String(el.elP99Ms)} ms, max ${String(el.elMaxMs)} ms` : 'not measured',
+    pass: typeof get?.elP99Ms === 'number' && get.elP99Ms <= 5,
+    detail: get ? `p99 ${String(get.elP99Ms)} ms, p50 ${String(get.elP50Ms)} ms, max ${String(get.elMaxMs)} ms; ${String(get.gcMajor)} major / ${String(get.gcMinor)} minor GCs per get` : 'not measured',
   });
   return out;
 }
 
-/** Event-loop delay (ms) of this process while `fn` runs: p50, p99, max. */
-async function loopDelay(fn: () => Promise<unknown>): Promise<{ seconds: number; p50: number; p99: number; max: number }> {
+/** What one loopback-get sample measured. */
+interface GetSample {
+  seconds: number;
+  /** Client CPU s: this process (in-process tools) or the CLI + its ControlMaster. */
+  cpu: number;
+  /** sshd CPU s (listener, per-connection processes, sftp-server), when its pid is known. */
+  sshdCpu: number;
+  gcMajor?: number;
+  gcMinor?: number;
+  el?: { p50: number; p99: number; max: number };
+}
+
+/** Counts this process's GCs (PerformanceObserver 'gc' entries) from now until `stop()`. */
+function gcCounter(): { stop(): { major: number; minor: number } } {
+  let major = 0;
+  let minor = 0;
+  const count = (entries: readonly PerformanceEntry[]): void => {
+    for (const e of entries) {
+      const kind = (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind;
+      if (kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) major++;
+      else if (kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) minor++;
+    }
+  };
+  const obs = new PerformanceObserver((list) => count(list.getEntries()));
+  obs.observe({ entryTypes: ['gc'] });
+  return {
+    stop: () => {
+      count(obs.takeRecords());
+      obs.disconnect();
+      return { major, minor };
+    },
+  };
+}
+
+/** Runs in-process `fn`: wall time, this process's CPU, sshd's CPU, GC counts, event-loop delay p50/p99/max (ms). */
+async function inProcessSample(target: BenchTarget, fn: () => Promise<unknown>): Promise<GetSample> {
   const h = monitorEventLoopDelay({ resolution: 1 });
+  const gc = gcCounter();
+  const s0 = treeCpuSeconds(target.sshdPid);
+  const c0 = cpuSeconds();
   const t0 = nowMs();
   h.enable();
   try {
@@ -145,7 +220,23 @@ async function loopDelay(fn: () => Promise<unknown>): Promise<{ seconds: number;
   } finally {
     h.disable();
   }
-  return { seconds: (nowMs() - t0) / 1000, p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 };
+  const seconds = (nowMs() - t0) / 1000;
+  const cpu = cpuSeconds() - c0;
+  const sshdCpu = treeCpuSeconds(target.sshdPid) - s0;
+  const g = gc.stop();
+  return { seconds, cpu, sshdCpu, gcMajor: g.major, gcMinor: g.minor, el: { p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 } };
+}
+
+/** Runs an OpenSSH CLI under /usr/bin/time: wall time, the tool's CPU plus its ControlMaster's, sshd's CPU. */
+async function cliSample(target: BenchTarget, file: string, args: string[], masterPid: number): Promise<GetSample> {
+  const s0 = treeCpuSeconds(target.sshdPid);
+  const m0 = procCpuSeconds(masterPid);
+  const r = await runProcess('/usr/bin/time', ['-f', 'TIME %U %S', file, ...args], OP_TIMEOUT_MS);
+  const master = procCpuSeconds(masterPid) - m0;
+  const sshdCpu = treeCpuSeconds(target.sshdPid) - s0;
+  if (r.code !== 0) throw new Error(`${file} failed (${String(r.code)}): ${r.stderr.slice(-500)}`);
+  const m = /TIME ([\d.]+) ([\d.]+)\s*$/.exec(r.stderr);
+  return { seconds: r.elapsedMs / 1000, cpu: m ? Number(m[1]) + Number(m[2]) + master : Number.NaN, sshdCpu };
 }
 
 /** Writes `bytes` random bytes to `file`. */
@@ -156,8 +247,13 @@ function randomFile(file: string, bytes: number): void {
   fs.closeSync(fd);
 }
 
-/** Item 7: the host's event-loop delay during a loopback `get`, and during a local stream copy. */
-async function eventLoopRows(target: BenchTarget, local: string, rounds: number): Promise<Row[]> {
+/**
+ * Items 6 and 7 on loopback: a 256 MiB get by ssh-tether (library defaults), OpenSSH `sftp` and
+ * `scp` (over a ControlMaster), and a local `fs.createReadStream` -> `fs.createWriteStream` copy
+ * of the same size (what a plain Node service does): MB/s, client CPU s/GiB, sshd CPU s/GiB, this
+ * process's GCs (major = mark-compact, minor = scavenge) and event-loop delay p50/p99/max.
+ */
+async function loopbackGetRows(target: BenchTarget, local: string, rounds: number): Promise<Row[]> {
   const sizeMiB = target.quick ? 32 : 256;
   const bytes = sizeMiB * MiB;
   const src = path.join(local, 'el-src.bin');
@@ -167,38 +263,57 @@ async function eventLoopRows(target: BenchTarget, local: string, rounds: number)
   await client.connect();
   const remote = path.posix.join(target.homeDir, `bench-el-${randomBytes(4).toString('hex')}.bin`);
   const rows: Row[] = [];
+  let cm: ControlMaster | undefined;
   try {
     const sftp = await client.sftp();
     await sftp.put(src, remote);
-    const tools = [
-      { tool: `${TETHER} get`, name: `loopback: host event-loop delay during a ${sizeMiB} MiB get`, fn: () => sftp.get(remote, dst) },
+    cm = await startControlMaster(target);
+    const master = cm;
+    const dest = `${target.username}@${target.host}`;
+    const ossh = [...opensshArgs(target), ...pinnedOpensshArgs(), '-o', `ControlPath=${master.sockPath}`, '-o', 'ControlMaster=no'];
+    const getBatch = path.join(local, 'el-get.batch');
+    fs.writeFileSync(getBatch, `get ${remote} ${dst}\n`);
+    const name = `loopback: get ${sizeMiB} MiB (CPU, GC, host event loop)`;
+    const tools: { tool: string; name?: string; once(): Promise<GetSample> }[] = [
+      { tool: `${TETHER} get`, once: () => inProcessSample(target, () => sftp.get(remote, dst)) },
+      { tool: 'sftp (OpenSSH)', once: () => cliSample(target, 'sftp', ['-q', '-b', getBatch, ...ossh, dest], master.pid) },
+      { tool: 'scp (OpenSSH)', once: () => cliSample(target, 'scp', ['-q', ...ossh, `${dest}:${remote}`, dst], master.pid) },
       {
         tool: 'fs.createReadStream -> fs.createWriteStream',
-        name: `loopback: host event-loop delay during a ${sizeMiB} MiB local file copy (baseline)`,
-        fn: () => pipeline(fs.createReadStream(src), fs.createWriteStream(dst)),
+        name: `loopback: local copy of ${sizeMiB} MiB (baseline for GC and event loop)`,
+        once: () => inProcessSample(target, () => pipeline(fs.createReadStream(src), fs.createWriteStream(dst))),
       },
     ];
-    const got = new Map<string, { seconds: number; p50: number; p99: number; max: number }[]>();
+    const got = new Map<string, GetSample[]>();
     for (let r = 0; r < rounds; r++) {
-      for (const t of rotate(tools, r)) {
-        const m = await loopDelay(t.fn);
-        got.set(t.tool, [...(got.get(t.tool) ?? []), m]);
-      }
+      for (const t of rotate(tools, r)) got.set(t.tool, [...(got.get(t.tool) ?? []), await withTimeout(t.once(), OP_TIMEOUT_MS, t.tool)]);
     }
+    const gib = bytes / 2 ** 30;
+    const tetherRuns = got.get(`${TETHER} get`) ?? [];
     for (const t of tools) {
       const ms = got.get(t.tool) ?? [];
-      rows.push({
-        name: t.name,
+      const med = (f: (m: GetSample) => number | undefined): number | undefined => {
+        const xs = ms.map(f).filter((x): x is number => typeof x === 'number' && Number.isFinite(x));
+        return xs.length > 0 ? median(xs) : undefined;
+      };
+      const isLocal = t.name !== undefined;
+      const perRound = t.tool === `${TETHER} get` || isLocal ? '' : `; per round ${TETHER} / this: ${ms.map((m, i) => (tetherRuns[i] ? (m.seconds / tetherRuns[i].seconds).toFixed(2) : '-')).join(' ')}`;
+      const el = t.tool.startsWith(TETHER) || isLocal;
+      const row: Row = {
+        name: t.name ?? name,
         tool: t.tool,
         mbPerSec: round1(median(ms.map((m) => bytes / 1e6 / m.seconds))),
-        elP50Ms: round2(median(ms.map((m) => m.p50))),
-        elP99Ms: round2(median(ms.map((m) => m.p99))),
-        elMaxMs: round2(median(ms.map((m) => m.max))),
-        notes: `monitorEventLoopDelay (1 ms resolution) of the bench process; median over ${ms.length} run(s)`,
-      });
+        cpuSecPerGiB: round2((med((m) => m.cpu) ?? Number.NaN) / gib),
+        ...(isLocal || target.sshdPid === undefined ? {} : { sshdCpuSecPerGiB: round2((med((m) => m.sshdCpu) ?? Number.NaN) / gib) }),
+        ...(el ? { gcMajor: med((m) => m.gcMajor), gcMinor: med((m) => m.gcMinor), elP50Ms: med((m) => m.el?.p50), elP99Ms: med((m) => m.el?.p99), elMaxMs: med((m) => m.el?.max) } : {}),
+        notes: `median over ${ms.length} round(s)${perRound}${el ? '; GC and event loop of the bench process (monitorEventLoopDelay, 1 ms resolution)' : '; client CPU = the tool + its ControlMaster (/usr/bin/time, /proc)'}`,
+      };
+      for (const k of ['elP50Ms', 'elP99Ms', 'elMaxMs'] as const) if (typeof row[k] === 'number') row[k] = round2(row[k]);
+      rows.push(row);
     }
     await sftp.unlink(remote).catch(() => undefined);
   } finally {
+    await cm?.close();
     await client.close();
   }
   return rows;
@@ -227,7 +342,7 @@ function tcpRtt(port: number, n: number): Promise<number> {
 }
 
 /** The delay line's own round trip (1-byte echo) and bulk rate (a TCP download through it). */
-async function verifyDelayLine(ep: Endpoints, delayMs: number, bytes: number): Promise<{ rttMs: number; mbPerSec: number }> {
+export async function verifyDelayLine(ep: Endpoints, delayMs: number, bytes: number): Promise<{ rttMs: number; mbPerSec: number }> {
   const echo = await spawnDelayLine({ host: '127.0.0.1', port: ep.echo }, delayMs, trackChild);
   const source = await spawnDelayLine({ host: '127.0.0.1', port: ep.source }, delayMs, trackChild);
   try {
@@ -298,6 +413,10 @@ async function benchAt(target: BenchTarget, ep: Endpoints, delayMs: number, file
     const getBatch = batch('get.batch', `get ${files.remoteSrc} ${files.dst}`);
     const putBatch = batch('put.batch', `put ${files.src} ${files.remoteDst}`);
     const B = sizes.sftp;
+    // striped transfers (item 4): measured only when this build has the option
+    const striped = await hasChannelsOption(sftp, path.dirname(files.src), path.posix.dirname(files.remoteSrc));
+    const STRIPES = 4;
+    const stripedOpts = { channels: STRIPES };
 
     // SFTP get / put
     for (const [what, tools] of [
@@ -305,6 +424,7 @@ async function benchAt(target: BenchTarget, ep: Endpoints, delayMs: number, file
         `SFTP get ${B / MiB} MiB`,
         [
           { tool: `${TETHER} get`, once: mbps(B, () => sftp.get(files.remoteSrc, files.dst)) },
+          ...(striped ? [{ tool: `${TETHER} get, striped over ${STRIPES} channels`, once: mbps(B, () => sftp.get(files.remoteSrc, files.dst, stripedOpts)) }] : []),
           { tool: 'ssh2 fastGet', once: mbps(B, () => fastXfer('get')) },
           { tool: 'sftp (OpenSSH)', once: mbps(B, () => cliOk('sftp', ['-q', '-b', getBatch, ...ossh, ...viaMaster, dest])) },
           { tool: 'scp (OpenSSH)', once: mbps(B, () => cliOk('scp', ['-q', ...ossh, ...viaMaster, `${dest}:${files.remoteSrc}`, files.dst])) },
@@ -314,6 +434,7 @@ async function benchAt(target: BenchTarget, ep: Endpoints, delayMs: number, file
         `SFTP put ${B / MiB} MiB`,
         [
           { tool: `${TETHER} put`, once: mbps(B, () => sftp.put(files.src, files.remoteDst)) },
+          ...(striped ? [{ tool: `${TETHER} put, striped over ${STRIPES} channels`, once: mbps(B, () => sftp.put(files.src, files.remoteDst, stripedOpts)) }] : []),
           { tool: 'ssh2 fastPut', once: mbps(B, () => fastXfer('put')) },
           { tool: 'sftp (OpenSSH)', once: mbps(B, () => cliOk('sftp', ['-q', '-b', putBatch, ...ossh, ...viaMaster, dest])) },
           { tool: 'scp (OpenSSH)', once: mbps(B, () => cliOk('scp', ['-q', ...ossh, ...viaMaster, files.src, `${dest}:${files.remoteDst}`])) },
@@ -323,7 +444,8 @@ async function benchAt(target: BenchTarget, ep: Endpoints, delayMs: number, file
       process.stderr.write(`latency: D=${delayMs} ms: ${what}...\n`);
       const r = new Rounds();
       await r.run(rounds, tools);
-      for (const t of tools) rows.push(rateRow(`${label}: ${what}`, t.tool, r, 'mbPerSec'));
+      for (const t of tools) rows.push(rateRow(`${label}: ${what}`, t.tool, r, 'mbPerSec', tools[0].tool));
+      if (!striped) rows.push({ name: `${label}: ${what}`, tool: `${TETHER} ${what.startsWith('SFTP get') ? 'get' : 'put'}, striped over ${STRIPES} channels`, notes: 'n/a: this build has no `channels` option on get/put' });
     }
 
     // forward download / upload (the forwarders and load process of forward.ts)
@@ -348,60 +470,12 @@ async function benchAt(target: BenchTarget, ep: Endpoints, delayMs: number, file
       const tools = fwdTools.map((t) => ({ tool: t.tool, once: make(t) }));
       const r = new Rounds();
       await r.run(rounds, tools);
-      for (const t of tools) rows.push(rateRow(`${label}: ${what}`, t.tool, r, 'mbPerSec'));
+      for (const t of tools) rows.push(rateRow(`${label}: ${what}`, t.tool, r, 'mbPerSec', `${TETHER} forwardLocal`));
     }
 
     // exec: 1 at a time, and 32 at once (sshd MaxSessions 10)
     process.stderr.write(`latency: D=${delayMs} ms: exec...\n`);
-    const tetherExec = async (): Promise<void> => {
-      const r = await client.exec(CMD);
-      if (r.exitCode !== 0 || r.stdout !== 'x\n') throw new Error(`exit ${String(r.exitCode)}, stdout ${JSON.stringify(r.stdout)}`);
-    };
-    const rawExec = async (): Promise<void> => {
-      const out = await ssh2Exec(rawClient, CMD);
-      if (out !== 'x\n') throw new Error(`stdout ${JSON.stringify(out)}`);
-    };
-    const master = cm;
-    const muxExec = async (): Promise<void> => {
-      const r = await runProcess('ssh', ['-S', master.sockPath, '-o', 'ControlMaster=no', ...opensshArgs(t2), t2.host, CMD], OP_TIMEOUT_MS);
-      if (r.code !== 0 || r.stdout !== 'x\n') throw new Error(`ssh -S exit ${String(r.code)}: ${r.stderr.trim().slice(0, 200)}`);
-    };
-    const perExec = (n: number, fn: () => Promise<void>) => async (): Promise<number> => {
-      const t0 = nowMs();
-      for (let i = 0; i < n; i++) await fn();
-      return (nowMs() - t0) / n;
-    };
-    const seqN = target.quick ? 3 : 10;
-    const one = [
-      { tool: TETHER, once: perExec(seqN, tetherExec) },
-      { tool: 'raw ssh2 + noDelay', once: perExec(seqN, rawExec) },
-      { tool: 'OpenSSH ssh -S', once: perExec(seqN, muxExec) },
-    ];
-    const r1 = new Rounds();
-    await r1.run(rounds, one);
-    for (const t of one) rows.push(msRow(`${label}: 1 exec (echo x)`, t.tool, r1, 1, `${seqN} in a row per round`));
-
-    const failures = new Map<string, number>();
-    const batchOf = (tool: string, fn: () => Promise<void>) => async (): Promise<number> => {
-      const t0 = nowMs();
-      const res = await Promise.allSettled(Array.from({ length: 32 }, () => fn()));
-      failures.set(tool, (failures.get(tool) ?? 0) + res.filter((x) => x.status === 'rejected').length);
-      return nowMs() - t0;
-    };
-    const rawQueued = limited(10, rawExec);
-    const conc = [
-      { tool: TETHER, once: batchOf(TETHER, tetherExec) },
-      { tool: 'raw ssh2 + noDelay, 10-slot queue', once: batchOf('raw ssh2 + noDelay, 10-slot queue', rawQueued) },
-      { tool: 'OpenSSH ssh -S', once: batchOf('OpenSSH ssh -S', muxExec) },
-    ];
-    const r32 = new Rounds();
-    await r32.run(rounds, conc);
-    for (const t of conc) {
-      const row = msRow(`${label}: 32 concurrent execs (MaxSessions 10)`, t.tool, r32, 32, 'time per batch of 32');
-      row.failures = failures.get(t.tool) ?? 0;
-      if (t.tool === TETHER) row.notes = `${row.notes ?? ''}; session limit at the end ${client.health().sessionLimit}`;
-      rows.push(row);
-    }
+    rows.push(...(await execRows(t2, label, client, rawClient, cm, rounds)));
 
     // connect to ready
     process.stderr.write(`latency: D=${delayMs} ms: connect...\n`);
@@ -454,11 +528,162 @@ async function benchAt(target: BenchTarget, ep: Endpoints, delayMs: number, file
   return rows;
 }
 
+/**
+ * A FIFO of `n` exec slots on raw ssh2 that reuses a slot only once the server has freed it:
+ * after the channel's 'close' (ssh2 has then written our CHANNEL_CLOSE), one global request
+ * with want-reply (`cancel-tcpip-forward` of a port never forwarded; sshd answers
+ * REQUEST_FAILURE) is sent and the slot is released on its answer. The server handles packets
+ * in order, so the answer proves our CLOSE was processed, and the next CHANNEL_OPEN arrives
+ * after sshd's next loop turn freed the session: no self-inflicted refusals, at the cost of at
+ * most one round trip per slot. Issue 18 item 5's "ideal 10-slot queue".
+ */
+function idealQueue(raw: ssh2.Client, n: number, exec: () => Promise<void>): () => Promise<void> {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  const release = (): void => {
+    const next = waiting.shift();
+    if (next) next();
+    else active--;
+  };
+  return async () => {
+    if (active >= n) await new Promise<void>((resolve) => waiting.push(resolve));
+    else active++;
+    try {
+      await exec();
+    } finally {
+      try {
+        raw.unforwardIn('127.0.0.1', 1, () => release());
+      } catch {
+        release();
+      }
+    }
+  };
+}
+
+/** 1 exec (sequential) and 32 concurrent execs: ssh-tether, raw ssh2 (+ queues), `ssh -S`. */
+async function execRows(t2: BenchTarget, label: string, client: SshClient, rawClient: ssh2.Client, master: ControlMaster, rounds: number): Promise<Row[]> {
+  const rows: Row[] = [];
+  const tetherExec = async (): Promise<void> => {
+    const r = await client.exec(CMD);
+    if (r.exitCode !== 0 || r.stdout !== 'x\n') throw new Error(`exit ${String(r.exitCode)}, stdout ${JSON.stringify(r.stdout)}`);
+  };
+  const rawExec = async (): Promise<void> => {
+    const out = await ssh2Exec(rawClient, CMD);
+    if (out !== 'x\n') throw new Error(`stdout ${JSON.stringify(out)}`);
+  };
+  const muxExec = async (): Promise<void> => {
+    const r = await runProcess('ssh', ['-S', master.sockPath, '-o', 'ControlMaster=no', ...opensshArgs(t2), t2.host, CMD], OP_TIMEOUT_MS);
+    if (r.code !== 0 || r.stdout !== 'x\n') throw new Error(`ssh -S exit ${String(r.code)}: ${r.stderr.trim().slice(0, 200)}`);
+  };
+  const perExec = (n: number, fn: () => Promise<void>) => async (): Promise<number> => {
+    const t0 = nowMs();
+    for (let i = 0; i < n; i++) await fn();
+    return (nowMs() - t0) / n;
+  };
+  const seqN = t2.quick ? 3 : 10;
+  const one = [
+    { tool: TETHER, once: perExec(seqN, tetherExec) },
+    { tool: 'raw ssh2 + noDelay', once: perExec(seqN, rawExec) },
+    { tool: 'OpenSSH ssh -S', once: perExec(seqN, muxExec) },
+  ];
+  const r1 = new Rounds();
+  await r1.run(rounds, one);
+  for (const t of one) rows.push(msRow(`${label}: 1 exec (echo x)`, t.tool, r1, 1, `${seqN} in a row per round`));
+
+  const failures = new Map<string, number>();
+  const failureExample = new Map<string, string>();
+  const batchOf = (tool: string, fn: () => Promise<void>) => async (): Promise<number> => {
+    const t0 = nowMs();
+    const res = await Promise.allSettled(Array.from({ length: 32 }, () => fn()));
+    failures.set(tool, (failures.get(tool) ?? 0) + res.filter((x) => x.status === 'rejected').length);
+    const bad = res.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+    if (bad && !failureExample.has(tool)) failureExample.set(tool, bad.reason instanceof Error ? bad.reason.message.slice(0, 120) : String(bad.reason));
+    return nowMs() - t0;
+  };
+  // The ideal queue on a connection of its own: the naive queue's last closes (same connection)
+  // would otherwise still hold slots when an ideal batch starts.
+  const idealRaw = await ssh2Connect(t2, true);
+  const idealExec = async (): Promise<void> => {
+    const out = await ssh2Exec(idealRaw, CMD);
+    if (out !== 'x\n') throw new Error(`stdout ${JSON.stringify(out)}`);
+  };
+  const conc = [
+    { tool: TETHER, once: batchOf(TETHER, tetherExec) },
+    { tool: IDEAL_QUEUE, once: batchOf(IDEAL_QUEUE, idealQueue(idealRaw, 10, idealExec)) },
+    { tool: NAIVE_QUEUE, once: batchOf(NAIVE_QUEUE, limited(10, rawExec)) },
+    { tool: 'OpenSSH ssh -S', once: batchOf('OpenSSH ssh -S', muxExec) },
+  ];
+  const r32 = new Rounds();
+  // 32 execs are cheap: more rounds than the bulk rows
+  const n32 = rounds * (t2.quick ? 1 : 3);
+  try {
+    await r32.run(n32, conc);
+  } finally {
+    await ssh2End(idealRaw);
+  }
+  const idealMs = r32.median(IDEAL_QUEUE);
+  for (const t of conc) {
+    const row = msRow(`${label}: 32 concurrent execs (MaxSessions 10)`, t.tool, r32, 32, `time per batch of 32, median of ${n32}`);
+    row.failures = failures.get(t.tool) ?? 0;
+    const ex = failureExample.get(t.tool);
+    if (ex !== undefined) row.notes = `${row.notes ?? ''}; e.g. "${ex}"`;
+    const ms = r32.median(t.tool);
+    if (idealMs !== undefined && ms !== undefined) row.vsIdealQueue = round2(ms / idealMs);
+    if (t.tool === TETHER) {
+      row.sessionLimit = client.health().sessionLimit;
+      row.notes = `${row.notes ?? ''}; sessionLimit = health().sessionLimit after the run (sshd: 10)`;
+    }
+    if (t.tool === IDEAL_QUEUE) row.notes = `${row.notes ?? ''}; slot reused after the server answered a global request sent after our CLOSE`;
+    if (t.tool === NAIVE_QUEUE) row.notes = `${row.notes ?? ''}; slot reused at 'close' (refusals expected)`;
+    rows.push(row);
+  }
+  return rows;
+}
+
+/** Item 5 on loopback: the exec rows of {@link execRows} straight to the sshd. */
+async function loopbackExecRows(target: BenchTarget, rounds: number): Promise<Row[]> {
+  const client = new SshClient(tetherOptions(target));
+  client.on('error', () => undefined);
+  let raw: ssh2.Client | undefined;
+  let cm: ControlMaster | undefined;
+  try {
+    await client.connect();
+    raw = await ssh2Connect(target, true);
+    cm = await startControlMaster(target);
+    return await execRows(target, 'loopback', client, raw, cm, rounds);
+  } finally {
+    if (raw) await ssh2End(raw);
+    await client.close();
+    await cm?.close();
+  }
+}
+
+/**
+ * Whether this build's `get`/`put` take the option `channels` (striped transfers, issue 18 item
+ * 4): a 1-byte put with `channels: 1`; an `ERR_SSH_INVALID_ARG` naming `channels` means no.
+ */
+async function hasChannelsOption(sftp: Awaited<ReturnType<SshClient['sftp']>>, localDir: string, remoteDir: string): Promise<boolean> {
+  const f = path.join(localDir, 'probe-channels.bin');
+  fs.writeFileSync(f, 'x');
+  try {
+    await sftp.put(f, `${remoteDir}/probe-channels.bin`, { channels: 1 });
+    return true;
+  } catch (err) {
+    const e = err as { code?: unknown; field?: unknown; message?: unknown };
+    if (e.code === 'ERR_SSH_INVALID_ARG' && (e.field === 'channels' || String(e.message).includes('channels'))) return false;
+    throw err;
+  }
+}
+
 /** A throughput row: the median of the samples. */
-function rateRow(name: string, tool: string, r: Rounds, key: 'mbPerSec'): Row {
+function rateRow(name: string, tool: string, r: Rounds, key: 'mbPerSec', base?: string): Row {
   const m = r.median(tool);
   const err = r.errors.get(tool);
-  return { name, tool, ...(m === undefined ? {} : { [key]: round1(m) }), ...(err ? { notes: `error: ${err}` } : {}) };
+  const xs = r.samples.get(tool) ?? [];
+  const bs = base === undefined ? [] : (r.samples.get(base) ?? []);
+  const perRound = base !== undefined && base !== tool && xs.length === bs.length && xs.length > 0 ? `per round ${base} / this: ${xs.map((x, i) => (bs[i]! / x).toFixed(2)).join(' ')}` : '';
+  const notes = err ? `error: ${err}` : perRound;
+  return { name, tool, ...(m === undefined ? {} : { [key]: round1(m) }), ...(notes ? { notes } : {}) };
 }
 
 /** A latency row: median ms, and `execPerSec` (ops per batch / ms) so the ratio column compares it. */
@@ -480,8 +705,10 @@ export async function benchLatency(target: BenchTarget): Promise<Row[]> {
   const remoteDir = path.posix.join(target.homeDir, `bench-latency-${randomBytes(4).toString('hex')}`);
   const setup = new SshClient(tetherOptions(target));
   try {
-    process.stderr.write('latency: event-loop delay on loopback...\n');
-    rows.push(...(await eventLoopRows(target, local, rounds)));
+    process.stderr.write('latency: loopback get (CPU, GC, event loop)...\n');
+    rows.push(...(await loopbackGetRows(target, local, rounds)));
+    process.stderr.write('latency: loopback execs...\n');
+    rows.push(...(await loopbackExecRows(target, rounds)));
     const files = { src: path.join(local, 'src.bin'), dst: path.join(local, 'dst.bin'), remoteSrc: `${remoteDir}/src.bin`, remoteDst: `${remoteDir}/dst.bin` };
     randomFile(files.src, sizes.sftp);
     await setup.connect();

@@ -13,7 +13,7 @@
  * so it would measure every in-process tool under conditions no user runs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { opensshArgs } from '../helpers/sshd.js';
@@ -46,6 +46,8 @@ export interface BenchTarget
   > {
   /** `BENCH_QUICK=1`: a smoke run with few iterations (numbers are not meaningful). */
   quick: boolean;
+  /** Pid of the sshd listener (for the server-side CPU of a transfer: {@link treeCpuSeconds}). */
+  sshdPid?: number | undefined;
 }
 
 /** Builds a {@link BenchTarget} from the harness handle. */
@@ -63,6 +65,7 @@ export function targetOf(h: SshdHandle, quick: boolean): BenchTarget {
     homeDir: h.homeDir,
     dir: h.dir,
     quick,
+    sshdPid: h.pid,
   };
 }
 
@@ -392,6 +395,49 @@ export function procCpuSeconds(pid: number | undefined): number {
   } catch {
     return 0;
   }
+}
+
+/**
+ * CPU seconds (user + system, own and reaped children's) of `root` and every live process below
+ * it, from /proc: e.g. the sshd listener with its per-connection processes and sftp-servers. A
+ * difference of two readings is the server-side CPU of what ran in between (a process that
+ * exited was reaped by its parent, whose `cutime`/`cstime` then holds its CPU). 0 when `root`
+ * is undefined or gone.
+ */
+export function treeCpuSeconds(root: number | undefined): number {
+  if (root === undefined || !Number.isInteger(root)) return 0;
+  const parent = new Map<number, number>();
+  const ticks = new Map<number, number>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      parent.set(Number(e), Number(rest[1]));
+      // utime stime cutime cstime (fields 14-17 of proc(5)), in clock ticks
+      ticks.set(Number(e), Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  let sum = 0;
+  for (const [pid, t] of ticks) {
+    let p: number | undefined = pid;
+    for (let depth = 0; p !== undefined && p > 1 && depth < 64; depth++) {
+      if (p === root) {
+        sum += t;
+        break;
+      }
+      p = parent.get(p);
+    }
+  }
+  return sum / 100;
 }
 
 function alive(pid: number): boolean {

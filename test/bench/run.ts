@@ -110,8 +110,8 @@ async function runBenchInner(name: BenchName, target: BenchTarget): Promise<Benc
   const f = await loadRowBench(file, fn);
   if (typeof f === 'string') return { sections: [], targets: [], skipped: f, elapsedMs: 0 };
   // Each run in fresh processes (the median over them; see runRowBenchInProcesses for why).
-  // latency: one process (its rounds interleave the tools and take medians already; it runs long)
-  const processes = name === 'latency' ? 1 : Math.max(1, Math.floor(Number(process.env.BENCH_PROCESSES ?? (target.quick ? 1 : 3))) || 1);
+  // latency, forward-window: one process (their rounds interleave the tools and take medians already; they run long)
+  const processes = name === 'latency' || name === 'forward-window' ? 1 : Math.max(1, Math.floor(Number(process.env.BENCH_PROCESSES ?? (target.quick ? 1 : 3))) || 1);
   const rows = processes === 1 ? await f.run(target) : await runRowBenchInProcesses(file, target, processes);
   return { sections: [rowsToSection(title, rows)], targets: f.targets(rows), elapsedMs: Date.now() - t0 };
 }
