@@ -5,7 +5,9 @@
 // wall time, process CPU, GC counts and event-loop delay measured around the transfer only.
 // `impl: 'dist'` imports the build (run `npm run build` first); `'src'` the TypeScript sources
 // (the parent then runs this file with ts-node's loader, as the bench does).
+import fs from 'node:fs';
 import inspector from 'node:inspector';
+import { pipeline } from 'node:stream/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -93,7 +95,9 @@ async function run(job) {
   h.enable();
   measuring = true;
   if (job.op === 'get') await sftp.get(job.remote, job.local);
-  else await sftp.put(job.local, job.remote);
+  else if (job.op === 'put') await sftp.put(job.local, job.remote);
+  // the bench's baseline row: a local stream copy in the same process, measured alike
+  else await pipeline(fs.createReadStream(job.local), fs.createWriteStream(job.copyTo));
   h.disable();
   measuring = false;
   const seconds = (performance.now() - t0) / 1000;

@@ -9,7 +9,8 @@
  *     [--size MiB=256] [--rounds N=5] [--tools tether-get,sftp-get,scp-get,tether-put,sftp-put]
  *     [--impl dist|src] [--ticks] [--cpu-prof DIR] [--perf FILE] [--alloc] [--child-args "--trace-gc"]
  *
- * Tools: `tether-get`, `tether-put`, `sftp-get`, `scp-get`, `sftp-put`, `scp-put`, and
+ * Tools: `copy` (fs.createReadStream -> fs.createWriteStream of the local file in a child, the
+ * bench's event-loop baseline), `tether-get`, `tether-put`, `sftp-get`, `scp-get`, `sftp-put`, `scp-put`, and
  * `tether-get@/path/to/other/checkout/dist/index.js` (the same run with another build, for A/B).
  *
  * Each ssh-tether transfer runs in a fresh child process (scripts/profile-child.mjs; plain node
@@ -46,7 +47,8 @@ const OSSH = ['-c', CIPHER, '-o', 'KexAlgorithms=curve25519-sha256', '-o', 'Host
 
 interface ChildJob {
   info: SshdInfo;
-  op: 'get' | 'put';
+  op: 'get' | 'put' | 'copy';
+  copyTo?: string;
   remote: string;
   local: string;
   alloc: boolean;
@@ -247,6 +249,7 @@ async function parent(): Promise<void> {
   const runners: Record<string, () => Promise<Omit<RunResult, 'tool'>>> = {
     'tether-get': () => runChild({ info, op: 'get', remote: remoteSrc, local: dst, alloc, elResolution, impl, ticks }, sshdPid, prof('get')),
     'tether-put': () => runChild({ info, op: 'put', remote: remoteDst, local: src, alloc, elResolution, impl, ticks }, sshdPid, prof('put')),
+    copy: () => runChild({ info, op: 'copy', remote: remoteSrc, local: src, copyTo: dst, alloc, elResolution, impl, ticks }, sshdPid, prof('copy')),
     'sftp-get': () => runCli('sftp', ['-q', ...base, `${dest}:${remoteSrc}`, dst], sshdPid),
     'scp-get': () => runCli('scp', ['-q', ...base, `${dest}:${remoteSrc}`, dst], sshdPid),
     'sftp-put': () => runCli('sh', ['-c', `echo 'put ${src} ${remoteDst}' | sftp -q -b - ${base.map((a) => `'${a}'`).join(' ')} ${dest}`], sshdPid),
@@ -259,7 +262,7 @@ async function parent(): Promise<void> {
         const tool = tools[(i + r) % tools.length]!;
         fs.rmSync(dst, { force: true });
         const res = { tool, ...(await runnerOf(tool)()) };
-        if (tool.split('@')[0]!.endsWith('-get') && (await hashOf(dst)) !== srcHash) throw new Error(`${tool}: downloaded file differs`);
+        if ((tool === 'copy' || tool.split('@')[0]!.endsWith('-get')) && (await hashOf(dst)) !== srcHash) throw new Error(`${tool}: downloaded file differs`);
         if (tool.split('@')[0]!.endsWith('-put') && (await hashOf(path.join(remoteDst))) !== srcHash) throw new Error(`${tool}: uploaded file differs`);
         all.push(res);
         const { heapAllocTop, ...line } = res as RunResult & { heapAllocTop?: string[] };
