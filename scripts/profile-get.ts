@@ -11,7 +11,8 @@
  *
  * Tools: `copy` (fs.createReadStream -> fs.createWriteStream of the local file in a child, the
  * bench's event-loop baseline), `tether-get`, `tether-put`, `sftp-get`, `scp-get`, `sftp-put`, `scp-put`, and
- * `tether-get@/path/to/other/checkout/dist/index.js` (the same run with another build, for A/B).
+ * `tether-get@/path/to/other/checkout/dist/index.js` (the same run with another build, for A/B),
+ * `tether-get@src` (this checkout's sources through ts-node, as the bench runs them).
  *
  * Each ssh-tether transfer runs in a fresh child process (scripts/profile-child.mjs; plain node
  * importing dist/, or the sources through ts-node with `--impl src` as the bench does), so every
@@ -280,7 +281,8 @@ async function parent(): Promise<void> {
   console.log('tool                  MB/s  cpu/GiB  sshd/GiB  gcMajor gcMinor  gcMs  elP50  elP99  elMax  burstMaxKiB  bursts>5ms');
   const label = (t: string): string => {
     const [name, build] = t.split('@') as [string, string | undefined];
-    return build === undefined ? name : `${name}@${path.basename(path.dirname(path.dirname(build)))}`;
+    if (build === undefined) return name;
+    return `${name}@${build.includes('/') ? path.basename(path.dirname(path.dirname(build))) : build}`;
   };
   for (const t of tools) {
     const rs = all.filter((x) => x.tool === t);
