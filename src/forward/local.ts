@@ -5,6 +5,7 @@
  *
  * @module forward/local
  */
+import { DEFAULTS } from '../defaults.js';
 import type net from 'node:net';
 import { carry, type DirectTarget, type Tracked } from './carry.js';
 import { fmtHostPort, listen, ListenerForward } from './listener.js';
@@ -36,9 +37,9 @@ export class LocalForward extends ListenerForward {
   private constructor(ctx: ForwardContext, opts: ResolvedLocalForward, server: net.Server | undefined, port: number) {
     super(ctx, opts.localHost, port, server);
     this.remotePath = opts.remotePath;
-    this.remoteHost = opts.remotePath === undefined ? (opts.remoteHost ?? 'localhost') : undefined;
+    this.remoteHost = opts.remotePath === undefined ? (opts.remoteHost ?? DEFAULTS.forward.targetHost) : undefined;
     this.remotePort = opts.remotePath === undefined ? opts.remotePort : undefined;
-    this.#target = opts.remotePath !== undefined ? { path: opts.remotePath } : { host: this.remoteHost ?? 'localhost', port: this.remotePort ?? 0 };
+    this.#target = opts.remotePath !== undefined ? { path: opts.remotePath } : { host: this.remoteHost ?? DEFAULTS.forward.targetHost, port: this.remotePort ?? 0 };
   }
 
   /**
@@ -65,7 +66,7 @@ export class LocalForward extends ListenerForward {
 
   /** A short description, e.g. `local 127.0.0.1:8080 -> db:5432`. */
   override toString(): string {
-    const to = this.remotePath ?? fmtHostPort(this.remoteHost ?? 'localhost', this.remotePort ?? 0);
+    const to = this.remotePath ?? fmtHostPort(this.remoteHost ?? DEFAULTS.forward.targetHost, this.remotePort ?? 0);
     return `local ${fmtHostPort(this.localHost, this.localPort)} -> ${to}`;
   }
 

@@ -6,6 +6,7 @@
  *
  * @module forward/remote
  */
+import { DEFAULTS } from '../defaults.js';
 import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import pRetry from 'p-retry';
@@ -98,7 +99,7 @@ export class RemoteForward implements AsyncDisposable {
   constructor(ctx: ForwardContext, opts: ResolvedRemoteForward) {
     this.#ctx = ctx;
     this.remotePath = opts.remotePath;
-    this.remoteHost = opts.remotePath === undefined ? (opts.remoteHost ?? 'localhost') : undefined;
+    this.remoteHost = opts.remotePath === undefined ? (opts.remoteHost ?? DEFAULTS.forward.remoteHost) : undefined;
     this.#port = opts.remotePath === undefined ? (opts.remotePort ?? 0) : 0;
     this.localHost = opts.localHost;
     this.localPort = opts.localPort;
@@ -157,7 +158,7 @@ export class RemoteForward implements AsyncDisposable {
 
   /** A short description, e.g. `remote localhost:8080 -> 127.0.0.1:3000`. */
   toString(): string {
-    const from = this.remotePath ?? fmtHostPort(this.remoteHost ?? 'localhost', this.#port);
+    const from = this.remotePath ?? fmtHostPort(this.remoteHost ?? DEFAULTS.forward.remoteHost, this.#port);
     return `remote ${from} -> ${fmtHostPort(this.localHost, this.localPort)}`;
   }
 
@@ -254,7 +255,7 @@ export class RemoteForward implements AsyncDisposable {
             const bound = port !== undefined && port > 0 ? port : asked;
             try {
               if (this.remotePath !== undefined) client.openssh_unforwardInStreamLocal(this.remotePath, () => undefined);
-              else client.unforwardIn(this.remoteHost ?? 'localhost', bound, () => undefined);
+              else client.unforwardIn(this.remoteHost ?? DEFAULTS.forward.remoteHost, bound, () => undefined);
             } catch {
               // the link is going away: nothing to cancel
             }
@@ -278,7 +279,7 @@ export class RemoteForward implements AsyncDisposable {
       };
       try {
         if (this.remotePath !== undefined) client.openssh_forwardInStreamLocal(this.remotePath, (err) => done(err));
-        else client.forwardIn(this.remoteHost ?? 'localhost', asked, (err, port) => done(err, port));
+        else client.forwardIn(this.remoteHost ?? DEFAULTS.forward.remoteHost, asked, (err, port) => done(err, port));
       } catch (err) {
         settled = true;
         clearTimeout(timer);
@@ -322,7 +323,7 @@ export class RemoteForward implements AsyncDisposable {
   }
 
   #routeKey(): string {
-    return this.remotePath !== undefined ? unixRouteKey(this.remotePath) : tcpRouteKey(this.remoteHost ?? 'localhost', this.#port);
+    return this.remotePath !== undefined ? unixRouteKey(this.remotePath) : tcpRouteKey(this.remoteHost ?? DEFAULTS.forward.remoteHost, this.#port);
   }
 
   #up(link: Link): void {
@@ -366,7 +367,7 @@ export class RemoteForward implements AsyncDisposable {
       };
       try {
         if (this.remotePath !== undefined) link.client.openssh_unforwardInStreamLocal(this.remotePath, done);
-        else link.client.unforwardIn(this.remoteHost ?? 'localhost', this.#port, done);
+        else link.client.unforwardIn(this.remoteHost ?? DEFAULTS.forward.remoteHost, this.#port, done);
       } catch {
         done();
       }
