@@ -18,6 +18,7 @@ import { SshClient, type SftpClient } from '../../src/index.js';
 import { TURN_BUDGET_BYTES } from '../../src/ssh2/sftp.js';
 import { clientOptions } from '../helpers/client.js';
 import { sharedSshd } from '../helpers/shared.js';
+import { startSshd } from '../helpers/sshd.js';
 
 const info = sharedSshd();
 const MiB = 1024 * 1024;
@@ -100,5 +101,33 @@ describe('SFTP get: bounded work per event-loop turn (issue 18 item 7)', () => {
     // without the budget one turn handled up to 32 socket reads (2 MiB)
     expect(max).toBeLessThanOrEqual(TURN_BUDGET_BYTES + 3 * CHUNK);
     expect(turns).toBeGreaterThan(size / (TURN_BUDGET_BYTES + 3 * CHUNK));
+  }, 120_000);
+
+  it('over a ProxyJump hop (the transport stream is a channel of the jump connection, which the budget pauses like a socket): the session opens and put/get are byte-exact', async () => {
+    const jump = await startSshd({ extraConfig: [`PermitOpen ${info.host}:${info.port}`] });
+    try {
+      fs.appendFileSync(path.join(jump.dir, 'authorized_keys'), `${fs.readFileSync(`${info.privateKeyPath}.pub`, 'utf8').trim()}\n`);
+      const knownHosts = path.join(local, 'known_hosts');
+      fs.writeFileSync(knownHosts, fs.readFileSync(info.knownHostsPath, 'utf8') + fs.readFileSync(jump.knownHostsPath, 'utf8'));
+      const viaJump = new SshClient(
+        clientOptions(info, { reconnect: false, knownHostsFiles: [knownHosts], jump: `${jump.username}@${jump.host}:${String(jump.port)}` }),
+      );
+      try {
+        const s2 = await viaJump.sftp();
+        const size = 8 * MiB + 1;
+        const src = path.join(local, 'jump-src.bin');
+        fs.writeFileSync(src, randomBytes(size));
+        const remote = `${remoteDir}/jump.bin`;
+        await s2.put(src, remote);
+        const dst = path.join(local, 'jump-dst.bin');
+        await s2.get(remote, dst);
+        expect(await sha256File(dst)).toBe(await sha256File(src));
+        expect(await sha256File(remote)).toBe(await sha256File(src));
+      } finally {
+        await viaJump.close();
+      }
+    } finally {
+      await jump.remove();
+    }
   }, 120_000);
 });
