@@ -62,6 +62,8 @@ export default tseslint.config(
       'import-x/resolver-next': [createTypeScriptImportResolver({ project: './tsconfig.json' })],
     },
     rules: {
+      // import-x/no-cycle skips `import type` (no option to include it); test/unit/import-cycles.test.ts
+      // checks the whole src/ graph with type-only imports.
       'import-x/no-cycle': ['error', { ignoreExternal: true }],
       'import-x/no-restricted-paths': ['error', { basePath: import.meta.dirname, zones: layerZones }],
     },

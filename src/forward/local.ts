@@ -22,7 +22,7 @@ import type { ForwardContext } from './types.js';
  * A refused channel open closes the accepted connection (as OpenSSH does) and is reported as a
  * `forward` event `refused` carrying the server's reason.
  */
-export class LocalForward extends ListenerForward {
+export class LocalForward extends ListenerForward<LocalForward> {
   /** Always `'local'`. */
   readonly type = 'local' as const;
   /** Target host as the server resolves it (TCP target only). */
@@ -34,7 +34,7 @@ export class LocalForward extends ListenerForward {
 
   readonly #target: DirectTarget;
 
-  private constructor(ctx: ForwardContext, opts: ResolvedLocalForward, server: net.Server | undefined, port: number) {
+  private constructor(ctx: ForwardContext<LocalForward>, opts: ResolvedLocalForward, server: net.Server | undefined, port: number) {
     super(ctx, opts.localHost, port, server);
     this.remotePath = opts.remotePath;
     this.remoteHost = opts.remotePath === undefined ? (opts.remoteHost ?? DEFAULTS.forward.targetHost) : undefined;
@@ -48,7 +48,7 @@ export class LocalForward extends ListenerForward {
    * @throws {SshError} `ERR_SSH_FORWARD` when the bind fails (cause: EADDRINUSE, EACCES...).
    * @internal
    */
-  static async open(ctx: ForwardContext, opts: ResolvedLocalForward): Promise<LocalForward> {
+  static async open(ctx: ForwardContext<LocalForward>, opts: ResolvedLocalForward): Promise<LocalForward> {
     const { server, port, attach } = await listen(opts.localHost, opts.localPort, true);
     const self = new LocalForward(ctx, opts, server, port);
     attach((sock) => self.accept(sock));
@@ -60,7 +60,7 @@ export class LocalForward extends ListenerForward {
    *
    * @internal
    */
-  static unbound(ctx: ForwardContext, opts: ResolvedLocalForward): LocalForward {
+  static unbound(ctx: ForwardContext<LocalForward>, opts: ResolvedLocalForward): LocalForward {
     return new LocalForward(ctx, opts, undefined, opts.localPort);
   }
 

@@ -20,9 +20,10 @@ import {
   type LocalForwardOptions,
   type RemoteForwardOptions,
 } from './options.js';
-import { asForwardError, RemoteForward, tcpRouteKey, unixRouteKey } from './remote.js';
+import type { ForwardEvent, ForwardHandle } from './handles.js';
+import { asForwardError, RemoteForward, tcpRouteKey, unixRouteKey, type RemoteContext } from './remote.js';
 import { setPortZeroAlias } from '../ssh2/forwarding.js';
-import type { ForwardContext, ForwardEvent, ForwardHandle, RemoteRetryPolicy } from './types.js';
+import type { ForwardContext, RemoteRetryPolicy } from './types.js';
 
 /** Options of {@link ForwardManager}. Durations in milliseconds. */
 export interface ForwardManagerOptions {
@@ -81,7 +82,7 @@ function checkOption(name: string, v: number | undefined, dflt: number, schema: 
 export class ForwardManager {
   readonly #provider: LinkProvider;
   readonly #emit: (event: ForwardEvent) => void;
-  readonly #ctx: ForwardContext;
+  readonly #ctx: ForwardContext<ForwardHandle> & RemoteContext;
   readonly #handles = new Set<ForwardHandle>();
   readonly #routes = new Map<string, RemoteForward>();
   readonly #attached = new WeakSet<ssh2.Client>();

@@ -44,6 +44,17 @@ export function canRemoteTransition(from: RemoteForwardState, to: RemoteForwardS
   return REMOTE_TRANSITIONS[from].includes(to);
 }
 
+/**
+ * The manager's context as a remote forward gets it: a {@link ForwardContext} that also routes the
+ * server's incoming connections for the forward's bind address to it.
+ *
+ * @internal
+ */
+export interface RemoteContext extends ForwardContext<RemoteForward> {
+  /** Routes incoming connections for `key` to `forward`; `undefined` removes the route. */
+  route(key: string, forward: RemoteForward | undefined): void;
+}
+
 /** How long `close()` waits for the server to answer `cancel-tcpip-forward`. */
 const CANCEL_TIMEOUT_MS = 5_000;
 
@@ -82,7 +93,7 @@ export class RemoteForward implements AsyncDisposable {
   /** Port connections are carried to, on this side. */
   readonly localPort: number;
 
-  readonly #ctx: ForwardContext;
+  readonly #ctx: RemoteContext;
   readonly #traffic = new Traffic();
   readonly #closeCtl = new AbortController();
   #port: number;
@@ -96,7 +107,7 @@ export class RemoteForward implements AsyncDisposable {
   #closing: Promise<void> | undefined;
 
   /** @internal */
-  constructor(ctx: ForwardContext, opts: ResolvedRemoteForward) {
+  constructor(ctx: RemoteContext, opts: ResolvedRemoteForward) {
     this.#ctx = ctx;
     this.remotePath = opts.remotePath;
     this.remoteHost = opts.remotePath === undefined ? (opts.remoteHost ?? DEFAULTS.forward.remoteHost) : undefined;

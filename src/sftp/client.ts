@@ -8,31 +8,20 @@
  *
  * @module sftp/client
  */
-import { randomBytes } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import { EventEmitter } from 'eventemitter3';
 import type ssh2 from 'ssh2';
-import { SshError, mapChannelError } from '../errors.js';
+import { SshError } from '../errors.js';
 import type { Link, LinkProvider } from '../connection/link.js';
 import { abortReason, operationScope, raceSignals } from '../internal/cancel.js';
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES } from './dir-walk.js';
 import { SftpStatus, SshSftpError } from './errors.js';
 import { checkData, checkInt, checkLocal, checkOptions, checkPath, checkTime, preserveMask, resumeMode } from './options.js';
-import {
-  CLOSE_TIMEOUT_MS,
-  asError,
-  isStatus,
-  limitError,
-  listEntries,
-  mkdirp,
-  nameCounter,
-  runLimited,
-  settleWithin,
-} from './ops.js';
-import { baseOf, isSafeName, joinRemote, parentOf, showName, showPath, toBytes, toStats, typeOfMode, type SftpEntry, type SftpStats } from './paths.js';
+import { defaultOpenSftp, listFiltered, makeDir, pathExists, removePath, renameOver, replaceAtomically } from './ops.js';
+import { toStats, type SftpEntry, type SftpStats } from './paths.js';
 import { OpenFlags, SftpSession, type SftpCounters } from './session.js';
 import { remoteReadStream, remoteWriteStream } from './streams.js';
-import { RemoteHasher, syncSettings, walkEntries } from './sync.js';
+import { RemoteHasher, syncSettings, walkRemote } from './sync.js';
 import { getOne, getTree, putOne, putTree, readWhole, writeWhole, type DirPlan, type FilePlan } from './transfer.js';
 import type {
   DirTransferOptions,
@@ -66,36 +55,6 @@ const DEFAULT_DIR_FILE_CONCURRENCY = 4;
 /** Default of {@link ReadFileOptions.maxBytes}. */
 const DEFAULT_READ_MAX_BYTES = 1024 * 1024 * 1024;
 
-function defaultOpenSftp(link: Link, signal: AbortSignal): Promise<ssh2.SFTPWrapper> {
-  return new Promise<ssh2.SFTPWrapper>((resolve, reject) => {
-    let done = false;
-    const onAbort = (): void => {
-      if (done) return;
-      done = true;
-      reject(abortReason(signal, 'sftp open'));
-    };
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      link.client.sftp((err, sftp) => {
-        signal.removeEventListener('abort', onAbort);
-        if (done) {
-          // arrived after the caller gave up: close it
-          if (!err) sftp.end();
-          return;
-        }
-        done = true;
-        if (err) reject(mapChannelError(err));
-        else resolve(sftp);
-      });
-    } catch (err) {
-      signal.removeEventListener('abort', onAbort);
-      done = true;
-      reject(mapChannelError(err));
-    }
-  });
-}
-
 /**
  * A complete SFTP file API over one SFTP session per client. The session is opened on first use
  * on the current link and opened again on the new link after a reconnect. An operation in flight
@@ -125,6 +84,8 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   private readonly provider: LinkProvider;
   /** @internal */
   private readonly openSftp: (link: Link, signal: AbortSignal) => Promise<ssh2.SFTPWrapper>;
+  /** Opens the extra channels of a striped get/put (sftp/striped.ts). @internal */
+  private readonly openExtraSftp: (link: Link, signal: AbortSignal) => Promise<ssh2.SFTPWrapper>;
   /** @internal */
   private live: SftpSession | undefined;
   /** @internal */
@@ -172,6 +133,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    *
    * @param provider - gives the current link (see `src/connection/link.ts`).
    * @param options - `openSftp` to open the SFTP channel (default: `link.client.sftp()`);
+   *   `openExtraSftp` to open the extra channels of a striped get/put (same default);
    *   `remoteCommand` to hash remote files over exec for `compare: 'checksum'`.
    * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}) for an unknown option or an `openSftp` that is not a function.
    * @internal
@@ -181,6 +143,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     this.provider = provider;
     const o = checkOptions('sftp', 'SftpClient', options);
     this.openSftp = o.openSftp ?? defaultOpenSftp;
+    this.openExtraSftp = o.openExtraSftp ?? defaultOpenSftp;
     this.remoteHasher = new RemoteHasher(o.remoteCommand);
   }
 
@@ -301,15 +264,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   async exists(path: RemotePath, options?: SftpOperationOptions): Promise<boolean> {
     const p = checkPath('path', path);
     const o = checkOptions('operation', 'exists', options);
-    return await this.op('exists', o, async (s, sig) => {
-      try {
-        await s.lstat(p, sig);
-        return true;
-      } catch (err) {
-        if (isStatus(err, SftpStatus.NO_SUCH_FILE)) return false;
-        throw err;
-      }
-    });
+    return await this.op('exists', o, (s, sig) => pathExists(s, p, sig));
   }
 
   /**
@@ -332,15 +287,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const o = checkOptions('list', 'list', options);
     const max = o.maxEntries ?? DEFAULT_LIST_MAX_ENTRIES;
     const filter = o.filter;
-    return await this.op('list', o, async (s, sig) => {
-      const all = await listEntries(s, d, sig, nameCounter('list', d, max));
-      if (filter === undefined) return all;
-      return all.filter((e) => {
-        if (typeof filter === 'function') return filter(e);
-        filter.lastIndex = 0;
-        return filter.test(e.name);
-      });
-    });
+    return await this.op('list', o, (s, sig) => listFiltered(s, d, sig, max, filter));
   }
 
   /**
@@ -376,26 +323,11 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const maxEntries = o.maxEntries ?? DEFAULT_MAX_ENTRIES;
     const maxDepth = o.maxDepth ?? DEFAULT_MAX_DEPTH;
     const { filter, signal } = o;
-    yield* walkEntries(
+    yield* walkRemote(
       d,
       { filter, maxEntries, maxDepth },
-      {
-        list: (abs, count) =>
-          this.op('walk', { signal }, async (s, sig) => {
-            const [entries, real] = await Promise.all([listEntries(s, abs, sig, count), s.realpath(abs, sig).catch(() => undefined)]);
-            return { entries, identity: real?.toString('latin1') };
-          }),
-        limit: (what) => limitError('walk', what, d),
-        onUnsafe: (rel, why) => {
-          this.emit('warning', {
-            reason: 'unsafe-name',
-            operation: 'walk',
-            path: rel.toString('utf8'),
-            rawPath: rel,
-            message: `sftp walk ${JSON.stringify(showName(toBytes(d)))}: skipped ${JSON.stringify(showName(rel))}: ${why} (a name that could leave the walked directory)`,
-          });
-        },
-      },
+      (fn) => this.op('walk', { signal }, fn),
+      (w) => this.emit('warning', w),
     );
   }
 
@@ -409,10 +341,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const o = checkOptions('mkdir', 'mkdir', options);
     const mode = o.mode;
     const recursive = o.recursive === true;
-    return await this.op('mkdir', o, async (s, sig) => {
-      if (recursive) await mkdirp(s, p, mode, sig);
-      else await s.mkdir(p, mode === undefined ? undefined : { mode }, sig);
-    });
+    return await this.op('mkdir', o, (s, sig) => makeDir(s, p, mode, recursive, sig));
   }
 
   /**
@@ -446,82 +375,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const o = checkOptions('rm', 'rm', options);
     const recursive = o.recursive === true;
     const force = o.force === true;
-    return await this.op('rm', o, async (s, sig) => {
-      let st;
-      try {
-        st = await s.lstat(p, sig);
-      } catch (err) {
-        if (force && isStatus(err, SftpStatus.NO_SUCH_FILE)) return;
-        throw err;
-      }
-      if (typeOfMode(st.mode) !== 'directory') {
-        await this.tolerate(s.remove(p, sig), force);
-        return;
-      }
-      if (!recursive) {
-        throw new SshSftpError(`sftp rm ${JSON.stringify(showPath(p))}: is a directory (pass { recursive: true })`, {
-          statusCode: SftpStatus.FAILURE,
-          path: p,
-        });
-      }
-      await this.rmTree(s, p, force, sig, 0, nameCounter('rm', p, DEFAULT_MAX_ENTRIES));
-    });
-  }
-
-  /** @internal */
-  private async tolerate(p: Promise<void>, force: boolean): Promise<void> {
-    try {
-      await p;
-    } catch (err) {
-      if (!(force && isStatus(err, SftpStatus.NO_SUCH_FILE))) throw err;
-    }
-  }
-
-  /** @internal */
-  private async rmTree(s: SftpSession, dir: RemotePath, force: boolean, signal: AbortSignal, depth: number, count: (n: number) => void): Promise<void> {
-    if (depth >= DEFAULT_MAX_DEPTH) throw limitError('rm', `deeper than ${DEFAULT_MAX_DEPTH} levels`, dir);
-    let entries: SftpEntry[];
-    try {
-      entries = await listEntries(s, dir, signal, count);
-    } catch (err) {
-      if (force && isStatus(err, SftpStatus.NO_SUCH_FILE)) return;
-      throw err;
-    }
-    // Names come from the server: one that is not a single safe path component (`..`, `/etc/x`,
-    // `a/../../b`) is never joined into a REMOVE/RMDIR path; it is reported and the directory kept.
-    const unsafe = entries.filter((e) => !isSafeName(e.rawName));
-    for (const e of unsafe) {
-      this.emit('warning', {
-        reason: 'unsafe-name',
-        operation: 'rm',
-        path: e.rawPath.toString('utf8'),
-        rawPath: e.rawPath,
-        message: `sftp rm: skipped a directory entry with an unsafe name ${showName(e.rawName)} in ${showName(toBytes(dir))} (it would leave the directory)`,
-      });
-    }
-    entries = entries.filter((e) => isSafeName(e.rawName));
-    let firstErr: unknown;
-    await runLimited(
-      entries,
-      8,
-      async (e) => {
-        try {
-          if (e.type === 'directory') await this.rmTree(s, e.rawPath, force, signal, depth + 1, count);
-          else await this.tolerate(s.remove(e.rawPath, signal), force);
-        } catch (err) {
-          firstErr ??= err;
-        }
-      },
-      () => firstErr !== undefined,
-    );
-    if (firstErr !== undefined) throw asError(firstErr);
-    if (unsafe.length > 0) {
-      throw new SshSftpError(
-        `sftp rm ${JSON.stringify(showPath(dir))}: the server listed ${unsafe.length} entr${unsafe.length === 1 ? 'y' : 'ies'} with an unsafe name (e.g. ${showName(unsafe[0]!.rawName)}); they were not removed and the directory was kept`,
-        { statusCode: SftpStatus.FAILURE, path: dir },
-      );
-    }
-    await this.tolerate(s.rmdir(dir, signal), force);
+    return await this.op('rm', o, (s, sig) => removePath(s, p, { recursive, force }, sig, (w) => this.emit('warning', w)));
   }
 
   /**
@@ -534,20 +388,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const t = checkPath('to', to);
     const o = checkOptions('rename', 'rename', options);
     const overwrite = o.overwrite === true;
-    return await this.op('rename', o, (s, sig) => this.renameWith(s, f, t, overwrite, sig));
-  }
-
-  /** @internal */
-  private async renameWith(s: SftpSession, from: RemotePath, to: RemotePath, overwrite: boolean, signal: AbortSignal): Promise<void> {
-    if (!overwrite) return s.rename(from, to, signal);
-    if (s.hasPosixRename) return s.posixRename(from, to, signal);
-    try {
-      await s.rename(from, to, signal);
-    } catch (err) {
-      if (!isStatus(err, SftpStatus.FAILURE)) throw err;
-      await s.remove(to, signal);
-      await s.rename(from, to, signal);
-    }
+    return await this.op('rename', o, (s, sig) => renameOver(s, f, t, overwrite, sig));
   }
 
   /**
@@ -659,25 +500,11 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const o = checkOptions('writeFile', 'writeFile', options);
     const mode = o.mode;
     const atomic = o.atomic === true;
-    return await this.op('writeFile', o, async (s, sig) => {
-      if (!atomic) {
-        await writeWhole(s, p, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.TRUNC, mode, undefined, sig);
-        return;
-      }
-      let keepMode = mode;
-      if (keepMode === undefined) {
-        const st = await s.stat(p, sig).catch(() => undefined);
-        if (st?.mode !== undefined) keepMode = st.mode & 0o7777;
-      }
-      const tmp = joinRemote(parentOf(p), Buffer.concat([Buffer.from('.'), baseOf(p), Buffer.from(`.tether-${randomBytes(6).toString('hex')}.tmp`)]));
-      try {
-        await writeWhole(s, tmp, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.EXCL, keepMode, undefined, sig);
-        await this.renameWith(s, tmp, p, true, sig);
-      } catch (err) {
-        if (s.alive) await settleWithin(s.remove(tmp), CLOSE_TIMEOUT_MS, sig);
-        throw err;
-      }
-    });
+    return await this.op('writeFile', o, (s, sig) =>
+      atomic
+        ? replaceAtomically(s, p, mode, sig, (tmp, keepMode) => writeWhole(s, tmp, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.EXCL, keepMode, undefined, sig))
+        : writeWhole(s, p, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.TRUNC, mode, undefined, sig),
+    );
   }
 
   /**
@@ -738,6 +565,9 @@ export class SftpClient extends EventEmitter<SftpEvents> {
       resume: resumeMode(o.resume),
       preserve: preserveMask(o.preserve),
       onProgress: o.onProgress,
+      channels: o.channels,
+      channelsMinBytes: o.channelsMinBytes,
+      openChannel: this.openExtraSftp,
     };
   }
 
@@ -747,9 +577,11 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * both files are closed. On failure or abort the local file is left as far as it got (so that
    * `resume` can continue it) and the remote handle is closed before the promise rejects (the
    * CLOSE reply is awaited at most 5 s, and not past the caller's `timeoutMs`: with a server that
-   * never answers CLOSE, a timeout rejects on time and the CLOSE stays sent).
-   * @returns `{ transferredBytes, totalBytes, resumedFrom }`.
-   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty path, an unknown option (e.g. `concurency`), `concurrency` outside 1-1024, `chunkSize` < 1, or a `resume`/`preserve`/`onProgress` of the wrong shape.
+   * never answers CLOSE, a timeout rejects on time and the CLOSE stays sent). A file with at
+   * least `channelsMinBytes` (default 64 MiB) to copy goes over up to `channels` (default 4)
+   * SFTP channels at once, within the free `MaxSessions` slots (see {@link TransferOptions.channels}).
+   * @returns `{ transferredBytes, totalBytes, resumedFrom }`, and `channels` when striped.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty path, an unknown option (e.g. `concurency`), `concurrency` outside 1-1024, `chunkSize` < 1, `channels` outside 1-64, `channelsMinBytes` < 0, or a `resume`/`preserve`/`onProgress` of the wrong shape.
    */
   async get(remotePath: RemotePath, localPath: string | Buffer, options?: TransferOptions): Promise<TransferResult> {
     const r = checkPath('remotePath', remotePath);
@@ -764,8 +596,8 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * Resolves only after every write was acknowledged and the remote handle closed without error,
    * so a partially written file is never reported complete. On failure or abort the remote
    * handle is closed before the promise rejects (bounded as in {@link SftpClient.get}; the remote file keeps what was written, for
-   * `resume`).
-   * @returns `{ transferredBytes, totalBytes, resumedFrom }`.
+   * `resume`). Large files are striped over several channels as in {@link SftpClient.get}.
+   * @returns `{ transferredBytes, totalBytes, resumedFrom }`, and `channels` when striped.
    * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, as {@link SftpClient.get}.
    */
   async put(localPath: string | Buffer, remotePath: RemotePath, options?: TransferOptions): Promise<TransferResult> {
