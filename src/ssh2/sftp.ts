@@ -12,7 +12,9 @@
  *   replies as bytes and to copy `SSH_FXP_DATA` replies straight into read buffers, with a
  *   receive-window top-up (ssh2 keeps a fixed 2 MiB window per channel);
  * - the read-request table the DATA fast path completes (`_requests`, `_version`,
- *   `_maxInPktLen`, `_debug`).
+ *   `_maxInPktLen`, `_debug`);
+ * - the per-turn budget of inbound SFTP work (`TurnBudget`): pauses the connection's byte stream
+ *   (`_client._sock`) to the next event-loop turn once a turn handled 256 KiB.
  *
  * src/sftp/ calls only these functions. Written against ssh2 1.17.0 (pinned `~1.17.0`);
  * test/contract/ssh2.test.ts checks every shape here against ssh2's in-process `Server`.
