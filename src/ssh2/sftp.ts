@@ -12,7 +12,9 @@
  *   replies as bytes and to copy `SSH_FXP_DATA` replies straight into read buffers, with a
  *   receive-window top-up (ssh2 keeps a fixed 2 MiB window per channel);
  * - the read-request table the DATA fast path completes (`_requests`, `_version`,
- *   `_maxInPktLen`, `_debug`).
+ *   `_maxInPktLen`, `_debug`);
+ * - the per-turn budget of inbound SFTP work (`TurnBudget`): pauses the connection's byte stream
+ *   (`_client._sock`) to the next event-loop turn once a turn handled 256 KiB.
  *
  * src/sftp/ calls only these functions. Written against ssh2 1.17.0 (pinned `~1.17.0`);
  * test/contract/ssh2.test.ts checks every shape here against ssh2's in-process `Server`.
@@ -59,8 +61,18 @@ export interface Ssh2SftpInternals {
   outgoing: { state: string; window: number; packetSize: number; id: number };
   incoming: { window: number };
   _protocol: { channelData(id: number, data: Buffer): void; channelWindowAdjust(id: number, amount: number): void };
+  /** The connection's ssh2 client; its `_sock` is the byte stream under the transport (TCP socket or a jump channel). */
+  _client: { _sock: PausableStream };
   /** ssh2's entry point for the channel's inbound bytes. */
   push(data: Buffer | null): unknown;
+}
+
+/** The readable side of the transport's byte stream, as {@link TurnBudget} pauses it. */
+export interface PausableStream {
+  pause(): unknown;
+  resume(): unknown;
+  isPaused(): boolean;
+  readonly destroyed?: unknown;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
@@ -99,6 +111,9 @@ export function checkSftpInternals(sftp: ssh2.SFTPWrapper): Ssh2SftpInternals {
   if (!isObject(proto) || !isFn(proto['channelData'])) fail('_protocol.channelData()');
   if (!isFn((proto as Record<string, unknown>)['channelWindowAdjust'])) fail('_protocol.channelWindowAdjust()');
   if (!isFn(s['push'])) fail('push()');
+  const client = s['_client'];
+  const sock = isObject(client) ? client['_sock'] : undefined;
+  if (!isObject(sock) || !isFn(sock['pause']) || !isFn(sock['resume']) || !isFn(sock['isPaused'])) fail('_client._sock {pause(), resume(), isPaused()}');
   return sftp as unknown as Ssh2SftpInternals;
 }
 
@@ -136,6 +151,69 @@ export function readRequestTable(s: Pick<Ssh2SftpInternals, '_requests' | '_vers
   };
 }
 
+/**
+ * Bounds the inbound SFTP work done in one turn of the event loop (issue 18 item 7). libuv reads
+ * a readable socket up to 32 times (64 KiB each) before it goes back to the loop, and ssh2
+ * deciphers and dispatches each chunk at once: on loopback one such poll carried up to 2 MiB of
+ * DATA replies, 10-30 ms during which the host's timers and other I/O waited. Once `budget`
+ * bytes of channel data went through in the current turn, the stream is paused (Node then stops
+ * reading the socket) until `setImmediate`, the end of this poll phase; the next turn runs timers
+ * and other callbacks first, then reads on. Nothing is dropped or reordered: bytes already read
+ * wait in the stream's buffer. A stream paused by someone else is left as it is.
+ *
+ * One per transport stream (shared by every SFTP session of a connection): see {@link turnBudgetOf}.
+ *
+ * @internal
+ */
+export class TurnBudget {
+  private used = 0;
+  private scheduled = false;
+  private pausedByUs = false;
+  /** Turns in which the stream was paused (a counter for tests and diagnostics). */
+  pauses = 0;
+
+  constructor(
+    private readonly sock: PausableStream,
+    readonly budget: number,
+  ) {}
+
+  private readonly endTurn = (): void => {
+    this.used = 0;
+    this.scheduled = false;
+    if (!this.pausedByUs) return;
+    this.pausedByUs = false;
+    if (this.sock.destroyed !== true && this.sock.isPaused()) this.sock.resume();
+  };
+
+  /** `n` bytes of channel data were handled in this turn. */
+  consume(n: number): void {
+    this.used += n;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.endTurn);
+    }
+    if (this.used >= this.budget && !this.pausedByUs && !this.sock.isPaused()) {
+      this.pausedByUs = true;
+      this.pauses++;
+      this.sock.pause();
+    }
+  }
+}
+
+/** Channel-data bytes handled per event-loop turn before the transport stream is paused to the next turn. */
+export const TURN_BUDGET_BYTES = 256 * 1024;
+const budgets = new WeakMap<PausableStream, TurnBudget>();
+
+/** The {@link TurnBudget} of the transport stream `sock` (created on first use, {@link TURN_BUDGET_BYTES}). */
+export function turnBudgetOf(sock: PausableStream): TurnBudget {
+  let b = budgets.get(sock);
+  if (b === undefined) {
+    b = new TurnBudget(sock, TURN_BUDGET_BYTES);
+    budgets.set(sock, b);
+  }
+  return b;
+}
+
 /** Receive window kept open on the SFTP channel, bytes (ssh2's default is 2 MiB). */
 const RECV_WINDOW = 16 * 1024 * 1024;
 /** Top the window up once it falls below this. */
@@ -166,7 +244,8 @@ export interface SftpChannel {
    * Puts a handler in front of ssh2's parser for the channel's inbound bytes. `make` gets the
    * read-request table and `pass` (hands whole packets on to ssh2's parser) and returns the
    * handler, which must pass on every byte it does not consume. The receive window is topped
-   * up to 16 MiB after each chunk. Returns `false` (nothing installed) when ssh2's parser is
+   * up to 16 MiB after each chunk, and the connection's stream is paused to the next event-loop
+   * turn once a turn handled {@link TURN_BUDGET_BYTES} (see {@link TurnBudget}). Returns `false` (nothing installed) when ssh2's parser is
    * not at a packet boundary.
    */
   hookInbound(make: (table: ReadRequestTable, pass: (chunk: Buffer) => void) => (data: Buffer) => void): boolean;
@@ -246,12 +325,14 @@ export function sftpChannel(sftp: ssh2.SFTPWrapper): SftpChannel {
       // only safe from a packet boundary
       if (s._pktLenBytes !== 0 || s._pktPos !== 0) return false;
       const orig = s.push.bind(s);
+      const turn = turnBudgetOf(s._client._sock);
       const handler = make(readRequestTable(s), (chunk) => {
         orig(chunk);
       });
       s.push = (data: Buffer | null): unknown => {
         if (data === null) return orig(data);
         handler(data);
+        turn.consume(data.length);
         // ssh2 keeps a fixed 2 MiB receive window for every channel; many 255 KiB reads in
         // flight need more (OpenSSH's sftp client uses a larger one too), so top it up here
         // before ssh2's own check (which only acts below 1 MiB) would.

@@ -313,8 +313,8 @@ describe('shapes of the private fields used (checked at first connect)', () => {
 });
 
 describe('SFTP object shapes and behaviours (src/ssh2/sftp.ts; checked when an SFTP session opens)', () => {
-  it('right after client.sftp(): every field checkSftpInternals reads, the parser at a packet boundary, VERSION received', async () => {
-    const { sftp } = await openSftp();
+  it('right after client.sftp(): every field checkSftpInternals reads (with _client._sock, the flowing socket), the parser at a packet boundary, VERSION received', async () => {
+    const { client, sftp } = await openSftp();
     expect(() => checkSftpInternals(sftp)).not.toThrow();
     const f = fieldsOf(sftp);
     // hookInbound is only installed from a packet boundary; the DATA fast path needs VERSION seen
@@ -327,6 +327,14 @@ describe('SFTP object shapes and behaviours (src/ssh2/sftp.ts; checked when an S
     expect(f['_chunkcb']).toBeUndefined();
     expect(f['_waitWindow']).toBe(false);
     expect(f['_buffer']).toEqual([]);
+    // TurnBudget pauses the connection's stream (a TCP socket here) through the SFTP object's client
+    expect(f['_client']).toBe(client);
+    const sock = (f['_client'] as { _sock?: Record<string, unknown> } | undefined)?._sock;
+    expect(sock).toBeInstanceOf(net.Socket);
+    expect((sock as unknown as net.Socket).isPaused()).toBe(false);
+    expect(typeof sock?.['pause']).toBe('function');
+    expect(typeof sock?.['resume']).toBe('function');
+    expect(typeof sock?.['isPaused']).toBe('function');
     // ssh2's server identifies as ssh2, not OpenSSH: SYMLINK keeps the draft's order
     expect(sftpChannel(sftp).isOpenSSH).toBe(false);
   });
@@ -334,7 +342,7 @@ describe('SFTP object shapes and behaviours (src/ssh2/sftp.ts; checked when an S
   it('a missing or changed field is ERR_SSH_SFTP "ssh2 internals changed", not retryable, naming the field', async () => {
     const { sftp } = await openSftp();
     const f = fieldsOf(sftp);
-    for (const field of ['_writeReqid', '_requests', '_buffer', '_waitWindow', '_maxReadLen', '_extensions', '_version', 'outgoing', 'incoming', 'push']) {
+    for (const field of ['_writeReqid', '_requests', '_buffer', '_waitWindow', '_maxReadLen', '_extensions', '_version', 'outgoing', 'incoming', 'push', '_client']) {
       const keep = f[field];
       f[field] = 'changed';
       let err: unknown;
