@@ -61,6 +61,8 @@ export type * from './types.js';
 const DEFAULT_LIST_MAX_ENTRIES = 100_000;
 
 const DEFAULT_CONCURRENCY = 16;
+/** Default `maxConcurrency` of get/put (the memory bound of sftp/engine.ts caps it at 128 requests of 255 KiB). */
+const DEFAULT_MAX_CONCURRENCY = 256;
 const DEFAULT_DIR_CONCURRENCY = 32;
 const DEFAULT_DIR_FILE_CONCURRENCY = 4;
 /** Default of {@link ReadFileOptions.maxBytes}. */
@@ -733,7 +735,8 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    */
   private filePlan(o: TransferOptions): FilePlan {
     return {
-      concurrency: o.concurrency ?? DEFAULT_CONCURRENCY,
+      concurrency: o.concurrency ?? Math.min(DEFAULT_CONCURRENCY, o.maxConcurrency ?? DEFAULT_CONCURRENCY),
+      maxConcurrency: o.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY,
       chunkSize: o.chunkSize,
       resume: resumeMode(o.resume),
       preserve: preserveMask(o.preserve),

@@ -93,14 +93,20 @@ const schemas = {
     highWaterMark: int('highWaterMark', 1).optional(),
     signal: signalSchema.optional(),
   }),
-  transfer: z.strictObject({
-    ...opShape,
-    concurrency: int('concurrency', 1, 1024).optional(),
-    chunkSize: int('chunkSize', 1).optional(),
-    onProgress: fn('onProgress').optional(),
-    resume: resumeSchema.optional(),
-    preserve: preserveSchema.optional(),
-  }),
+  transfer: z
+    .strictObject({
+      ...opShape,
+      concurrency: int('concurrency', 1, 1024).optional(),
+      maxConcurrency: int('maxConcurrency', 1, 1024).optional(),
+      chunkSize: int('chunkSize', 1).optional(),
+      onProgress: fn('onProgress').optional(),
+      resume: resumeSchema.optional(),
+      preserve: preserveSchema.optional(),
+    })
+    .refine((o) => o.concurrency === undefined || o.maxConcurrency === undefined || o.maxConcurrency >= o.concurrency, {
+      error: 'expected maxConcurrency >= concurrency (maxConcurrency is the most requests in flight, concurrency those at the start)',
+      path: ['maxConcurrency'],
+    }),
   dirTransfer: z.strictObject({
     ...opShape,
     filter: fn('filter').optional(),

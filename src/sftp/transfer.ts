@@ -39,8 +39,10 @@ import type { RemotePath, SetAttrs } from './wire.js';
 
 /** The checked options of one file transfer. */
 export interface FilePlan {
-  /** Requests in flight. */
+  /** Requests in flight (at the start). */
   concurrency: number;
+  /** The most requests in flight the engine may grow to (absent: fixed `concurrency`). */
+  maxConcurrency?: number | undefined;
   /** Bytes per request (capped by the server's limit), or the server's limit. */
   chunkSize: number | undefined;
   resume: false | 'size' | 'sha256';
@@ -69,6 +71,7 @@ export interface DirPlan {
 
 interface FileJob {
   concurrency: number;
+  maxConcurrency?: number | undefined;
   chunkSize: number | undefined;
   resume: false | 'size' | 'sha256';
   /** Mode mask of `preserve` (0: do not preserve). */
@@ -581,6 +584,7 @@ async function copyRange(
     end: size,
     chunkSize: Math.min(job.chunkSize ?? Infinity, maxLen),
     concurrency: job.concurrency,
+    maxConcurrency: job.maxConcurrency,
     onBytes: (n) => job.progress.add(n),
     signal: job.signal,
   });

@@ -1,0 +1,220 @@
+/**
+ * How many SFTP requests a transfer keeps in flight (issue 18 item 3): a pure controller, fed
+ * with each completed request (bytes, round trip, time) and telling the engine its current limit.
+ * No timers: it acts only on completions, and every value it produces is bounded by `[initial, max]`.
+ *
+ * The model is TCP's: a long link needs bandwidth x delay bytes in flight to stay full (RFC 7323
+ * section 1.1; one SFTP request of `chunk` bytes is one "segment" here), and the limit is found
+ * the way TCP slow start / BBR startup find it:
+ *
+ * - **grow**: +1 request per completed request (the limit doubles per round trip, RFC 5681
+ *   section 3.1), measuring the delivery rate once per *round* (the time in which as many
+ *   requests completed as the limit allowed when the round began: about one round trip);
+ * - **full pipe**: when 3 rounds in a row did not raise the best rate by 25% (BBR's startup
+ *   exit, draft-cardwell-iccrg-bbr-congestion-control section 4.3.1.2), or when the least round
+ *   trip of a round rose above 1.5 x the least ever + 2 ms (a queue is building: HyStart's
+ *   delay-increase exit, RFC 9406 section 4.2, with a margin for a busy host), growth stops and
+ *   the limit becomes `gain x best rate x least round trip / bytes per request` (2x the estimated
+ *   bandwidth-delay product, BBR's cwnd_gain), never below `initial`, never above `max`;
+ * - **hold**: that estimate is refreshed every round (the rate and round-trip estimates only
+ *   improve, so the limit only rises, up to `max`); a round 25% faster than the best seen so far
+ *   (the link got better) starts growing again;
+ * - **error**: {@link InflightController.onError} halves the limit (not below `initial`) and
+ *   stops growth, as TCP's multiplicative decrease.
+ *
+ * On loopback the least round trip is a fraction of a millisecond, so the estimate falls below
+ * `initial` and the transfer keeps `initial` requests (as before this controller); on a long
+ * link the limit grows until the rate stops rising or `max` is reached.
+ *
+ * Written here rather than taken from npm: no maintained package offers a transport-agnostic
+ * rate/RTT pacing controller; this is ~100 lines of arithmetic.
+ *
+ * @internal
+ * @module sftp/pacing
+ */
+
+/** Slot buffers an adaptive transfer may hold at most, bytes: 32 MiB (128 requests of 255 KiB, OpenSSH's read length). */
+export const DEFAULT_MAX_BUFFER_BYTES = 32 * 1024 * 1024;
+
+/**
+ * The SFTP channel's receive window (src/ssh2/window.ts `eagerSftpWindow`): 40 MiB, topped up
+ * whenever 1/16 of it (2.5 MiB) was consumed, so the server may always have at least 37.5 MiB of
+ * replies on the way: more than one adaptive transfer's most bytes in flight
+ * ({@link DEFAULT_MAX_BUFFER_BYTES}) plus reply headers. A window below the bytes asked for makes
+ * the server wait for the next top-up each round trip (ssh2's own rule, 2 MiB refilled below
+ * half, would cap a 50 ms link near 20 MB/s). Costs no memory here: replies are copied into the
+ * buffers of the requests they answer as they arrive (sftp/inbound.ts).
+ */
+export const SFTP_WINDOW = Object.freeze({ sizeBytes: 40 * 1024 * 1024, topUpFraction: 1 / 16 });
+
+/** Options of {@link InflightController}. */
+export interface InflightControllerOptions {
+  /** Requests in flight at the start, and the least the limit goes to. Integer >= 1. */
+  initial: number;
+  /** The most requests in flight ever (hard cap, e.g. from the memory bound). Integer >= `initial`. */
+  max: number;
+  /** Time the first requests were sent, ms (same clock as `nowMs` of {@link InflightController.onComplete}). */
+  startMs: number;
+  /** Multiplier of the bandwidth-delay product when growth stops. Default 2. */
+  gain?: number | undefined;
+}
+
+/** A snapshot of {@link InflightController} (for tests, diagnostics and bench notes). */
+export interface PacingStats {
+  /** Requests in flight at the start. */
+  initial: number;
+  /** The hard cap. */
+  max: number;
+  /** Current limit. */
+  limit: number;
+  /** Highest limit reached. */
+  peak: number;
+  /** `'grow'` while still probing for more throughput, `'hold'` after. */
+  phase: 'grow' | 'hold';
+  /** Rounds measured. */
+  rounds: number;
+  /** Best delivery rate of a round, bytes per ms (= kB/s). 0 before the first round ended. */
+  bestRate: number;
+  /** Least round trip of one request seen, ms (Infinity before the first completion). */
+  minRttMs: number;
+  /** Requests completed. */
+  completed: number;
+}
+
+/** A round must raise the best rate by this factor to count as growth (BBR: 1.25). */
+const GROWTH = 1.25;
+/** Rounds without growth before the pipe is taken as full (BBR: 3). */
+const FLAT_ROUNDS = 3;
+/** A round whose least round trip exceeds the least ever by this factor... */
+const DELAY_FACTOR = 1.5;
+/** ...plus this many ms (timer noise on a busy host) ends growth. */
+const DELAY_SLACK_MS = 2;
+/** Round trips a round needs before its least one is believed (RFC 9406: N_RTT_SAMPLE = 8). */
+const DELAY_SAMPLES = 8;
+
+/**
+ * The adaptive in-flight limit of one transfer (see the module comment).
+ *
+ * @throws RangeError for `initial` < 1, `max` < `initial`, non-integers or a `gain` <= 0 (a
+ *   programming error: the public options are checked in sftp/options.ts).
+ */
+export class InflightController {
+  /** Requests the engine may have in flight now: always within `[initial, max]`. */
+  limit: number;
+  private phase: 'grow' | 'hold' = 'grow';
+  private readonly initial: number;
+  private readonly max: number;
+  private readonly gain: number;
+  private peak: number;
+  private rounds = 0;
+  private flat = 0;
+  private bestRate = 0;
+  private minRttMs = Infinity;
+  private completed = 0;
+  private bytes = 0;
+  // the current round
+  private roundStartMs: number;
+  private roundBytes = 0;
+  private roundCount = 0;
+  private roundMinRtt = Infinity;
+  private roundTarget: number;
+
+  constructor(o: InflightControllerOptions) {
+    if (!Number.isInteger(o.initial) || o.initial < 1) throw new RangeError(`InflightController: initial must be an integer >= 1, got ${o.initial}`);
+    if (!Number.isInteger(o.max) || o.max < o.initial) throw new RangeError(`InflightController: max must be an integer >= initial (${o.initial}), got ${o.max}`);
+    const gain = o.gain ?? 2;
+    if (!(gain > 0 && Number.isFinite(gain))) throw new RangeError(`InflightController: gain must be > 0, got ${gain}`);
+    this.initial = o.initial;
+    this.max = o.max;
+    this.gain = gain;
+    this.limit = o.initial;
+    this.peak = o.initial;
+    this.roundStartMs = o.startMs;
+    this.roundTarget = o.initial;
+    if (this.max === this.initial) this.phase = 'hold';
+  }
+
+  /**
+   * One request completed: `bytes` delivered (0 for an empty reply), `rttMs` after it was sent,
+   * observed at `nowMs`. Updates {@link InflightController.limit}.
+   */
+  onComplete(bytes: number, rttMs: number, nowMs: number): void {
+    this.completed++;
+    this.bytes += bytes;
+    if (rttMs >= 0 && rttMs < this.minRttMs) this.minRttMs = rttMs;
+    if (rttMs >= 0 && rttMs < this.roundMinRtt) this.roundMinRtt = rttMs;
+    this.roundBytes += bytes;
+    this.roundCount++;
+    if (this.phase === 'grow') {
+      if (this.queueBuilding()) {
+        this.phase = 'hold';
+        this.setLimit(this.target());
+      } else if (this.limit < this.max) {
+        this.setLimit(this.limit + 1);
+      }
+    }
+    if (this.roundCount >= this.roundTarget) this.endRound(nowMs);
+  }
+
+  /** A request failed in a way that may mean overload: halve the limit (not below `initial`) and stop growing. */
+  onError(): void {
+    this.phase = 'hold';
+    this.flat = 0;
+    this.setLimit(Math.max(this.initial, Math.ceil(this.limit / 2)));
+  }
+
+  /** A snapshot of the controller's state. */
+  stats(): PacingStats {
+    return {
+      initial: this.initial,
+      max: this.max,
+      limit: this.limit,
+      peak: this.peak,
+      phase: this.phase,
+      rounds: this.rounds,
+      bestRate: this.bestRate,
+      minRttMs: this.minRttMs,
+      completed: this.completed,
+    };
+  }
+
+  /** HyStart's delay test: after the first round, this round's least round trip rose well above the least ever. */
+  private queueBuilding(): boolean {
+    return this.rounds >= 1 && this.roundCount >= DELAY_SAMPLES && this.roundMinRtt > this.minRttMs * DELAY_FACTOR + DELAY_SLACK_MS;
+  }
+
+  private endRound(nowMs: number): void {
+    const elapsed = nowMs - this.roundStartMs;
+    // a round with no measurable time (clock granularity) tells nothing: extend it
+    if (!(elapsed > 0)) return;
+    const rate = this.roundBytes / elapsed;
+    this.rounds++;
+    if (rate >= this.bestRate * GROWTH) {
+      this.flat = 0;
+      // the link got better while holding: probe again
+      if (this.phase === 'hold' && this.bestRate > 0 && this.limit < this.max) this.phase = 'grow';
+    } else if (this.phase === 'grow' && ++this.flat >= FLAT_ROUNDS) {
+      this.phase = 'hold';
+    }
+    if (rate > this.bestRate) this.bestRate = rate;
+    if (this.phase === 'hold') this.setLimit(this.target());
+    this.roundStartMs = nowMs;
+    this.roundBytes = 0;
+    this.roundCount = 0;
+    this.roundMinRtt = Infinity;
+    this.roundTarget = this.limit;
+  }
+
+  /** `gain` x the bandwidth-delay product, in requests, within `[initial, max]`. */
+  private target(): number {
+    const perRequest = this.completed > 0 ? this.bytes / this.completed : 0;
+    if (!(perRequest > 0) || !Number.isFinite(this.minRttMs)) return this.limit;
+    const bdp = Math.ceil((this.gain * this.bestRate * this.minRttMs) / perRequest);
+    return Math.min(this.max, Math.max(this.initial, bdp));
+  }
+
+  private setLimit(n: number): void {
+    this.limit = Math.min(this.max, Math.max(this.initial, n));
+    if (this.limit > this.peak) this.peak = this.limit;
+  }
+}
