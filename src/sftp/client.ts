@@ -745,14 +745,15 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   }
 
   /**
-   * Downloads `remotePath` to `localPath` with `concurrency` parallel reads of `chunkSize`,
-   * written to the local file with positional writes. Resolves once every byte is written and
+   * Downloads `remotePath` to `localPath` with parallel reads of `chunkSize` (`concurrency` at
+   * first, adapting up to `maxConcurrency` to the link's round trip and throughput), written to
+   * the local file with positional writes. Resolves once every byte is written and
    * both files are closed. On failure or abort the local file is left as far as it got (so that
    * `resume` can continue it) and the remote handle is closed before the promise rejects (the
    * CLOSE reply is awaited at most 5 s, and not past the caller's `timeoutMs`: with a server that
    * never answers CLOSE, a timeout rejects on time and the CLOSE stays sent).
    * @returns `{ transferredBytes, totalBytes, resumedFrom }`.
-   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty path, an unknown option (e.g. `concurency`), `concurrency` outside 1-1024, `chunkSize` < 1, or a `resume`/`preserve`/`onProgress` of the wrong shape.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty path, an unknown option (e.g. `concurency`), `concurrency` or `maxConcurrency` outside 1-1024, `maxConcurrency` below `concurrency`, `chunkSize` < 1, or a `resume`/`preserve`/`onProgress` of the wrong shape.
    */
   async get(remotePath: RemotePath, localPath: string | Buffer, options?: TransferOptions): Promise<TransferResult> {
     const r = checkPath('remotePath', remotePath);

@@ -99,6 +99,27 @@ describe('InflightController (simulated links)', () => {
     expect(run.throughput).toBeGreaterThan(0.9 * link.rate);
   });
 
+  it('a flat rate with a steady round trip (no queue seen) still ends growth after 3 rounds without 25% more', () => {
+    // replies arrive one per ms whatever the limit: the rate never rises; the round trip stays 50 ms
+    const c = new InflightController({ initial: 4, max: 1_000, startMs: 0 });
+    const phases: string[] = [];
+    const limits: number[] = [];
+    for (let i = 1; i <= 400; i++) {
+      c.onComplete(B, 50, i);
+      phases.push(c.stats().phase);
+      limits.push(c.limit);
+    }
+    const s = c.stats();
+    expect(s.phase).toBe('hold');
+    // rounds of 4, 8, 16, 32 completions: the first sets the best rate, the next 3 are flat
+    expect(phases.indexOf('hold')).toBe(4 + 8 + 16 + 32 - 1);
+    // then 2 x (B per ms) x 50 ms / B = 100 requests, and it stays there
+    expect(c.limit).toBe(100);
+    expect(new Set(limits.slice(phases.indexOf('hold')))).toEqual(new Set([100]));
+    // while growing: +1 per completion from 4
+    expect(limits[phases.indexOf('hold') - 1]).toBe(4 + 4 + 8 + 16 + 32 - 1);
+  });
+
   it('on a loopback-like link (tiny RTT) never goes below initial, and returns to it', () => {
     const run = simulate({ rttMs: 0.2, rate: 400_000 }, 2_000, 16, 128);
     expect(run.c.stats().phase).toBe('hold');
