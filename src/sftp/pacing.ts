@@ -9,7 +9,11 @@
  *
  * - **grow**: +1 request per completed request (the limit doubles per round trip, RFC 5681
  *   section 3.1), measuring the delivery rate once per *round* (the time in which as many
- *   requests completed as the limit allowed when the round began: about one round trip);
+ *   requests completed as the limit allowed when the round began: about one round trip). The
+ *   first round only measures (it gives the least round trip: requests sent into an idle pipe),
+ *   and in every later round the growth of its first 8 completions is held back until their
+ *   round trips passed the delay test below (then granted at once), so a pipe that is already
+ *   full at `initial` (loopback: the server is the bottleneck) is not grown at all;
  * - **full pipe**: when 3 rounds in a row did not raise the best rate by 25% (BBR's startup
  *   exit, draft-cardwell-iccrg-bbr-congestion-control section 4.3.1.2), or when the least round
  *   trip of a round rose above 1.5 x the least ever + 2 ms (a queue is building: HyStart's
@@ -124,6 +128,8 @@ export class InflightController {
   private roundBytes = 0;
   private roundCount = 0;
   private roundMinRtt = Infinity;
+  /** Growth held back in this round until the delay test could run. */
+  private deferred = 0;
   private roundTarget: number;
 
   constructor(o: InflightControllerOptions) {
@@ -152,12 +158,16 @@ export class InflightController {
     if (rttMs >= 0 && rttMs < this.roundMinRtt) this.roundMinRtt = rttMs;
     this.roundBytes += bytes;
     this.roundCount++;
-    if (this.phase === 'grow') {
-      if (this.queueBuilding()) {
+    if (this.phase === 'grow' && this.rounds > 0) {
+      if (this.roundCount < Math.min(DELAY_SAMPLES, this.roundTarget)) {
+        this.deferred++;
+      } else if (this.queueBuilding()) {
         this.phase = 'hold';
+        this.deferred = 0;
         this.setLimit(this.target());
-      } else if (this.limit < this.max) {
-        this.setLimit(this.limit + 1);
+      } else {
+        this.setLimit(this.limit + 1 + this.deferred);
+        this.deferred = 0;
       }
     }
     if (this.roundCount >= this.roundTarget) this.endRound(nowMs);
@@ -185,9 +195,9 @@ export class InflightController {
     };
   }
 
-  /** HyStart's delay test: after the first round, this round's least round trip rose well above the least ever. */
+  /** HyStart's delay test: this round's least round trip rose well above the least ever. */
   private queueBuilding(): boolean {
-    return this.rounds >= 1 && this.roundCount >= DELAY_SAMPLES && this.roundMinRtt > this.minRttMs * DELAY_FACTOR + DELAY_SLACK_MS;
+    return this.roundMinRtt > this.minRttMs * DELAY_FACTOR + DELAY_SLACK_MS;
   }
 
   private endRound(nowMs: number): void {
@@ -209,6 +219,7 @@ export class InflightController {
     this.roundBytes = 0;
     this.roundCount = 0;
     this.roundMinRtt = Infinity;
+    this.deferred = 0;
     this.roundTarget = this.limit;
   }
 
