@@ -14,8 +14,11 @@
  *   and in every later round the growth of its first 8 completions is held back until their
  *   round trips passed the delay test below (then granted at once), so a pipe that is already
  *   full at `initial` (loopback: the server is the bottleneck) is not grown at all;
- * - **full pipe**: when 3 rounds in a row did not raise the best rate by 25% (BBR's startup
- *   exit, draft-cardwell-iccrg-bbr-congestion-control section 4.3.1.2), or when the least round
+ * - **full pipe**: when a round's rate x the least round trip shows that half the requests it
+ *   began with would have carried it (Little's law: the requests in flight are not what limits
+ *   the rate, the server or the CPU is), when 3 rounds in a row did not raise the best rate by
+ *   25% (BBR's startup exit, draft-cardwell-iccrg-bbr-congestion-control section
+ *   4.3.1.2), or when the least round
  *   trip of a round rose above 1.5 x the least ever + 2 ms (a queue is building: HyStart's
  *   delay-increase exit, RFC 9406 section 4.2, with a margin for a busy host), growth stops and
  *   the limit becomes `gain x best rate x least round trip / bytes per request` (2x the estimated
@@ -214,6 +217,12 @@ export class InflightController {
       this.phase = 'hold';
     }
     if (rate > this.bestRate) this.bestRate = rate;
+    // Little's law: `gain` x rate x least RTT below the requests the round began with means the
+    // pipe was full already (on loopback the first round shows it)
+    const perRequest = this.bytes / this.completed;
+    if (this.phase === 'grow' && perRequest > 0 && Number.isFinite(this.minRttMs) && (this.gain * rate * this.minRttMs) / perRequest < this.roundTarget) {
+      this.phase = 'hold';
+    }
     if (this.phase === 'hold') this.setLimit(this.target());
     this.roundStartMs = nowMs;
     this.roundBytes = 0;

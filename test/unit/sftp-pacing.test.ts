@@ -121,6 +121,19 @@ describe('InflightController (simulated links)', () => {
     expect(limits[phases.indexOf('hold') - 1]).toBe(4 + 4 + 8 + 16 - 1);
   });
 
+  it("Little's law: a round whose rate x least RTT needs under half the requests it began with ends growth (round trips that show no queue)", () => {
+    // every reply 1 ms after its request, but only one reply per ms: 16 in flight carry 16x what is delivered
+    const c = new InflightController({ initial: 16, max: 64, startMs: 0 });
+    const limits: number[] = [];
+    for (let i = 1; i <= 200; i++) {
+      c.onComplete(B, 1, i);
+      limits.push(c.limit);
+    }
+    expect(c.stats().phase).toBe('hold');
+    expect(c.stats().rounds).toBeGreaterThan(10);
+    expect(new Set(limits)).toEqual(new Set([16]));
+  });
+
   it('on a loopback-like link (the server is the bottleneck at 16 already) does not grow at all', () => {
     const run = simulate({ rttMs: 0.2, rate: 400_000 }, 2_000, 16, 128);
     expect(run.c.stats().phase).toBe('hold');
