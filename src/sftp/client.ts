@@ -61,7 +61,7 @@ export type * from './types.js';
 const DEFAULT_LIST_MAX_ENTRIES = 100_000;
 
 const DEFAULT_CONCURRENCY = 16;
-/** Default `maxConcurrency` of get/put (the memory bound of sftp/engine.ts caps it at 64 requests of 255 KiB). */
+/** Default `maxConcurrency` of get/put (the memory bound of sftp/engine.ts caps it at 32 requests of 255 KiB). */
 const DEFAULT_MAX_CONCURRENCY = 256;
 const DEFAULT_DIR_CONCURRENCY = 32;
 const DEFAULT_DIR_FILE_CONCURRENCY = 4;

@@ -41,25 +41,27 @@
  */
 
 /**
- * Slot buffers an adaptive transfer may hold at most, bytes: 16 MiB (64 requests of 255 KiB,
- * OpenSSH's read length). Also what the server may have to buffer for us: sshd reads the
- * sftp-server's replies into a channel buffer of at most the receive window (OpenSSH channels.c
- * `channel_pre_open`, `CHAN_INPUT_MAX` 16 MiB), and runs with 32 MiB in flight through a 50 ms
- * delay line showed sshd using 3-5x its usual CPU per byte (as issue 18 saw with 16 MiB forward
- * windows), so more in flight is not worth it.
+ * Slot buffers an adaptive transfer may hold at most, bytes: 8 MiB (32 requests of 255 KiB,
+ * OpenSSH's read length; 32 x 255 KiB per 51 ms round trip is a 160 MB/s ceiling). It is also
+ * about what the server buffers for us: the replies to the requests in flight wait in
+ * sftp-server's output queue or in sshd's channel buffer (OpenSSH channels.c `channel_pre_open`
+ * reads the subsystem while its buffer is below the receive window). Measured through a 50 ms
+ * delay line on a busy 2-core host (128 MiB gets, interleaved): with 64 requests (16 MiB) in
+ * flight 4 runs of 8 had sshd burn 4-12x its usual CPU (1.3-3.8 s instead of ~0.3 s) and crawl at
+ * 10-23 MB/s (issue 18 saw the same with 16 MiB forward windows); with 32 none did (numbers: /work/notes/pipeline.md).
  */
-export const DEFAULT_MAX_BUFFER_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_MAX_BUFFER_BYTES = 8 * 1024 * 1024;
 
 /**
- * The SFTP channel's receive window (src/ssh2/window.ts `eagerSftpWindow`): 20 MiB, topped up
- * whenever 1/16 of it (1.25 MiB) was consumed, so the server may always have at least 18.75 MiB
+ * The SFTP channel's receive window (src/ssh2/window.ts `eagerSftpWindow`): 10 MiB, topped up
+ * whenever 1/16 of it (640 KiB) was consumed, so the server may always have at least 9.4 MiB
  * of replies on the way: more than one adaptive transfer's most bytes in flight
  * ({@link DEFAULT_MAX_BUFFER_BYTES}) plus reply headers. A window below the bytes asked for makes
  * the server wait for the next top-up each round trip (ssh2's own rule, 2 MiB refilled below
  * half, would cap a 50 ms link near 20 MB/s). Costs no memory here: replies are copied into the
  * buffers of the requests they answer as they arrive (sftp/inbound.ts).
  */
-export const SFTP_WINDOW = Object.freeze({ sizeBytes: 20 * 1024 * 1024, topUpFraction: 1 / 16 });
+export const SFTP_WINDOW = Object.freeze({ sizeBytes: 10 * 1024 * 1024, topUpFraction: 1 / 16 });
 
 /** Options of {@link InflightController}. */
 export interface InflightControllerOptions {

@@ -201,13 +201,13 @@ describe('InflightController (simulated links)', () => {
 });
 
 describe('engine cap and channel window', () => {
-  it('maxConcurrency is bounded by the memory bound (16 MiB of slot buffers), never below concurrency; absent: fixed', () => {
-    expect(DEFAULT_MAX_BUFFER_BYTES).toBe(16 * 1024 * 1024);
-    expect(inflightCap({ concurrency: 16, maxConcurrency: 256 }, B)).toBe(64);
-    expect(inflightCap({ concurrency: 16, maxConcurrency: 40 }, B)).toBe(40);
+  it('maxConcurrency is bounded by the memory bound (8 MiB of slot buffers), never below concurrency; absent: fixed', () => {
+    expect(DEFAULT_MAX_BUFFER_BYTES).toBe(8 * 1024 * 1024);
+    expect(inflightCap({ concurrency: 16, maxConcurrency: 256 }, B)).toBe(32);
+    expect(inflightCap({ concurrency: 16, maxConcurrency: 24 }, B)).toBe(24);
     expect(inflightCap({ concurrency: 16, maxConcurrency: 256 }, 32 * KiB)).toBe(256);
     expect(inflightCap({ concurrency: 16, maxConcurrency: 1024 }, 8 * KiB)).toBe(1024);
-    expect(inflightCap({ concurrency: 16, maxConcurrency: 256, maxBufferBytes: 4 * 1024 * 1024 }, B)).toBe(16);
+    expect(inflightCap({ concurrency: 16, maxConcurrency: 256, maxBufferBytes: 2 * 1024 * 1024 }, B)).toBe(16);
     expect(inflightCap({ concurrency: 200, maxConcurrency: 256 }, B)).toBe(200);
     expect(inflightCap({ concurrency: 16, maxConcurrency: 256, maxBufferBytes: 32 * 1024 * 1024 }, B)).toBe(128);
     expect(inflightCap({ concurrency: 16 }, B)).toBe(16);
