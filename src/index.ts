@@ -44,7 +44,7 @@ export {
   type KnownHostKeyLocation,
   type ExecResultLike,
 } from './errors.js';
-export { DEFAULTS, type DefaultAlgorithms, type SshClientOptions, type PassphraseCallback, type KeyboardInteractiveCallback } from './options.js';
+export { DEFAULTS, type DefaultAlgorithms, type ForwardDefaults, type SshClientOptions, type PassphraseCallback, type KeyboardInteractiveCallback } from './options.js';
 export type { HostKeyInfo, HostKeyVerifier } from './options.js';
 export { resolveConfig, type EffectiveConfig } from './settings.js';
 export type { SshConfigWarning } from './config/ssh-config.js';

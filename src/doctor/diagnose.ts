@@ -12,7 +12,7 @@ import { SshError } from '../errors.js';
 import { DEFAULTS, type ResolvedOptions } from '../options.js';
 import type { SshConfigWarning } from '../config/ssh-config.js';
 import { resolveConfig, type EffectiveConfig } from '../settings.js';
-import { keyFingerprint, loadIdentityFile, parseWithPassphrase, type PassphraseSource } from '../connection/auth.js';
+import { buildAuthSteps, loadIdentityFile, newAuthTrace, parseWithPassphrase, type AuthStep, type AuthTrace, type PassphraseSource } from '../connection/auth.js';
 import { checkHostKey, fingerprintSha256, hostPattern, keyBlobType, loadKnownHosts } from '../known-hosts/index.js';
 import { targetClientOptions, type TargetOptions } from './effective.js';
 import {
@@ -25,7 +25,6 @@ import {
   runTrue,
   sftpOnce,
   tcpConnect,
-  type AuthOffer,
   type AuthTry,
   type HandshakeRecord,
   type TcpTry,
@@ -132,7 +131,10 @@ const ALGO_CATEGORY: ReadonlyArray<{ match: RegExp; list: string; option: string
 ];
 
 interface AuthPlan {
-  offers: AuthOffer[];
+  /** The client's own authentication steps for these settings (`buildAuthSteps`), in its order. */
+  steps: AuthStep[];
+  /** What the client's auth code records (methods tried, notes), shared with its handler. */
+  trace: AuthTrace;
   /** Problems found while preparing (bad key permissions, unreadable keys, agent trouble). */
   problems: string[];
   /** Hints for those problems. */
@@ -140,8 +142,24 @@ interface AuthPlan {
   agentKeys: number | undefined;
 }
 
+function keyProblem(plan: AuthPlan, err: unknown, file: string | undefined): void {
+  const m = msg(err);
+  if (!plan.problems.includes(m)) plan.problems.push(m);
+  if (file === undefined) return;
+  if (/permissions/.test(m)) plan.hints.push(`chmod 600 ${file}`);
+  else if (/passphrase/.test(m)) plan.hints.push(`give the passphrase of ${file}, or add the key to an agent`);
+}
+
+/**
+ * Prepares authentication exactly as `connect()` does: the steps come from the client's own
+ * `buildAuthSteps`, and the handshake walks them with the client's `makeAuthHandler`. Before that,
+ * each key file and the agent are looked at on their own, so that the report names every problem
+ * (the client stops at the first). The passphrase callback is asked once, by `buildAuthSteps`.
+ * When `buildAuthSteps` itself fails (as `connect()` would, with `ERR_SSH_KEY`), the handshake
+ * still runs with no method, to learn what the server allows.
+ */
 async function planAuth(o: ResolvedOptions, timeoutMs: number): Promise<AuthPlan> {
-  const plan: AuthPlan = { offers: [], problems: [], hints: [], agentKeys: undefined };
+  const plan: AuthPlan = { steps: [], trace: newAuthTrace(), problems: [], hints: [], agentKeys: undefined };
   if (o.agent !== undefined) {
     try {
       const keys = (await listAgentKeys(o.agent, timeoutMs)).filter((k): k is ParsedKey => typeof k === 'object' && k !== null && typeof (k as Partial<ParsedKey>).getPublicSSH === 'function');
@@ -149,35 +167,36 @@ async function planAuth(o: ResolvedOptions, timeoutMs: number): Promise<AuthPlan
       if (keys.length === 0) {
         plan.problems.push(`the agent at ${o.agent} holds no keys`);
         plan.hints.push('add your key to the agent (ssh-add ~/.ssh/id_ed25519) or name it with IdentityFile / identityFiles');
-      } else {
-        const fps = keys.map((k) => `${k.type} ${keyFingerprint(k.getPublicSSH())}`);
-        plan.offers.push({ kind: 'agent', socket: o.agent, label: `agent (${o.agent}): ${fps.join(', ')}` });
       }
     } catch (err) {
       plan.problems.push(`cannot use the agent at ${o.agent}: ${msg(err)}`);
       plan.hints.push('check SSH_AUTH_SOCK / IdentityAgent (is ssh-agent running?)');
     }
   }
-  const passphrase: PassphraseSource = typeof o.passphrase === 'function' ? o.passphrase : o.passphrase?.reveal();
+  // A callback is not asked here (buildAuthSteps asks it): an encrypted key is then not a problem.
+  const asksLater = typeof o.passphrase === 'function';
+  const passphrase: PassphraseSource = asksLater ? undefined : o.passphrase?.reveal();
+  const encryptedOnly = (err: unknown): boolean => asksLater && /no passphrase was given/.test(msg(err));
   if (o.privateKey) {
     try {
-      const key = await parseWithPassphrase(o.privateKey.reveal(), passphrase, 'privateKey option');
-      plan.offers.push({ kind: 'publickey', key, label: `${key.type} ${keyFingerprint(key.getPublicSSH())} (privateKey option)` });
+      await parseWithPassphrase(o.privateKey.reveal(), passphrase, 'privateKey option');
     } catch (err) {
-      plan.problems.push(msg(err));
+      if (!encryptedOnly(err)) keyProblem(plan, err, undefined);
     }
   }
   for (const file of o.identityFiles) {
     try {
-      const key = await loadIdentityFile(file, passphrase, o.identityFilesDefaulted);
-      if (key) plan.offers.push({ kind: 'publickey', key, label: `${key.type} ${keyFingerprint(key.getPublicSSH())} (${file})` });
+      await loadIdentityFile(file, passphrase, o.identityFilesDefaulted);
     } catch (err) {
-      plan.problems.push(msg(err));
-      if (/permissions/.test(msg(err))) plan.hints.push(`chmod 600 ${file}`);
-      else if (/passphrase/.test(msg(err))) plan.hints.push(`give the passphrase of ${file}, or add the key to an agent`);
+      if (!encryptedOnly(err)) keyProblem(plan, err, file);
     }
   }
-  if (o.password) plan.offers.push({ kind: 'password', password: o.password.reveal(), label: 'password' });
+  try {
+    plan.steps = await buildAuthSteps(o, plan.trace);
+  } catch (err) {
+    keyProblem(plan, err, undefined);
+    plan.problems.push('connect() would fail before offering any method; the handshake below offers none');
+  }
   return plan;
 }
 
@@ -394,7 +413,7 @@ export async function diagnose(target: string, options: DiagnoseOptions = {}): P
     const { record, client: c } = await runHandshake({
       sock: tcpSock,
       settings: opts,
-      offers: plan.offers,
+      auth: plan,
       phaseTimeoutMs: timeoutMs,
       verifyHostKey: (key) => {
         hostKey = judgeHostKey(key, known, opts, lookupName);
@@ -431,7 +450,7 @@ export async function diagnose(target: string, options: DiagnoseOptions = {}): P
       const { record: rec2, client: c2 } = await runHandshake({
         sock: r.sock,
         settings: opts,
-        offers: plan.offers,
+        auth: plan,
         phaseTimeoutMs: timeoutMs,
         verifyHostKey: (key) => Promise.resolve(judgeHostKey(key, known, opts, lookupName).ok),
       });
@@ -669,8 +688,8 @@ function authOutcome(r: HandshakeRecord, plan: AuthPlan, o: ResolvedOptions): Ou
   if (r.end === 'timeout') {
     return { ok: false, detail: `authentication did not complete in time; tried ${triedText}${problems}`, hint: ['the server did not answer an authentication request (PAM or LDAP delays on the server?)', ...hints].join('; '), data };
   }
-  if (plan.offers.length === 0) hints.push('no method is available: give a key (identityFiles / IdentityFile), an agent with keys, or a password');
-  else if (serverAllows && !serverAllows.includes('publickey') && !plan.offers.some((x) => x.kind === 'password')) {
+  if (plan.steps.length === 0) hints.push('no method is available: give a key (identityFiles / IdentityFile), an agent with keys, or a password');
+  else if (serverAllows && !serverAllows.includes('publickey') && !plan.steps.some((x) => x.kind === 'password' || x.kind === 'keyboard-interactive')) {
     hints.push(`the server does not accept public keys for ${o.username} (it allows: ${serverAllows.join(', ')})`);
   } else {
     hints.push(`the server rejected every key and password offered: check the user name (${o.username}) and that your public key is in ~${o.username}/.ssh/authorized_keys on the server (ssh-copy-id), with safe permissions`);

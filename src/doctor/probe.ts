@@ -7,8 +7,8 @@
 import { lookup } from 'node:dns/promises';
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
-import type { ParsedKey } from 'ssh2';
 import type { ResolvedOptions } from '../options.js';
+import { makeAuthHandler, type AuthStep, type AuthTrace } from '../connection/auth.js';
 import { SshTransport } from '../connection/transport.js';
 import { SshError } from '../errors.js';
 import { parseHandshakeDebug } from '../ssh2/debug.js';
@@ -160,12 +160,6 @@ export interface AuthTry {
   serverAllows?: string[];
 }
 
-/** A method offered to ssh2's authHandler. */
-export type AuthOffer =
-  | { kind: 'agent'; socket: string; label: string }
-  | { kind: 'publickey'; key: ParsedKey; label: string }
-  | { kind: 'password'; password: string; label: string };
-
 /** The recorded run of one ssh2 connection. */
 export interface HandshakeRecord {
   /** `ready` (authenticated), `error`, `close` (closed early), `timeout` (a phase stalled). */
@@ -190,11 +184,64 @@ export interface HandshakeOptions {
   settings: ResolvedOptions;
   /** Decides the host key; `true` continues to authentication. */
   verifyHostKey: (key: Buffer) => Promise<boolean>;
-  offers: readonly AuthOffer[];
+  /**
+   * The client's own authentication plan for `settings` (`buildAuthSteps`), walked by the
+   * client's own handler (`makeAuthHandler`); `trace` receives what that handler records.
+   */
+  auth: { steps: readonly AuthStep[]; trace: AuthTrace };
   /** Bound on each phase, in ms. */
   phaseTimeoutMs: number;
 }
 
+
+/** What {@link recordingAuthHandler} reports. */
+export interface AuthRecorder {
+  /** ssh2 asked for the next method (the previous one was answered): re-arms the phase timer. */
+  onAnswer: () => void;
+  /** The previous attempt was refused (`partial`: RFC 4252 section 5.1 partial success). */
+  settle: (partial: boolean, methodsLeft: readonly string[] | undefined) => void;
+  /** A method is being offered. */
+  onTry: (t: AuthTry) => void;
+}
+
+/**
+ * Wraps the client's auth handler so that every attempt and the server's answer is recorded,
+ * without changing what is offered: first `none` (RFC 4252 section 5.2; it learns the methods the
+ * server allows, and OpenSSH does not count it against MaxAuthTries), then exactly what `inner`
+ * chooses, in its order.
+ */
+export function recordingAuthHandler(inner: ssh2.AuthHandlerMiddleware, steps: readonly AuthStep[], username: string, r: AuthRecorder): ssh2.AuthHandlerMiddleware {
+  let first = true;
+  return (methodsLeft, partial, next) => {
+    r.onAnswer();
+    const allows = Array.isArray(methodsLeft) ? methodsLeft : undefined;
+    r.settle(partial === true, allows);
+    if (first) {
+      first = false;
+      r.onTry({ method: 'none', answer: 'disconnected' });
+      next({ type: 'none', username });
+      return;
+    }
+    inner(methodsLeft, partial, (m) => {
+      if (typeof m === 'object' && m !== null) {
+        const label = (() => {
+          switch (m.type) {
+            case 'publickey': {
+              const step = steps.find((s) => s.kind === 'publickey' && s.key === m.key);
+              return step?.label.replace(/^publickey /, '');
+            }
+            case 'agent':
+              return steps.find((s) => s.kind === 'agent')?.label;
+            default:
+              return undefined;
+          }
+        })();
+        r.onTry({ method: m.type, answer: 'disconnected', ...(label === undefined ? {} : { key: label }) });
+      }
+      next(m);
+    });
+  };
+}
 
 /** Why the doctor ended an open itself (a refused host key, a stalled phase). */
 class DoctorStop extends SshError {
@@ -206,60 +253,34 @@ class DoctorStop extends SshError {
 /**
  * Drives one connection over `sock` through the client's own connect code
  * ({@link SshTransport.open}: the same algorithms, host-key step, ssh2 adjustments) and records
- * every phase through its observer hooks; authentication is the doctor's recording handler (every
- * method offered and the server's answer). Resolves (never rejects) with the record and, on
+ * every phase through its observer hooks; authentication is the client's own handler
+ * (`makeAuthHandler` over `o.auth.steps`) wrapped by {@link recordingAuthHandler}, which records
+ * every method offered and the server's answer. Resolves (never rejects) with the record and, on
  * `ready`, the connected client (the caller ends it). Settles once.
  */
 export async function runHandshake(o: HandshakeOptions): Promise<{ record: HandshakeRecord; client: ssh2.Client | undefined }> {
   const rec: HandshakeRecord = { end: 'error', phase: 'kex', marks: { start: performance.now() }, local: {}, remote: {}, chosen: {}, authTries: [] };
   const stop = new AbortController();
   let timer: NodeJS.Timeout | undefined;
-  let i = 0;
   /** The attempt awaiting the server's answer ('disconnected' until one arrives). */
   let pending: AuthTry | undefined;
   const arm = (): void => {
     if (timer) clearTimeout(timer);
     timer = setTimeout(() => stop.abort(new DoctorStop('timeout')), o.phaseTimeoutMs);
   };
-  const user = o.settings.username;
-  const authHandler: ssh2.AuthHandlerMiddleware = (methodsLeft, partial, next) => {
-    arm();
-    if (pending) {
-      pending.answer = partial === true ? 'partial' : 'rejected';
-      if (Array.isArray(methodsLeft)) pending.serverAllows = [...methodsLeft];
+  const authHandler = recordingAuthHandler(makeAuthHandler(o.auth.steps, o.settings, o.auth.trace), o.auth.steps, o.settings.username, {
+    onAnswer: arm,
+    onTry: (t) => {
+      pending = t;
+      rec.authTries.push(t);
+    },
+    settle: (partial, methodsLeft) => {
+      if (!pending) return;
+      pending.answer = partial ? 'partial' : 'rejected';
+      if (methodsLeft) pending.serverAllows = [...methodsLeft];
       pending = undefined;
-    }
-    const allows = Array.isArray(methodsLeft) ? methodsLeft : undefined;
-    if (i === 0) {
-      // `none` first: learns what the server allows; OpenSSH does not count it against MaxAuthTries.
-      i++;
-      pending = { method: 'none', answer: 'disconnected' };
-      rec.authTries.push(pending);
-      next({ type: 'none', username: user });
-      return;
-    }
-    while (i - 1 < o.offers.length) {
-      const offer = o.offers[i - 1];
-      i++;
-      if (!offer) break;
-      const method = offer.kind === 'agent' ? 'publickey' : offer.kind;
-      if (allows && !allows.includes(method)) continue;
-      pending = { method: offer.kind, answer: 'disconnected', ...(offer.kind === 'password' ? {} : { key: offer.label }) };
-      rec.authTries.push(pending);
-      switch (offer.kind) {
-        case 'agent':
-          next({ type: 'agent', username: user, agent: offer.socket });
-          return;
-        case 'publickey':
-          next({ type: 'publickey', username: user, key: offer.key });
-          return;
-        case 'password':
-          next({ type: 'password', username: user, password: offer.password });
-          return;
-      }
-    }
-    next(false as unknown as ssh2.AuthenticationType);
-  };
+    },
+  });
   arm();
   try {
     const t = await SshTransport.open(

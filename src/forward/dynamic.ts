@@ -21,14 +21,14 @@ import type { ForwardContext } from './types.js';
  * open at once (more are closed on accept). The listener stays bound across reconnects.
  * The credentials (`auth`) are kept private: they never appear in `util.inspect` output.
  */
-export class DynamicForward extends ListenerForward {
+export class DynamicForward extends ListenerForward<DynamicForward> {
   /** Always `'dynamic'`. */
   readonly type = 'dynamic' as const;
 
   readonly #auth: { readonly username: string; readonly password: string } | undefined;
   #rejected = 0;
 
-  private constructor(ctx: ForwardContext, opts: ResolvedDynamicForward, server: net.Server | undefined, port: number) {
+  private constructor(ctx: ForwardContext<DynamicForward>, opts: ResolvedDynamicForward, server: net.Server | undefined, port: number) {
     super(ctx, opts.localHost, port, server);
     this.#auth = opts.auth === undefined ? undefined : { ...opts.auth };
   }
@@ -39,7 +39,7 @@ export class DynamicForward extends ListenerForward {
    * @throws {SshError} `ERR_SSH_FORWARD` when the bind fails (cause: EADDRINUSE, EACCES...).
    * @internal
    */
-  static async open(ctx: ForwardContext, opts: ResolvedDynamicForward): Promise<DynamicForward> {
+  static async open(ctx: ForwardContext<DynamicForward>, opts: ResolvedDynamicForward): Promise<DynamicForward> {
     const { server, port, attach } = await listen(opts.localHost, opts.localPort, false);
     const self = new DynamicForward(ctx, opts, server, port);
     attach((sock) => self.accept(sock));
@@ -51,7 +51,7 @@ export class DynamicForward extends ListenerForward {
    *
    * @internal
    */
-  static unbound(ctx: ForwardContext, opts: ResolvedDynamicForward): DynamicForward {
+  static unbound(ctx: ForwardContext<DynamicForward>, opts: ResolvedDynamicForward): DynamicForward {
     return new DynamicForward(ctx, opts, undefined, opts.localPort);
   }
 

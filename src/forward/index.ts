@@ -8,7 +8,8 @@ export { ForwardManager, type ForwardManagerOptions, type ApplyDeclaredOptions }
 export { LocalForward } from './local.js';
 export { RemoteForward, type RemoteForwardState } from './remote.js';
 export { DynamicForward } from './dynamic.js';
-export type { ForwardEvent, ForwardHandle, ForwardStats, RemoteRetryPolicy } from './types.js';
+export type { ForwardEvent, ForwardHandle } from './handles.js';
+export type { ForwardStats, RemoteRetryPolicy } from './types.js';
 export {
   FORWARD_DEFAULTS,
   forwardSpecSchema,

@@ -10,7 +10,7 @@ import type ssh2 from 'ssh2';
 import type { Link } from '../connection/link.js';
 import { SshError } from '../errors.js';
 import { openDirect, Traffic, type DirectTarget, type Tracked } from './carry.js';
-import type { ForwardContext, ForwardHandle, ForwardStats } from './types.js';
+import type { ForwardContext, ForwardStats } from './types.js';
 
 /**
  * Binds a TCP listener on `host:port` (allowHalfOpen, TCP_NODELAY on accepted sockets).
@@ -71,15 +71,16 @@ export function fmtHostPort(host: string, port: number): string {
  * the link state (`up` / `waiting` / `closed`), the counters, `close()`, and per accepted
  * connection: admission, waiting for the link (bounded by the client's
  * `forwardConnectionWaitMs`) and opening its `direct-*` channel. A subclass says what to do with
- * each accepted connection ({@link ListenerForward.handle}).
+ * each accepted connection ({@link ListenerForward.handle}). `H` is the subclass itself (what
+ * the manager's context takes back in `emit` and `release`).
  */
-export abstract class ListenerForward implements AsyncDisposable {
+export abstract class ListenerForward<H> implements AsyncDisposable {
   /** The address the listener is bound to. */
   readonly localHost: string;
   /** The port the listener is bound to (the assigned one when 0 was asked). */
   readonly localPort: number;
 
-  readonly #ctx: ForwardContext;
+  readonly #ctx: ForwardContext<H>;
   readonly #server: net.Server;
   readonly #traffic = new Traffic();
   #closing: Promise<void> | undefined;
@@ -90,7 +91,7 @@ export abstract class ListenerForward implements AsyncDisposable {
    *   which starts closed.
    * @internal
    */
-  protected constructor(ctx: ForwardContext, localHost: string, localPort: number, server: net.Server | undefined) {
+  protected constructor(ctx: ForwardContext<H>, localHost: string, localPort: number, server: net.Server | undefined) {
     this.#ctx = ctx;
     this.#server = server ?? net.createServer();
     this.localHost = localHost;
@@ -150,7 +151,7 @@ export abstract class ListenerForward implements AsyncDisposable {
   }
 
   /** The forward's context (manager callbacks and settings). @internal */
-  protected get ctx(): ForwardContext {
+  protected get ctx(): ForwardContext<H> {
     return this.#ctx;
   }
 
@@ -221,8 +222,8 @@ export abstract class ListenerForward implements AsyncDisposable {
     return { link, chan };
   }
 
-  /** This handle as the manager knows it (only LocalForward and DynamicForward extend this class). */
-  #handle(): ForwardHandle {
-    return this as unknown as ForwardHandle;
+  /** This handle as the manager knows it (only LocalForward and DynamicForward extend this class, each as `ListenerForward<itself>`). */
+  #handle(): H {
+    return this as unknown as H;
   }
 }

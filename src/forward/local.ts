@@ -5,6 +5,7 @@
  *
  * @module forward/local
  */
+import { DEFAULTS } from '../defaults.js';
 import type net from 'node:net';
 import { carry, type DirectTarget, type Tracked } from './carry.js';
 import { fmtHostPort, listen, ListenerForward } from './listener.js';
@@ -21,7 +22,7 @@ import type { ForwardContext } from './types.js';
  * A refused channel open closes the accepted connection (as OpenSSH does) and is reported as a
  * `forward` event `refused` carrying the server's reason.
  */
-export class LocalForward extends ListenerForward {
+export class LocalForward extends ListenerForward<LocalForward> {
   /** Always `'local'`. */
   readonly type = 'local' as const;
   /** Target host as the server resolves it (TCP target only). */
@@ -33,12 +34,12 @@ export class LocalForward extends ListenerForward {
 
   readonly #target: DirectTarget;
 
-  private constructor(ctx: ForwardContext, opts: ResolvedLocalForward, server: net.Server | undefined, port: number) {
+  private constructor(ctx: ForwardContext<LocalForward>, opts: ResolvedLocalForward, server: net.Server | undefined, port: number) {
     super(ctx, opts.localHost, port, server);
     this.remotePath = opts.remotePath;
-    this.remoteHost = opts.remotePath === undefined ? (opts.remoteHost ?? 'localhost') : undefined;
+    this.remoteHost = opts.remotePath === undefined ? (opts.remoteHost ?? DEFAULTS.forward.targetHost) : undefined;
     this.remotePort = opts.remotePath === undefined ? opts.remotePort : undefined;
-    this.#target = opts.remotePath !== undefined ? { path: opts.remotePath } : { host: this.remoteHost ?? 'localhost', port: this.remotePort ?? 0 };
+    this.#target = opts.remotePath !== undefined ? { path: opts.remotePath } : { host: this.remoteHost ?? DEFAULTS.forward.targetHost, port: this.remotePort ?? 0 };
   }
 
   /**
@@ -47,7 +48,7 @@ export class LocalForward extends ListenerForward {
    * @throws {SshError} `ERR_SSH_FORWARD` when the bind fails (cause: EADDRINUSE, EACCES...).
    * @internal
    */
-  static async open(ctx: ForwardContext, opts: ResolvedLocalForward): Promise<LocalForward> {
+  static async open(ctx: ForwardContext<LocalForward>, opts: ResolvedLocalForward): Promise<LocalForward> {
     const { server, port, attach } = await listen(opts.localHost, opts.localPort, true);
     const self = new LocalForward(ctx, opts, server, port);
     attach((sock) => self.accept(sock));
@@ -59,13 +60,13 @@ export class LocalForward extends ListenerForward {
    *
    * @internal
    */
-  static unbound(ctx: ForwardContext, opts: ResolvedLocalForward): LocalForward {
+  static unbound(ctx: ForwardContext<LocalForward>, opts: ResolvedLocalForward): LocalForward {
     return new LocalForward(ctx, opts, undefined, opts.localPort);
   }
 
   /** A short description, e.g. `local 127.0.0.1:8080 -> db:5432`. */
   override toString(): string {
-    const to = this.remotePath ?? fmtHostPort(this.remoteHost ?? 'localhost', this.remotePort ?? 0);
+    const to = this.remotePath ?? fmtHostPort(this.remoteHost ?? DEFAULTS.forward.targetHost, this.remotePort ?? 0);
     return `local ${fmtHostPort(this.localHost, this.localPort)} -> ${to}`;
   }
 

@@ -4,6 +4,7 @@
  *
  * @module forward/manager
  */
+import { DEFAULTS } from '../defaults.js';
 import type ssh2 from 'ssh2';
 import type { Link, LinkProvider } from '../connection/link.js';
 import { z } from 'zod';
@@ -13,16 +14,16 @@ import { linkLost } from './carry.js';
 import { DynamicForward } from './dynamic.js';
 import { LocalForward } from './local.js';
 import {
-  FORWARD_DEFAULTS,
   parseForwardOptions,
   type DynamicForwardOptions,
   type ForwardSpec,
   type LocalForwardOptions,
   type RemoteForwardOptions,
 } from './options.js';
-import { asForwardError, RemoteForward, tcpRouteKey, unixRouteKey } from './remote.js';
+import type { ForwardEvent, ForwardHandle } from './handles.js';
+import { asForwardError, RemoteForward, tcpRouteKey, unixRouteKey, type RemoteContext } from './remote.js';
 import { setPortZeroAlias } from '../ssh2/forwarding.js';
-import type { ForwardContext, ForwardEvent, ForwardHandle, RemoteRetryPolicy } from './types.js';
+import type { ForwardContext, RemoteRetryPolicy } from './types.js';
 
 /** Options of {@link ForwardManager}. Durations in milliseconds. */
 export interface ForwardManagerOptions {
@@ -81,7 +82,7 @@ function checkOption(name: string, v: number | undefined, dflt: number, schema: 
 export class ForwardManager {
   readonly #provider: LinkProvider;
   readonly #emit: (event: ForwardEvent) => void;
-  readonly #ctx: ForwardContext;
+  readonly #ctx: ForwardContext<ForwardHandle> & RemoteContext;
   readonly #handles = new Set<ForwardHandle>();
   readonly #routes = new Map<string, RemoteForward>();
   readonly #attached = new WeakSet<ssh2.Client>();
@@ -105,20 +106,20 @@ export class ForwardManager {
     this.#provider = provider;
     this.#emit = options.emit;
     const r = options.remoteRetry ?? {};
-    const d = FORWARD_DEFAULTS.remoteRetry;
+    const d = DEFAULTS.forward.remoteRetry;
     this.#ctx = {
       provider,
-      connectionWaitMs: checkOption('connectionWaitMs', options.connectionWaitMs, FORWARD_DEFAULTS.connectionWaitMs, durationMsSchema('connectionWaitMs')),
-      maxSocksConnections: checkOption('maxSocksConnections', options.maxSocksConnections, FORWARD_DEFAULTS.maxSocksConnections, countSchema('maxSocksConnections', 1)),
-      socksHandshakeTimeoutMs: checkOption('socksHandshakeTimeoutMs', options.socksHandshakeTimeoutMs, FORWARD_DEFAULTS.socksHandshakeTimeoutMs, timeoutMsSchema('socksHandshakeTimeoutMs')),
-      localConnectTimeoutMs: checkOption('localConnectTimeoutMs', options.localConnectTimeoutMs, FORWARD_DEFAULTS.localConnectTimeoutMs, timeoutMsSchema('localConnectTimeoutMs')),
+      connectionWaitMs: checkOption('connectionWaitMs', options.connectionWaitMs, DEFAULTS.forwardConnectionWaitMs, durationMsSchema('connectionWaitMs')),
+      maxSocksConnections: checkOption('maxSocksConnections', options.maxSocksConnections, DEFAULTS.forward.maxSocksConnections, countSchema('maxSocksConnections', 1)),
+      socksHandshakeTimeoutMs: checkOption('socksHandshakeTimeoutMs', options.socksHandshakeTimeoutMs, DEFAULTS.forward.socksHandshakeTimeoutMs, timeoutMsSchema('socksHandshakeTimeoutMs')),
+      localConnectTimeoutMs: checkOption('localConnectTimeoutMs', options.localConnectTimeoutMs, DEFAULTS.forward.localConnectTimeoutMs, timeoutMsSchema('localConnectTimeoutMs')),
       remoteRetry: Object.freeze({
         retries: checkOption('remoteRetry.retries', r.retries, d.retries, countSchema('remoteRetry.retries', 0)),
         minDelayMs: checkOption('remoteRetry.minDelayMs', r.minDelayMs, d.minDelayMs, durationMsSchema('remoteRetry.minDelayMs')),
         maxDelayMs: checkOption('remoteRetry.maxDelayMs', r.maxDelayMs, d.maxDelayMs, durationMsSchema('remoteRetry.maxDelayMs')),
         factor: r.factor !== undefined && r.factor >= 1 ? r.factor : d.factor,
       }),
-      remoteRequestTimeoutMs: checkOption('remoteRequestTimeoutMs', options.remoteRequestTimeoutMs, FORWARD_DEFAULTS.remoteRequestTimeoutMs, timeoutMsSchema('remoteRequestTimeoutMs')),
+      remoteRequestTimeoutMs: checkOption('remoteRequestTimeoutMs', options.remoteRequestTimeoutMs, DEFAULTS.forward.remoteRequestTimeoutMs, timeoutMsSchema('remoteRequestTimeoutMs')),
       warn: (w) => {
         try {
           options.warn?.(w);
@@ -391,7 +392,7 @@ export class ForwardManager {
         hosts = new Map();
         want.set(link.client, hosts);
       }
-      const host = f.remoteHost ?? 'localhost';
+      const host = f.remoteHost ?? DEFAULTS.forward.remoteHost;
       hosts.set(host, hosts.has(host) ? 0 : f.remotePort);
     }
     for (const [client, hosts] of this.#aliases) {

@@ -7,30 +7,18 @@
  */
 import { z } from 'zod';
 import { timeoutMsSchema, zodToConfigError, zodToError } from '../internal/validate.js';
+import { DEFAULTS, type ForwardDefaults } from '../defaults.js';
 
-/** Defaults of the forward options and of the forward manager, in one frozen object. Durations in ms. */
-export const FORWARD_DEFAULTS = Object.freeze({
-  /** Address local and dynamic listeners bind to (loopback only unless named explicitly). */
-  localHost: '127.0.0.1',
-  /** Port 0: let the OS (or the server, for remote forwards) pick a free port. */
-  port: 0,
-  /** Address the server binds remote forwards to (ssh(1) `-R port:host:hostport` default). */
-  remoteHost: 'localhost',
-  /** How long a connection accepted while the client reconnects waits for the link. */
-  connectionWaitMs: 15_000,
-  /** Concurrent SOCKS connections per dynamic forward. */
-  maxSocksConnections: 1024,
-  /** A SOCKS client must finish greeting, authentication and request within this time. */
-  socksHandshakeTimeoutMs: 10_000,
-  /** How long connecting to the local target of a remote forward may take. */
-  localConnectTimeoutMs: 10_000,
-  /**
-   * Re-requesting a remote forward after a reconnect: retries with jittered exponential
-   * backoff while the dead session may still hold the port on the server.
-   */
-  remoteRetry: Object.freeze({ retries: 12, minDelayMs: 200, maxDelayMs: 5_000, factor: 2 }),
-  /** How long the server may take to answer a remote forward request (the client passes its `connectTimeoutMs`). */
-  remoteRequestTimeoutMs: 20_000,
+/**
+ * The defaults of the forward options and of the forward manager: {@link DEFAULTS}.forward plus
+ * `connectionWaitMs` ({@link DEFAULTS}.forwardConnectionWaitMs). Durations in ms.
+ *
+ * @deprecated Read {@link DEFAULTS}.forward and {@link DEFAULTS}.forwardConnectionWaitMs: one
+ *   object holds every default. Kept as a frozen view of the same values.
+ */
+export const FORWARD_DEFAULTS: ForwardDefaults & { readonly connectionWaitMs: number } = Object.freeze({
+  ...DEFAULTS.forward,
+  connectionWaitMs: DEFAULTS.forwardConnectionWaitMs,
 });
 
 const PORT_MSG = 'expected an integer port from 0 to 65535 (0: any free port)';
@@ -59,9 +47,9 @@ const socketPath = (what: string) =>
 export const localForwardOptionsSchema = z
   .strictObject({
     /** Listen address. @default '127.0.0.1' (a non-loopback address must be named explicitly). */
-    localHost: host('localHost').default(FORWARD_DEFAULTS.localHost),
+    localHost: host('localHost').default(DEFAULTS.forward.localHost),
     /** Listen port; 0 picks a free one (read it from the handle). @default 0 */
-    localPort: port.default(FORWARD_DEFAULTS.port),
+    localPort: port.default(DEFAULTS.forward.port),
     /** Target host, resolved by the server. @default 'localhost' when `remotePort` is given */
     remoteHost: host('remoteHost').optional(),
     /** Target port on `remoteHost`. */
@@ -92,7 +80,7 @@ export const remoteForwardOptionsSchema = z
     /** Unix socket path the server listens on (instead of `remoteHost`/`remotePort`). */
     remotePath: socketPath('remotePath').optional(),
     /** Host connections are carried to, on this side. @default '127.0.0.1' */
-    localHost: host('localHost').default(FORWARD_DEFAULTS.localHost),
+    localHost: host('localHost').default(DEFAULTS.forward.localHost),
     /** Port connections are carried to, on this side. */
     localPort: targetPort,
     /**
@@ -121,9 +109,9 @@ const socksAuthSchema = z.strictObject({
  */
 export const dynamicForwardOptionsSchema = z.strictObject({
   /** Listen address. @default '127.0.0.1' (a non-loopback address must be named explicitly). */
-  localHost: host('localHost').default(FORWARD_DEFAULTS.localHost),
+  localHost: host('localHost').default(DEFAULTS.forward.localHost),
   /** Listen port; 0 picks a free one. @default 0 */
-  localPort: port.default(FORWARD_DEFAULTS.port),
+  localPort: port.default(DEFAULTS.forward.port),
   /** Require RFC 1929 username/password from SOCKS clients. @default none (no authentication) */
   auth: socksAuthSchema.optional(),
 });

@@ -6,6 +6,7 @@
  *
  * @module forward/remote
  */
+import { DEFAULTS } from '../defaults.js';
 import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import pRetry from 'p-retry';
@@ -41,6 +42,17 @@ export const REMOTE_TRANSITIONS: Readonly<Record<RemoteForwardState, readonly Re
 /** `true` when `from -> to` is in {@link REMOTE_TRANSITIONS}. */
 export function canRemoteTransition(from: RemoteForwardState, to: RemoteForwardState): boolean {
   return REMOTE_TRANSITIONS[from].includes(to);
+}
+
+/**
+ * The manager's context as a remote forward gets it: a {@link ForwardContext} that also routes the
+ * server's incoming connections for the forward's bind address to it.
+ *
+ * @internal
+ */
+export interface RemoteContext extends ForwardContext<RemoteForward> {
+  /** Routes incoming connections for `key` to `forward`; `undefined` removes the route. */
+  route(key: string, forward: RemoteForward | undefined): void;
 }
 
 /** How long `close()` waits for the server to answer `cancel-tcpip-forward`. */
@@ -81,7 +93,7 @@ export class RemoteForward implements AsyncDisposable {
   /** Port connections are carried to, on this side. */
   readonly localPort: number;
 
-  readonly #ctx: ForwardContext;
+  readonly #ctx: RemoteContext;
   readonly #traffic = new Traffic();
   readonly #closeCtl = new AbortController();
   #port: number;
@@ -95,10 +107,10 @@ export class RemoteForward implements AsyncDisposable {
   #closing: Promise<void> | undefined;
 
   /** @internal */
-  constructor(ctx: ForwardContext, opts: ResolvedRemoteForward) {
+  constructor(ctx: RemoteContext, opts: ResolvedRemoteForward) {
     this.#ctx = ctx;
     this.remotePath = opts.remotePath;
-    this.remoteHost = opts.remotePath === undefined ? (opts.remoteHost ?? 'localhost') : undefined;
+    this.remoteHost = opts.remotePath === undefined ? (opts.remoteHost ?? DEFAULTS.forward.remoteHost) : undefined;
     this.#port = opts.remotePath === undefined ? (opts.remotePort ?? 0) : 0;
     this.localHost = opts.localHost;
     this.localPort = opts.localPort;
@@ -157,7 +169,7 @@ export class RemoteForward implements AsyncDisposable {
 
   /** A short description, e.g. `remote localhost:8080 -> 127.0.0.1:3000`. */
   toString(): string {
-    const from = this.remotePath ?? fmtHostPort(this.remoteHost ?? 'localhost', this.#port);
+    const from = this.remotePath ?? fmtHostPort(this.remoteHost ?? DEFAULTS.forward.remoteHost, this.#port);
     return `remote ${from} -> ${fmtHostPort(this.localHost, this.localPort)}`;
   }
 
@@ -254,7 +266,7 @@ export class RemoteForward implements AsyncDisposable {
             const bound = port !== undefined && port > 0 ? port : asked;
             try {
               if (this.remotePath !== undefined) client.openssh_unforwardInStreamLocal(this.remotePath, () => undefined);
-              else client.unforwardIn(this.remoteHost ?? 'localhost', bound, () => undefined);
+              else client.unforwardIn(this.remoteHost ?? DEFAULTS.forward.remoteHost, bound, () => undefined);
             } catch {
               // the link is going away: nothing to cancel
             }
@@ -278,7 +290,7 @@ export class RemoteForward implements AsyncDisposable {
       };
       try {
         if (this.remotePath !== undefined) client.openssh_forwardInStreamLocal(this.remotePath, (err) => done(err));
-        else client.forwardIn(this.remoteHost ?? 'localhost', asked, (err, port) => done(err, port));
+        else client.forwardIn(this.remoteHost ?? DEFAULTS.forward.remoteHost, asked, (err, port) => done(err, port));
       } catch (err) {
         settled = true;
         clearTimeout(timer);
@@ -322,7 +334,7 @@ export class RemoteForward implements AsyncDisposable {
   }
 
   #routeKey(): string {
-    return this.remotePath !== undefined ? unixRouteKey(this.remotePath) : tcpRouteKey(this.remoteHost ?? 'localhost', this.#port);
+    return this.remotePath !== undefined ? unixRouteKey(this.remotePath) : tcpRouteKey(this.remoteHost ?? DEFAULTS.forward.remoteHost, this.#port);
   }
 
   #up(link: Link): void {
@@ -366,7 +378,7 @@ export class RemoteForward implements AsyncDisposable {
       };
       try {
         if (this.remotePath !== undefined) link.client.openssh_unforwardInStreamLocal(this.remotePath, done);
-        else link.client.unforwardIn(this.remoteHost ?? 'localhost', this.#port, done);
+        else link.client.unforwardIn(this.remoteHost ?? DEFAULTS.forward.remoteHost, this.#port, done);
       } catch {
         done();
       }

@@ -5,9 +5,6 @@
  */
 import type { Link, LinkProvider } from '../connection/link.js';
 import type { SshError } from '../errors.js';
-import type { DynamicForward } from './dynamic.js';
-import type { LocalForward } from './local.js';
-import type { RemoteForward } from './remote.js';
 
 /** Counters of one forward, since it was opened. */
 export interface ForwardStats {
@@ -21,28 +18,18 @@ export interface ForwardStats {
   bytesOut: number;
 }
 
-/** Any forward handle. */
-export type ForwardHandle = LocalForward | RemoteForward | DynamicForward;
-
 /**
- * A change of a forward's state, emitted by the forward manager (the client re-emits it as
- * its `forward` event): `up` once the server accepted a remote forward (first time and after
- * every reconnect) and when a local/dynamic forward has a link again, `down` when the link under
- * it died (`cause`: the `ERR_SSH_CONNECTION_LOST` error; local/dynamic forwards keep listening,
- * their state is `waiting`), `error` when it could not be set up again (`cause`: an
- * `ERR_SSH_FORWARD` error) or a declared forward failed while `exitOnForwardFailure` is off.
- * `refused`: the server refused the channel of one connection of a local/dynamic forward
- * (`cause`: `ERR_SSH_CHANNEL_OPEN` with the server's reason and description; `target`: where it
- * was to go); the forward itself stays up.
+ * A state change of the handle `H` as a handle reports it to its manager (the manager re-emits it
+ * as the public `ForwardEvent` of `forward/handles.ts`, which has the same shape with
+ * `H` = `ForwardHandle`). Generic so that this module names no handle class: the classes import
+ * it, and an import back would be a cycle.
+ *
+ * @internal
  */
-export interface ForwardEvent {
-  /** The forward concerned. */
-  forward: ForwardHandle;
-  /** Its new state (`refused` concerns one connection, see above). */
+export interface HandleEvent<H> {
+  forward: H;
   state: 'up' | 'down' | 'error' | 'refused';
-  /** Why it went down, failed or was refused. */
   cause?: SshError;
-  /** For `refused`: the target of the refused channel (`host:port` or a socket path). */
   target?: string;
 }
 
@@ -59,11 +46,14 @@ export interface RemoteRetryPolicy {
 }
 
 /**
- * What the forward handles need from their manager.
+ * What the forward handles need from their manager. `H` is the handle class the context is
+ * given to (what `emit` and `release` accept); the default `never` is a context that only
+ * settings and link helpers are read from (carry.ts). A remote forward's context also routes
+ * incoming connections (`RemoteContext` in remote.ts).
  *
  * @internal
  */
-export interface ForwardContext {
+export interface ForwardContext<H = never> {
   readonly provider: LinkProvider;
   readonly connectionWaitMs: number;
   readonly maxSocksConnections: number;
@@ -75,13 +65,11 @@ export interface ForwardContext {
   /** Reports a problem that is not a forward state change (e.g. a server bug worked around). Errors thrown by it are ignored. */
   warn(warning: { keyword: string; message: string }): void;
   /** Emits a forward event (listener errors are swallowed). */
-  emit(event: ForwardEvent): void;
+  emit(event: HandleEvent<H>): void;
   /** Runs `fn` once when `link` dies; returns a function that unregisters it. */
   onLinkDeath(link: Link, fn: (cause: SshError) => void): () => void;
   /** Installs the per-client dispatchers of incoming forwarded connections (idempotent). */
   attach(link: Link): void;
-  /** Routes incoming connections for `key` to `forward`; `undefined` removes the route. */
-  route(key: string, forward: RemoteForward | undefined): void;
   /** Forgets a closed handle. */
-  release(handle: ForwardHandle): void;
+  release(handle: H): void;
 }

@@ -8,31 +8,20 @@
  *
  * @module sftp/client
  */
-import { randomBytes } from 'node:crypto';
 import type { Readable, Writable } from 'node:stream';
 import { EventEmitter } from 'eventemitter3';
 import type ssh2 from 'ssh2';
-import { SshError, mapChannelError } from '../errors.js';
+import { SshError } from '../errors.js';
 import type { Link, LinkProvider } from '../connection/link.js';
 import { abortReason, operationScope, raceSignals } from '../internal/cancel.js';
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES } from './dir-walk.js';
 import { SftpStatus, SshSftpError } from './errors.js';
 import { checkData, checkInt, checkLocal, checkOptions, checkPath, checkTime, preserveMask, resumeMode } from './options.js';
-import {
-  CLOSE_TIMEOUT_MS,
-  asError,
-  isStatus,
-  limitError,
-  listEntries,
-  mkdirp,
-  nameCounter,
-  runLimited,
-  settleWithin,
-} from './ops.js';
-import { baseOf, isSafeName, joinRemote, parentOf, showName, showPath, toBytes, toStats, typeOfMode, type SftpEntry, type SftpStats } from './paths.js';
+import { defaultOpenSftp, listFiltered, makeDir, pathExists, removePath, renameOver, replaceAtomically } from './ops.js';
+import { toStats, type SftpEntry, type SftpStats } from './paths.js';
 import { OpenFlags, SftpSession, type SftpCounters } from './session.js';
 import { remoteReadStream, remoteWriteStream } from './streams.js';
-import { RemoteHasher, syncSettings, walkEntries } from './sync.js';
+import { RemoteHasher, syncSettings, walkRemote } from './sync.js';
 import { getOne, getTree, putOne, putTree, readWhole, writeWhole, type DirPlan, type FilePlan } from './transfer.js';
 import type {
   DirTransferOptions,
@@ -67,36 +56,6 @@ const DEFAULT_DIR_CONCURRENCY = 32;
 const DEFAULT_DIR_FILE_CONCURRENCY = 4;
 /** Default of {@link ReadFileOptions.maxBytes}. */
 const DEFAULT_READ_MAX_BYTES = 1024 * 1024 * 1024;
-
-function defaultOpenSftp(link: Link, signal: AbortSignal): Promise<ssh2.SFTPWrapper> {
-  return new Promise<ssh2.SFTPWrapper>((resolve, reject) => {
-    let done = false;
-    const onAbort = (): void => {
-      if (done) return;
-      done = true;
-      reject(abortReason(signal, 'sftp open'));
-    };
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      link.client.sftp((err, sftp) => {
-        signal.removeEventListener('abort', onAbort);
-        if (done) {
-          // arrived after the caller gave up: close it
-          if (!err) sftp.end();
-          return;
-        }
-        done = true;
-        if (err) reject(mapChannelError(err));
-        else resolve(sftp);
-      });
-    } catch (err) {
-      signal.removeEventListener('abort', onAbort);
-      done = true;
-      reject(mapChannelError(err));
-    }
-  });
-}
 
 /**
  * A complete SFTP file API over one SFTP session per client. The session is opened on first use
@@ -303,15 +262,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   async exists(path: RemotePath, options?: SftpOperationOptions): Promise<boolean> {
     const p = checkPath('path', path);
     const o = checkOptions('operation', 'exists', options);
-    return await this.op('exists', o, async (s, sig) => {
-      try {
-        await s.lstat(p, sig);
-        return true;
-      } catch (err) {
-        if (isStatus(err, SftpStatus.NO_SUCH_FILE)) return false;
-        throw err;
-      }
-    });
+    return await this.op('exists', o, (s, sig) => pathExists(s, p, sig));
   }
 
   /**
@@ -334,15 +285,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const o = checkOptions('list', 'list', options);
     const max = o.maxEntries ?? DEFAULT_LIST_MAX_ENTRIES;
     const filter = o.filter;
-    return await this.op('list', o, async (s, sig) => {
-      const all = await listEntries(s, d, sig, nameCounter('list', d, max));
-      if (filter === undefined) return all;
-      return all.filter((e) => {
-        if (typeof filter === 'function') return filter(e);
-        filter.lastIndex = 0;
-        return filter.test(e.name);
-      });
-    });
+    return await this.op('list', o, (s, sig) => listFiltered(s, d, sig, max, filter));
   }
 
   /**
@@ -378,26 +321,11 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const maxEntries = o.maxEntries ?? DEFAULT_MAX_ENTRIES;
     const maxDepth = o.maxDepth ?? DEFAULT_MAX_DEPTH;
     const { filter, signal } = o;
-    yield* walkEntries(
+    yield* walkRemote(
       d,
       { filter, maxEntries, maxDepth },
-      {
-        list: (abs, count) =>
-          this.op('walk', { signal }, async (s, sig) => {
-            const [entries, real] = await Promise.all([listEntries(s, abs, sig, count), s.realpath(abs, sig).catch(() => undefined)]);
-            return { entries, identity: real?.toString('latin1') };
-          }),
-        limit: (what) => limitError('walk', what, d),
-        onUnsafe: (rel, why) => {
-          this.emit('warning', {
-            reason: 'unsafe-name',
-            operation: 'walk',
-            path: rel.toString('utf8'),
-            rawPath: rel,
-            message: `sftp walk ${JSON.stringify(showName(toBytes(d)))}: skipped ${JSON.stringify(showName(rel))}: ${why} (a name that could leave the walked directory)`,
-          });
-        },
-      },
+      (fn) => this.op('walk', { signal }, fn),
+      (w) => this.emit('warning', w),
     );
   }
 
@@ -411,10 +339,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const o = checkOptions('mkdir', 'mkdir', options);
     const mode = o.mode;
     const recursive = o.recursive === true;
-    return await this.op('mkdir', o, async (s, sig) => {
-      if (recursive) await mkdirp(s, p, mode, sig);
-      else await s.mkdir(p, mode === undefined ? undefined : { mode }, sig);
-    });
+    return await this.op('mkdir', o, (s, sig) => makeDir(s, p, mode, recursive, sig));
   }
 
   /**
@@ -448,82 +373,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const o = checkOptions('rm', 'rm', options);
     const recursive = o.recursive === true;
     const force = o.force === true;
-    return await this.op('rm', o, async (s, sig) => {
-      let st;
-      try {
-        st = await s.lstat(p, sig);
-      } catch (err) {
-        if (force && isStatus(err, SftpStatus.NO_SUCH_FILE)) return;
-        throw err;
-      }
-      if (typeOfMode(st.mode) !== 'directory') {
-        await this.tolerate(s.remove(p, sig), force);
-        return;
-      }
-      if (!recursive) {
-        throw new SshSftpError(`sftp rm ${JSON.stringify(showPath(p))}: is a directory (pass { recursive: true })`, {
-          statusCode: SftpStatus.FAILURE,
-          path: p,
-        });
-      }
-      await this.rmTree(s, p, force, sig, 0, nameCounter('rm', p, DEFAULT_MAX_ENTRIES));
-    });
-  }
-
-  /** @internal */
-  private async tolerate(p: Promise<void>, force: boolean): Promise<void> {
-    try {
-      await p;
-    } catch (err) {
-      if (!(force && isStatus(err, SftpStatus.NO_SUCH_FILE))) throw err;
-    }
-  }
-
-  /** @internal */
-  private async rmTree(s: SftpSession, dir: RemotePath, force: boolean, signal: AbortSignal, depth: number, count: (n: number) => void): Promise<void> {
-    if (depth >= DEFAULT_MAX_DEPTH) throw limitError('rm', `deeper than ${DEFAULT_MAX_DEPTH} levels`, dir);
-    let entries: SftpEntry[];
-    try {
-      entries = await listEntries(s, dir, signal, count);
-    } catch (err) {
-      if (force && isStatus(err, SftpStatus.NO_SUCH_FILE)) return;
-      throw err;
-    }
-    // Names come from the server: one that is not a single safe path component (`..`, `/etc/x`,
-    // `a/../../b`) is never joined into a REMOVE/RMDIR path; it is reported and the directory kept.
-    const unsafe = entries.filter((e) => !isSafeName(e.rawName));
-    for (const e of unsafe) {
-      this.emit('warning', {
-        reason: 'unsafe-name',
-        operation: 'rm',
-        path: e.rawPath.toString('utf8'),
-        rawPath: e.rawPath,
-        message: `sftp rm: skipped a directory entry with an unsafe name ${showName(e.rawName)} in ${showName(toBytes(dir))} (it would leave the directory)`,
-      });
-    }
-    entries = entries.filter((e) => isSafeName(e.rawName));
-    let firstErr: unknown;
-    await runLimited(
-      entries,
-      8,
-      async (e) => {
-        try {
-          if (e.type === 'directory') await this.rmTree(s, e.rawPath, force, signal, depth + 1, count);
-          else await this.tolerate(s.remove(e.rawPath, signal), force);
-        } catch (err) {
-          firstErr ??= err;
-        }
-      },
-      () => firstErr !== undefined,
-    );
-    if (firstErr !== undefined) throw asError(firstErr);
-    if (unsafe.length > 0) {
-      throw new SshSftpError(
-        `sftp rm ${JSON.stringify(showPath(dir))}: the server listed ${unsafe.length} entr${unsafe.length === 1 ? 'y' : 'ies'} with an unsafe name (e.g. ${showName(unsafe[0]!.rawName)}); they were not removed and the directory was kept`,
-        { statusCode: SftpStatus.FAILURE, path: dir },
-      );
-    }
-    await this.tolerate(s.rmdir(dir, signal), force);
+    return await this.op('rm', o, (s, sig) => removePath(s, p, { recursive, force }, sig, (w) => this.emit('warning', w)));
   }
 
   /**
@@ -536,20 +386,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const t = checkPath('to', to);
     const o = checkOptions('rename', 'rename', options);
     const overwrite = o.overwrite === true;
-    return await this.op('rename', o, (s, sig) => this.renameWith(s, f, t, overwrite, sig));
-  }
-
-  /** @internal */
-  private async renameWith(s: SftpSession, from: RemotePath, to: RemotePath, overwrite: boolean, signal: AbortSignal): Promise<void> {
-    if (!overwrite) return s.rename(from, to, signal);
-    if (s.hasPosixRename) return s.posixRename(from, to, signal);
-    try {
-      await s.rename(from, to, signal);
-    } catch (err) {
-      if (!isStatus(err, SftpStatus.FAILURE)) throw err;
-      await s.remove(to, signal);
-      await s.rename(from, to, signal);
-    }
+    return await this.op('rename', o, (s, sig) => renameOver(s, f, t, overwrite, sig));
   }
 
   /**
@@ -661,25 +498,11 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const o = checkOptions('writeFile', 'writeFile', options);
     const mode = o.mode;
     const atomic = o.atomic === true;
-    return await this.op('writeFile', o, async (s, sig) => {
-      if (!atomic) {
-        await writeWhole(s, p, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.TRUNC, mode, undefined, sig);
-        return;
-      }
-      let keepMode = mode;
-      if (keepMode === undefined) {
-        const st = await s.stat(p, sig).catch(() => undefined);
-        if (st?.mode !== undefined) keepMode = st.mode & 0o7777;
-      }
-      const tmp = joinRemote(parentOf(p), Buffer.concat([Buffer.from('.'), baseOf(p), Buffer.from(`.tether-${randomBytes(6).toString('hex')}.tmp`)]));
-      try {
-        await writeWhole(s, tmp, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.EXCL, keepMode, undefined, sig);
-        await this.renameWith(s, tmp, p, true, sig);
-      } catch (err) {
-        if (s.alive) await settleWithin(s.remove(tmp), CLOSE_TIMEOUT_MS, sig);
-        throw err;
-      }
-    });
+    return await this.op('writeFile', o, (s, sig) =>
+      atomic
+        ? replaceAtomically(s, p, mode, sig, (tmp, keepMode) => writeWhole(s, tmp, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.EXCL, keepMode, undefined, sig))
+        : writeWhole(s, p, buf, OpenFlags.WRITE | OpenFlags.CREAT | OpenFlags.TRUNC, mode, undefined, sig),
+    );
   }
 
   /**

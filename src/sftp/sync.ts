@@ -12,7 +12,7 @@
  * - {@link removeLocalEntry} / {@link removeRemoteEntry} delete one planned entry, confined to the
  *   destination directory (every path is the root joined with safe components found by the walk,
  *   which never follows a symlink; locally the parent is also resolved and checked).
- * - {@link walkEntries}: the streaming walk behind `SftpClient.walk`.
+ * - {@link walkEntries}: the streaming walk behind `SftpClient.walk` ({@link walkRemote} runs it over SFTP).
  *
  * Own code rather than a package: the npm rsync wrappers spawn `rsync` (needed on both sides);
  * this compares over SFTP/exec only.
@@ -26,9 +26,10 @@ import fsp from 'node:fs/promises';
 import { SshError } from '../errors.js';
 import { relBytes, type TreeSource, type WalkedTree } from './dir-walk.js';
 import { SftpStatus, SshSftpError } from './errors.js';
+import { limitError, listEntries } from './ops.js';
 import { isConfinedRel, isInsideDir, joinBytes, joinRemote, showName, toBytes, unsafeNameReason, type SftpEntry, type SftpEntryType } from './paths.js';
 import { OpenFlags, type RemotePath, type SftpSession } from './session.js';
-import type { RemoteCommand, SftpWalkEntry, SyncCompare } from './types.js';
+import type { RemoteCommand, SftpWalkEntry, SftpWarning, SyncCompare } from './types.js';
 import { OrderedReader } from './streams.js';
 
 /** The sync options of a directory transfer. */
@@ -489,4 +490,36 @@ export async function* walkEntries(dir: RemotePath, settings: WalkSettings, hook
       if (yieldIt) yield entry;
     }
   }
+}
+
+/**
+ * `SftpClient.walk`: {@link walkEntries} over SFTP. Each directory is listed (OPENDIR/READDIR,
+ * with its REALPATH as the loop guard's identity) by `run`, one client operation per listing, so
+ * no handle stays open between listings and a reconnect between two listings opens a new session.
+ * Unsafe names are reported to `warn` (operation `'walk'`); limits and loops throw
+ * `ERR_SSH_SFTP` `reason: 'limit'`.
+ */
+export function walkRemote(
+  dir: RemotePath,
+  settings: WalkSettings,
+  run: <T>(fn: (s: SftpSession, signal: AbortSignal) => Promise<T>) => Promise<T>,
+  warn: (w: SftpWarning) => void,
+): AsyncGenerator<SftpWalkEntry, void, undefined> {
+  return walkEntries(dir, settings, {
+    list: (abs, count) =>
+      run(async (s, sig) => {
+        const [entries, real] = await Promise.all([listEntries(s, abs, sig, count), s.realpath(abs, sig).catch(() => undefined)]);
+        return { entries, identity: real?.toString('latin1') };
+      }),
+    limit: (what) => limitError('walk', what, dir),
+    onUnsafe: (rel, why) => {
+      warn({
+        reason: 'unsafe-name',
+        operation: 'walk',
+        path: rel.toString('utf8'),
+        rawPath: rel,
+        message: `sftp walk ${JSON.stringify(showName(toBytes(dir)))}: skipped ${JSON.stringify(showName(rel))}: ${why} (a name that could leave the walked directory)`,
+      });
+    },
+  });
 }

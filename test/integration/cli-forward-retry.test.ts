@@ -64,11 +64,12 @@ describe('ssh-tether forward waits for a server that is not up yet', () => {
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
     const killer = setTimeout(() => child.kill('SIGKILL'), 25_000);
-    const opener = setTimeout(() => proxy.refuse(false), 2_000);
     try {
+      // The server comes up only once the CLI has been refused and said it retries (a fixed
+      // delay raced the CLI's start-up on a loaded machine: it then never saw a refusal).
+      await waitFor(() => /reconnecting \(attempt 1 /.test(stderr), 20_000);
+      proxy.refuse(false);
       await waitFor(() => stderr.includes('forwarding -L'), 15_000);
-      // It retried (reconnecting lines) instead of exiting on the first refusal.
-      expect(stderr).toMatch(/reconnecting \(attempt 1 /);
       expect(stderr).toContain(`listening on 127.0.0.1:${localPort}`);
       const reply = await new Promise<string>((resolve, reject) => {
         const s = net.connect({ host: '127.0.0.1', port: localPort });
@@ -83,7 +84,6 @@ describe('ssh-tether forward waits for a server that is not up yet', () => {
       child.kill('SIGINT');
       expect(await exited).toBe(0);
     } finally {
-      clearTimeout(opener);
       clearTimeout(killer);
       proxy.refuse(false);
       child.kill('SIGKILL');

@@ -257,6 +257,28 @@ describe('diagnose() failures, one per layer', () => {
     expect(a.hint).toMatch(/authorized_keys/);
   });
 
+  it('auth: walks the client\'s own auth plan (PubkeyAuthentication no and PreferredAuthentications are obeyed, as connect() obeys them)', async () => {
+    // The right key is given, but ssh_config forbids public keys: connect() would not offer it,
+    // so neither may the doctor (its old handler offered every loaded key regardless).
+    const dir = tmp();
+    const cfg = (extra: string[]): string => {
+      const f = join(dir, `config-${extra.length}`);
+      writeFileSync(f, ['Host doctor-plan', `  HostName ${info.host}`, ...extra.map((l) => `  ${l}`), ''].join('\n'));
+      return f;
+    };
+    const r = await diagnose('doctor-plan', base({ sshConfig: cfg(['PubkeyAuthentication no']) }));
+    expect(r.failedStep).toBe('auth');
+    const a = step(r, 'auth');
+    const tries = (a.data?.tries as Array<{ method: string }>).map((t) => t.method);
+    expect(tries).toEqual(['none']);
+    expect(a.hint).toMatch(/no method is available/);
+    const r2 = await diagnose('doctor-plan', base({ sshConfig: cfg(['PreferredAuthentications password,publickey', 'PasswordAuthentication yes']), password: 'not-the-password' }));
+    expect(r2.ok).toBe(true);
+    const tries2 = (step(r2, 'auth').data?.tries as Array<{ method: string; answer: string }>).map((t) => `${t.method}:${t.answer}`);
+    // sshd here allows publickey only: the client skips password (not allowed) and offers the key.
+    expect(tries2).toEqual(['none:rejected', 'publickey:accepted']);
+  });
+
   it('auth: key file permission problems are named with the chmod fix', async () => {
     const dir = tmp();
     const loose = join(dir, 'id_loose');

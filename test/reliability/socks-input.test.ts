@@ -14,7 +14,7 @@ import fc from 'fast-check';
 import { SocksClient } from 'socks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SshClient, type DynamicForward } from '../../src/index.js';
-import { FORWARD_DEFAULTS } from '../../src/forward/options.js';
+import { DEFAULTS } from '../../src/options.js';
 import { parseGreeting, parseRequest, SocksCommand } from '../../src/forward/socks5.js';
 import { sharedSshd } from '../helpers/shared.js';
 import { clientOptions, waitFor } from '../helpers/client.js';
@@ -24,7 +24,7 @@ import { sleep } from './util.js';
 
 const suite = reliabilitySuite('SOCKS bad input (item 19)');
 const info = sharedSshd();
-const HANDSHAKE_BOUND_MS = FORWARD_DEFAULTS.socksHandshakeTimeoutMs;
+const HANDSHAKE_BOUND_MS = DEFAULTS.forward.socksHandshakeTimeoutMs;
 /** How long a bad-input connection may stay open after the client's last byte (not the handshake bound). */
 const CLOSE_BOUND_MS = 3_000;
 

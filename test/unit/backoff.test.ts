@@ -8,7 +8,6 @@ import pRetry from 'p-retry';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { backoffDelay, type BackoffPolicy } from '../../src/internal/backoff.js';
 import { DEFAULTS } from '../../src/options.js';
-import { FORWARD_DEFAULTS } from '../../src/forward/options.js';
 import { LOCK_BACKOFF } from '../../src/known-hosts/file.js';
 import { CHANNEL_RETRY_BACKOFF } from '../../src/channel/open.js';
 
@@ -29,7 +28,7 @@ function mulberry32(seed: number): () => number {
 /** Every user of the backoff, by the policy it passes. */
 const users: Record<string, BackoffPolicy> = {
   'reconnect (DEFAULTS.reconnect)': DEFAULTS.reconnect,
-  'remote forward requests (FORWARD_DEFAULTS.remoteRetry)': FORWARD_DEFAULTS.remoteRetry,
+  'remote forward requests (DEFAULTS.forward.remoteRetry)': DEFAULTS.forward.remoteRetry,
   'known_hosts lock (LOCK_BACKOFF)': LOCK_BACKOFF,
   'session channel retry (CHANNEL_RETRY_BACKOFF)': CHANNEL_RETRY_BACKOFF,
   'reconnect as the tests configure it': { minDelayMs: 100, maxDelayMs: 800, factor: 2 },
@@ -89,7 +88,7 @@ describe('backoffDelay bounds', () => {
 
 describe('same computation as p-retry (randomize: true)', () => {
   it('for the same draw, p-retry waits exactly backoffDelay(n) before retry n', async () => {
-    const policies = [DEFAULTS.reconnect, FORWARD_DEFAULTS.remoteRetry, LOCK_BACKOFF, CHANNEL_RETRY_BACKOFF, { minDelayMs: 100, maxDelayMs: 800, factor: 2 }];
+    const policies = [DEFAULTS.reconnect, DEFAULTS.forward.remoteRetry, LOCK_BACKOFF, CHANNEL_RETRY_BACKOFF, { minDelayMs: 100, maxDelayMs: 800, factor: 2 }];
     for (const r of [0, 0.37, 0.999]) {
       for (const p of policies) {
         const seen: number[] = [];

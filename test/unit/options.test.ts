@@ -14,6 +14,7 @@ import { toAlgorithms } from '../../src/connection/transport.js';
 import { loadIdentityFile } from '../../src/connection/auth.js';
 import { configError, zodToConfigError, zodToError } from '../../src/internal/validate.js';
 import { SshConfigError, SshError } from '../../src/errors.js';
+import { FORWARD_DEFAULTS, parseForwardOptions } from '../../src/forward/options.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const src = path.resolve(here, '../../src');
@@ -77,6 +78,10 @@ describe('DEFAULTS', () => {
       expect(one('identitiesonly')).toBe(DEFAULTS.identitiesOnly ? 'yes' : 'no');
       expect(one('forwardagent')).toBe(DEFAULTS.forwardAgent ? 'yes' : 'no');
       expect(one('compression')).toBe(DEFAULTS.compression ? 'yes' : 'no');
+      expect(one('batchmode')).toBe(DEFAULTS.batchMode ? 'yes' : 'no');
+      expect(one('passwordauthentication')).toBe(DEFAULTS.passwordAuthentication ? 'yes' : 'no');
+      // OpenSSH 9.2 prints `true` for PubkeyAuthentication's default (`yes` = `unbound`/`host-bound`).
+      expect(['yes', 'true']).toContain(DEFAULTS.pubkeyAuthentication ? one('pubkeyauthentication') : 'no');
       expect(one('globalknownhostsfile')?.split(' ')[0]).toBe(DEFAULTS.globalKnownHostsFiles[0]);
     }
   });
@@ -87,19 +92,40 @@ describe('DEFAULTS', () => {
     const checked: string[] = [];
     for (const [k, v] of Object.entries(DEFAULTS)) {
       if (k === 'algorithms') continue; // applied when the transport is built: below
+      if (k === 'forward') continue; // the forward options' defaults: below
       expect(Object.hasOwn(r, k), `ResolvedOptions.${k}`).toBe(true);
       const got = (r as unknown as Record<string, unknown>)[k];
       const want = k === 'identityFiles' || k === 'knownHostsFiles' ? (v as readonly string[]).map((p) => expandHome(p, home)) : v;
       expect(got, k).toEqual(want);
       checked.push(k);
     }
-    expect(checked.length).toBe(Object.keys(DEFAULTS).length - 1);
+    expect(checked.length).toBe(Object.keys(DEFAULTS).length - 2);
     expect(r.identityFilesDefaulted).toBe(true);
     // No ssh_config: the algorithms handed to ssh2 are DEFAULTS.algorithms (a mutable copy).
     const algos = toAlgorithms(withoutSshConfig(r));
     expect(algos).toEqual(secureDefaultAlgorithms());
     expect(secureDefaultAlgorithms().kex).toEqual([...DEFAULTS.algorithms.kex]);
     expect(Object.isFrozen(secureDefaultAlgorithms().kex)).toBe(false);
+  });
+
+  it('forward: the forward options and the forward manager take their defaults from DEFAULTS.forward', () => {
+    const local = parseForwardOptions('local', { remotePort: 5432 });
+    expect(local.localHost).toBe(DEFAULTS.forward.localHost);
+    expect(local.localPort).toBe(DEFAULTS.forward.port);
+    const remote = parseForwardOptions('remote', { localPort: 3000 });
+    expect(remote.localHost).toBe(DEFAULTS.forward.localHost);
+    const dyn = parseForwardOptions('dynamic', {});
+    expect(dyn.localHost).toBe(DEFAULTS.forward.localHost);
+    expect(dyn.localPort).toBe(DEFAULTS.forward.port);
+    // Loopback only by default: the brief's "forwards bind to loopback".
+    expect(DEFAULTS.forward.localHost).toBe('127.0.0.1');
+    // The deprecated FORWARD_DEFAULTS is a view of the same values, not a second copy.
+    expect(FORWARD_DEFAULTS).toEqual({ ...DEFAULTS.forward, connectionWaitMs: DEFAULTS.forwardConnectionWaitMs });
+    // No forward/ file writes a default literal of its own any more.
+    const fwd = tsFiles(path.join(src, 'forward')).map((f) => [rel(f), code(f)] as const);
+    for (const [f, c] of fwd) {
+      expect(c, f).not.toMatch(/\?\?\s*'localhost'|\.default\('127\.0\.0\.1'\)|:\s*1024\b|:\s*20_000\b|retries: 12\b/);
+    }
   });
 
   it('every default the code uses comes from it (no inline copies of the old literals)', () => {
@@ -118,11 +144,11 @@ describe('DEFAULTS', () => {
       expect(body, k).toContain(`DEFAULTS.${k}`);
     }
     // The secure algorithm lists are written once (DEFAULTS.algorithms).
-    expect(files.filter((f) => code(f).includes("'diffie-hellman-group18-sha512'")).map(rel)).toEqual(['options.ts']);
+    expect(files.filter((f) => code(f).includes("'diffie-hellman-group18-sha512'")).map(rel)).toEqual(['defaults.ts']);
     // The user known_hosts default is DEFAULTS.knownHostsFiles (config/ keeps ssh -G's own list;
     // the verifier only names a file in an error message when none is configured).
     const kh = files.filter((f) => /['"]~\/\.ssh\/known_hosts['"]/.test(code(f))).map(rel).sort();
-    expect(kh).toEqual(['config/ssh-config.ts', 'known-hosts/verifier.ts', 'options.ts']);
+    expect(kh).toEqual(['config/ssh-config.ts', 'defaults.ts', 'known-hosts/verifier.ts']);
   });
 });
 

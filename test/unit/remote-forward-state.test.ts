@@ -4,8 +4,8 @@ import type ssh2 from 'ssh2';
 import { describe, expect, it } from 'vitest';
 import type { Link } from '../../src/connection/link.js';
 import { SshError } from '../../src/errors.js';
-import { canRemoteTransition, REMOTE_TRANSITIONS, RemoteForward, type RemoteForwardState } from '../../src/forward/remote.js';
-import type { ForwardContext, ForwardEvent } from '../../src/forward/types.js';
+import type { ForwardEvent } from '../../src/forward/handles.js';
+import { canRemoteTransition, REMOTE_TRANSITIONS, RemoteForward, type RemoteContext, type RemoteForwardState } from '../../src/forward/remote.js';
 
 const STATES: RemoteForwardState[] = ['pending', 'up', 'down', 'error', 'closed'];
 
@@ -56,7 +56,7 @@ function fakeLink(answer: () => Error | undefined): { link: Link; die(): void } 
   return { link: { client, epoch: 1, signal: ctl.signal }, die: () => ctl.abort(new SshError('ERR_SSH_CONNECTION_LOST', 'gone')) };
 }
 
-function fakeCtx(events: ForwardEvent[]): ForwardContext {
+function fakeCtx(events: ForwardEvent[]): RemoteContext {
   return {
     provider: { link: () => Promise.reject(new Error('unused')), onLink: () => () => undefined },
     connectionWaitMs: 1_000,
