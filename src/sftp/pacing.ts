@@ -14,6 +14,8 @@
  *   and in every later round the growth of its first 8 completions is held back until their
  *   round trips passed the delay test below (then granted at once), so a pipe that is already
  *   full at `initial` (loopback: the server is the bottleneck) is not grown at all;
+ * - the *best rate* is the best that two rounds in a row sustained (a burst of replies that a
+ *   busy host held back and then delivered at once makes one round look fast);
  * - **full pipe**: when a round's rate x the least round trip shows that half the requests it
  *   began with would have carried it (Little's law: the requests in flight are not what limits
  *   the rate, the server or the CPU is), when 3 rounds in a row did not raise the best rate by
@@ -89,7 +91,7 @@ export interface PacingStats {
   phase: 'grow' | 'hold';
   /** Rounds measured. */
   rounds: number;
-  /** Best delivery rate of a round, bytes per ms (= kB/s). 0 before the first round ended. */
+  /** Best delivery rate sustained over two rounds in a row, bytes per ms (= kB/s). 0 before the second round ended. */
   bestRate: number;
   /** Least round trip of one request seen, ms (Infinity before the first completion). */
   minRttMs: number;
@@ -125,6 +127,7 @@ export class InflightController {
   private rounds = 0;
   private flat = 0;
   private bestRate = 0;
+  private lastRate = 0;
   private minRttMs = Infinity;
   private completed = 0;
   private bytes = 0;
@@ -210,15 +213,19 @@ export class InflightController {
     // a round with no measurable time (clock granularity) tells nothing: extend it
     if (!(elapsed > 0)) return;
     const rate = this.roundBytes / elapsed;
+    // the best rate counts only what two rounds in a row sustained: one round that caught a
+    // burst (replies held up by a busy host, then delivered together) must not inflate it
+    const sustained = Math.min(rate, this.lastRate);
+    this.lastRate = rate;
     this.rounds++;
-    if (rate >= this.bestRate * GROWTH) {
+    if (this.phase === 'grow' ? rate >= this.bestRate * GROWTH : this.bestRate > 0 && sustained >= this.bestRate * GROWTH) {
       this.flat = 0;
       // the link got better while holding: probe again
-      if (this.phase === 'hold' && this.bestRate > 0 && this.limit < this.max) this.phase = 'grow';
+      if (this.phase === 'hold' && this.limit < this.max) this.phase = 'grow';
     } else if (this.phase === 'grow' && ++this.flat >= FLAT_ROUNDS) {
       this.phase = 'hold';
     }
-    if (rate > this.bestRate) this.bestRate = rate;
+    if (sustained > this.bestRate) this.bestRate = sustained;
     // Little's law: `gain` x rate x least RTT below the requests the round began with means the
     // pipe was full already (on loopback the first round shows it)
     const perRequest = this.bytes / this.completed;

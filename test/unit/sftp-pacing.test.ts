@@ -111,14 +111,15 @@ describe('InflightController (simulated links)', () => {
     }
     const s = c.stats();
     expect(s.phase).toBe('hold');
-    // rounds of 4 (only measures), 4, 8, 16 completions: the first sets the best rate, the next 3 are flat
-    expect(phases.indexOf('hold')).toBe(4 + 4 + 8 + 16 - 1);
+    // rounds of 4 (only measures), 4, 8, 16, 32 completions: the first two set the best
+    // (sustained) rate, the next 3 are flat
+    expect(phases.indexOf('hold')).toBe(4 + 4 + 8 + 16 + 32 - 1);
     // then 2 x (B per ms) x 50 ms / B = 100 requests, and it stays there
     expect(c.limit).toBe(100);
     expect(new Set(limits.slice(phases.indexOf('hold')))).toEqual(new Set([100]));
     // while growing: nothing in round 1, then +1 per completion (the first 8 of a round granted together)
     expect(limits.slice(0, 4)).toEqual([4, 4, 4, 4]);
-    expect(limits[phases.indexOf('hold') - 1]).toBe(4 + 4 + 8 + 16 - 1);
+    expect(limits[phases.indexOf('hold') - 1]).toBe(4 + 4 + 8 + 16 + 32 - 1);
   });
 
   it("Little's law: a round whose rate x least RTT needs under half the requests it began with ends growth (round trips that show no queue)", () => {
