@@ -19,21 +19,21 @@
  * - **full pipe**: when a round's rate x the least round trip shows that half the requests it
  *   began with would have carried it (Little's law: the requests in flight are not what limits
  *   the rate, the server or the CPU is), when 3 rounds in a row did not raise the best rate by
- *   25% (BBR's startup exit, draft-cardwell-iccrg-bbr-congestion-control section
- *   4.3.1.2), or when the least round
- *   trip of a round rose above 1.5 x the least ever + 2 ms (a queue is building: HyStart's
- *   delay-increase exit, RFC 9406 section 4.2, with a margin for a busy host), growth stops and
- *   the limit becomes `gain x best rate x least round trip / bytes per request` (2x the estimated
+ *   25% (BBR's startup exit, draft-cardwell-iccrg-bbr-congestion-control section 4.3.1.2), or
+ *   when the least round trip of a round rose above 1.5 x the least ever + 2 ms (a queue is
+ *   building: HyStart's delay-increase exit, RFC 9406 section 4.2, with a margin for a busy
+ *   host), growth stops and the limit becomes `gain x best rate x least round trip / bytes per request` (2x the estimated
  *   bandwidth-delay product, BBR's cwnd_gain), never below `initial`, never above `max`;
  * - **hold**: that estimate is refreshed every round (the rate and round-trip estimates only
- *   improve, so the limit only rises, up to `max`); a round 25% faster than the best seen so far
- *   (the link got better) starts growing again;
+ *   improve, so the limit only rises, up to `max`); two rounds in a row 25% faster than the best
+ *   so far (the link got better) start growing again;
  * - **error**: {@link InflightController.onError} halves the limit (not below `initial`) and
  *   stops growth, as TCP's multiplicative decrease.
  *
- * On loopback the least round trip is a fraction of a millisecond, so the estimate falls below
- * `initial` and the transfer keeps `initial` requests (as before this controller); on a long
- * link the limit grows until the rate stops rising or `max` is reached.
+ * On loopback the least round trip is about a millisecond: the first round already shows (Little's
+ * law) that `initial` requests are more than the rate needs, and the transfer keeps `initial`
+ * (as before this controller); on a long link the limit grows until the rate stops rising or
+ * `max` is reached.
  *
  * Written here rather than taken from npm: no maintained package offers a transport-agnostic
  * rate/RTT pacing controller; this is ~100 lines of arithmetic.
@@ -50,7 +50,7 @@
  * reads the subsystem while its buffer is below the receive window). Measured through a 50 ms
  * delay line on a busy 2-core host (128 MiB gets, interleaved): with 64 requests (16 MiB) in
  * flight 4 runs of 8 had sshd burn 4-12x its usual CPU (1.3-3.8 s instead of ~0.3 s) and crawl at
- * 10-23 MB/s (issue 18 saw the same with 16 MiB forward windows); with 32 none did (numbers: /work/notes/pipeline.md).
+ * 10-23 MB/s (issue 18 saw the same with 16 MiB forward windows); with 32, none of 11 did.
  */
 export const DEFAULT_MAX_BUFFER_BYTES = 8 * 1024 * 1024;
 
