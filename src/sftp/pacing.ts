@@ -14,7 +14,9 @@
  *   and in every later round the growth of its first 8 completions is held back until their
  *   round trips passed the delay test below (then granted at once), so a pipe that is already
  *   full at `initial` (loopback: the server is the bottleneck) is not grown at all;
- * - the *best rate* is the best that two rounds in a row sustained (a burst of replies that a
+ * - a round's *rate* is measured over the last rounds spanning at least 50 ms (with a short round
+ *   trip one round is shorter than a busy host's bursts: timer ticks, GC, scheduling slices), and
+ *   the *best rate* is the best that two rounds in a row sustained (a burst of replies that a
  *   busy host held back and then delivered at once makes one round look fast);
  * - **full pipe**: when a round's rate x the least round trip shows that half the requests it
  *   began with would have carried it (Little's law: the requests in flight are not what limits
@@ -107,6 +109,10 @@ const FLAT_ROUNDS = 3;
 const DELAY_FACTOR = 1.5;
 /** ...plus this many ms (timer noise on a busy host) ends growth. */
 const DELAY_SLACK_MS = 2;
+/** The delivery rate is measured over the last rounds spanning at least this long, ms... */
+const RATE_WINDOW_MS = 50;
+/** ...but at most this many rounds. */
+const RATE_ROUNDS = 16;
 /** Round trips a round needs before its least one is believed (RFC 9406: N_RTT_SAMPLE = 8). */
 const DELAY_SAMPLES = 8;
 
@@ -128,6 +134,8 @@ export class InflightController {
   private flat = 0;
   private bestRate = 0;
   private lastRate = 0;
+  /** (bytes, ms) of the last rounds, flat. */
+  private readonly history: number[] = [];
   private minRttMs = Infinity;
   private completed = 0;
   private bytes = 0;
@@ -212,7 +220,17 @@ export class InflightController {
     const elapsed = nowMs - this.roundStartMs;
     // a round with no measurable time (clock granularity) tells nothing: extend it
     if (!(elapsed > 0)) return;
-    const rate = this.roundBytes / elapsed;
+    // the rate over the last rounds that span at least RATE_WINDOW_MS: rounds of a short round
+    // trip are shorter than a busy host's bursts (timer ticks, GC, scheduling slices)
+    this.history.push(this.roundBytes, elapsed);
+    if (this.history.length > 2 * RATE_ROUNDS) this.history.splice(0, 2);
+    let sumBytes = 0;
+    let sumMs = 0;
+    for (let i = this.history.length - 2; i >= 0 && sumMs < RATE_WINDOW_MS; i -= 2) {
+      sumBytes += this.history[i]!;
+      sumMs += this.history[i + 1]!;
+    }
+    const rate = sumBytes / sumMs;
     // the best rate counts only what two rounds in a row sustained: one round that caught a
     // burst (replies held up by a busy host, then delivered together) must not inflate it
     const sustained = Math.min(rate, this.lastRate);
