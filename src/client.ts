@@ -588,21 +588,9 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
     if (state === 'closing' || state === 'closed') return Promise.reject(new SshError('ERR_SSH_CLOSED', 'the client is closed'));
     if (this.#sftp === undefined) {
       const sftp = new SftpClient(this.#conn, {
-        openSftp: async (link, signal) => {
-          const provider = { link: () => Promise.resolve(link), onLink: () => () => undefined };
-          const { channel } = await openSession(provider, this.#limiter, (l) => openSftpChannel(l.client), signal, (s) => s.end());
-          // Counted for idle persist until the channel closes or its link ends (the limiter is
-          // reset on the next link).
-          this.#sftpChannels.add(channel);
-          const forget = (): void => {
-            this.#sftpChannels.delete(channel);
-            link.signal.removeEventListener('abort', forget);
-          };
-          channel.once('close', forget);
-          if (link.signal.aborted) forget();
-          else link.signal.addEventListener('abort', forget, { once: true });
-          return channel;
-        },
+        openSftp: (link, signal) => this.#openSftpOn(link, signal, true),
+        // the extra channels of a striped get/put: only a slot free now, never a wait
+        openExtraSftp: (link, signal) => this.#openSftpOn(link, signal, false),
         // compare: 'checksum' hashes remote files with sha256sum over exec (sftp/ never imports exec/)
         remoteCommand: async (argv, o) => {
           const r = await this.exec(argv, { signal: o.signal, encoding: 'buffer', maxBufferBytes: o.maxBufferBytes });
@@ -617,6 +605,27 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
       this.#sftp = sftp;
     }
     return Promise.resolve(this.#sftp);
+  }
+
+  /**
+   * Opens an SFTP channel on `link` through the `MaxSessions` limiter (waiting for a slot with
+   * `wait`, else only taking a free one: see `openSession`), counted for idle persist until it
+   * closes or its link ends.
+   */
+  async #openSftpOn(link: Link, signal: AbortSignal, wait: boolean): Promise<ssh2.SFTPWrapper> {
+    const provider = { link: () => Promise.resolve(link), onLink: () => () => undefined };
+    const { channel } = await openSession(provider, this.#limiter, (l) => openSftpChannel(l.client), signal, (s) => s.end(), wait);
+    // Counted for idle persist until the channel closes or its link ends (the limiter is
+    // reset on the next link).
+    this.#sftpChannels.add(channel);
+    const forget = (): void => {
+      this.#sftpChannels.delete(channel);
+      link.signal.removeEventListener('abort', forget);
+    };
+    channel.once('close', forget);
+    if (link.signal.aborted) forget();
+    else link.signal.addEventListener('abort', forget, { once: true });
+    return channel;
   }
 
   /**

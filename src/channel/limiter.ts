@@ -152,6 +152,17 @@ export class SessionLimiter {
   }
 
   /**
+   * A slot now, without waiting: the `release` function, or `undefined` when none is free or
+   * callers are queued (they come first). For channels worth opening only if a slot is free
+   * (the extra channels of a striped SFTP transfer).
+   */
+  tryAcquire(): (() => void) | undefined {
+    if (this.#open >= this.#learned || this.#queue.length > 0) return undefined;
+    this.#open += 1;
+    return this.#releaser();
+  }
+
+  /**
    * The server refused a channel for lack of resources while `open` channels (including the
    * refused one's slot) are held: learn a lower limit (never below 1).
    */

@@ -33,6 +33,8 @@ const TRANSIENT_RETRIES = 6;
 export const CHANNEL_RETRY_BACKOFF: BackoffPolicy = Object.freeze({ minDelayMs: 5, maxDelayMs: 320, factor: 2 });
 /** Immediate retries of a refusal that directly followed our own closes (see SessionLimiter.isCloseRace). */
 const RACE_RETRIES = 8;
+/** RFC 4254 5.1 SSH_OPEN_RESOURCE_SHORTAGE. */
+const RESOURCE_SHORTAGE = 4;
 /** RFC 4254 5.1 SSH_OPEN_ADMINISTRATIVELY_PROHIBITED. */
 const PROHIBITED = 1;
 /** tinysshd's description when a connection already has (or just had) its one session channel. */
@@ -65,6 +67,12 @@ function oneSessionError(refusal: SshChannelOpenError, othersOpen: boolean): Ssh
  * closing the last one and then ends the connection: the retry runs on the next link), and a
  * clear `ERR_SSH_CHANNEL_OPEN` naming that cause otherwise.
  *
+ * With `wait: false` (for channels worth opening only when a slot is free: the extra channels
+ * of a striped SFTP transfer) nothing waits: no free slot rejects at once with
+ * `ERR_SSH_CHANNEL_OPEN` (reason 4, resource shortage), and a refusal is not retried after a
+ * backoff (a refusal while others are open still lowers the learned limit; one that directly
+ * followed our own close is still retried at once).
+ *
  * @throws {SshError} `ERR_SSH_CHANNEL_OPEN` (refused), `ERR_SSH_CONNECTION_LOST`,
  *   `ERR_SSH_TIMEOUT` / `ERR_SSH_ABORTED` (from `signal`), `ERR_SSH_CLOSED`.
  */
@@ -74,14 +82,18 @@ export async function openSession<T extends Closable>(
   open: (link: Link) => Promise<T>,
   signal: AbortSignal,
   dispose: Disposer<T> = closeChannel as unknown as Disposer<T>,
+  wait = true,
 ): Promise<OpenedSession<T>> {
   let transientRetries = 0;
   let raceRetries = 0;
   // A slot kept across a retry of a refusal that followed our own closes (see below).
   let held: (() => void) | undefined;
   for (;;) {
-    const release = held ?? (await limiter.acquire(signal));
+    const release = held ?? (wait ? await limiter.acquire(signal) : limiter.tryAcquire());
     held = undefined;
+    if (release === undefined) {
+      throw new SshChannelOpenError(`no free session slot (${limiter.open} of ${limiter.learnedLimit} in use, MaxSessions)`, { reason: RESOURCE_SHORTAGE });
+    }
     let link: Link;
     try {
       link = await provider.link({ signal });
@@ -143,9 +155,11 @@ export async function openSession<T extends Closable>(
         // Others are open: the server holds fewer than we thought. Wait for one to close.
         limiter.lowerLimit();
         release();
+        if (!wait) throw mapped;
         continue;
       }
       release();
+      if (!wait) throw mapped;
       if (shortage && transientRetries < TRANSIENT_RETRIES) {
         // Nothing else of ours is open: a slot freed a moment ago may not be free on the server
         // yet. Back off briefly (bounded) before giving up.

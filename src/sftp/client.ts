@@ -86,6 +86,8 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   private readonly provider: LinkProvider;
   /** @internal */
   private readonly openSftp: (link: Link, signal: AbortSignal) => Promise<ssh2.SFTPWrapper>;
+  /** Opens the extra channels of a striped get/put (sftp/striped.ts). @internal */
+  private readonly openExtraSftp: (link: Link, signal: AbortSignal) => Promise<ssh2.SFTPWrapper>;
   /** @internal */
   private live: SftpSession | undefined;
   /** @internal */
@@ -133,6 +135,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    *
    * @param provider - gives the current link (see `src/connection/link.ts`).
    * @param options - `openSftp` to open the SFTP channel (default: `link.client.sftp()`);
+   *   `openExtraSftp` to open the extra channels of a striped get/put (same default);
    *   `remoteCommand` to hash remote files over exec for `compare: 'checksum'`.
    * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}) for an unknown option or an `openSftp` that is not a function.
    * @internal
@@ -142,6 +145,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     this.provider = provider;
     const o = checkOptions('sftp', 'SftpClient', options);
     this.openSftp = o.openSftp ?? defaultOpenSftp;
+    this.openExtraSftp = o.openExtraSftp ?? defaultOpenSftp;
     this.remoteHasher = new RemoteHasher(o.remoteCommand);
   }
 
@@ -564,6 +568,9 @@ export class SftpClient extends EventEmitter<SftpEvents> {
       resume: resumeMode(o.resume),
       preserve: preserveMask(o.preserve),
       onProgress: o.onProgress,
+      channels: o.channels,
+      channelsMinBytes: o.channelsMinBytes,
+      openChannel: this.openExtraSftp,
     };
   }
 
@@ -574,9 +581,11 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * both files are closed. On failure or abort the local file is left as far as it got (so that
    * `resume` can continue it) and the remote handle is closed before the promise rejects (the
    * CLOSE reply is awaited at most 5 s, and not past the caller's `timeoutMs`: with a server that
-   * never answers CLOSE, a timeout rejects on time and the CLOSE stays sent).
-   * @returns `{ transferredBytes, totalBytes, resumedFrom }`.
-   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty path, an unknown option (e.g. `concurency`), `concurrency` or `maxConcurrency` outside 1-1024, `maxConcurrency` below `concurrency`, `chunkSize` < 1, or a `resume`/`preserve`/`onProgress` of the wrong shape.
+   * never answers CLOSE, a timeout rejects on time and the CLOSE stays sent). A file with at
+   * least `channelsMinBytes` (default 64 MiB) to copy goes over up to `channels` (default 4)
+   * SFTP channels at once, within the free `MaxSessions` slots (see {@link TransferOptions.channels}).
+   * @returns `{ transferredBytes, totalBytes, resumedFrom }`, and `channels` when striped.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty path, an unknown option (e.g. `concurency`), `concurrency` or `maxConcurrency` outside 1-1024, `maxConcurrency` below `concurrency`, `chunkSize` < 1, `channels` outside 1-64, `channelsMinBytes` < 0, or a `resume`/`preserve`/`onProgress` of the wrong shape.
    */
   async get(remotePath: RemotePath, localPath: string | Buffer, options?: TransferOptions): Promise<TransferResult> {
     const r = checkPath('remotePath', remotePath);
@@ -591,8 +600,8 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * Resolves only after every write was acknowledged and the remote handle closed without error,
    * so a partially written file is never reported complete. On failure or abort the remote
    * handle is closed before the promise rejects (bounded as in {@link SftpClient.get}; the remote file keeps what was written, for
-   * `resume`).
-   * @returns `{ transferredBytes, totalBytes, resumedFrom }`.
+   * `resume`). Large files are striped over several channels as in {@link SftpClient.get}.
+   * @returns `{ transferredBytes, totalBytes, resumedFrom }`, and `channels` when striped.
    * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, as {@link SftpClient.get}.
    */
   async put(localPath: string | Buffer, remotePath: RemotePath, options?: TransferOptions): Promise<TransferResult> {

@@ -11,6 +11,7 @@
 import { z } from 'zod';
 import { SshInvalidArgError } from '../errors.js';
 import { parseOrThrow, signalSchema, timeoutMsSchema } from '../internal/validate.js';
+import { MAX_CHANNELS } from './striped.js';
 import type {
   DirTransferOptions,
   ListOptions,
@@ -58,7 +59,7 @@ const preserveSchema = z.union([z.boolean(), z.strictObject({ mode: z.enum(['per
 const filterSchema = z.union([fn('filter'), z.instanceof(RegExp)], { error: 'expected filter as a function or a RegExp' });
 
 const schemas = {
-  sftp: z.strictObject({ openSftp: fn('openSftp').optional(), remoteCommand: fn('remoteCommand').optional() }),
+  sftp: z.strictObject({ openSftp: fn('openSftp').optional(), openExtraSftp: fn('openExtraSftp').optional(), remoteCommand: fn('remoteCommand').optional() }),
   operation: z.strictObject(opShape),
   list: z.strictObject({ ...opShape, maxEntries: int('maxEntries', 1).optional(), filter: filterSchema.optional() }),
   walk: z.strictObject({
@@ -102,6 +103,8 @@ const schemas = {
       onProgress: fn('onProgress').optional(),
       resume: resumeSchema.optional(),
       preserve: preserveSchema.optional(),
+      channels: int('channels (SFTP channels for one large file)', 1, MAX_CHANNELS).optional(),
+      channelsMinBytes: int('channelsMinBytes (bytes)', 0).optional(),
     })
     .refine((o) => o.concurrency === undefined || o.maxConcurrency === undefined || o.maxConcurrency >= o.concurrency, {
       error: 'expected maxConcurrency >= concurrency (maxConcurrency is the most requests in flight, concurrency those at the start)',

@@ -17,7 +17,7 @@ import fsp from 'node:fs/promises';
 import { SshError } from '../errors.js';
 import { abortReason } from '../internal/cancel.js';
 import { relBytes, walkTree, type WalkedTree, type WalkLimits } from './dir-walk.js';
-import { ProgressReporter, readIntoBuffer, runGet, runPut, writeBuffer } from './engine.js';
+import { ProgressReporter, readIntoBuffer, runGet, runPut, writeBuffer, type EngineParams } from './engine.js';
 import { appendOffset, asError, DEFAULT_STREAM_CONCURRENCY, closeBounded, isStatus, limitError, listLean, localError, mkdirp, runLimited } from './ops.js';
 import { SftpStatus } from './errors.js';
 import { isConfinedRel, isInsideDir, joinBytes, joinRemote, showName, showPath, toBytes, typeOfMode } from './paths.js';
@@ -33,6 +33,7 @@ import {
   type SyncSettings,
 } from './sync.js';
 import { OrderedReader } from './streams.js';
+import { DEFAULT_CHANNELS, DEFAULT_CHANNELS_MIN_BYTES, runStriped, type OpenChannel } from './striped.js';
 import { OpenFlags, type SftpSession } from './session.js';
 import type { DirFilterEntry, DirTransferSummary, SftpWarning, TransferProgress, TransferResult } from './types.js';
 import type { RemotePath, SetAttrs } from './wire.js';
@@ -49,6 +50,10 @@ export interface FilePlan {
   /** Mode mask of `preserve` (0: do not preserve). */
   preserve: number;
   onProgress?: ((progress: TransferProgress) => void) | undefined;
+  /** Striping (sftp/striped.ts): sessions at most (default 4), from how many remaining bytes (default 64 MiB), and how to open one more. */
+  channels?: number | undefined;
+  channelsMinBytes?: number | undefined;
+  openChannel?: OpenChannel | undefined;
 }
 
 /** The checked options of one tree transfer. */
@@ -85,6 +90,10 @@ interface FileJob {
    * (a symlink planted at the destination is not followed).
    */
   confined?: boolean;
+  /** Striping of one large file (only `get`/`put` set these; see {@link FilePlan}). */
+  channels?: number | undefined;
+  channelsMinBytes?: number | undefined;
+  openChannel?: OpenChannel | undefined;
 }
 
 /** What differs between {@link SftpClient.getDir} and {@link SftpClient.putDir}. */
@@ -146,7 +155,7 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
       throw localError(err, 'open', local);
     }
     const have = job.resume ? (await fstatFd(fd)).size : 0;
-    const { start, endedAt } = await copyRange(runGet, s, handle, remote, fd, have, size, s.maxReadLen, job);
+    const { start, endedAt, channels } = await copyRange('get', s, handle, remote, fd, have, size, s.maxReadLen, job);
     try {
       // A resumed file is cut only when it was copied again from 0 and the source ended
       // before its old end (a kept prefix makes endedAt >= have): never on a size the server
@@ -161,7 +170,7 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
       throw localError(err, 'write', local);
     }
     await s.close(handle, remote, signal);
-    return { transferredBytes: endedAt - start, totalBytes: endedAt, resumedFrom: start };
+    return { transferredBytes: endedAt - start, totalBytes: endedAt, resumedFrom: start, ...(channels === undefined ? {} : { channels }) };
   } catch (err) {
     if (fd !== undefined) await closeFd(fd).catch(() => undefined);
     await closeBounded(s, handle, signal);
@@ -187,7 +196,7 @@ async function putFile(s: SftpSession, local: string | Buffer, remote: RemotePat
     const flags = OpenFlags.WRITE | OpenFlags.CREAT | (job.resume ? 0 : OpenFlags.TRUNC) | (job.resume === 'sha256' ? OpenFlags.READ : 0);
     handle = await s.open(remote, flags, job.preserve !== 0 ? { mode: lst.mode & job.preserve } : undefined, signal);
     const remoteSize = job.resume ? ((await s.fstat(handle, remote, signal)).size ?? 0) : 0;
-    const { start, endedAt } = await copyRange(runPut, s, handle, remote, fd, remoteSize, size, s.maxWriteLen, job);
+    const { start, endedAt, channels } = await copyRange('put', s, handle, remote, fd, remoteSize, size, s.maxWriteLen, job);
     const attrs: SetAttrs = {};
     if (remoteSize > endedAt || endedAt < size) attrs.size = endedAt;
     if (job.preserve !== 0) attrs.mode = lst.mode & job.preserve;
@@ -199,7 +208,7 @@ async function putFile(s: SftpSession, local: string | Buffer, remote: RemotePat
     const h = handle;
     handle = undefined;
     await s.close(h, remote, signal);
-    return { transferredBytes: endedAt - start, totalBytes: endedAt, resumedFrom: start };
+    return { transferredBytes: endedAt - start, totalBytes: endedAt, resumedFrom: start, ...(channels === undefined ? {} : { channels }) };
   } catch (err) {
     if (handle) await closeBounded(s, handle, signal);
     throw err;
@@ -550,10 +559,12 @@ function isFatal(err: unknown): boolean {
  * with `resume`, keeps the `have` bytes already at the destination when they are a prefix of the
  * source (`'size'`: the destination is strictly shorter; `'sha256'`: checked by hashing both,
  * which also accepts an equal-size destination with the same content), then copies
- * `[start, size)` with `run`.
+ * `[start, size)` with the engine, striped over several sessions (sftp/striped.ts) when at
+ * least `channelsMinBytes` of a known size remain and `channels` > 1 (`channels` in the result
+ * then says how many carried it).
  */
 async function copyRange(
-  run: typeof runGet,
+  kind: 'get' | 'put',
   s: SftpSession,
   handle: Buffer,
   remote: RemotePath,
@@ -562,7 +573,7 @@ async function copyRange(
   size: number,
   maxLen: number,
   job: FileJob,
-): Promise<{ start: number; endedAt: number }> {
+): Promise<{ start: number; endedAt: number; channels?: number }> {
   let start = 0;
   // 'size' trusts a strictly shorter destination to be a prefix; one of the same size is not
   // "complete" (its content may differ: issue 17), so it is copied again. 'sha256' compares the
@@ -575,7 +586,7 @@ async function copyRange(
     }
   }
   job.progress.skip(start);
-  const { endedAt } = await run({
+  const params: EngineParams = {
     session: s,
     handle,
     remotePath: remote,
@@ -587,7 +598,13 @@ async function copyRange(
     maxConcurrency: job.maxConcurrency,
     onBytes: (n) => job.progress.add(n),
     signal: job.signal,
-  });
+  };
+  const channels = job.channels ?? DEFAULT_CHANNELS;
+  if (channels > 1 && job.openChannel !== undefined && Number.isSafeInteger(size) && size - start >= Math.max(1, job.channelsMinBytes ?? DEFAULT_CHANNELS_MIN_BYTES)) {
+    const r = await runStriped(kind, remote, params, { channels, openChannel: job.openChannel });
+    return { start, endedAt: r.endedAt, channels: r.channels };
+  }
+  const { endedAt } = await (kind === 'get' ? runGet : runPut)(params);
   return { start, endedAt };
 }
 

@@ -37,16 +37,21 @@ export interface WireName {
   attrs: WireAttrs;
 }
 
-/** What a READ callback answers: bytes (any length, even more than asked), EOF, or nothing ever. */
-export type ReadAnswer = Buffer | 'eof' | 'never';
+/** What a READ callback answers: bytes (any length, even more than asked), EOF, a FAILURE status, or nothing ever. */
+export type ReadAnswer = Buffer | 'eof' | 'fail' | 'never';
 
 /** A file node. Without `attrs`, `{ size: content.length, mode: 0o100644 }`. */
 export interface HFile {
   type: 'file';
   content?: Buffer;
   attrs?: WireAttrs;
-  /** Answers a READ; default: a slice of `content` (EOF past its end). */
-  read?: (offset: number, len: number) => ReadAnswer;
+  /**
+   * Answers a READ; default: a slice of `content` (EOF past its end). `channel`: which SFTP
+   * channel of its connection the request came on (0 for the first).
+   */
+  read?: (offset: number, len: number, channel: number) => ReadAnswer | Promise<ReadAnswer>;
+  /** Answers a WRITE to this path (default `'ok'`: recorded); `'fail'` answers FAILURE; a promise answers when it settles. */
+  write?: (offset: number, len: number, channel: number) => 'ok' | 'fail' | Promise<'ok' | 'fail'>;
 }
 
 /** A directory node. `list(round)` answers each READDIR (null: EOF; [] an empty NAME reply); default: `names` once, then EOF. */
@@ -83,6 +88,10 @@ export interface HostileLog {
   setstats: { path: string; mode: number | undefined }[];
   /** READDIR requests answered. */
   readdirs: number;
+  /** SFTP channels open now, over every connection (a client that closes what it opened brings it back to its own count). */
+  sftpChannelsOpen: number;
+  /** SFTP channels opened so far, over every connection. */
+  sftpChannelsOpened: number;
 }
 
 export interface HostileSftpServer {
@@ -200,7 +209,10 @@ interface OpenHandle {
 }
 
 /** Serves one SFTP channel with `fs`. */
-function serveSftp(channel: ssh2.ServerChannel, fs: HostileFs, log: HostileLog): void {
+function serveSftp(channel: ssh2.ServerChannel, fs: HostileFs, log: HostileLog, index = 0): void {
+  log.sftpChannelsOpen++;
+  log.sftpChannelsOpened++;
+  channel.once('close', () => log.sftpChannelsOpen--);
   let pending: Buffer = Buffer.alloc(0);
   const handles = new Map<string, OpenHandle>();
   let nextHandle = 1;
@@ -224,7 +236,8 @@ function serveSftp(channel: ssh2.ServerChannel, fs: HostileFs, log: HostileLog):
         const flags = r.u32();
         log.requests[log.requests.length - 1] += ` ${path}`;
         if (flags & 0x02) {
-          log.writes.set(path, Buffer.alloc(0));
+          // TRUNC (or a new file) starts empty; a plain WRITE open keeps what was written
+          if (flags & 0x10 || !log.writes.has(path)) log.writes.set(path, Buffer.alloc(0));
           return void send(packet(FXP.HANDLE, id, str(newHandle({ path, kind: 'file', round: 0 }))));
         }
         const n = fs.node(path);
@@ -256,26 +269,41 @@ function serveSftp(channel: ssh2.ServerChannel, fs: HostileFs, log: HostileLog):
         const n = h && fs.node(h.path);
         if (h && log.writes.has(h.path)) return status(id, EOF, 'eof');
         if (!h || !n || n.type !== 'file') return status(id, FAILURE, 'bad handle');
-        const answer: ReadAnswer = n.read
-          ? n.read(offset, len)
+        const answer: ReadAnswer | Promise<ReadAnswer> = n.read
+          ? n.read(offset, len, index)
           : offset >= (n.content?.length ?? 0)
             ? 'eof'
             : (n.content ?? Buffer.alloc(0)).subarray(offset, offset + len);
-        if (answer === 'never') return;
-        if (answer === 'eof') return status(id, EOF, 'eof');
-        return void send(packet(FXP.DATA, id, str(answer)));
+        const reply = (a: ReadAnswer): void => {
+          if (a === 'never') return;
+          if (a === 'eof') return status(id, EOF, 'eof');
+          if (a === 'fail') return status(id, FAILURE, 'read failed');
+          return void send(packet(FXP.DATA, id, str(a)));
+        };
+        if (answer instanceof Promise) return void answer.then(reply, () => status(id, FAILURE, 'read failed'));
+        return reply(answer);
       }
       case FXP.WRITE: {
         const h = handles.get(r.str().toString('latin1'));
         const offset = r.u64();
         const data = r.str();
         if (!h) return status(id, FAILURE, 'bad handle');
-        const old = log.writes.get(h.path) ?? Buffer.alloc(0);
-        const next = Buffer.alloc(Math.max(old.length, offset + data.length));
-        old.copy(next);
-        data.copy(next, offset);
-        log.writes.set(h.path, next);
-        return status(id, OK);
+        const wn = fs.node(h.path);
+        const record = (verdict: 'ok' | 'fail', bytes = data): void => {
+          if (verdict === 'fail') return status(id, FAILURE, 'write failed');
+          const old = log.writes.get(h.path) ?? Buffer.alloc(0);
+          const next = Buffer.alloc(Math.max(old.length, offset + bytes.length));
+          old.copy(next);
+          bytes.copy(next, offset);
+          log.writes.set(h.path, next);
+          return status(id, OK);
+        };
+        const verdict = wn?.type === 'file' && wn.write ? wn.write(offset, data.length, index) : 'ok';
+        if (verdict instanceof Promise) {
+          const copy = Buffer.from(data); // answered later: keep the bytes
+          return void verdict.then((v) => record(v, copy), () => status(id, FAILURE, 'write failed'));
+        }
+        return record(verdict);
       }
       case FXP.FSTAT: {
         const h = handles.get(r.str().toString('latin1'));
@@ -366,7 +394,7 @@ function theHostKey(): { private: Buffer; public: string } {
 /** Starts a hostile SFTP server on 127.0.0.1 serving `fs`. */
 export async function startHostileSftp(fs: HostileFs): Promise<HostileSftpServer> {
   const keys = theHostKey();
-  const log: HostileLog = { requests: [], writes: new Map(), mkdirs: [], removes: [], setstats: [], readdirs: 0 };
+  const log: HostileLog = { requests: [], writes: new Map(), mkdirs: [], removes: [], setstats: [], readdirs: 0, sftpChannelsOpen: 0, sftpChannelsOpened: 0 };
   const conns = new Set<ssh2.Connection>();
   const server = new ssh2.Server({ hostKeys: [keys.private] }, (conn) => {
     conns.add(conn);
@@ -375,11 +403,12 @@ export async function startHostileSftp(fs: HostileFs): Promise<HostileSftpServer
     conn.on('close', () => conns.delete(conn));
     conn.on('authentication', (ctx) => ctx.accept());
     conn.on('ready', () => {
+      let sftpIndex = 0;
       conn.on('session', (accept) => {
         const session = accept();
         session.on('subsystem', (acc, rej, info) => {
           if (info.name !== 'sftp') return rej();
-          serveSftp(acc(), fs, log);
+          serveSftp(acc(), fs, log, sftpIndex++);
         });
       });
     });

@@ -1,0 +1,442 @@
+/**
+ * Issue 18 item 4: striped `get`/`put` of a large file over several SFTP channels (each its own
+ * channel window), within the MaxSessions budget, resumable and byte-exact, falling back to
+ * fewer channels when the server refuses more. Real sshds (the shared one, and ones with
+ * `MaxSessions 1` and `3`), plus a hostile server on ssh2's `Server` that fails one channel.
+ *
+ * Effects checked: the bytes on disk (the sshd runs on this machine, so remote files are read
+ * directly), the SFTP channels the client really opened (diagnostics_channel `channel:open`),
+ * and that none is left open afterwards (`health().openChannels`, and the hostile server's own
+ * count of open SFTP channels).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import diagnostics_channel from 'node:diagnostics_channel';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SshClient, SshError, type SftpClient } from '../../src/index.js';
+import { clientOptions, waitFor } from '../helpers/client.js';
+import type { Link } from '../../src/connection/link.js';
+import { SftpClient as BareSftpClient } from '../../src/sftp/index.js';
+import { FaultProxy } from '../helpers/fault-proxy.js';
+import { startHostileSftp, type HostileSftpServer } from '../helpers/hostile-sftp-server.js';
+import { RawLinkProvider } from '../helpers/raw-link.js';
+import { sharedSshd } from '../helpers/shared.js';
+import { startSshd, type SshdHandle, type SshdInfo } from '../helpers/sshd.js';
+
+const MiB = 1024 * 1024;
+/** Over 4 channels x 8 MiB (the smallest range), so lanes take several ranges each; an odd tail. */
+const SIZE = 40 * MiB + 12_345;
+/** Stripe anything from 1 MiB in these tests (the default is 64 MiB). */
+const MIN = 1 * MiB;
+
+const info = sharedSshd();
+let local: string;
+let content: Buffer;
+let src: string;
+
+beforeAll(async () => {
+  local = await fsp.mkdtemp(path.join(os.tmpdir(), 'tether-striped-'));
+  content = randomBytes(SIZE);
+  src = path.join(local, 'src.bin');
+  await fsp.writeFile(src, content);
+});
+afterAll(async () => {
+  await fsp.rm(local, { recursive: true, force: true });
+});
+
+function sha(b: Buffer): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+/** Session channels opened by `ssh` while `fn` runs (diagnostics_channel). */
+async function countOpens<T>(ssh: SshClient, fn: () => Promise<T>): Promise<{ value: T; opened: number }> {
+  let opened = 0;
+  const onOpen = (msg: unknown): void => {
+    if ((msg as { client?: unknown }).client === ssh) opened++;
+  };
+  diagnostics_channel.subscribe('ssh-tether:channel:open', onOpen);
+  try {
+    return { value: await fn(), opened };
+  } finally {
+    diagnostics_channel.unsubscribe('ssh-tether:channel:open', onOpen);
+  }
+}
+
+async function connect(i: Pick<SshdInfo, 'host' | 'port' | 'username' | 'privateKeyPath' | 'knownHostsPath' | 'hostPublicKey'>): Promise<{ ssh: SshClient; sftp: SftpClient; dir: string }> {
+  const ssh = new SshClient(clientOptions(i, { reconnect: false }));
+  const sftp = await ssh.sftp();
+  const home = (i as { homeDir?: string }).homeDir ?? info.homeDir;
+  const dir = `${home}/striped-${randomBytes(4).toString('hex')}`;
+  await sftp.mkdir(dir);
+  return { ssh, sftp, dir };
+}
+
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  return await p.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (e: unknown) => e,
+  );
+}
+
+describe('striped get/put against the shared sshd', () => {
+  let ssh: SshClient;
+  let sftp: SftpClient;
+  let dir: string;
+  beforeAll(async () => {
+    ({ ssh, sftp, dir } = await connect(info));
+  });
+  afterAll(async () => {
+    await sftp.rm(dir, { recursive: true, force: true });
+    await ssh.close();
+  });
+
+  it.each([2, 3, 4])('put then get over %i channels: byte-exact, every extra channel opened and closed again', async (channels) => {
+    const remote = `${dir}/put-${channels}.bin`;
+    expect(ssh.health().openChannels).toBe(1); // the SFTP session
+    const put = await countOpens(ssh, () => sftp.put(src, remote, { channels, channelsMinBytes: MIN }));
+    expect(put.value).toEqual({ transferredBytes: SIZE, totalBytes: SIZE, resumedFrom: 0, channels });
+    expect(put.opened).toBe(channels - 1);
+    expect(sha(fs.readFileSync(remote))).toBe(sha(content));
+    expect(ssh.health().openChannels).toBe(1);
+
+    const dst = path.join(local, `get-${channels}.bin`);
+    const get = await countOpens(ssh, () => sftp.get(remote, dst, { channels, channelsMinBytes: MIN }));
+    expect(get.value).toEqual({ transferredBytes: SIZE, totalBytes: SIZE, resumedFrom: 0, channels });
+    expect(get.opened).toBe(channels - 1);
+    expect(sha(fs.readFileSync(dst))).toBe(sha(content));
+    expect(ssh.health().openChannels).toBe(1);
+  });
+
+  it('below channelsMinBytes (and with channels: 1) one channel carries the file, as before', async () => {
+    const remote = `${dir}/small.bin`;
+    const r = await countOpens(ssh, () => sftp.put(src, remote, { channels: 4 }));
+    expect(r.value).toEqual({ transferredBytes: SIZE, totalBytes: SIZE, resumedFrom: 0 });
+    expect(r.value.channels).toBeUndefined();
+    expect(r.opened).toBe(0);
+    const one = await countOpens(ssh, () => sftp.get(remote, path.join(local, 'one.bin'), { channels: 1, channelsMinBytes: 0 }));
+    expect(one.value.channels).toBeUndefined();
+    expect(one.opened).toBe(0);
+    expect(sha(fs.readFileSync(path.join(local, 'one.bin')))).toBe(sha(content));
+  });
+
+  it('rejects bad channels / channelsMinBytes with ERR_SSH_INVALID_ARG naming the field, before any I/O', async () => {
+    for (const [options, field] of [
+      [{ channels: 0 }, 'channels'],
+      [{ channels: 65 }, 'channels'],
+      [{ channels: 2.5 }, 'channels'],
+      [{ channelsMinBytes: -1 }, 'channelsMinBytes'],
+      [{ channelsMinBytes: '1' }, 'channelsMinBytes'],
+    ] as const) {
+      const e = await rejection(sftp.put(src, `${dir}/never.bin`, options as never));
+      expect((e as SshError).code).toBe('ERR_SSH_INVALID_ARG');
+      expect((e as { field?: string }).field).toBe(field);
+    }
+    expect(await sftp.exists(`${dir}/never.bin`)).toBe(false);
+  });
+});
+
+describe('stopped mid-way (abort, deadline) on a slowed link: a TCP proxy adding 25 ms per chunk', () => {
+  // slowed so that progress reports (every 100 ms) come many times during one transfer
+  let proxy: FaultProxy;
+  let ssh: SshClient;
+  let sftp: SftpClient;
+  let dir: string;
+  beforeAll(async () => {
+    proxy = await FaultProxy.start({ host: info.host, port: info.port });
+    proxy.delay(25);
+    ssh = new SshClient(clientOptions(info, { reconnect: false }, { host: proxy.host, port: proxy.port }));
+    sftp = await ssh.sftp();
+    dir = `${info.homeDir}/striped-stop-${randomBytes(4).toString('hex')}`;
+    await sftp.mkdir(dir);
+  });
+  afterAll(async () => {
+    await sftp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    await ssh.close();
+    await proxy.close();
+  });
+
+  it('put aborted at 70%: the remote file is cut to its complete prefix, all extra channels closed; resume sends only the rest', async () => {
+    const remote = `${dir}/abort-put.bin`;
+    const ctl = new AbortController();
+    const err = await rejection(
+      sftp.put(src, remote, {
+        channels: 2,
+        channelsMinBytes: MIN,
+        signal: ctl.signal,
+        onProgress: (p) => {
+          if (p.transferredBytes >= SIZE * 0.7) ctl.abort();
+        },
+      }),
+    );
+    expect(err).toBeInstanceOf(SshError);
+    expect((err as SshError).code).toBe('ERR_SSH_ABORTED');
+    expect(ssh.health().openChannels).toBe(1);
+    const kept = fs.readFileSync(remote);
+    // a prefix of the source, never a hole, and short of the whole
+    expect(kept.length).toBeLessThan(SIZE);
+    expect(sha(kept)).toBe(sha(content.subarray(0, kept.length)));
+    expect(kept.length).toBeGreaterThan(0);
+
+    const r = await sftp.put(src, remote, { channels: 2, channelsMinBytes: MIN, resume: true });
+    expect(r.resumedFrom).toBe(kept.length);
+    expect(r.transferredBytes).toBe(SIZE - kept.length);
+    expect(sha(fs.readFileSync(remote))).toBe(sha(content));
+    expect(ssh.health().openChannels).toBe(1);
+  });
+
+  it('get aborted at 70%: the local file is cut to its complete prefix; resume ends byte-exact', async () => {
+    const remote = `${dir}/abort-get.bin`;
+    await sftp.put(src, remote, { channels: 1 });
+    const dst = path.join(local, 'abort-get.bin');
+    const ctl = new AbortController();
+    // late enough that range 0 (8 MiB, the first one the client's session takes) is complete:
+    // at most 2 ranges per channel are in flight, so 70% done means some ranges are
+    const err = await rejection(
+      sftp.get(remote, dst, {
+        channels: 2,
+        channelsMinBytes: MIN,
+        signal: ctl.signal,
+        onProgress: (p) => {
+          if (p.transferredBytes >= SIZE * 0.7) ctl.abort();
+        },
+      }),
+    );
+    expect((err as SshError).code).toBe('ERR_SSH_ABORTED');
+    expect(ssh.health().openChannels).toBe(1);
+    const kept = fs.readFileSync(dst);
+    expect(kept.length).toBeLessThan(SIZE);
+    expect(sha(kept)).toBe(sha(content.subarray(0, kept.length)));
+    expect(kept.length).toBeGreaterThan(0);
+
+    const r = await sftp.get(remote, dst, { channels: 2, channelsMinBytes: MIN, resume: true });
+    expect(r).toEqual({ transferredBytes: SIZE - kept.length, totalBytes: SIZE, resumedFrom: kept.length, channels: 2 });
+    expect(sha(fs.readFileSync(dst))).toBe(sha(content));
+  });
+
+  it('a deadline (ERR_SSH_TIMEOUT) during a striped put: no extra channel left, and what is left is never taken as more than it is', async () => {
+    const remote = `${dir}/timeout-put.bin`;
+    // the deadline fires half-way (as timeoutMs does: the scope aborts with ERR_SSH_TIMEOUT)
+    let armed = false;
+    const ctl = new AbortController();
+    const err = await rejection(
+      sftp.put(src, remote, {
+        channels: 4,
+        channelsMinBytes: MIN,
+        timeoutMs: 60_000,
+        signal: ctl.signal,
+        onProgress: (p) => {
+          if (!armed && p.transferredBytes >= SIZE / 2) {
+            armed = true;
+            ctl.abort(new SshError('ERR_SSH_TIMEOUT', 'test deadline'));
+          }
+        },
+      }),
+    );
+    expect((err as SshError).code).toBe('ERR_SSH_TIMEOUT');
+    // after a deadline the closes are not awaited (the call rejects on time): they finish soon after
+    expect(await waitFor(() => ssh.health().openChannels === 1, 10_000)).toBe(true);
+    // Either cut to its prefix, or left at the full size (which resume copies again): never a
+    // shorter file with a hole that resume would skip.
+    const kept = fs.readFileSync(remote);
+    if (kept.length < SIZE) expect(sha(kept)).toBe(sha(content.subarray(0, kept.length)));
+    const r = await sftp.put(src, remote, { channels: 4, channelsMinBytes: MIN, resume: true });
+    expect(r.resumedFrom).toBe(kept.length < SIZE ? kept.length : 0);
+    expect(sha(fs.readFileSync(remote))).toBe(sha(content));
+  });
+
+});
+
+describe('the link lost mid-way (blackhole through a TCP proxy)', () => {
+  let proxy: FaultProxy;
+  let links: RawLinkProvider;
+  let sftp: BareSftpClient;
+  let dir: string;
+  beforeAll(async () => {
+    proxy = await FaultProxy.start({ host: info.host, port: info.port });
+    links = new RawLinkProvider({ ...info, host: proxy.host, port: proxy.port });
+    links.onLink((link: Link) => link.client.setNoDelay(true));
+    // an SftpClient without the facade: extra channels opened with link.client.sftp()
+    sftp = new BareSftpClient(links);
+    dir = `${info.homeDir}/striped-loss-${randomBytes(4).toString('hex')}`;
+    await sftp.mkdir(dir);
+  });
+  afterAll(async () => {
+    proxy.resume();
+    await sftp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    await sftp.close();
+    await links.close();
+    await proxy.close();
+  });
+
+  /** Runs `fn` with a progress callback that blackholes the link once `at` bytes are done. */
+  async function lose(fn: (onProgress: (p: { transferredBytes: number }) => void) => Promise<unknown>, at: number): Promise<SshError> {
+    let holed = false;
+    proxy.delay(25); // slowed: progress reports come many times before the end (resume() undoes it)
+    const err = await rejection(
+      fn((p) => {
+        if (!holed && p.transferredBytes >= at) {
+          holed = true;
+          proxy.blackhole();
+          // a real client's keep-alive declares such a link dead; here the test does
+          setTimeout(() => void links.drop(), 300);
+        }
+      }),
+    );
+    proxy.resume();
+    return err as SshError;
+  }
+
+  it('put: the remote file is never left as a shorter file with a hole; resume ends byte-exact', async () => {
+    const remote = `${dir}/loss-put.bin`;
+    const err = await lose((onProgress) => sftp.put(src, remote, { channels: 4, channelsMinBytes: MIN, onProgress }), SIZE * 0.6);
+    expect(err.code).toBe('ERR_SSH_CONNECTION_LOST');
+    // nothing could be cut back: the file keeps the source's full size, which resume does not trust
+    const kept = fs.readFileSync(remote);
+    if (kept.length < SIZE) expect(sha(kept)).toBe(sha(content.subarray(0, kept.length)));
+    const r = await sftp.put(src, remote, { channels: 4, channelsMinBytes: MIN, resume: true });
+    expect(r.resumedFrom).toBe(kept.length < SIZE ? kept.length : 0);
+    expect(sha(fs.readFileSync(remote))).toBe(sha(content));
+  });
+
+  it('get: the local file is cut to its complete prefix; resume (sha256) continues from it, byte-exact', async () => {
+    const remote = `${dir}/loss-get.bin`;
+    await sftp.put(src, remote, { channels: 1 });
+    const dst = path.join(local, 'loss-get.bin');
+    const err = await lose((onProgress) => sftp.get(remote, dst, { channels: 2, channelsMinBytes: MIN, onProgress }), SIZE * 0.7);
+    expect(err.code).toBe('ERR_SSH_CONNECTION_LOST');
+    const kept = fs.readFileSync(dst);
+    expect(kept.length).toBeLessThan(SIZE);
+    expect(sha(kept)).toBe(sha(content.subarray(0, kept.length)));
+    const r = await sftp.get(remote, dst, { channels: 2, channelsMinBytes: MIN, resume: { verify: 'sha256' } });
+    expect(r.resumedFrom).toBe(kept.length);
+    expect(sha(fs.readFileSync(dst))).toBe(sha(content));
+  });
+});
+
+describe.each([
+  [1, 1],
+  [3, 3],
+])('sshd MaxSessions %i: a 4-channel transfer runs on %i channel(s) without failing', (maxSessions, expected) => {
+  let server: SshdHandle;
+  let ssh: SshClient;
+  let sftp: SftpClient;
+  let dir: string;
+  beforeAll(async () => {
+    server = await startSshd({ extraConfig: [`MaxSessions ${maxSessions}`] });
+    ({ ssh, sftp, dir } = await connect(server));
+  });
+  afterAll(async () => {
+    await ssh.close();
+    await server.remove();
+  });
+
+  it('put and get stay byte-exact, within the budget; no channel is left over', async () => {
+    let maxOpen = 0;
+    const onProgress = (): void => {
+      maxOpen = Math.max(maxOpen, ssh.health().openChannels);
+    };
+    const remote = `${dir}/big.bin`;
+    const put = await sftp.put(src, remote, { channels: 4, channelsMinBytes: MIN, onProgress });
+    expect(put).toEqual({ transferredBytes: SIZE, totalBytes: SIZE, resumedFrom: 0, channels: expected });
+    expect(sha(fs.readFileSync(remote))).toBe(sha(content));
+    // the limiter learned the server's limit from the refusal
+    expect(ssh.health().sessionLimit).toBe(maxSessions);
+    const dst = path.join(local, `ms${maxSessions}.bin`);
+    const get = await sftp.get(remote, dst, { channels: 4, channelsMinBytes: MIN, onProgress });
+    expect(get.channels).toBe(expected);
+    expect(sha(fs.readFileSync(dst))).toBe(sha(content));
+    expect(maxOpen).toBeLessThanOrEqual(maxSessions);
+    expect(ssh.health().openChannels).toBe(1);
+    // the session budget is whole again: an exec still runs beside the SFTP session
+    if (maxSessions > 1) expect((await ssh.exec('echo ok')).stdout).toBe('ok\n');
+  });
+});
+
+/**
+ * A gate the first channel's requests wait at until an extra channel sent its first request
+ * (bounded: 10 s), so an extra channel surely takes part however the event loop runs.
+ */
+function gate(): { open: () => void; wait: <T>(v: T) => Promise<T> } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  const bounded = Promise.race([opened, new Promise<void>((resolve) => setTimeout(resolve, 10_000).unref())]);
+  return { open, wait: (v) => bounded.then(() => v) };
+}
+
+describe('a hostile server failing one channel', () => {
+  const SMALL = 6 * MiB + 777;
+  const data = randomBytes(SMALL);
+  let server: HostileSftpServer;
+  let g = gate();
+  const slice = (off: number, len: number): Buffer | 'eof' => (off >= SMALL ? 'eof' : data.subarray(off, off + len));
+  beforeAll(async () => {
+    // channel 0 is the client's SFTP session (one new client per test), 1 and up the extras
+    server = await startHostileSftp({
+      node: (p) => {
+        if (p === '/fail-read') return { type: 'file', content: data, read: (off, len, ch) => (ch === 0 ? g.wait(slice(off, len)) : (g.open(), 'fail')) };
+        // short reads on the extra channels: at most 1000 bytes per reply
+        if (p === '/short-read') return { type: 'file', content: data, read: (off, len, ch) => (ch === 0 ? g.wait(slice(off, len)) : (g.open(), slice(off, Math.min(len, 1000)))) };
+        if (p === '/fail-write') return { type: 'file', content: Buffer.alloc(0), write: (_off, _len, ch) => (ch === 0 ? g.wait('ok' as const) : ch === 1 ? (g.open(), 'fail') : 'ok') };
+        return undefined;
+      },
+    });
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  async function client(): Promise<{ ssh: SshClient; sftp: SftpClient }> {
+    g = gate();
+    const ssh = new SshClient(server.clientOptions());
+    const sftp = await ssh.sftp();
+    await sftp.exists('/x'); // the SFTP session (channel 0) is open
+    return { ssh, sftp };
+  }
+
+  it('a READ failure on an extra channel fails the get with ERR_SSH_SFTP; every extra channel is closed', async () => {
+    const { ssh, sftp } = await client();
+    try {
+      const err = await rejection(sftp.get('/fail-read', path.join(local, 'fail-read.bin'), { channels: 3, channelsMinBytes: MIN }));
+      expect(err).toBeInstanceOf(SshError);
+      expect((err as SshError).code).toBe('ERR_SSH_SFTP');
+      expect(ssh.health().openChannels).toBe(1);
+      expect(server.log.sftpChannelsOpen).toBe(1);
+    } finally {
+      await ssh.close();
+    }
+  });
+
+  it('short reads on the extra channels: the get still ends byte-exact', async () => {
+    const { ssh, sftp } = await client();
+    try {
+      const dst = path.join(local, 'short.bin');
+      const r = await sftp.get('/short-read', dst, { channels: 2, channelsMinBytes: MIN });
+      expect(r.channels).toBe(2);
+      expect(sha(fs.readFileSync(dst))).toBe(sha(data));
+      expect(ssh.health().openChannels).toBe(1);
+    } finally {
+      await ssh.close();
+    }
+  });
+
+  it('a WRITE failure on an extra channel fails the put with ERR_SSH_SFTP; every extra channel is closed', async () => {
+    const { ssh, sftp } = await client();
+    try {
+      const srcSmall = path.join(local, 'small-src.bin');
+      fs.writeFileSync(srcSmall, data);
+      const before = server.log.sftpChannelsOpened;
+      const err = await rejection(sftp.put(srcSmall, '/fail-write', { channels: 3, channelsMinBytes: MIN }));
+      expect((err as SshError).code).toBe('ERR_SSH_SFTP');
+      expect(ssh.health().openChannels).toBe(1);
+      expect(server.log.sftpChannelsOpen).toBe(1);
+      expect(server.log.sftpChannelsOpened - before).toBe(2);
+    } finally {
+      await ssh.close();
+    }
+  });
+});
