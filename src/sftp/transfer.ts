@@ -601,7 +601,8 @@ async function copyRange(
   };
   const channels = job.channels ?? DEFAULT_CHANNELS;
   if (channels > 1 && job.openChannel !== undefined && Number.isSafeInteger(size) && size - start >= Math.max(1, job.channelsMinBytes ?? DEFAULT_CHANNELS_MIN_BYTES)) {
-    const r = await runStriped(kind, remote, params, { channels, openChannel: job.openChannel });
+    // stripes keep a fixed count per lane (adaptive lanes: not measured yet, and N x 8 MiB)
+    const r = await runStriped(kind, remote, { ...params, maxConcurrency: undefined }, { channels, openChannel: job.openChannel });
     return { start, endedAt: r.endedAt, channels: r.channels };
   }
   const { endedAt } = await (kind === 'get' ? runGet : runPut)(params);
