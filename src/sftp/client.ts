@@ -50,6 +50,8 @@ export type * from './types.js';
 const DEFAULT_LIST_MAX_ENTRIES = 100_000;
 
 const DEFAULT_CONCURRENCY = 16;
+/** Default `maxConcurrency` of get/put (the memory bound of sftp/engine.ts caps it at 32 requests of 255 KiB). */
+const DEFAULT_MAX_CONCURRENCY = 256;
 const DEFAULT_DIR_CONCURRENCY = 32;
 const DEFAULT_DIR_FILE_CONCURRENCY = 4;
 /** Default of {@link ReadFileOptions.maxBytes}. */
@@ -560,7 +562,8 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    */
   private filePlan(o: TransferOptions): FilePlan {
     return {
-      concurrency: o.concurrency ?? DEFAULT_CONCURRENCY,
+      concurrency: o.concurrency ?? Math.min(DEFAULT_CONCURRENCY, o.maxConcurrency ?? DEFAULT_CONCURRENCY),
+      maxConcurrency: o.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY,
       chunkSize: o.chunkSize,
       resume: resumeMode(o.resume),
       preserve: preserveMask(o.preserve),
@@ -572,8 +575,9 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   }
 
   /**
-   * Downloads `remotePath` to `localPath` with `concurrency` parallel reads of `chunkSize`,
-   * written to the local file with positional writes. Resolves once every byte is written and
+   * Downloads `remotePath` to `localPath` with parallel reads of `chunkSize` (`concurrency` at
+   * first, adapting up to `maxConcurrency` to the link's round trip and throughput), written to
+   * the local file with positional writes. Resolves once every byte is written and
    * both files are closed. On failure or abort the local file is left as far as it got (so that
    * `resume` can continue it) and the remote handle is closed before the promise rejects (the
    * CLOSE reply is awaited at most 5 s, and not past the caller's `timeoutMs`: with a server that
@@ -581,7 +585,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * least `channelsMinBytes` (default 64 MiB) to copy goes over up to `channels` (default 4)
    * SFTP channels at once, within the free `MaxSessions` slots (see {@link TransferOptions.channels}).
    * @returns `{ transferredBytes, totalBytes, resumedFrom }`, and `channels` when striped.
-   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty path, an unknown option (e.g. `concurency`), `concurrency` outside 1-1024, `chunkSize` < 1, `channels` outside 1-64, `channelsMinBytes` < 0, or a `resume`/`preserve`/`onProgress` of the wrong shape.
+   * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}, with `field`), before any I/O, for an empty path, an unknown option (e.g. `concurency`), `concurrency` or `maxConcurrency` outside 1-1024, `maxConcurrency` below `concurrency`, `chunkSize` < 1, `channels` outside 1-64, `channelsMinBytes` < 0, or a `resume`/`preserve`/`onProgress` of the wrong shape.
    */
   async get(remotePath: RemotePath, localPath: string | Buffer, options?: TransferOptions): Promise<TransferResult> {
     const r = checkPath('remotePath', remotePath);

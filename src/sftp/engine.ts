@@ -5,6 +5,14 @@
  * positional I/O on the local file. Each slot owns one buffer and one set of callbacks for the
  * whole transfer (no closure or buffer per chunk).
  *
+ * How many requests are in flight adapts (issue 18 item 3) when the caller gives a
+ * `maxConcurrency` above `concurrency`: an {@link InflightController} (sftp/pacing.ts) starts at
+ * `concurrency`, grows while the measured delivery rate still rises and settles at about twice
+ * the measured bandwidth x round trip, never above `maxConcurrency` nor above
+ * `maxBufferBytes` of slot buffers (default {@link DEFAULT_MAX_BUFFER_BYTES}). Slots (and their
+ * buffers) are made as the limit grows and kept for reuse when it shrinks, so the memory held is
+ * at most `peak limit x chunk`.
+ *
  * @internal
  * @module sftp/engine
  */
@@ -12,6 +20,7 @@ import fs from 'node:fs';
 import { SshError } from '../errors.js';
 import { abortReason } from '../internal/cancel.js';
 import { mapSftpError, SftpStatus } from './errors.js';
+import { DEFAULT_MAX_BUFFER_BYTES, InflightController, type PacingStats } from './pacing.js';
 import type { RemotePath, SftpSession } from './session.js';
 import type { TransferProgress } from './types.js';
 
@@ -74,7 +83,16 @@ export interface EngineParams {
   /** Offset to stop at (exclusive). */
   end: number;
   chunkSize: number;
+  /** Requests in flight at the start (and, without `maxConcurrency`, throughout). */
   concurrency: number;
+  /**
+   * The most requests in flight the run may grow to (see the module comment). Absent or not above
+   * `concurrency`: exactly `concurrency` in flight, as before the adaptive engine (directory
+   * transfers and stripes keep this).
+   */
+  maxConcurrency?: number | undefined;
+  /** Growth stops before the slot buffers would exceed this many bytes. Default {@link DEFAULT_MAX_BUFFER_BYTES}. */
+  maxBufferBytes?: number | undefined;
   onBytes: (n: number) => void;
   /** The caller's cancellation (already combined with timeouts). */
   signal: AbortSignal | undefined;
@@ -83,6 +101,25 @@ export interface EngineParams {
 /** Outcome of an engine run: where the copy stopped (below `end` when the source was shorter). */
 export interface EngineResult {
   endedAt: number;
+  /** The in-flight controller's final state (diagnostics and tests). */
+  pacing?: PacingStats;
+}
+
+export { DEFAULT_MAX_BUFFER_BYTES };
+
+/**
+ * Test and diagnostics hook: called with the controller's final state after every `runGet`/`runPut`.
+ * @internal
+ */
+export const engineHooks: { onPacing: ((kind: 'get' | 'put', stats: PacingStats) => void) | undefined } = { onPacing: undefined };
+
+/** The hard cap of a run: `maxConcurrency`, bounded by the memory bound, never below `concurrency`. */
+export function inflightCap(p: Pick<EngineParams, 'concurrency' | 'maxConcurrency' | 'maxBufferBytes'>, bufLen: number): number {
+  const initial = Math.max(1, p.concurrency);
+  const want = p.maxConcurrency ?? initial;
+  if (want <= initial) return initial;
+  const byMemory = Math.floor((p.maxBufferBytes ?? DEFAULT_MAX_BUFFER_BYTES) / Math.max(1, bufLen));
+  return Math.max(initial, Math.min(want, byMemory));
 }
 
 /** Calls `onAbort` once the session dies or `signal` aborts; false (after calling it) when one already has. */
@@ -110,6 +147,8 @@ function abortError(session: SftpSession, signal: AbortSignal | undefined, what:
 /** Builds one slot of an engine around its buffer. */
 type SlotClass = new (e: Engine, buf: Buffer) => Slot;
 
+const now = (): number => performance.now();
+
 /** One `runGet`/`runPut`: hands out ranges to its slots and settles once they are all done. */
 class Engine {
   next: number;
@@ -120,6 +159,10 @@ class Engine {
   settled = false;
   eofAt = Infinity;
   readonly p: EngineParams;
+  pacer!: InflightController;
+  /** Slots made by {@link Engine.fill} and retired by {@link Slot.delivered} when the limit shrank, for reuse. */
+  private readonly spare: Slot[] = [];
+  private bufLen = 1;
   private resolve!: (r: EngineResult) => void;
   private reject!: (e: SshError) => void;
   readonly promise: Promise<EngineResult>;
@@ -128,6 +171,7 @@ class Engine {
   constructor(
     p: EngineParams,
     private readonly slotClass: SlotClass,
+    private readonly kind: 'get' | 'put',
   ) {
     this.p = p;
     this.next = p.start;
@@ -140,17 +184,40 @@ class Engine {
   }
 
   run(): Promise<EngineResult> {
-    if (!watchAbort(this.p.session, this.p.signal, this.onAbort)) return this.promise;
     const chunk = Math.max(1, this.p.chunkSize);
     const size = Math.max(0, this.end - this.next);
-    const slots = Math.max(1, Math.min(this.p.concurrency, Math.ceil(size / chunk)));
-    const bufLen = Math.max(1, Math.min(chunk, size));
+    this.bufLen = Math.max(1, Math.min(chunk, size));
+    const initial = Math.max(1, this.p.concurrency);
+    this.pacer = new InflightController({ initial, max: inflightCap(this.p, this.bufLen), startMs: now() });
+    if (!watchAbort(this.p.session, this.p.signal, this.onAbort)) return this.promise;
     if (size === 0) {
       this.check();
       return this.promise;
     }
-    for (let i = 0; i < slots; i++) new this.slotClass(this, Buffer.allocUnsafe(bufLen)).start();
+    this.fill();
     return this.promise;
+  }
+
+  /** Starts slots (reusing retired ones first) until the limit is in flight or no range is left. */
+  fill(): void {
+    while (!this.failed && this.active < this.pacer.limit && this.next < this.end) {
+      (this.spare.pop() ?? new this.slotClass(this, Buffer.allocUnsafe(this.bufLen))).start();
+    }
+  }
+
+  /** A request completed: feeds the controller and starts more slots if the limit grew. */
+  completed(bytes: number, sentAt: number): void {
+    const t = now();
+    const before = this.pacer.limit;
+    this.pacer.onComplete(bytes, t - sentAt, t);
+    if (this.pacer.limit > before) this.fill();
+  }
+
+  /** Whether a slot that just finished should stop (the limit shrank); keeps it for reuse. */
+  retire(slot: Slot): boolean {
+    if (this.active < this.pacer.limit) return false;
+    this.spare.push(slot);
+    return true;
   }
 
   /** Takes the next range for a slot, or undefined when done/failed. */
@@ -197,13 +264,22 @@ class Engine {
     }
     if (this.active === 0 && this.next >= this.end) {
       this.finish();
-      this.resolve({ endedAt: Math.min(this.end, this.eofAt) });
+      this.resolve({ endedAt: Math.min(this.end, this.eofAt), pacing: this.pacer.stats() });
     }
   }
 
   private finish(): void {
     this.settled = true;
+    this.spare.length = 0;
     unwatchAbort(this.p.session, this.p.signal, this.onAbort);
+    const hook = engineHooks.onPacing;
+    if (hook) {
+      try {
+        hook(this.kind, this.pacer.stats());
+      } catch {
+        // a diagnostics hook must not break the transfer
+      }
+    }
   }
 
   remoteError(err: unknown, op: string): SshError {
@@ -225,6 +301,8 @@ abstract class Slot {
   pos = 0;
   len = 0;
   got = 0;
+  /** When the current remote request was sent (performance.now()). */
+  sentAt = 0;
 
   constructor(
     protected readonly e: Engine,
@@ -269,7 +347,7 @@ abstract class Slot {
     e.p.onBytes(this.got);
     e.active--;
     if (e.failed) return e.check();
-    this.start();
+    if (!e.retire(this)) this.start();
     e.check();
   }
 }
@@ -280,6 +358,7 @@ class GetSlot extends Slot {
 
   protected read(): void {
     const { session, handle } = this.e.p;
+    this.sentAt = now();
     try {
       session.sftp.read(handle, this.buf, this.got, this.len - this.got, this.pos + this.got, this.onRead);
     } catch (err) {
@@ -296,6 +375,7 @@ class GetSlot extends Slot {
       nb = 0;
     }
     e.p.session.counters.bytesRead += nb;
+    e.completed(nb, this.sentAt);
     if (!this.received(nb)) return;
     this.written = 0;
     this.write();
@@ -330,6 +410,7 @@ class PutSlot extends Slot {
     if (e.failed) return e.release();
     if (!this.received(n)) return;
     const { session, handle } = e.p;
+    this.sentAt = now();
     try {
       session.write(handle, this.buf, 0, this.got, this.pos, true, this.onWrite);
     } catch (error) {
@@ -342,18 +423,19 @@ class PutSlot extends Slot {
     if (err) return e.abandon(e.remoteError(err, 'write'));
     if (e.failed) return e.release();
     e.p.session.counters.bytesWritten += this.got;
+    e.completed(this.got, this.sentAt);
     this.delivered();
   };
 }
 
 /** Downloads `[start, end)` of the open remote handle into the local fd. */
 export function runGet(p: EngineParams): Promise<EngineResult> {
-  return new Engine(p, GetSlot).run();
+  return new Engine(p, GetSlot, 'get').run();
 }
 
 /** Uploads `[start, end)` of the local fd into the open remote handle. */
 export function runPut(p: EngineParams): Promise<EngineResult> {
-  return new Engine(p, PutSlot).run();
+  return new Engine(p, PutSlot, 'put').run();
 }
 
 /**

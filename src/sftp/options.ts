@@ -94,16 +94,22 @@ const schemas = {
     highWaterMark: int('highWaterMark', 1).optional(),
     signal: signalSchema.optional(),
   }),
-  transfer: z.strictObject({
-    ...opShape,
-    concurrency: int('concurrency', 1, 1024).optional(),
-    chunkSize: int('chunkSize', 1).optional(),
-    onProgress: fn('onProgress').optional(),
-    resume: resumeSchema.optional(),
-    preserve: preserveSchema.optional(),
-    channels: int('channels (SFTP channels for one large file)', 1, MAX_CHANNELS).optional(),
-    channelsMinBytes: int('channelsMinBytes (bytes)', 0).optional(),
-  }),
+  transfer: z
+    .strictObject({
+      ...opShape,
+      concurrency: int('concurrency', 1, 1024).optional(),
+      maxConcurrency: int('maxConcurrency', 1, 1024).optional(),
+      chunkSize: int('chunkSize', 1).optional(),
+      onProgress: fn('onProgress').optional(),
+      resume: resumeSchema.optional(),
+      preserve: preserveSchema.optional(),
+      channels: int('channels (SFTP channels for one large file)', 1, MAX_CHANNELS).optional(),
+      channelsMinBytes: int('channelsMinBytes (bytes)', 0).optional(),
+    })
+    .refine((o) => o.concurrency === undefined || o.maxConcurrency === undefined || o.maxConcurrency >= o.concurrency, {
+      error: 'expected maxConcurrency >= concurrency (maxConcurrency is the most requests in flight, concurrency those at the start)',
+      path: ['maxConcurrency'],
+    }),
   dirTransfer: z.strictObject({
     ...opShape,
     filter: fn('filter').optional(),

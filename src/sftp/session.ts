@@ -25,6 +25,8 @@ import { abortReason } from '../internal/cancel.js';
 import { sftpChannel, type SftpChannel } from '../ssh2/sftp.js';
 import { mapSftpError, SftpStatus, SshSftpError } from './errors.js';
 import { DataReplySplitter } from './inbound.js';
+import { SFTP_WINDOW } from './pacing.js';
+import type { EagerWindow } from '../ssh2/window.js';
 import {
   NameCapture,
   PacketBuilder,
@@ -74,6 +76,8 @@ export class SftpSession {
   private readonly ctl = new AbortController();
   private readonly names = new NameCapture();
   private readonly cleanup: () => void;
+  /** The channel's eager receive window (undefined: ssh2's own rule). */
+  readonly window: EagerWindow | undefined;
 
   /** File bytes moved over SFTP, shared by every session of one client (for health/metrics). */
   readonly counters: SftpCounters;
@@ -102,6 +106,14 @@ export class SftpSession {
       };
     });
     if (!hooked) names.disable();
+    // An eager receive window big enough for the adaptive engine's requests in flight
+    // (sftp/pacing.ts SFTP_WINDOW). If ssh2's fields changed, ssh2's own 2 MiB rule stays:
+    // slower on long links, still correct.
+    try {
+      this.window = this.channel.keepWindow(SFTP_WINDOW);
+    } catch {
+      this.window = undefined;
+    }
 
     const onLinkAbort = (): void => this.kill(abortReason(link.signal, 'sftp'));
     const onClose = (): void => this.kill(new SshError('ERR_SSH_CONNECTION_LOST', 'SFTP session closed by the server'));

@@ -40,8 +40,10 @@ import type { RemotePath, SetAttrs } from './wire.js';
 
 /** The checked options of one file transfer. */
 export interface FilePlan {
-  /** Requests in flight. */
+  /** Requests in flight (at the start). */
   concurrency: number;
+  /** The most requests in flight the engine may grow to (absent: fixed `concurrency`). */
+  maxConcurrency?: number | undefined;
   /** Bytes per request (capped by the server's limit), or the server's limit. */
   chunkSize: number | undefined;
   resume: false | 'size' | 'sha256';
@@ -74,6 +76,7 @@ export interface DirPlan {
 
 interface FileJob {
   concurrency: number;
+  maxConcurrency?: number | undefined;
   chunkSize: number | undefined;
   resume: false | 'size' | 'sha256';
   /** Mode mask of `preserve` (0: do not preserve). */
@@ -592,12 +595,14 @@ async function copyRange(
     end: size,
     chunkSize: Math.min(job.chunkSize ?? Infinity, maxLen),
     concurrency: job.concurrency,
+    maxConcurrency: job.maxConcurrency,
     onBytes: (n) => job.progress.add(n),
     signal: job.signal,
   };
   const channels = job.channels ?? DEFAULT_CHANNELS;
   if (channels > 1 && job.openChannel !== undefined && Number.isSafeInteger(size) && size - start >= Math.max(1, job.channelsMinBytes ?? DEFAULT_CHANNELS_MIN_BYTES)) {
-    const r = await runStriped(kind, remote, params, { channels, openChannel: job.openChannel });
+    // stripes keep a fixed count per lane (adaptive lanes: not measured yet, and N x 8 MiB)
+    const r = await runStriped(kind, remote, { ...params, maxConcurrency: undefined }, { channels, openChannel: job.openChannel });
     return { start, endedAt: r.endedAt, channels: r.channels };
   }
   const { endedAt } = await (kind === 'get' ? runGet : runPut)(params);

@@ -209,8 +209,24 @@ export interface ResumeOptions {
 
 /** Options of {@link SftpClient.get} and {@link SftpClient.put}. */
 export interface TransferOptions extends SftpOperationOptions {
-  /** Requests in flight (each up to `chunkSize`). Default 16: more in flight than the SFTP channel window holds makes downloads slower (measured: 64 x 255 KiB halved get throughput). */
+  /**
+   * Requests in flight at the start (each up to `chunkSize`), 1-1024. Default 16. The count then
+   * adapts up to `maxConcurrency`; never below this. Above `maxConcurrency`:
+   * `ERR_SSH_INVALID_ARG` (field `maxConcurrency`).
+   */
   concurrency?: number | undefined;
+  /**
+   * The most requests the transfer may keep in flight, 1-1024. Default 256. The count starts at
+   * `concurrency` (or at `maxConcurrency` when that is lower than the default 16) and grows while
+   * the measured throughput still rises, then settles at about twice the measured throughput x
+   * round trip, as TCP sizes its window (issue 18: on a 50 ms link 16 x 255 KiB in flight cap a
+   * download near 80 MB/s). Growth also stops at 8 MiB of request buffers (32 requests of
+   * 255 KiB), the memory a transfer may hold (more in flight made sshd burn several times its
+   * CPU on a busy host: see src/sftp/pacing.ts). Set it equal to `concurrency` for a fixed count.
+   * The SFTP channel's receive window is kept above that (src/ssh2/sftp.ts), so the server is
+   * not held back by the window.
+   */
+  maxConcurrency?: number | undefined;
   /** Bytes per request. Default (and maximum): the server's max read/write length (255 KiB on OpenSSH). */
   chunkSize?: number | undefined;
   /** Called with progress at most every 100 ms, and once at the end. */

@@ -9,8 +9,9 @@
  *   with ssh2's request ids and reply dispatch;
  * - request registration in ssh2's reply table (`_requests`);
  * - the inbound hook in front of ssh2's SFTP parser (`push`), used to capture `SSH_FXP_NAME`
- *   replies as bytes and to copy `SSH_FXP_DATA` replies straight into read buffers, with a
- *   receive-window top-up (ssh2 keeps a fixed 2 MiB window per channel);
+ *   replies as bytes and to copy `SSH_FXP_DATA` replies straight into read buffers;
+ * - the channel's eager receive window (src/ssh2/window.ts {@link eagerSftpWindow}; ssh2 keeps a
+ *   fixed 2 MiB window per channel, refilled only below 1 MiB), checked after each inbound chunk;
  * - the read-request table the DATA fast path completes (`_requests`, `_version`,
  *   `_maxInPktLen`, `_debug`);
  * - the per-turn budget of inbound SFTP work (`TurnBudget`): pauses the connection's byte stream
@@ -24,6 +25,7 @@
  */
 import type ssh2 from 'ssh2';
 import { internalsChanged } from './shapes.js';
+import { eagerSftpWindow, type EagerWindow, type EagerWindowOptions } from './window.js';
 
 /** A request in ssh2's reply table: `cb` is called with the reply (`buffer` for a READ). */
 export interface Ssh2SftpRequest {
@@ -214,10 +216,6 @@ export function turnBudgetOf(sock: PausableStream): TurnBudget {
   return b;
 }
 
-/** Receive window kept open on the SFTP channel, bytes (ssh2's default is 2 MiB). */
-const RECV_WINDOW = 16 * 1024 * 1024;
-/** Top the window up once it falls below this. */
-const RECV_WINDOW_LOW = 8 * 1024 * 1024;
 const MAX_REQID = 2 ** 32 - 1;
 
 /** One ssh2 SFTP channel, as src/sftp/session.ts uses it. */
@@ -243,12 +241,22 @@ export interface SftpChannel {
   /**
    * Puts a handler in front of ssh2's parser for the channel's inbound bytes. `make` gets the
    * read-request table and `pass` (hands whole packets on to ssh2's parser) and returns the
-   * handler, which must pass on every byte it does not consume. The receive window is topped
-   * up to 16 MiB after each chunk, and the connection's stream is paused to the next event-loop
-   * turn once a turn handled {@link TURN_BUDGET_BYTES} (see {@link TurnBudget}). Returns `false` (nothing installed) when ssh2's parser is
-   * not at a packet boundary.
+   * handler, which must pass on every byte it does not consume. After each chunk the window of
+   * {@link SftpChannel.keepWindow} (if any) is checked, and the connection's stream is paused to
+   * the next event-loop turn once a turn handled {@link TURN_BUDGET_BYTES} (see
+   * {@link TurnBudget}). Returns `false` (nothing installed) when ssh2's parser is not at a
+   * packet boundary.
    */
   hookInbound(make: (table: ReadRequestTable, pass: (chunk: Buffer) => void) => (data: Buffer) => void): boolean;
+  /**
+   * Keeps an eager receive window of `sizeBytes` on the channel (window.ts {@link eagerSftpWindow}),
+   * topped up after each inbound chunk seen by {@link SftpChannel.hookInbound} once
+   * `sizeBytes x topUpFraction` is free (without the hook: granted once, then ssh2's own rule).
+   * Replaces a window kept before.
+   *
+   * @throws SshError `ERR_SSH_SFTP` "ssh2 internals changed" when the window fields differ (ssh2's rule stays).
+   */
+  keepWindow(options: EagerWindowOptions): EagerWindow;
 }
 
 /**
@@ -258,6 +266,7 @@ export interface SftpChannel {
  */
 export function sftpChannel(sftp: ssh2.SFTPWrapper): SftpChannel {
   const s = checkSftpInternals(sftp);
+  let window: EagerWindow | undefined;
 
   const tryWrite = (payload: Buffer): Buffer | undefined => {
     const out = s.outgoing;
@@ -333,17 +342,17 @@ export function sftpChannel(sftp: ssh2.SFTPWrapper): SftpChannel {
         if (data === null) return orig(data);
         handler(data);
         turn.consume(data.length);
-        // ssh2 keeps a fixed 2 MiB receive window for every channel; many 255 KiB reads in
-        // flight need more (OpenSSH's sftp client uses a larger one too), so top it up here
-        // before ssh2's own check (which only acts below 1 MiB) would.
-        if (s.incoming.window < RECV_WINDOW_LOW && s.outgoing.state === 'open') {
-          const amount = RECV_WINDOW - s.incoming.window;
-          s.incoming.window += amount;
-          s._protocol.channelWindowAdjust(s.outgoing.id, amount);
-        }
+        // before ssh2's own check (which only acts below 1 MiB) would
+        window?.check();
         return undefined;
       };
       return true;
+    },
+    keepWindow(options): EagerWindow {
+      const w = eagerSftpWindow(sftp, options);
+      window?.stop();
+      window = w;
+      return w;
     },
   };
 }

@@ -22,6 +22,12 @@
  * .channelWindowAdjust()`): touched only here, behind {@link checkChannelWindow}; the contract
  * test (test/contract/ssh2.test.ts, "eager channel window") fails when ssh2 changes them.
  *
+ * The SFTP channel ({@link eagerSftpWindow}) uses the same rule on ssh2's SFTP object, which is
+ * not a stream: its inbound bytes are parsed (and, in ssh-tether, copied into the read buffers of
+ * the requests they answer: src/sftp/inbound.ts) synchronously as they arrive, so nothing is
+ * held undelivered and the caller runs {@link EagerWindow.check} after each inbound chunk. The
+ * memory bound there is the requests in flight (the server can only answer what was asked).
+ *
  * @module ssh2/window
  * @internal
  */
@@ -73,6 +79,93 @@ export function checkChannelWindow(channel: unknown): Ssh2ChannelWindowShape {
   }
   if (typeof channel['readableLength'] !== 'number') throw internalsChanged('Channel.readableLength');
   return channel as unknown as Ssh2ChannelWindowShape;
+}
+
+/** The flow-control fields of ssh2's SFTP object (lib/protocol/SFTP.js, ssh2 ~1.17.0; an EventEmitter over the session channel). */
+export interface Ssh2SftpWindowShape {
+  incoming: Ssh2ChannelSide;
+  outgoing: Ssh2ChannelSide;
+  _protocol: { channelWindowAdjust(recipient: number, amount: number): void } | undefined;
+}
+
+/**
+ * Checks that ssh2's SFTP object `sftp` has the window fields {@link eagerSftpWindow} uses.
+ *
+ * @returns the object, typed.
+ * @throws SshError `ERR_SSH_SFTP` (not retryable) "ssh2 internals changed: SFTP...." naming the field.
+ */
+export function checkSftpWindow(sftp: unknown): Ssh2SftpWindowShape {
+  if (!isObject(sftp)) throw internalsChanged('SFTP', 'ERR_SSH_SFTP');
+  if (!isSide(sftp['incoming'])) throw internalsChanged('SFTP.incoming {id, window, packetSize, state}', 'ERR_SSH_SFTP');
+  if (!isSide(sftp['outgoing'])) throw internalsChanged('SFTP.outgoing {id, window, packetSize, state}', 'ERR_SSH_SFTP');
+  const proto = sftp['_protocol'];
+  if (!isObject(proto) || typeof proto['channelWindowAdjust'] !== 'function') throw internalsChanged('SFTP._protocol.channelWindowAdjust()', 'ERR_SSH_SFTP');
+  return sftp as unknown as Ssh2SftpWindowShape;
+}
+
+/** Validates {@link EagerWindowOptions} sizes (a programming error when wrong). */
+function checkSizes(sizeBytes: number, topUpFraction: number): void {
+  if (!Number.isInteger(sizeBytes) || sizeBytes < 32 * 1024 || sizeBytes > MAX_WINDOW_BYTES) {
+    throw new RangeError(`eagerWindow: sizeBytes must be an integer from 32768 to ${MAX_WINDOW_BYTES}, got ${sizeBytes}`);
+  }
+  if (!(topUpFraction > 0 && topUpFraction <= 1)) throw new RangeError(`eagerWindow: topUpFraction must be in (0, 1], got ${topUpFraction}`);
+}
+
+/**
+ * Gives ssh2's SFTP object an eager receive window (the rule of {@link eagerWindow}, with nothing
+ * buffered: see the module comment). Nothing runs by itself: call `check()` after each inbound
+ * chunk was handled (src/ssh2/sftp.ts does, in its inbound hook); it is also run once now, so
+ * the server sees `sizeBytes` at once. Stops by itself when the SFTP object emits `close`/`end`.
+ *
+ * @param sftp - ssh2's `SFTPWrapper`, open.
+ * @param options - `sizeBytes` (32 KiB .. 1 GiB) and `topUpFraction` (0 < f <= 1); `sink` is ignored.
+ * @returns the installed window (counters for tests and diagnostics; `bufferedBytes` is always 0).
+ * @throws SshError `ERR_SSH_SFTP` "ssh2 internals changed" when the fields differ (nothing installed).
+ * @throws RangeError when `sizeBytes` or `topUpFraction` is out of range (a programming error).
+ */
+export function eagerSftpWindow(sftp: unknown, options: EagerWindowOptions): EagerWindow {
+  const { sizeBytes, topUpFraction } = options;
+  checkSizes(sizeBytes, topUpFraction);
+  const s = checkSftpWindow(sftp);
+  const emitter = sftp as { once(ev: string, fn: () => void): unknown; off(ev: string, fn: () => void): unknown };
+  const threshold = Math.max(1, Math.floor(sizeBytes * topUpFraction));
+  let stopped = false;
+  let adjustsSent = 0;
+  let bytesGranted = 0;
+  const check = (): void => {
+    if (stopped) return;
+    const { incoming, outgoing } = s;
+    if (incoming.state !== 'open' || (outgoing.state !== 'open' && outgoing.state !== 'eof')) return;
+    const room = sizeBytes - incoming.window;
+    if (room < threshold) return;
+    const proto = s._protocol;
+    if (!proto) return;
+    incoming.window += room;
+    proto.channelWindowAdjust(outgoing.id, room);
+    adjustsSent += 1;
+    bytesGranted += room;
+  };
+  const stop = (): void => {
+    if (stopped) return;
+    stopped = true;
+    emitter.off('close', stop);
+    emitter.off('end', stop);
+  };
+  emitter.once('close', stop);
+  emitter.once('end', stop);
+  check();
+  return {
+    sizeBytes,
+    get adjustsSent() {
+      return adjustsSent;
+    },
+    get bytesGranted() {
+      return bytesGranted;
+    },
+    bufferedBytes: 0,
+    check,
+    stop,
+  };
 }
 
 /** Options of {@link eagerWindow}. */

@@ -20,7 +20,7 @@ import { SshClient } from '../../src/index.js';
 import { adaptSsh2Client, sendKeepaliveProbe, ssh2Adapter } from '../../src/ssh2/index.js';
 import { checkSsh2Internals } from '../../src/ssh2/index.js';
 import { resetSsh2InternalsCheck } from '../../src/ssh2/shapes.js';
-import { checkChannelWindow, eagerWindow } from '../../src/ssh2/window.js';
+import { checkChannelWindow, checkSftpWindow, eagerSftpWindow, eagerWindow } from '../../src/ssh2/window.js';
 import { PassThrough, Writable } from 'node:stream';
 import { checkSftpInternals, sftpChannel } from '../../src/ssh2/sftp.js';
 import { parseHandshakeDebug, type HandshakeDebug } from '../../src/ssh2/debug.js';
@@ -216,7 +216,11 @@ const FILE = Buffer.from(Array.from({ length: 3 * 1024 * 1024 }, (_, i) => (i * 
 /** WRITE requests the SFTP server received, in order. */
 const sftpWrites: { offset: number; data: Buffer }[] = [];
 
+/** The server's end of the last SFTP session (its `outgoing.window` is the window the client granted). */
+let lastServerSftp: ssh2.SFTPWrapper | undefined;
+
 function serveSftp(sftp: ssh2.SFTPWrapper): void {
+  lastServerSftp = sftp;
   const OK = ssh2.utils.sftp.STATUS_CODE.OK;
   const EOF = ssh2.utils.sftp.STATUS_CODE.EOF;
   sftp.on('REALPATH', (reqid: number, path: string) => sftp.name(reqid, [{ filename: `/real${path}`, longname: `/real${path}`, attrs: {} as ssh2.Attributes }]));
@@ -410,9 +414,11 @@ describe('SFTP object shapes and behaviours (src/ssh2/sftp.ts; checked when an S
     expect(Buffer.concat(sftpWrites.map((w) => w.data)).equals(data)).toBe(true);
   });
 
-  it('inbound hook: ssh2\'s READ request carries the caller\'s buffer, the DATA fast path fills it, and the receive window is topped up', async () => {
+  it('inbound hook: ssh2\'s READ request carries the caller\'s buffer, the DATA fast path fills it, and the eager window (keepWindow) is topped up after the chunks', async () => {
     const { sftp } = await openSftp();
     const ch = sftpChannel(sftp);
+    const w = ch.keepWindow({ sizeBytes: 16 * 1024 * 1024, topUpFraction: 1 / 16 });
+    expect(w.adjustsSent).toBe(1);
     let diverted = 0;
     expect(ch.hookInbound((table, pass) => {
       const counting = {
@@ -438,8 +444,55 @@ describe('SFTP object shapes and behaviours (src/ssh2/sftp.ts; checked when an S
     expect(out.equals(FILE)).toBe(true);
     expect(diverted).toBe(reads.length);
     expect(fieldsOf(sftp)['_requests']).toEqual({});
-    // ssh2 keeps 2 MiB; the hook tops it up to 16 MiB
-    expect((fieldsOf(sftp)['incoming'] as { window: number }).window).toBeGreaterThan(8 * 1024 * 1024);
+    // ssh2 keeps 2 MiB; 3 MiB consumed made the hook top the 16 MiB window up again (every 1 MiB)
+    expect(w.adjustsSent).toBeGreaterThanOrEqual(3);
+    expect((fieldsOf(sftp)['incoming'] as { window: number }).window).toBeGreaterThan(15 * 1024 * 1024);
+  });
+
+  it('eager SFTP window (src/ssh2/window.ts eagerSftpWindow): SFTP.incoming/outgoing {id, window, packetSize, state}, _protocol.channelWindowAdjust(); the server sees sizeBytes at once', async () => {
+    lastServerSftp = undefined;
+    const { sftp } = await openSftp();
+    const shape = checkSftpWindow(sftp);
+    // ssh2's own window for the channel (less the VERSION reply already received)
+    expect(shape.incoming.state).toBe('open');
+    const before = shape.incoming.window;
+    expect(before).toBeLessThanOrEqual(2 * 1024 * 1024);
+    expect(before).toBeGreaterThan(2 * 1024 * 1024 - 1024);
+    expect(await until(() => lastServerSftp !== undefined, 2_000)).toBe(true);
+    const server = lastServerSftp as unknown as { outgoing: { window: number; id: number } };
+    expect(server.outgoing.id).toBe(shape.incoming.id);
+    const w = eagerSftpWindow(sftp, { sizeBytes: 40 * 1024 * 1024, topUpFraction: 1 / 16 });
+    expect(w.bytesGranted).toBe(40 * 1024 * 1024 - before);
+    expect(shape.incoming.window).toBe(40 * 1024 * 1024);
+    expect(await until(() => server.outgoing.window === 40 * 1024 * 1024, 2_000)).toBe(true);
+    // nothing consumed: no further top-up
+    w.check();
+    expect(w.adjustsSent).toBe(1);
+    // stops with the channel
+    sftp.end();
+    expect(await until(() => shape.incoming.state !== 'open' || shape.outgoing.state !== 'open', 2_000)).toBe(true);
+    w.check();
+    expect(w.adjustsSent).toBe(1);
+  });
+
+  it('eager SFTP window: a changed field is ERR_SSH_SFTP "ssh2 internals changed" naming it, and nothing is granted', async () => {
+    const { sftp } = await openSftp();
+    const f = fieldsOf(sftp);
+    for (const field of ['incoming', 'outgoing', '_protocol']) {
+      const keep = f[field];
+      f[field] = field === '_protocol' ? {} : { id: 1, window: 1 };
+      let err: unknown;
+      try {
+        eagerSftpWindow(sftp, { sizeBytes: 8 * 1024 * 1024, topUpFraction: 0.5 });
+      } catch (e) {
+        err = e;
+      }
+      f[field] = keep;
+      expect(err, field).toBeInstanceOf(SshError);
+      expect((err as SshError).code).toBe('ERR_SSH_SFTP');
+      expect((err as SshError).message).toMatch(new RegExp(`^ssh2 internals changed: SFTP\\.${field}`));
+    }
+    expect((f['incoming'] as { window: number }).window).toBeLessThanOrEqual(2 * 1024 * 1024);
   });
 });
 
