@@ -16,13 +16,13 @@ import type { Link, LinkProvider } from '../connection/link.js';
 import { abortReason, operationScope, raceSignals } from '../internal/cancel.js';
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES } from './dir-walk.js';
 import { SftpStatus, SshSftpError } from './errors.js';
-import { checkData, checkInt, checkLocal, checkOptions, checkPath, checkTime, preserveMask, resumeMode } from './options.js';
+import { checkData, checkInt, checkLocal, checkOptions, checkPath, checkTime } from './options.js';
 import { defaultOpenSftp, listFiltered, makeDir, pathExists, removePath, renameOver, replaceAtomically } from './ops.js';
 import { toStats, type SftpEntry, type SftpStats } from './paths.js';
 import { OpenFlags, SftpSession, type SftpCounters } from './session.js';
 import { remoteReadStream, remoteWriteStream } from './streams.js';
-import { RemoteHasher, syncSettings, walkRemote } from './sync.js';
-import { getOne, getTree, putOne, putTree, readWhole, writeWhole, type DirPlan, type FilePlan } from './transfer.js';
+import { RemoteHasher, walkRemote } from './sync.js';
+import { getOne, getTree, putOne, putTree, readWhole, writeWhole } from './transfer.js';
 import type {
   DirTransferOptions,
   DirTransferSummary,
@@ -43,19 +43,9 @@ import type {
   WriteStreamOptions,
 } from './types.js';
 import type { RemotePath } from './wire.js';
+import { DEFAULT_LIST_MAX_ENTRIES, DEFAULT_READ_MAX_BYTES, dirPlan, filePlan } from './plans.js';
 
 export type * from './types.js';
-
-/** Default of {@link ListOptions.maxEntries}: one listing's entries are all held in memory. */
-const DEFAULT_LIST_MAX_ENTRIES = 100_000;
-
-const DEFAULT_CONCURRENCY = 16;
-/** Default `maxConcurrency` of get/put (the memory bound of sftp/engine.ts caps it at 32 requests of 255 KiB). */
-const DEFAULT_MAX_CONCURRENCY = 256;
-const DEFAULT_DIR_CONCURRENCY = 32;
-const DEFAULT_DIR_FILE_CONCURRENCY = 4;
-/** Default of {@link ReadFileOptions.maxBytes}. */
-const DEFAULT_READ_MAX_BYTES = 1024 * 1024 * 1024;
 
 /**
  * A complete SFTP file API over one SFTP session per client. The session is opened on first use
@@ -557,24 +547,6 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   // transfers
 
   /**
-   * Checks the options of `get`/`put` (before any I/O).
-   * @internal
-   */
-  private filePlan(o: TransferOptions): FilePlan {
-    return {
-      concurrency: o.concurrency ?? Math.min(DEFAULT_CONCURRENCY, o.maxConcurrency ?? DEFAULT_CONCURRENCY),
-      maxConcurrency: o.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY,
-      chunkSize: o.chunkSize,
-      resume: resumeMode(o.resume),
-      preserve: preserveMask(o.preserve),
-      onProgress: o.onProgress,
-      channels: o.channels,
-      channelsMinBytes: o.channelsMinBytes,
-      openChannel: this.openExtraSftp,
-    };
-  }
-
-  /**
    * Downloads `remotePath` to `localPath` with parallel reads of `chunkSize` (`concurrency` at
    * first, adapting up to `maxConcurrency` to the link's round trip and throughput), written to
    * the local file with positional writes. Resolves once every byte is written and
@@ -591,7 +563,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const r = checkPath('remotePath', remotePath);
     const l = checkLocal('localPath', localPath);
     const o = checkOptions('transfer', 'get', options);
-    const plan = this.filePlan(o);
+    const plan = filePlan(o, this.openExtraSftp);
     return await this.op('get', o, (s, sig) => getOne(s, sig, r, l, plan));
   }
 
@@ -608,7 +580,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const l = checkLocal('localPath', localPath);
     const r = checkPath('remotePath', remotePath);
     const o = checkOptions('transfer', 'put', options);
-    const plan = this.filePlan(o);
+    const plan = filePlan(o, this.openExtraSftp);
     return await this.op('put', o, (s, sig) => putOne(s, sig, l, r, plan));
   }
 
@@ -679,20 +651,4 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const plan = dirPlan(o, this.remoteHasher);
     return await this.op('putDir', o, (s, sig) => putTree(s, sig, l, r, plan, (w) => this.emit('warning', w)));
   }
-}
-
-/** Checks the options of `getDir`/`putDir` (before any I/O). */
-function dirPlan(o: DirTransferOptions, hasher: RemoteHasher): DirPlan {
-  return {
-    parallel: o.concurrency ?? DEFAULT_DIR_CONCURRENCY,
-    perFile: o.fileConcurrency ?? DEFAULT_DIR_FILE_CONCURRENCY,
-    maxEntries: o.maxEntries ?? DEFAULT_MAX_ENTRIES,
-    maxDepth: o.maxDepth ?? DEFAULT_MAX_DEPTH,
-    filter: o.filter,
-    onProgress: o.onProgress,
-    resume: resumeMode(o.resume),
-    preserve: preserveMask(o.preserve),
-    sync: syncSettings(o),
-    hasher,
-  };
 }
