@@ -33,7 +33,7 @@ import {
   type SyncSettings,
 } from './sync.js';
 import { OrderedReader } from './streams.js';
-import { DEFAULT_CHANNELS, DEFAULT_CHANNELS_MIN_BYTES, runStriped, type OpenChannel } from './striped.js';
+import { DEFAULT_CHANNELS, DEFAULT_CHANNELS_MIN_BYTES, STRIPE_MIN_RTT_MS, runStriped, type OpenChannel } from './striped.js';
 import { OpenFlags, type SftpSession } from './session.js';
 import type { DirFilterEntry, DirTransferSummary, SftpWarning, TransferProgress, TransferResult } from './types.js';
 import type { RemotePath, SetAttrs } from './wire.js';
@@ -142,7 +142,10 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
   const handle = await s.open(remote, OpenFlags.READ, undefined, signal);
   let fd: number | undefined;
   try {
+    const t0 = performance.now();
     const st = await s.fstat(handle, remote, signal);
+    // FSTAT is one round trip with no work on the server: the link's round trip, for striping.
+    const rttMs = performance.now() - t0;
     // No size, 0 (a /proc file) or an absurd one: unknown, read until EOF.
     const size = knownSize(st.size) ?? Infinity;
     if (setTotal) job.progress.total = size === Infinity ? 0 : size;
@@ -155,7 +158,7 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
       throw localError(err, 'open', local);
     }
     const have = job.resume ? (await fstatFd(fd)).size : 0;
-    const { start, endedAt, channels } = await copyRange('get', s, handle, remote, fd, have, size, s.maxReadLen, job);
+    const { start, endedAt, channels } = await copyRange('get', s, handle, remote, fd, have, size, s.maxReadLen, job, rttMs);
     try {
       // A resumed file is cut only when it was copied again from 0 and the source ended
       // before its old end (a kept prefix makes endedAt >= have): never on a size the server
@@ -194,9 +197,12 @@ async function putFile(s: SftpSession, local: string | Buffer, remote: RemotePat
     const size = lst.size;
     if (setTotal) job.progress.total = size;
     const flags = OpenFlags.WRITE | OpenFlags.CREAT | (job.resume ? 0 : OpenFlags.TRUNC) | (job.resume === 'sha256' ? OpenFlags.READ : 0);
+    const t0 = performance.now();
     handle = await s.open(remote, flags, job.preserve !== 0 ? { mode: lst.mode & job.preserve } : undefined, signal);
+    // The OPEN's round trip (it includes the server's open and truncate: an upper bound of the link's).
+    const rttMs = performance.now() - t0;
     const remoteSize = job.resume ? ((await s.fstat(handle, remote, signal)).size ?? 0) : 0;
-    const { start, endedAt, channels } = await copyRange('put', s, handle, remote, fd, remoteSize, size, s.maxWriteLen, job);
+    const { start, endedAt, channels } = await copyRange('put', s, handle, remote, fd, remoteSize, size, s.maxWriteLen, job, rttMs);
     const attrs: SetAttrs = {};
     if (remoteSize > endedAt || endedAt < size) attrs.size = endedAt;
     if (job.preserve !== 0) attrs.mode = lst.mode & job.preserve;
@@ -561,7 +567,8 @@ function isFatal(err: unknown): boolean {
  * which also accepts an equal-size destination with the same content), then copies
  * `[start, size)` with the engine, striped over several sessions (sftp/striped.ts) when at
  * least `channelsMinBytes` of a known size remain and `channels` > 1 (`channels` in the result
- * then says how many carried it).
+ * then says how many carried it). The default `channels` stripes only when `rttMs` (the round
+ * trip of the file's FSTAT or OPEN) is at least {@link STRIPE_MIN_RTT_MS}; an explicit one always.
  */
 async function copyRange(
   kind: 'get' | 'put',
@@ -573,6 +580,7 @@ async function copyRange(
   size: number,
   maxLen: number,
   job: FileJob,
+  rttMs: number,
 ): Promise<{ start: number; endedAt: number; channels?: number }> {
   let start = 0;
   // 'size' trusts a strictly shorter destination to be a prefix; one of the same size is not
@@ -599,7 +607,7 @@ async function copyRange(
     onBytes: (n) => job.progress.add(n),
     signal: job.signal,
   };
-  const channels = job.channels ?? DEFAULT_CHANNELS;
+  const channels = job.channels ?? (rttMs >= STRIPE_MIN_RTT_MS ? DEFAULT_CHANNELS : 1);
   if (channels > 1 && job.openChannel !== undefined && Number.isSafeInteger(size) && size - start >= Math.max(1, job.channelsMinBytes ?? DEFAULT_CHANNELS_MIN_BYTES)) {
     // stripes keep a fixed count per lane (adaptive lanes: not measured yet, and N x 8 MiB)
     const r = await runStriped(kind, remote, { ...params, maxConcurrency: undefined }, { channels, openChannel: job.openChannel });

@@ -112,6 +112,17 @@ describe('striped get/put against the shared sshd', () => {
     expect(ssh.health().openChannels).toBe(1);
   });
 
+  it('channels left out: no striping on loopback, where the file\'s round trip is < 5 ms (CPU, not the window, is the limit there)', async () => {
+    const remote = `${dir}/default-loopback.bin`;
+    const put = await countOpens(ssh, () => sftp.put(src, remote, { channelsMinBytes: MIN }));
+    expect(put.value).toEqual({ transferredBytes: SIZE, totalBytes: SIZE, resumedFrom: 0 });
+    expect(put.opened).toBe(0);
+    const get = await countOpens(ssh, () => sftp.get(remote, path.join(local, 'default-loopback.bin'), { channelsMinBytes: MIN }));
+    expect(get.value.channels).toBeUndefined();
+    expect(get.opened).toBe(0);
+    expect(sha(fs.readFileSync(path.join(local, 'default-loopback.bin')))).toBe(sha(content));
+  });
+
   it('below channelsMinBytes (and with channels: 1) one channel carries the file, as before', async () => {
     const remote = `${dir}/small.bin`;
     const r = await countOpens(ssh, () => sftp.put(src, remote, { channels: 4 }));
@@ -186,6 +197,18 @@ describe('stopped mid-way (abort, deadline) on a slowed link: a TCP proxy adding
     expect(r.resumedFrom).toBe(kept.length);
     expect(r.transferredBytes).toBe(SIZE - kept.length);
     expect(sha(fs.readFileSync(remote))).toBe(sha(content));
+    expect(ssh.health().openChannels).toBe(1);
+  });
+
+  it('channels left out: a link whose round trip is >= 5 ms stripes over the default 4 channels, byte-exact', async () => {
+    const remote = `${dir}/default-slow.bin`;
+    const put = await countOpens(ssh, () => sftp.put(src, remote, { channelsMinBytes: MIN }));
+    expect(put.value).toEqual({ transferredBytes: SIZE, totalBytes: SIZE, resumedFrom: 0, channels: 4 });
+    expect(put.opened).toBe(3);
+    const dst = path.join(local, 'default-slow.bin');
+    const get = await countOpens(ssh, () => sftp.get(remote, dst, { channelsMinBytes: MIN }));
+    expect(get.value.channels).toBe(4);
+    expect(sha(fs.readFileSync(dst))).toBe(sha(content));
     expect(ssh.health().openChannels).toBe(1);
   });
 
