@@ -62,6 +62,10 @@ async function run(job) {
   });
   await client.connect();
   const sftp = await client.sftp();
+  // `warmup`: one untimed transfer first (a long-running service has its JIT warm; a fresh
+  // process's first 256 MiB is partly interpreted code)
+  if (job.warmup && job.op === 'get') await sftp.get(job.remote, job.local);
+  if (job.warmup && job.op === 'put') await sftp.put(job.local, job.remote);
   let post;
   if (job.alloc) {
     const s = new inspector.Session();

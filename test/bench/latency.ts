@@ -234,7 +234,7 @@ async function inProcessSample(target: BenchTarget, fn: () => Promise<unknown>):
 const DIST_INDEX = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
 const PROFILE_CHILD = fileURLToPath(new URL('../../scripts/profile-child.mjs', import.meta.url));
 /** Tool label of the get run from the built package in a process of its own. */
-const TETHER_OWN = `${TETHER} get (built package, own process)`;
+const TETHER_OWN = `${TETHER} get (built package, own process, after one warm-up get)`;
 
 /**
  * Runs one get in a fresh Node process importing the built package (scripts/profile-child.mjs, as
@@ -271,6 +271,7 @@ function childSample(target: BenchTarget, remote: string, local: string): Promis
       elResolution: 1,
       impl: 'dist',
       ticks: false,
+      warmup: true,
     });
   });
 }
@@ -356,7 +357,7 @@ async function loopbackGetRows(target: BenchTarget, local: string, rounds: numbe
         cpuSecPerGiB: round2((med((m) => m.cpu) ?? Number.NaN) / gib),
         ...(isLocal || target.sshdPid === undefined ? {} : { sshdCpuSecPerGiB: round2((med((m) => m.sshdCpu) ?? Number.NaN) / gib) }),
         ...(el ? { gcMajor: med((m) => m.gcMajor), gcMinor: med((m) => m.gcMinor), elP50Ms: med((m) => m.el?.p50), elP99Ms: med((m) => m.el?.p99), elMaxMs: med((m) => m.el?.max) } : {}),
-        notes: `median over ${ms.length} round(s)${perRound}${own ? '; a fresh Node process importing dist/ (npm run build): its CPU, GCs and event loop (monitorEventLoopDelay, 1 ms resolution)' : el ? '; GC and event loop of the bench process (monitorEventLoopDelay, 1 ms resolution; the sources run through ts-node)' : '; client CPU = the tool + its ControlMaster (/usr/bin/time, /proc)'}`,
+        notes: `median over ${ms.length} round(s)${perRound}${own ? '; a fresh Node process importing dist/ (npm run build), measured on its second get (the first warms the JIT up): its CPU, GCs and event loop (monitorEventLoopDelay, 1 ms resolution)' : el ? '; GC and event loop of the bench process (monitorEventLoopDelay, 1 ms resolution; the sources run through ts-node)' : '; client CPU = the tool + its ControlMaster (/usr/bin/time, /proc)'}`,
       };
       for (const k of ['elP50Ms', 'elP99Ms', 'elMaxMs'] as const) if (typeof row[k] === 'number') row[k] = round2(row[k]);
       rows.push(row);
