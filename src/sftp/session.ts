@@ -65,6 +65,12 @@ export class SftpSession {
   readonly link: Link;
   /** Aborted with an SshError when the session can no longer be used. */
   readonly dead: AbortSignal;
+  /**
+   * The fastest round trip (ms) of any request of {@link SftpSession.request} so far (open,
+   * stat, realpath...; not the transfer engine's reads and writes): the link's round trip plus
+   * the least server work. `Infinity` before the first reply. Decides default striping.
+   */
+  minRttMs = Infinity;
   /** Largest read the server accepts per request (`limits@openssh.com` max-read-length), bytes. */
   readonly maxReadLen: number;
   /** Largest write the server accepts per request (`limits@openssh.com` max-write-length), bytes. */
@@ -242,7 +248,10 @@ export class SftpSession {
         done();
         reject(this.dead.aborted ? abortReason(this.dead, 'sftp') : abortReason(signal!, `sftp ${op}`));
       };
+      const sentAt = performance.now();
       const cb: ReqCallback = (err, value) => {
+        const rtt = performance.now() - sentAt;
+        if (rtt < this.minRttMs) this.minRttMs = rtt;
         if (settled) {
           // abandoned (abort): a handle that still arrives is closed, never leaked
           if (kind === 'handle' && Buffer.isBuffer(value)) this.closeQuietly(value);

@@ -142,10 +142,7 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
   const handle = await s.open(remote, OpenFlags.READ, undefined, signal);
   let fd: number | undefined;
   try {
-    const t0 = performance.now();
     const st = await s.fstat(handle, remote, signal);
-    // FSTAT is one round trip with no work on the server: the link's round trip, for striping.
-    const rttMs = performance.now() - t0;
     // No size, 0 (a /proc file) or an absurd one: unknown, read until EOF.
     const size = knownSize(st.size) ?? Infinity;
     if (setTotal) job.progress.total = size === Infinity ? 0 : size;
@@ -158,7 +155,7 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
       throw localError(err, 'open', local);
     }
     const have = job.resume ? (await fstatFd(fd)).size : 0;
-    const { start, endedAt, channels } = await copyRange('get', s, handle, remote, fd, have, size, s.maxReadLen, job, rttMs);
+    const { start, endedAt, channels } = await copyRange('get', s, handle, remote, fd, have, size, s.maxReadLen, job, s.minRttMs);
     try {
       // A resumed file is cut only when it was copied again from 0 and the source ended
       // before its old end (a kept prefix makes endedAt >= have): never on a size the server
@@ -197,12 +194,9 @@ async function putFile(s: SftpSession, local: string | Buffer, remote: RemotePat
     const size = lst.size;
     if (setTotal) job.progress.total = size;
     const flags = OpenFlags.WRITE | OpenFlags.CREAT | (job.resume ? 0 : OpenFlags.TRUNC) | (job.resume === 'sha256' ? OpenFlags.READ : 0);
-    const t0 = performance.now();
     handle = await s.open(remote, flags, job.preserve !== 0 ? { mode: lst.mode & job.preserve } : undefined, signal);
-    // The OPEN's round trip (it includes the server's open and truncate: an upper bound of the link's).
-    const rttMs = performance.now() - t0;
     const remoteSize = job.resume ? ((await s.fstat(handle, remote, signal)).size ?? 0) : 0;
-    const { start, endedAt, channels } = await copyRange('put', s, handle, remote, fd, remoteSize, size, s.maxWriteLen, job, rttMs);
+    const { start, endedAt, channels } = await copyRange('put', s, handle, remote, fd, remoteSize, size, s.maxWriteLen, job, s.minRttMs);
     const attrs: SetAttrs = {};
     if (remoteSize > endedAt || endedAt < size) attrs.size = endedAt;
     if (job.preserve !== 0) attrs.mode = lst.mode & job.preserve;
@@ -567,8 +561,9 @@ function isFatal(err: unknown): boolean {
  * which also accepts an equal-size destination with the same content), then copies
  * `[start, size)` with the engine, striped over several sessions (sftp/striped.ts) when at
  * least `channelsMinBytes` of a known size remain and `channels` > 1 (`channels` in the result
- * then says how many carried it). The default `channels` stripes only when `rttMs` (the round
- * trip of the file's FSTAT or OPEN) is at least {@link STRIPE_MIN_RTT_MS}; an explicit one always.
+ * then says how many carried it). The default `channels` stripes only when `rttMs` (the
+ * session's fastest request round trip, its OPEN and FSTAT of this file included) is at least
+ * {@link STRIPE_MIN_RTT_MS}; an explicit one always.
  */
 async function copyRange(
   kind: 'get' | 'put',

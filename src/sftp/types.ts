@@ -265,8 +265,8 @@ export interface TransferOptions extends SftpOperationOptions {
    * (get: always; put: when the server answered the close of every extra handle, else the
    * remote file keeps the full size and `resume` copies it again in full, never leaving a hole).
    *
-   * Left out, the file is striped over 4 channels only when the round trip of its own OPEN (put)
-   * or FSTAT (get) took at least 5 ms: on loopback and LANs one channel's window is not the
+   * Left out, the file is striped over 4 channels only when the SFTP session's fastest request
+   * round trip so far (this file's OPEN included) is at least 5 ms: on loopback and LANs one channel's window is not the
    * limit, CPU is, and more channels cost throughput (loopback get 218 MB/s over 4 channels vs
    * 372 over one, 2 cores). Given, it is used whatever the round trip.
    * @default 4 when the file's round trip is >= 5 ms, else 1 (an integer from 1 to 64; anything else is `ERR_SSH_INVALID_ARG`)
