@@ -207,10 +207,7 @@ export interface EagerWindow {
  */
 export function eagerWindow(channel: unknown, options: EagerWindowOptions): EagerWindow {
   const { sizeBytes, topUpFraction, sink } = options;
-  if (!Number.isInteger(sizeBytes) || sizeBytes < 32 * 1024 || sizeBytes > MAX_WINDOW_BYTES) {
-    throw new RangeError(`eagerWindow: sizeBytes must be an integer from 32768 to ${MAX_WINDOW_BYTES}, got ${sizeBytes}`);
-  }
-  if (!(topUpFraction > 0 && topUpFraction <= 1)) throw new RangeError(`eagerWindow: topUpFraction must be in (0, 1], got ${topUpFraction}`);
+  checkSizes(sizeBytes, topUpFraction);
   const chan = checkChannelWindow(channel);
   const stream = channel as { on(ev: string, fn: () => void): unknown; off(ev: string, fn: () => void): unknown };
   const threshold = Math.max(1, Math.floor(sizeBytes * topUpFraction));
