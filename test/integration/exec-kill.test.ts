@@ -194,7 +194,7 @@ describe('the kill script, run by dash here (the mode a server without setsid ge
       const r = spawnSync('/bin/sh', ['-c', buildKillCommand({ pid: cmd.pid as number, mode: 'tree' })], { encoding: 'utf8', timeout: 10_000 });
       expect(r.stderr).toBe('');
       expect(r.status).toBe(0);
-      expect(await waitFor(() => pidsOf(me, `sleep ${m}`).length === 0, 2_000)).toBe(true);
+      expect(await waitFor(() => pidsOf(me, `sleep ${m}`).length === 0, 10_000)).toBe(true);
       expect(pidsOf(me, `^sleep ${ms}`).length).toBe(1);
     } finally {
       cmd.kill('SIGKILL');
