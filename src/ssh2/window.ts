@@ -112,6 +112,19 @@ function checkSizes(sizeBytes: number, topUpFraction: number): void {
 }
 
 /**
+ * The top-up rule shared by {@link eagerWindow} and {@link eagerSftpWindow}: while the server may
+ * still send (not after its EOF or anyone's CLOSE), grants `room` more bytes (RFC 4254 section
+ * 5.2 SSH_MSG_CHANNEL_WINDOW_ADJUST) once at least `threshold` are free. Returns the bytes granted (0: none).
+ */
+function topUp(incoming: Ssh2ChannelSide, outgoing: Ssh2ChannelSide, proto: { channelWindowAdjust(id: number, n: number): unknown } | undefined, room: number, threshold: number): number {
+  if (incoming.state !== 'open' || (outgoing.state !== 'open' && outgoing.state !== 'eof')) return 0;
+  if (room < threshold || !proto) return 0;
+  incoming.window += room;
+  proto.channelWindowAdjust(outgoing.id, room);
+  return room;
+}
+
+/**
  * Gives ssh2's SFTP object an eager receive window (the rule of {@link eagerWindow}, with nothing
  * buffered: see the module comment). Nothing runs by itself: call `check()` after each inbound
  * chunk was handled (src/ssh2/sftp.ts does, in its inbound hook); it is also run once now, so
@@ -135,15 +148,10 @@ export function eagerSftpWindow(sftp: unknown, options: EagerWindowOptions): Eag
   const check = (): void => {
     if (stopped) return;
     const { incoming, outgoing } = s;
-    if (incoming.state !== 'open' || (outgoing.state !== 'open' && outgoing.state !== 'eof')) return;
-    const room = sizeBytes - incoming.window;
-    if (room < threshold) return;
-    const proto = s._protocol;
-    if (!proto) return;
-    incoming.window += room;
-    proto.channelWindowAdjust(outgoing.id, room);
+    const n = topUp(incoming, outgoing, s._protocol, sizeBytes - incoming.window, threshold);
+    if (n === 0) return;
     adjustsSent += 1;
-    bytesGranted += room;
+    bytesGranted += n;
   };
   const stop = (): void => {
     if (stopped) return;
@@ -219,16 +227,10 @@ export function eagerWindow(channel: unknown, options: EagerWindowOptions): Eage
   const check = (): void => {
     if (stopped) return;
     const { incoming, outgoing } = chan;
-    // Only while the server may still send: not after its EOF or anyone's CLOSE.
-    if (incoming.state !== 'open' || (outgoing.state !== 'open' && outgoing.state !== 'eof')) return;
-    const room = sizeBytes - incoming.window - buffered();
-    if (room < threshold) return;
-    const proto = chan._client._protocol;
-    if (!proto) return;
-    incoming.window += room;
-    proto.channelWindowAdjust(outgoing.id, room);
+    const n = topUp(incoming, outgoing, chan._client._protocol, sizeBytes - incoming.window - buffered(), threshold);
+    if (n === 0) return;
     adjustsSent += 1;
-    bytesGranted += room;
+    bytesGranted += n;
   };
   const stop = (): void => {
     if (stopped) return;
