@@ -132,7 +132,10 @@ export function readBanner(sock: Socket, timeoutMs: number): Promise<BannerResul
         const line = buf.subarray(start, nl).toString('latin1').replace(/\r$/, '');
         start = nl + 1;
         if (line.startsWith('SSH-')) return finish({ kind: 'ok', ident: line, preamble });
-        if (/[^\x20-\x7e\t]/.test(line)) return finish({ kind: 'not-ssh', received: buf });
+        // OpenSSH (kex.c, kex_exchange_identification) refuses a pre-banner line only for a NUL
+        // or a CR not followed by LF; any other text, escapes included, is a greeting line and
+        // is shown sanitized. A binary service still ends here (NUL) or at MAX_PREAMBLE_BYTES.
+        if (/[\0\r]/.test(line)) return finish({ kind: 'not-ssh', received: buf });
         preamble.push(line);
       }
     };

@@ -173,6 +173,33 @@ describe('diagnose() failures, one per layer', () => {
     expect(step(r, 'banner').hint).toMatch(/something else than SSH|refused the connection early/);
   });
 
+  it('banner: greeting lines with escapes, sent apart from the identification string, are a preamble (as OpenSSH takes them)', async () => {
+    // The greeting and the identification string in two TCP segments: the doctor once read the
+    // greeting alone, saw its ESC bytes and called the port "not SSH" (a CI failure).
+    const port = await tcpServer((s) => {
+      s.write('Welcome \x1b]0;pwned\x07\x1b[2J\r\n');
+      setTimeout(() => {
+        s.write('SSH-2.0-Greeter_1.0\r\n');
+        s.resume();
+      }, 150);
+    });
+    const r = await diagnose('127.0.0.1', base({ port, stepTimeoutMs: 800 }));
+    const b = step(r, 'banner');
+    expect(b.ok).toBe(true);
+    expect(b.detail).toMatch(/^SSH-2\.0-Greeter_1\.0 \(after 1 pre-banner line/);
+    expect(r.failedStep).toBe('kex');
+  });
+
+  it('banner: a NUL in a pre-banner line is not SSH (OpenSSH refuses it too)', async () => {
+    const port = await tcpServer((s) => {
+      s.write('Hello\x00there\r\nSSH-2.0-Late_1.0\r\n');
+      s.resume();
+    });
+    const r = await diagnose('127.0.0.1', base({ port, stepTimeoutMs: 800 }));
+    expect(r.failedStep).toBe('banner');
+    expect(step(r, 'banner').hint).toMatch(/something else than SSH/);
+  });
+
   it('kex: a banner then silence stalls the key exchange', async () => {
     const port = await tcpServer((s) => {
       s.write('SSH-2.0-Stall_1.0\r\n');
