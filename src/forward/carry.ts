@@ -15,33 +15,39 @@ import { eagerWindow } from '../ssh2/window.js';
 import type { ForwardContext, ForwardStats } from './types.js';
 
 /**
- * The largest receive window a forward channel (local, remote and dynamic) gets: 4 MiB, topped
- * up each time 1/8 of it (512 KiB) was delivered to the local socket (src/ssh2/window.ts;
- * OpenSSH's `channel_check_window` model). ssh2's own rule (2 MiB, refilled below half) caps one
- * channel at ~1 MiB per round trip (17 MB/s at RTT 54 ms, 0.5x `ssh -L`); 4 MiB: 55 MB/s there
- * (1.55x `ssh -L`, whose own window is 2 MiB).
+ * The largest receive window a forward channel (local, remote and dynamic) gets: 5 MiB, topped
+ * up each time 1/64 of it (80 KiB, under OpenSSH's "3 packets" of `channel_check_window`) was
+ * delivered to the local socket (src/ssh2/window.ts). ssh2's own rule (2 MiB, refilled below
+ * half) caps one channel at ~1 MiB per round trip (17 MB/s at RTT 54 ms, 0.5x `ssh -L`).
  *
- * Why 4 MiB (test/bench/forward-window.ts; RTT ~53 ms through the delay line, 64 MiB downloads,
- * 2026-12-07, load average 4-12 on 2 cores): sshd reads the target into its channel buffer as far
- * as our window allows, and when it cannot send as fast as it reads, its CPU per byte grows with
- * the window; now and then (a stall on our side or the path) a transfer turns into a run in which
- * sshd burns 10-80x its usual CPU and the download takes 2-10x its median (the issue's "slow run
- * ~1 in 10 at 16 MiB, sshd 5x CPU"; the cause inside sshd is not pinned down). Slow outliers
- * (time > 2x the median) per window, interleaved rounds:
- * - 16 MiB: 1 of 12, 5 of 20 (sshd up to 151 s/GiB against ~1.9); 113 MB/s median;
- * - 8 MiB: 1 of 12, 1 of 20, 1 of 25 (sshd up to 25 s/GiB); 93-95 MB/s;
- * - 6 MiB: 0 of 25, then 2 of 50 in the soak (sshd 21 s/GiB); 75-81 MB/s;
- * - 4 MiB: 0 of 12, 0 of 20, and the 50-download soak: 0 of 50 (p50 1222 ms, p90 1461, max
- *   1661; sshd at most 3.0 s/GiB); 55 MB/s.
- * 4 MiB is the largest size with no slow outliers; it misses the issue's 2x `ssh -L` target
- * (1.55x), which 6-8 MiB reach at the cost of those runs (and of the server's CPU).
+ * What a larger window costs, and why it is bounded (found 2026-12-07 with `perf record -a`
+ * during a 16 MiB-window soak): the slow runs seen with large windows are OpenSSH 9.2's sshd
+ * copying its channel buffer. sshd reads the target 16 KiB at a time into the channel's input
+ * buffer as long as that buffer is below our window; when it cannot send as fast (a busy moment
+ * on the path or on our side), the buffer grows, and every 16 KiB of growth reallocates it with
+ * a full copy (sshbuf's `recallocarray`: new block, copy, zero the old one; large blocks are
+ * fresh mmaps, so page faults too). Growing to B bytes costs ~B^2 / 32 KiB bytes of copying:
+ * 0.5 GB at 4 MiB, 0.8 GB at 5 MiB, 8 GB at 16 MiB. During a 16 MiB soak (4 slow runs of 20,
+ * sshd up to 124 s/GiB) 45% of sshd's CPU was `memmove` and most of the rest page faults; while
+ * it copies it does not send, so the buffer grows further. The worst case grows with the square
+ * of the window; a window only needs the bandwidth x round trip the link can carry.
+ *
+ * The size (test/bench/forward-window.ts, RTT 52 ms through the delay line, 64 MiB downloads,
+ * interleaved; slow outlier = time > 2x the median):
+ * - top-up 1/8 (512 KiB) vs 1/64 at 4 MiB: 62.6 vs 67.8 MB/s; the earlier top-up keeps the
+ *   server's usable window nearer the full size;
+ * - 4 MiB 1/64: 68.1 MB/s; 5 MiB: 83.4; 6 MiB: 94.9 (one run with sshd at 7.5 s/GiB); 8 MiB
+ *   and up (top-up 1/8): 1 of 20 to 5 of 20 slow runs, sshd up to 151 s/GiB;
+ * - the soak of the chosen 5 MiB, 1/64: 0 slow runs of 50 downloads (p50 811 ms, max 899; sshd
+ *   at most 1.9 s/GiB) and 0 of 50 uploads; against `ssh -L` 2.12-2.27x per round (79.2 vs
+ *   36.6 MB/s). 6 MiB had 2 slow runs of 50 in an earlier soak.
  *
  * And why not always: on loopback (we are the slower end) a fixed 8 MiB window cost sshd 3.0
  * s/GiB against 1.8 with ssh2's rule and the download ran at 0.67x raw ssh2 (per-round median of
  * 7; rounds down to 0.21x) against 1.24x with ssh2's rule: the loopback regression seen in the
  * forward bench. So the window is sized to the link: see {@link forwardWindowFor}.
  */
-export const FORWARD_WINDOW = Object.freeze({ sizeBytes: 4 * 1024 * 1024, topUpFraction: 1 / 8 });
+export const FORWARD_WINDOW = Object.freeze({ sizeBytes: 5 * 1024 * 1024, topUpFraction: 1 / 64 });
 
 /**
  * The per-channel rate the forward window is sized for, bytes per ms (200 MB/s: above what one
@@ -53,8 +59,8 @@ const WINDOW_RATE_BYTES_PER_MS = 200_000;
  * The window for a forward channel on a link whose round trip is about `rttMs` (the fastest
  * channel open seen on that link): `null` (ssh2's own 2 MiB rule, which already passes 1 MiB per
  * round trip) when `rttMs x 200 MB/s` is at most 1 MiB (round trips up to ~5 ms: loopback, LAN);
- * otherwise an eager window of that size rounded up to a power of two, from 2 MiB to
- * {@link FORWARD_WINDOW} (4 MiB from RTT ~11 ms), top-up 1/8. Unknown round trip (a remote
+ * otherwise an eager window of that size rounded up to a power of two, from 2 MiB to at most
+ * {@link FORWARD_WINDOW} (5 MiB from RTT ~21 ms), top-up 1/64. Unknown round trip (a remote
  * forward on a link where no local channel was opened yet): {@link FORWARD_WINDOW}.
  * @internal
  */

@@ -7,12 +7,12 @@
  *
  * 1. **delay line**: its measured 1-byte round trip and a plain TCP download through it.
  * 2. **window**: ssh-tether downloads with the forward window set to ssh2's own rule (2 MiB,
- *    refilled below half) and to eager windows of 2/4/8/16 MiB (top-up after 1/8), interleaved
+ *    refilled below half) and to eager windows of 4 MiB (top-up after 1/8 and 1/64) and 5/6/8 MiB (1/64), interleaved
  *    round by round (carry.ts `forwardWindowSetting`, read by new channels): MB/s, time p50/p90/
  *    max, slow outliers (time > 2x the median), and the sshd CPU per GiB (median and max; a slow
  *    run in which sshd burned several times its CPU was seen at 16 MiB).
  * 3. **soak**: `BENCH_SOAK_N` (default 50) downloads and as many uploads with the default window
- *    (carry.ts `forwardWindowFor`: sized to the link's round trip, `FORWARD_WINDOW` = 4 MiB at
+ *    (carry.ts `forwardWindowFor`: sized to the link's round trip, `FORWARD_WINDOW` = 5 MiB, top-up 1/64, at
  *    RTT ~50 ms),
  *    alternating: the same columns.
  * 4. **delay**: ssh-tether vs `ssh -L` (OpenSSH) vs raw ssh2 `forwardOut` + `pipe`, download and
@@ -23,7 +23,7 @@
  *    RTT sizing), with ssh2's rule forced, raw ssh2 and `ssh -L`, with client and sshd CPU per
  *    GiB and per-round ratios to raw ssh2: "loopback no worse than today".
  *
- * `BENCH_WINDOW_SIZES=0,2,4,8,16` (MiB; 0 = ssh2's rule) and `BENCH_WINDOW_ROUNDS=12` set the
+ * `BENCH_WINDOW_SIZES=0,4,4:64,5:64,6:64,8:64` (the default; MiB, top-up 1/8; `4:32` = 4 MiB, top-up 1/32; 0 = ssh2's rule) and `BENCH_WINDOW_ROUNDS=12` set the
  * window section. `BENCH_LOOP_WINDOWS=2:8,8:2` adds ssh-tether rows with those windows (MiB : 1/top-up fraction) to
  * the loopback section.
  *
@@ -242,8 +242,15 @@ export async function benchForwardWindow(target: BenchTarget): Promise<Row[]> {
     // 2. window sizes, interleaved per round
     if (want('window')) {
       process.stderr.write(`forward-window: window sizes, ${windowRounds} rounds...\n`);
-      const sizes = (process.env.BENCH_WINDOW_SIZES ?? '0,2,4,8,16').split(',').map(Number).filter((m) => Number.isFinite(m) && m >= 0);
-      const wins: Win[] = sizes.map((m) => (m === 0 ? null : { sizeBytes: Math.round(m * MiB), topUpFraction: 1 / 8 }));
+      // `4` = 4 MiB, top-up 1/8; `4:32` = 4 MiB, top-up 1/32; `0` = ssh2's rule
+      const sizes = (process.env.BENCH_WINDOW_SIZES ?? '0,4,4:64,5:64,6:64,8:64')
+        .split(',')
+        .map((x) => {
+          const [m = NaN, k = 8] = x.split(':').map(Number);
+          return { m, k };
+        })
+        .filter(({ m, k }) => Number.isFinite(m) && m >= 0 && Number.isFinite(k) && k >= 1);
+      const wins: Win[] = sizes.map(({ m, k }) => (m === 0 ? null : { sizeBytes: Math.round(m * MiB), topUpFraction: 1 / k }));
       const opened = await openAll([{ tool: TETHER, f: tether }], ep);
       const o = opened[0]!;
       const got = new Map<Win, Sample[]>(wins.map((w) => [w, []]));

@@ -101,7 +101,7 @@ describe('eager forward window at RTT ~20 ms', () => {
           return same >= 20;
         }, 30_000),
       ).toBe(true);
-      // held: the forward window (at most FORWARD_WINDOW, 4 MiB) plus the socket buffers of every hop (kernel, sshd, proxy),
+      // held: the forward window (at most FORWARD_WINDOW, 5 MiB) plus the socket buffers of every hop (kernel, sshd, proxy),
       // far from all of it (a forward that topped up regardless would let all 160 MiB through)
       const held = targetSock?.bytesWritten ?? 0;
       expect(held).toBeLessThan(96 * MiB);
@@ -109,7 +109,7 @@ describe('eager forward window at RTT ~20 ms', () => {
       await new Promise((r) => setTimeout(r, 2_000));
       expect(targetSock?.bytesWritten).toBe(held);
       expect(targetSock?.writableLength).toBeGreaterThan(0);
-      expect(FORWARD_WINDOW.sizeBytes).toBe(4 * MiB);
+      expect(FORWARD_WINDOW.sizeBytes).toBe(5 * MiB);
       // the reader reads again: all of it, in order
       const got = createHash('sha256');
       let gotBytes = 0;
