@@ -88,7 +88,7 @@ export interface EngineParams {
   /**
    * The most requests in flight the run may grow to (see the module comment). Absent or not above
    * `concurrency`: exactly `concurrency` in flight, as before the adaptive engine (directory
-   * transfers and stripes keep this).
+   * transfers keep this; every lane of a striped transfer adapts, sftp/striped.ts).
    */
   maxConcurrency?: number | undefined;
   /** Growth stops before the slot buffers would exceed this many bytes. Default {@link DEFAULT_MAX_BUFFER_BYTES}. */

@@ -18,6 +18,9 @@
  *   leaves fewer lanes: the transfer goes on, at worst on the one session it had.
  * - Ranges are handed out lowest first. A lane starts its next range while the last requests of
  *   the current one are in flight, so a range boundary costs no round trip.
+ * - Every lane adapts its requests in flight like a single-channel run (sftp/pacing.ts, with its
+ *   own memory bound, so up to `channels` x 8 MiB in flight), and starts a range at the limit
+ *   its last finished range ended with rather than probing again from `concurrency`.
  * - Resume: while a striped copy runs, the destination is first set to the source's full size,
  *   so a copy stopped where nothing could be cleaned up (process killed, link lost during a put)
  *   leaves a destination of the source's size, which `resume` never takes as a prefix (`'size'`
@@ -152,6 +155,11 @@ interface Lane {
   runs: number;
   /** Of those, runs whose remaining bytes are all requested. */
   tails: number;
+  /**
+   * Requests in flight the lane's last finished range ended with (its in-flight controller's
+   * limit): the next range starts there instead of probing again from `concurrency`.
+   */
+  learned?: number | undefined;
 }
 
 /** One extra session and what it holds. */
@@ -292,8 +300,9 @@ class Striper {
   private startRange(lane: Lane, idx: number): void {
     const r = this.ranges[idx]!;
     const len = r.end - r.start;
+    const concurrency = Math.max(1, lane.learned ?? this.p.concurrency);
     // once this many bytes or fewer remain, every request of the range is in flight
-    const lookahead = lane.chunk * Math.max(1, this.p.concurrency);
+    const lookahead = lane.chunk * concurrency;
     let delivered = 0;
     let tail = false;
     const enterTail = (): void => {
@@ -312,6 +321,8 @@ class Striper {
       start: r.start,
       end: r.end,
       chunkSize: lane.chunk,
+      concurrency,
+      maxConcurrency: this.p.maxConcurrency === undefined ? undefined : Math.max(concurrency, this.p.maxConcurrency),
       signal: this.stop.signal,
       onBytes: (n) => {
         onBytes(n);
@@ -321,6 +332,7 @@ class Striper {
     }).then(
       (res) => {
         if (res.endedAt < r.end && res.endedAt < this.eofAt) this.eofAt = res.endedAt;
+        if (res.pacing !== undefined && this.p.maxConcurrency !== undefined) lane.learned = Math.max(this.p.concurrency, res.pacing.limit);
         this.done[idx] = true;
         this.finishRange(lane, tail);
       },

@@ -221,8 +221,9 @@ export interface TransferOptions extends SftpOperationOptions {
    * the measured throughput still rises, then settles at about twice the measured throughput x
    * round trip, as TCP sizes its window (issue 18: on a 50 ms link 16 x 255 KiB in flight cap a
    * download near 80 MB/s). Growth also stops at 8 MiB of request buffers (32 requests of
-   * 255 KiB), the memory a transfer may hold (more in flight made sshd burn several times its
-   * CPU on a busy host: see src/sftp/pacing.ts). Set it equal to `concurrency` for a fixed count.
+   * 255 KiB) per channel, the memory a transfer may hold per channel (a striped transfer has one
+   * such count per channel; more in flight on one channel made sshd burn several times its CPU
+   * on a busy host: see src/sftp/pacing.ts). Set it equal to `concurrency` for a fixed count.
    * The SFTP channel's receive window is kept above that (src/ssh2/sftp.ts), so the server is
    * not held back by the window.
    */

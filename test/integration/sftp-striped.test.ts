@@ -20,6 +20,8 @@ import { SshClient, SshError, type SftpClient } from '../../src/index.js';
 import { clientOptions, waitFor } from '../helpers/client.js';
 import type { Link } from '../../src/connection/link.js';
 import { SftpClient as BareSftpClient } from '../../src/sftp/index.js';
+import { engineHooks } from '../../src/sftp/engine.js';
+import type { PacingStats } from '../../src/sftp/pacing.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { startHostileSftp, type HostileSftpServer } from '../helpers/hostile-sftp-server.js';
 import { RawLinkProvider } from '../helpers/raw-link.js';
@@ -212,6 +214,29 @@ describe('stopped mid-way (abort, deadline) on a slowed link: a TCP proxy adding
     const get = await countOpens(ssh, () => sftp.get(remote, dst, { channelsMinBytes: MIN }));
     expect(get.value.channels).toBe(4);
     expect(sha(fs.readFileSync(dst))).toBe(sha(content));
+    expect(ssh.health().openChannels).toBe(1);
+  });
+
+  it('every lane adapts its requests in flight, and starts its later ranges where the last one ended (not from concurrency again)', async () => {
+    const remote = `${dir}/adaptive-lanes.bin`;
+    fs.writeFileSync(path.join(local, 'adaptive-src.bin'), content);
+    await sftp.put(path.join(local, 'adaptive-src.bin'), remote, { channels: 1 });
+    const runs: PacingStats[] = [];
+    engineHooks.onPacing = (_kind, st) => runs.push(st);
+    try {
+      const dst = path.join(local, 'adaptive-lanes.bin');
+      const r = await sftp.get(remote, dst, { channels: 2, channelsMinBytes: MIN, concurrency: 4, maxConcurrency: 64 });
+      expect(r.channels).toBe(2);
+      expect(sha(fs.readFileSync(dst))).toBe(sha(content));
+    } finally {
+      engineHooks.onPacing = undefined;
+    }
+    // one run per range (8 MiB ranges: 6 of them), each may grow past the 4 it was given...
+    expect(runs.length).toBeGreaterThanOrEqual(5);
+    for (const st of runs) expect(st.max).toBeGreaterThan(4);
+    expect(Math.max(...runs.map((st) => st.peak))).toBeGreaterThan(4);
+    // ...and a range started after its lane's earlier range ended begins at what that one learned
+    expect(Math.max(...runs.map((st) => st.initial))).toBeGreaterThan(4);
     expect(ssh.health().openChannels).toBe(1);
   });
 
