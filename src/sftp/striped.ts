@@ -33,7 +33,7 @@
  *   FSETSTAT size on the main session.
  * - Every extra channel is closed (handle CLOSE, then channel close, each awaited at most 5 s
  *   and not past the caller's `timeoutMs`) before the transfer settles, on success, failure or
- *   abort.
+ *   abort. On success they close while the caller closes the main handle (`closing`).
  *
  * @internal
  * @module sftp/striped
@@ -144,6 +144,12 @@ export interface StripeOptions {
 export interface StripedResult extends EngineResult {
   /** Sessions that carried ranges (1 when the server refused every extra channel). */
   channels: number;
+  /**
+   * After a striped copy, the closing of the extra channels (started, not awaited: the caller
+   * closes its own handle meanwhile). Never rejects; each close is bounded (5 s, and the caller's signal). The
+   * caller must await it before the transfer settles. Absent when one session carried it all.
+   */
+  closing?: Promise<void>;
 }
 
 /** One session copying ranges. */
@@ -247,30 +253,46 @@ class Striper {
     else outer?.addEventListener('abort', onOuter, { once: true });
     if (main.dead.aborted) onMainDead();
     else main.dead.addEventListener('abort', onMainDead, { once: true });
+    let copied = false;
     try {
       this.addLane(main, p.handle);
       for (let i = 1; i < this.o.channels && !stop.signal.aborted; i++) this.opens.push(this.openExtra());
       await this.settled;
+      copied = this.failed === undefined;
     } finally {
       outer?.removeEventListener('abort', onOuter);
       main.dead.removeEventListener('abort', onMainDead);
-      await this.cleanup();
-      await this.ready;
+      if (!copied) {
+        await this.cleanup();
+        await this.ready;
+      }
     }
     if (this.failed) {
       await this.cutBack();
       throw this.failed;
     }
-    const endedAt = Math.min(this.p.end, this.eofAt);
-    if (this.kind === 'get' && endedAt < this.p.end) {
-      // the source ended early: drop the preallocated rest
-      try {
-        await ftruncateFd(p.fd, endedAt);
-      } catch (err) {
-        throw localFailure(err, 'truncate');
+    // Every range is copied: the extra channels close while the caller finishes the main handle
+    // (one round trip instead of two); the caller awaits `closing` before it settles.
+    const closing = this.cleanup().then(
+      () => undefined,
+      () => undefined,
+    );
+    try {
+      await this.ready;
+      const endedAt = Math.min(this.p.end, this.eofAt);
+      if (this.kind === 'get' && endedAt < this.p.end) {
+        // the source ended early: drop the preallocated rest
+        try {
+          await ftruncateFd(p.fd, endedAt);
+        } catch (err) {
+          throw localFailure(err, 'truncate');
+        }
       }
+      return { endedAt, channels: this.lanes, closing };
+    } catch (err) {
+      await closing;
+      throw err;
     }
-    return { endedAt, channels: this.lanes };
   }
 
   /** First failure wins; every lane stops (its engine rejects with this reason). */

@@ -18,7 +18,7 @@ import { SshError } from '../errors.js';
 import { abortReason } from '../internal/cancel.js';
 import { relBytes, walkTree, type WalkedTree, type WalkLimits } from './dir-walk.js';
 import { ProgressReporter, readIntoBuffer, runGet, runPut, writeBuffer, type EngineParams } from './engine.js';
-import { appendOffset, asError, DEFAULT_STREAM_CONCURRENCY, closeBounded, isStatus, limitError, listLean, localError, mkdirp, runLimited } from './ops.js';
+import { appendOffset, asError, DEFAULT_STREAM_CONCURRENCY, CLOSE_TIMEOUT_MS, closeBounded, isStatus, limitError, listLean, localError, mkdirp, runLimited, settleWithin } from './ops.js';
 import { SftpStatus } from './errors.js';
 import { isConfinedRel, isInsideDir, joinBytes, joinRemote, showName, showPath, toBytes, typeOfMode } from './paths.js';
 import {
@@ -141,6 +141,8 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
   const { signal } = job;
   const handle = await s.open(remote, OpenFlags.READ, undefined, signal);
   let fd: number | undefined;
+  // the CLOSE once sent (never sent twice: the server may give the handle to another OPEN)
+  let closed: Promise<void> | undefined;
   try {
     const st = await s.fstat(handle, remote, signal);
     // No size, 0 (a /proc file) or an absurd one: unknown, read until EOF.
@@ -155,25 +157,34 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
       throw localError(err, 'open', local);
     }
     const have = job.resume ? (await fstatFd(fd)).size : 0;
-    const { start, endedAt, channels } = await copyRange('get', s, handle, remote, fd, have, size, s.maxReadLen, job, s.minRttMs);
+    const { start, endedAt, channels, closing } = await copyRange('get', s, handle, remote, fd, have, size, s.maxReadLen, job, s.minRttMs);
     try {
-      // A resumed file is cut only when it was copied again from 0 and the source ended
-      // before its old end (a kept prefix makes endedAt >= have): never on a size the server
-      // did not state, where the copy continued from what was already there.
-      if (job.resume && endedAt < have) await ftruncateFd(fd, endedAt);
-      if (job.preserve !== 0 || job.times === true) await futimesFd(fd, st.atime ?? 0, st.mtime ?? 0);
-      if (job.preserve !== 0 && st.mode !== undefined) await fchmodFd(fd, st.mode & job.preserve);
-      const f = fd;
-      fd = undefined;
-      await closeFd(f);
-    } catch (err) {
-      throw localError(err, 'write', local);
+      // every byte is here: the CLOSE goes out now, its round trip overlapping the local work
+      // and the closing of a striped copy's extra channels
+      closed = s.close(handle, remote, signal);
+      closed.catch(() => undefined);
+      try {
+        // A resumed file is cut only when it was copied again from 0 and the source ended
+        // before its old end (a kept prefix makes endedAt >= have): never on a size the server
+        // did not state, where the copy continued from what was already there.
+        if (job.resume && endedAt < have) await ftruncateFd(fd, endedAt);
+        if (job.preserve !== 0 || job.times === true) await futimesFd(fd, st.atime ?? 0, st.mtime ?? 0);
+        if (job.preserve !== 0 && st.mode !== undefined) await fchmodFd(fd, st.mode & job.preserve);
+        const f = fd;
+        fd = undefined;
+        await closeFd(f);
+      } catch (err) {
+        throw localError(err, 'write', local);
+      }
+      await closed;
+    } finally {
+      await closing;
     }
-    await s.close(handle, remote, signal);
     return { transferredBytes: endedAt - start, totalBytes: endedAt, resumedFrom: start, ...(channels === undefined ? {} : { channels }) };
   } catch (err) {
     if (fd !== undefined) await closeFd(fd).catch(() => undefined);
-    await closeBounded(s, handle, signal);
+    if (closed === undefined) await closeBounded(s, handle, signal);
+    else await settleWithin(closed, CLOSE_TIMEOUT_MS, signal);
     throw err;
   }
 }
@@ -196,18 +207,23 @@ async function putFile(s: SftpSession, local: string | Buffer, remote: RemotePat
     const flags = OpenFlags.WRITE | OpenFlags.CREAT | (job.resume ? 0 : OpenFlags.TRUNC) | (job.resume === 'sha256' ? OpenFlags.READ : 0);
     handle = await s.open(remote, flags, job.preserve !== 0 ? { mode: lst.mode & job.preserve } : undefined, signal);
     const remoteSize = job.resume ? ((await s.fstat(handle, remote, signal)).size ?? 0) : 0;
-    const { start, endedAt, channels } = await copyRange('put', s, handle, remote, fd, remoteSize, size, s.maxWriteLen, job, s.minRttMs);
-    const attrs: SetAttrs = {};
-    if (remoteSize > endedAt || endedAt < size) attrs.size = endedAt;
-    if (job.preserve !== 0) attrs.mode = lst.mode & job.preserve;
-    if (job.preserve !== 0 || job.times === true) {
-      attrs.atime = Math.floor(lst.atimeMs / 1000);
-      attrs.mtime = Math.floor(lst.mtimeMs / 1000);
+    const { start, endedAt, channels, closing } = await copyRange('put', s, handle, remote, fd, remoteSize, size, s.maxWriteLen, job, s.minRttMs);
+    try {
+      const attrs: SetAttrs = {};
+      if (remoteSize > endedAt || endedAt < size) attrs.size = endedAt;
+      if (job.preserve !== 0) attrs.mode = lst.mode & job.preserve;
+      if (job.preserve !== 0 || job.times === true) {
+        attrs.atime = Math.floor(lst.atimeMs / 1000);
+        attrs.mtime = Math.floor(lst.mtimeMs / 1000);
+      }
+      // (while the extra channels of a striped copy close)
+      if (Object.keys(attrs).length > 0) await s.fsetstat(handle, remote, attrs, signal);
+      const h = handle;
+      handle = undefined;
+      await s.close(h, remote, signal);
+    } finally {
+      await closing;
     }
-    if (Object.keys(attrs).length > 0) await s.fsetstat(handle, remote, attrs, signal);
-    const h = handle;
-    handle = undefined;
-    await s.close(h, remote, signal);
     return { transferredBytes: endedAt - start, totalBytes: endedAt, resumedFrom: start, ...(channels === undefined ? {} : { channels }) };
   } catch (err) {
     if (handle) await closeBounded(s, handle, signal);
@@ -563,7 +579,9 @@ function isFatal(err: unknown): boolean {
  * least `channelsMinBytes` of a known size remain and `channels` > 1 (`channels` in the result
  * then says how many carried it). The default `channels` stripes only when `rttMs` (the
  * session's fastest request round trip, its OPEN and FSTAT of this file included) is at least
- * {@link STRIPE_MIN_RTT_MS}; an explicit one always.
+ * {@link STRIPE_MIN_RTT_MS}; an explicit one always. After a striped copy, `closing` is the
+ * closing of the extra channels, still under way: the caller finishes its own handle meanwhile
+ * and must await it (it never rejects) before it settles.
  */
 async function copyRange(
   kind: 'get' | 'put',
@@ -576,7 +594,7 @@ async function copyRange(
   maxLen: number,
   job: FileJob,
   rttMs: number,
-): Promise<{ start: number; endedAt: number; channels?: number }> {
+): Promise<{ start: number; endedAt: number; channels?: number; closing?: Promise<void> }> {
   let start = 0;
   // 'size' trusts a strictly shorter destination to be a prefix; one of the same size is not
   // "complete" (its content may differ: issue 17), so it is copied again. 'sha256' compares the
@@ -608,7 +626,7 @@ async function copyRange(
     // in flight), and starts each range at the limit its last range ended with. RTT 52 ms, 128
     // MiB get over 4 channels (3 runs, medians): 137.6 MB/s against 113.9 with 16 fixed per lane.
     const r = await runStriped(kind, remote, params, { channels, openChannel: job.openChannel });
-    return { start, endedAt: r.endedAt, channels: r.channels };
+    return { start, endedAt: r.endedAt, channels: r.channels, ...(r.closing === undefined ? {} : { closing: r.closing }) };
   }
   const { endedAt } = await (kind === 'get' ? runGet : runPut)(params);
   return { start, endedAt };
