@@ -54,15 +54,19 @@ export const DEFAULT_CHANNELS = 4;
 /** Default of `TransferOptions.channelsMinBytes` (64 MiB). */
 export const DEFAULT_CHANNELS_MIN_BYTES = 64 * 1024 * 1024;
 /**
- * Least round trip (ms) for which the default `channels` stripes: the SFTP session's fastest
- * request so far (the file's own OPEN/FSTAT included; a minimum, so a busy moment does not count).
- * Below it (loopback, LAN) one channel's window is not the limit (2 MiB per 5 ms is 400 MB/s)
- * and CPU is: on loopback (2 cores) 4 channels got 218 MB/s where one got 372 (get, 256 MiB;
- * put 271 vs 395), since every channel is one more sftp-server and cipher stream. An explicit
- * `channels` is used whatever the round trip. The same threshold as the forward window
- * (forward/carry.ts `forwardWindowFor`).
+ * Least round trip (ms) for which the default `channels` stripes, by direction: the SFTP
+ * session's fastest request so far (the file's own OPEN/FSTAT included; a minimum, so a busy
+ * moment does not count). An explicit `channels` is used whatever the round trip.
+ *
+ * - `put` from 5 ms: each channel's writes are held to sshd's own 2 MiB window per round trip,
+ *   so more channels pay as soon as that window is the limit (RTT ~11 ms, 128 MiB, 2 cores:
+ *   125 MB/s over one channel, 198 over 4).
+ * - `get` from 25 ms: our receive window is eager and one channel's reads adapt up to 8 MiB in
+ *   flight, which carries ~250 MB/s to ~20 ms; below that CPU is the limit and every extra
+ *   channel (one more sftp-server and cipher stream) costs throughput (RTT ~11 ms: 248 vs 224
+ *   MB/s; ~21 ms: 214 vs 203; ~31 ms: 157 vs 179; loopback: 372 vs 218).
  */
-export const STRIPE_MIN_RTT_MS = 5;
+export const STRIPE_MIN_RTT_MS: Readonly<Record<'get' | 'put', number>> = Object.freeze({ get: 25, put: 5 });
 /** Most channels one transfer may use (sshd's default `MaxSessions` is 10). */
 export const MAX_CHANNELS = 64;
 

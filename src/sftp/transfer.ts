@@ -579,7 +579,7 @@ function isFatal(err: unknown): boolean {
  * least `channelsMinBytes` of a known size remain and `channels` > 1 (`channels` in the result
  * then says how many carried it). The default `channels` stripes only when `rttMs` (the
  * session's fastest request round trip, its OPEN and FSTAT of this file included) is at least
- * {@link STRIPE_MIN_RTT_MS}; an explicit one always. After a striped copy, `closing` is the
+ * {@link STRIPE_MIN_RTT_MS} for its direction (get 25 ms, put 5 ms); an explicit one always. After a striped copy, `closing` is the
  * closing of the extra channels, still under way: the caller finishes its own handle meanwhile
  * and must await it (it never rejects) before it settles.
  */
@@ -620,7 +620,7 @@ async function copyRange(
     onBytes: (n) => job.progress.add(n),
     signal: job.signal,
   };
-  const channels = job.channels ?? (rttMs >= STRIPE_MIN_RTT_MS ? DEFAULT_CHANNELS : 1);
+  const channels = job.channels ?? (rttMs >= STRIPE_MIN_RTT_MS[kind] ? DEFAULT_CHANNELS : 1);
   if (channels > 1 && job.openChannel !== undefined && Number.isSafeInteger(size) && size - start >= Math.max(1, job.channelsMinBytes ?? DEFAULT_CHANNELS_MIN_BYTES)) {
     // Every lane adapts like a single-channel run (its own memory bound: up to channels x 8 MiB
     // in flight), and starts each range at the limit its last range ended with. RTT 52 ms, 128

@@ -267,10 +267,12 @@ export interface TransferOptions extends SftpOperationOptions {
    * remote file keeps the full size and `resume` copies it again in full, never leaving a hole).
    *
    * Left out, the file is striped over 4 channels only when the SFTP session's fastest request
-   * round trip so far (this file's OPEN included) is at least 5 ms: on loopback and LANs one channel's window is not the
-   * limit, CPU is, and more channels cost throughput (loopback get 218 MB/s over 4 channels vs
-   * 372 over one, 2 cores). Given, it is used whatever the round trip.
-   * @default 4 when the file's round trip is >= 5 ms, else 1 (an integer from 1 to 64; anything else is `ERR_SSH_INVALID_ARG`)
+   * round trip so far (this file's OPEN included) is at least 5 ms for `put` (each channel's
+   * writes are held to the server's window, 2 MiB per round trip on OpenSSH) and 25 ms for
+   * `get` (one channel's reads adapt up to 8 MiB in flight): below that CPU, not the window, is
+   * the limit and more channels cost throughput (loopback get 218 MB/s over 4 channels vs 372
+   * over one, 2 cores). Given, it is used whatever the round trip.
+   * @default 4 when the file's round trip is >= 5 ms (put) / >= 25 ms (get), else 1 (an integer from 1 to 64; anything else is `ERR_SSH_INVALID_ARG`)
    */
   channels?: number | undefined;
   /**

@@ -205,7 +205,29 @@ describe('stopped mid-way (abort, deadline) on a slowed link: a TCP proxy adding
     expect(ssh.health().openChannels).toBe(1);
   });
 
-  it('channels left out: a link whose round trip is >= 5 ms stripes over the default 4 channels, byte-exact', async () => {
+  it('channels left out on a ~12 ms link: put stripes (it is held to the server\'s window), get does not (below 25 ms one adaptive channel carries it)', async () => {
+    const near = await FaultProxy.start({ host: info.host, port: info.port });
+    near.delay(6);
+    const c = new SshClient(clientOptions(info, { reconnect: false }, { host: near.host, port: near.port }));
+    try {
+      const s2 = await c.sftp();
+      for (let i = 0; i < 3; i++) await s2.stat(dir);
+      const remote = `${dir}/default-near.bin`;
+      const put = await countOpens(c, () => s2.put(src, remote, { channelsMinBytes: MIN }));
+      expect(put.value.channels).toBe(4);
+      expect(put.opened).toBe(3);
+      const dst = path.join(local, 'default-near.bin');
+      const get = await countOpens(c, () => s2.get(remote, dst, { channelsMinBytes: MIN }));
+      expect(get.value.channels).toBeUndefined();
+      expect(get.opened).toBe(0);
+      expect(sha(fs.readFileSync(dst))).toBe(sha(content));
+    } finally {
+      await c.close();
+      await near.close();
+    }
+  });
+
+  it('channels left out: a link whose round trip is >= 25 ms stripes both ways over the default 4 channels, byte-exact', async () => {
     const remote = `${dir}/default-slow.bin`;
     const put = await countOpens(ssh, () => sftp.put(src, remote, { channelsMinBytes: MIN }));
     expect(put.value).toEqual({ transferredBytes: SIZE, totalBytes: SIZE, resumedFrom: 0, channels: 4 });
