@@ -142,6 +142,64 @@ export interface StripeOptions {
   /** Lanes aimed at, the client's own session included (>= 2). */
   channels: number;
   openChannel: OpenChannel;
+  /** Extra channels already being opened (taken by the transfer; the rest are opened with `openChannel`). */
+  preopened?: PreopenedExtras | undefined;
+}
+
+/**
+ * Extra SFTP channels opened ahead of a striped transfer, while the client's own session still
+ * opens the file (a put knows its size before that), so that they join a round trip earlier
+ * (each open is 4 round trips: channel, subsystem, SFTP version, limits). Whoever holds it
+ * either hands it to {@link runStriped} (which takes and closes them like its own) or calls
+ * {@link PreopenedExtras.discard}.
+ */
+export class PreopenedExtras {
+  private readonly ac = new AbortController();
+  private readonly wrappers: Promise<ssh2.SFTPWrapper | undefined>[];
+  private taken = false;
+  private readonly offOuter: () => void;
+
+  /** Starts `n` opens of `open` on `link`; `signal` (the caller's) aborts those still pending. */
+  constructor(link: Link, open: OpenChannel, n: number, signal: AbortSignal | undefined) {
+    setMaxListeners(0, this.ac.signal);
+    const onOuter = (): void => this.ac.abort(signal?.reason);
+    if (signal?.aborted) onOuter();
+    else signal?.addEventListener('abort', onOuter, { once: true });
+    this.offOuter = () => signal?.removeEventListener('abort', onOuter);
+    this.wrappers = Array.from({ length: Math.max(0, n) }, () =>
+      open(link, this.ac.signal).then(
+        (w) => w,
+        () => undefined,
+      ),
+    );
+  }
+
+  /** Hands the opens over (once; then `[]`): `stop` aborts those still pending. */
+  take(stop: AbortSignal): Promise<ssh2.SFTPWrapper | undefined>[] {
+    if (this.taken) return [];
+    this.taken = true;
+    this.offOuter();
+    if (stop.aborted) this.ac.abort(stop.reason);
+    else stop.addEventListener('abort', () => this.ac.abort(stop.reason), { once: true });
+    return this.wrappers;
+  }
+
+  /** Not taken: aborts the pending opens and closes the channels that arrived (each awaited at most 5 s). Idempotent. */
+  async discard(): Promise<void> {
+    if (this.taken) return;
+    this.taken = true;
+    this.offOuter();
+    this.ac.abort(new SshError('ERR_SSH_ABORTED', 'striped transfer not needed'));
+    await Promise.all(this.wrappers.map(async (p) => closeWrapper(await p)));
+  }
+}
+
+/** Ends an SFTP channel nobody uses and waits (at most 5 s) for its close. */
+async function closeWrapper(w: ssh2.SFTPWrapper | undefined, signal?: AbortSignal): Promise<void> {
+  if (w === undefined) return;
+  const closed = new Promise<void>((resolve) => w.once('close', () => resolve()));
+  w.end();
+  await settleWithin(closed, CLOSE_TIMEOUT_MS, signal);
 }
 
 /** Outcome of {@link runStriped}. */
@@ -192,9 +250,11 @@ interface Extra {
  */
 export async function runStriped(kind: 'get' | 'put', remotePath: RemotePath, p: EngineParams, o: StripeOptions): Promise<StripedResult> {
   const run = kind === 'get' ? runGet : runPut;
-  if (kind === 'get' && !(await isRegularFd(p.fd))) return { ...(await run(p)), channels: 1 };
   const ranges = splitRanges(p.start, p.end, o.channels);
-  if (ranges.length < 2) return { ...(await run(p)), channels: 1 };
+  if (ranges.length < 2 || (kind === 'get' && !(await isRegularFd(p.fd)))) {
+    await o.preopened?.discard();
+    return { ...(await run(p)), channels: 1 };
+  }
   // While ranges land out of order, the destination has the source's size (never a prefix).
   // Put: the FSETSTAT is not awaited here (its order against writes does not matter: it only
   // extends the file, or cuts what lies past the source's size). The main session writes its
@@ -260,7 +320,10 @@ class Striper {
     let copied = false;
     try {
       this.addLane(main, p.handle);
-      for (let i = 1; i < this.o.channels && !stop.signal.aborted; i++) this.opens.push(this.openExtra());
+      const pre = this.o.preopened?.take(stop.signal) ?? [];
+      for (let i = 1; i < this.o.channels && !stop.signal.aborted; i++) this.opens.push(this.openExtra(pre[i - 1]));
+      // preopened beyond the lanes wanted (none today): closed
+      for (const w of pre.slice(Math.max(0, this.o.channels - 1))) this.opens.push(w.then((x) => closeWrapper(x, p.signal)));
       await this.settled;
       copied = this.failed === undefined;
     } finally {
@@ -378,14 +441,22 @@ class Striper {
   }
 
   /** Opens one extra session and the file on it; joins as a lane while ranges are left. Never rejects. */
-  private async openExtra(): Promise<void> {
+  private async openExtra(preopened?: Promise<ssh2.SFTPWrapper | undefined>): Promise<void> {
     const { stop, p } = this;
     let wrapper: ssh2.SFTPWrapper;
-    try {
-      wrapper = await this.o.openChannel(p.session.link, stop.signal);
-    } catch {
-      // refused (MaxSessions reached, no free slot), or the transfer ended first: fewer lanes
-      return;
+    if (preopened !== undefined) {
+      const w = await preopened;
+      // refused, or the transfer ended first: fewer lanes
+      if (w === undefined) return;
+      if (stop.signal.aborted) return closeWrapper(w, p.signal);
+      wrapper = w;
+    } else {
+      try {
+        wrapper = await this.o.openChannel(p.session.link, stop.signal);
+      } catch {
+        // refused (MaxSessions reached, no free slot), or the transfer ended first: fewer lanes
+        return;
+      }
     }
     const closed = new Promise<void>((resolve) => wrapper.once('close', () => resolve()));
     let session: SftpSession;

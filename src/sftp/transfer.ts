@@ -33,7 +33,7 @@ import {
   type SyncSettings,
 } from './sync.js';
 import { OrderedReader } from './streams.js';
-import { DEFAULT_CHANNELS, DEFAULT_CHANNELS_MIN_BYTES, STRIPE_MIN_RTT_MS, runStriped, type OpenChannel } from './striped.js';
+import { DEFAULT_CHANNELS, DEFAULT_CHANNELS_MIN_BYTES, PreopenedExtras, STRIPE_MIN_RTT_MS, runStriped, type OpenChannel } from './striped.js';
 import { OpenFlags, type SftpSession } from './session.js';
 import type { DirFilterEntry, DirTransferSummary, SftpWarning, TransferProgress, TransferResult } from './types.js';
 import type { RemotePath, SetAttrs } from './wire.js';
@@ -200,14 +200,23 @@ async function putFile(s: SftpSession, local: string | Buffer, remote: RemotePat
     throw localError(err, 'open', local);
   }
   let handle: Buffer | undefined;
+  let preopened: PreopenedExtras | undefined;
   try {
     if (!lst.isFile()) throw localError(new Error('not a regular file'), 'read', local);
     const size = lst.size;
     if (setTotal) job.progress.total = size;
     const flags = OpenFlags.WRITE | OpenFlags.CREAT | (job.resume ? 0 : OpenFlags.TRUNC) | (job.resume === 'sha256' ? OpenFlags.READ : 0);
+    // A fresh put knows what it will copy before the OPEN: the extra channels of a striped copy
+    // open meanwhile, and join a round trip earlier (copyRange takes or closes them).
+    const lanes = stripeChannels('put', job, s.minRttMs);
+    if (lanes > 1 && !job.resume && job.openChannel !== undefined && size >= Math.max(1, job.channelsMinBytes ?? DEFAULT_CHANNELS_MIN_BYTES)) {
+      preopened = new PreopenedExtras(s.link, job.openChannel, lanes - 1, signal);
+    }
     handle = await s.open(remote, flags, job.preserve !== 0 ? { mode: lst.mode & job.preserve } : undefined, signal);
     const remoteSize = job.resume ? ((await s.fstat(handle, remote, signal)).size ?? 0) : 0;
-    const { start, endedAt, channels, closing } = await copyRange('put', s, handle, remote, fd, remoteSize, size, s.maxWriteLen, job, s.minRttMs);
+    const pre = preopened;
+    preopened = undefined;
+    const { start, endedAt, channels, closing } = await copyRange('put', s, handle, remote, fd, remoteSize, size, s.maxWriteLen, job, s.minRttMs, pre);
     try {
       const attrs: SetAttrs = {};
       if (remoteSize > endedAt || endedAt < size) attrs.size = endedAt;
@@ -226,6 +235,7 @@ async function putFile(s: SftpSession, local: string | Buffer, remote: RemotePat
     }
     return { transferredBytes: endedAt - start, totalBytes: endedAt, resumedFrom: start, ...(channels === undefined ? {} : { channels }) };
   } catch (err) {
+    await preopened?.discard();
     if (handle) await closeBounded(s, handle, signal);
     throw err;
   } finally {
@@ -594,6 +604,34 @@ async function copyRange(
   maxLen: number,
   job: FileJob,
   rttMs: number,
+  preopened?: PreopenedExtras,
+): Promise<{ start: number; endedAt: number; channels?: number; closing?: Promise<void> }> {
+  try {
+    return await copyRangeOn(kind, s, handle, remote, fd, have, size, maxLen, job, rttMs, preopened);
+  } finally {
+    // not handed to a striped copy (one channel after all, or a failure first): closed
+    await preopened?.discard();
+  }
+}
+
+/** Channels a striped copy of `job` would aim at on a link of `rttMs` (1: no striping). */
+function stripeChannels(kind: 'get' | 'put', job: FileJob, rttMs: number): number {
+  if (job.openChannel === undefined) return 1;
+  return job.channels ?? (rttMs >= STRIPE_MIN_RTT_MS[kind] ? DEFAULT_CHANNELS : 1);
+}
+
+async function copyRangeOn(
+  kind: 'get' | 'put',
+  s: SftpSession,
+  handle: Buffer,
+  remote: RemotePath,
+  fd: number,
+  have: number,
+  size: number,
+  maxLen: number,
+  job: FileJob,
+  rttMs: number,
+  preopened: PreopenedExtras | undefined,
 ): Promise<{ start: number; endedAt: number; channels?: number; closing?: Promise<void> }> {
   let start = 0;
   // 'size' trusts a strictly shorter destination to be a prefix; one of the same size is not
@@ -620,12 +658,12 @@ async function copyRange(
     onBytes: (n) => job.progress.add(n),
     signal: job.signal,
   };
-  const channels = job.channels ?? (rttMs >= STRIPE_MIN_RTT_MS[kind] ? DEFAULT_CHANNELS : 1);
+  const channels = stripeChannels(kind, job, rttMs);
   if (channels > 1 && job.openChannel !== undefined && Number.isSafeInteger(size) && size - start >= Math.max(1, job.channelsMinBytes ?? DEFAULT_CHANNELS_MIN_BYTES)) {
     // Every lane adapts like a single-channel run (its own memory bound: up to channels x 8 MiB
     // in flight), and starts each range at the limit its last range ended with. RTT 52 ms, 128
     // MiB get over 4 channels (3 runs, medians): 137.6 MB/s against 113.9 with 16 fixed per lane.
-    const r = await runStriped(kind, remote, params, { channels, openChannel: job.openChannel });
+    const r = await runStriped(kind, remote, params, { channels, openChannel: job.openChannel, preopened });
     return { start, endedAt: r.endedAt, channels: r.channels, ...(r.closing === undefined ? {} : { closing: r.closing }) };
   }
   const { endedAt } = await (kind === 'get' ? runGet : runPut)(params);

@@ -72,6 +72,11 @@ export interface HostileFs {
   closeNever?: boolean;
   /** REALPATH answer (latin1); default: the path as sent. */
   realpath?: (path: string) => string;
+  /**
+   * Runs before an OPEN is answered (`channel`: as for `read`); the answer waits for a promise,
+   * and `'fail'` answers FAILURE.
+   */
+  beforeOpen?: (path: string, channel: number) => void | 'fail' | Promise<void | 'fail'>;
 }
 
 /** What the server saw, for assertions. */
@@ -235,14 +240,20 @@ function serveSftp(channel: ssh2.ServerChannel, fs: HostileFs, log: HostileLog, 
         const path = r.str().toString('latin1');
         const flags = r.u32();
         log.requests[log.requests.length - 1] += ` ${path}`;
-        if (flags & 0x02) {
-          // TRUNC (or a new file) starts empty; a plain WRITE open keeps what was written
-          if (flags & 0x10 || !log.writes.has(path)) log.writes.set(path, Buffer.alloc(0));
+        const answer = (verdict: void | 'fail'): void => {
+          if (verdict === 'fail') return status(id, FAILURE, 'open refused');
+          if (flags & 0x02) {
+            // TRUNC (or a new file) starts empty; a plain WRITE open keeps what was written
+            if (flags & 0x10 || !log.writes.has(path)) log.writes.set(path, Buffer.alloc(0));
+            return void send(packet(FXP.HANDLE, id, str(newHandle({ path, kind: 'file', round: 0 }))));
+          }
+          const n = fs.node(path);
+          if (!n || n.type !== 'file') return status(id, NO_SUCH_FILE, 'no such file');
           return void send(packet(FXP.HANDLE, id, str(newHandle({ path, kind: 'file', round: 0 }))));
-        }
-        const n = fs.node(path);
-        if (!n || n.type !== 'file') return status(id, NO_SUCH_FILE, 'no such file');
-        return void send(packet(FXP.HANDLE, id, str(newHandle({ path, kind: 'file', round: 0 }))));
+        };
+        const hook = fs.beforeOpen?.(path, index);
+        if (hook instanceof Promise) return void hook.then(answer, () => answer('fail'));
+        return answer(hook);
       }
       case FXP.OPENDIR: {
         const path = r.str().toString('latin1');

@@ -513,3 +513,68 @@ describe('a hostile server failing one channel', () => {
     }
   });
 });
+
+describe('a put opens its extra channels while its own OPEN is on the way', () => {
+  let server: HostileSftpServer;
+  /** SFTP channels open when the main session's OPEN of `/pre-put` was answered. */
+  let openAtAnswer = -1;
+  // small (the in-process server keeps every write): 4 ranges of 1.5 MiB
+  const small = randomBytes(6 * MiB + 321);
+  let smallSrc: string;
+  beforeAll(async () => {
+    smallSrc = path.join(local, 'pre-small.bin');
+    fs.writeFileSync(smallSrc, small);
+    server = await startHostileSftp({
+      node: () => undefined,
+      beforeOpen: async (p, ch) => {
+        if (ch !== 0) return;
+        if (p === '/refused-put') {
+          // answered once the extras are on their way (bounded), then refused
+          await waitFor(() => server.log.sftpChannelsOpen >= 4, 3_000);
+          return 'fail';
+        }
+        if (p !== '/pre-put') return;
+        // the main OPEN is answered once the 3 extra channels are open (or after 3 s without them)
+        await waitFor(() => server.log.sftpChannelsOpen >= 4, 3_000);
+        openAtAnswer = server.log.sftpChannelsOpen;
+      },
+    });
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  it('the extra channels are open before the file\'s OPEN is answered, and the put is byte-exact over 4 channels', async () => {
+    const ssh = new SshClient(server.clientOptions());
+    try {
+      const sftp = await ssh.sftp();
+      await sftp.exists('/x'); // the SFTP session (channel 0) is open
+      const r = await sftp.put(smallSrc, '/pre-put', { channels: 4, channelsMinBytes: MIN });
+      expect(openAtAnswer).toBe(4);
+      expect(r.channels).toBe(4);
+      expect(sha(server.log.writes.get('/pre-put')!)).toBe(sha(small));
+      expect(ssh.health().openChannels).toBe(1);
+      expect(await waitFor(() => server.log.sftpChannelsOpen === 1, 5_000)).toBe(true);
+    } finally {
+      await ssh.close();
+    }
+  });
+
+  it('an OPEN that fails closes the extra channels opened ahead: ERR_SSH_SFTP, no channel left', async () => {
+    const ssh = new SshClient(server.clientOptions());
+    try {
+      const sftp = await ssh.sftp();
+      await sftp.exists('/x');
+      const before = server.log.sftpChannelsOpened;
+      const err = await rejection(sftp.put(smallSrc, '/refused-put', { channels: 4, channelsMinBytes: MIN }));
+      expect(err).toBeInstanceOf(SshError);
+      expect((err as SshError).code).toBe('ERR_SSH_SFTP');
+      // they were opened (ahead), and are closed again
+      expect(server.log.sftpChannelsOpened - before).toBe(3);
+      expect(ssh.health().openChannels).toBe(1);
+      expect(await waitFor(() => server.log.sftpChannelsOpen === 1, 5_000)).toBe(true);
+    } finally {
+      await ssh.close();
+    }
+  });
+});
