@@ -139,12 +139,37 @@ export async function putOne(s: SftpSession, signal: AbortSignal, local: string 
 
 async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffer, job: FileJob, setTotal: boolean): Promise<TransferResult> {
   const { signal } = job;
-  const handle = await s.open(remote, OpenFlags.READ, undefined, signal);
+  // When the copy may be striped, a STAT goes out with the OPEN: its size (answered with the
+  // OPEN, a round trip before the FSTAT) starts the extra channels early. The FSTAT's size is
+  // still the one copied; copyRange takes or closes what was opened.
+  let preopened: PreopenedExtras | undefined;
+  const lanes = stripeChannels('get', job, s.minRttMs);
+  const minBytes = Math.max(1, job.channelsMinBytes ?? DEFAULT_CHANNELS_MIN_BYTES);
+  const hinted =
+    lanes > 1 && !job.resume && job.openChannel !== undefined
+      ? ((open: OpenChannel) =>
+          s.stat(remote, signal).then(
+            (a) => {
+              const n = knownSize(a.size);
+              if (n !== undefined && n >= minBytes && !signal?.aborted) preopened = new PreopenedExtras(s.link, open, lanes - 1, signal);
+            },
+            () => undefined,
+          ))(job.openChannel)
+      : undefined;
+  let handle: Buffer;
+  try {
+    handle = await s.open(remote, OpenFlags.READ, undefined, signal);
+  } catch (err) {
+    await hinted;
+    await preopened?.discard();
+    throw err;
+  }
   let fd: number | undefined;
   // the CLOSE once sent (never sent twice: the server may give the handle to another OPEN)
   let closed: Promise<void> | undefined;
   try {
     const st = await s.fstat(handle, remote, signal);
+    await hinted;
     // No size, 0 (a /proc file) or an absurd one: unknown, read until EOF.
     const size = knownSize(st.size) ?? Infinity;
     if (setTotal) job.progress.total = size === Infinity ? 0 : size;
@@ -157,7 +182,9 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
       throw localError(err, 'open', local);
     }
     const have = job.resume ? (await fstatFd(fd)).size : 0;
-    const { start, endedAt, channels, closing } = await copyRange('get', s, handle, remote, fd, have, size, s.maxReadLen, job, s.minRttMs);
+    const pre = preopened;
+    preopened = undefined;
+    const { start, endedAt, channels, closing } = await copyRange('get', s, handle, remote, fd, have, size, s.maxReadLen, job, s.minRttMs, pre);
     try {
       // every byte is here: the CLOSE goes out now, its round trip overlapping the local work
       // and the closing of a striped copy's extra channels
@@ -182,6 +209,8 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
     }
     return { transferredBytes: endedAt - start, totalBytes: endedAt, resumedFrom: start, ...(channels === undefined ? {} : { channels }) };
   } catch (err) {
+    await hinted;
+    await preopened?.discard();
     if (fd !== undefined) await closeFd(fd).catch(() => undefined);
     if (closed === undefined) await closeBounded(s, handle, signal);
     else await settleWithin(closed, CLOSE_TIMEOUT_MS, signal);

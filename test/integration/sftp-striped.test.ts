@@ -514,10 +514,12 @@ describe('a hostile server failing one channel', () => {
   });
 });
 
-describe('a put opens its extra channels while its own OPEN is on the way', () => {
+describe('a put (and a get, by a STAT sent with its OPEN) opens its extra channels while its own OPEN is on the way', () => {
   let server: HostileSftpServer;
-  /** SFTP channels open when the main session's OPEN of `/pre-put` was answered. */
+  /** SFTP channels open when the main session's OPEN of `/pre-put` or `/pre-get` was answered. */
   let openAtAnswer = -1;
+  /** Whether the main session's OPEN waits for the extra channels. */
+  let gateOpens = true;
   // small (the in-process server keeps every write): 4 ranges of 1.5 MiB
   const small = randomBytes(6 * MiB + 321);
   let smallSrc: string;
@@ -525,7 +527,7 @@ describe('a put opens its extra channels while its own OPEN is on the way', () =
     smallSrc = path.join(local, 'pre-small.bin');
     fs.writeFileSync(smallSrc, small);
     server = await startHostileSftp({
-      node: () => undefined,
+      node: (p) => (p === '/pre-get' ? { type: 'file', content: small } : undefined),
       beforeOpen: async (p, ch) => {
         if (ch !== 0) return;
         if (p === '/refused-put') {
@@ -533,7 +535,7 @@ describe('a put opens its extra channels while its own OPEN is on the way', () =
           await waitFor(() => server.log.sftpChannelsOpen >= 4, 3_000);
           return 'fail';
         }
-        if (p !== '/pre-put') return;
+        if ((p !== '/pre-put' && p !== '/pre-get') || !gateOpens) return;
         // the main OPEN is answered once the 3 extra channels are open (or after 3 s without them)
         await waitFor(() => server.log.sftpChannelsOpen >= 4, 3_000);
         openAtAnswer = server.log.sftpChannelsOpen;
@@ -555,6 +557,30 @@ describe('a put opens its extra channels while its own OPEN is on the way', () =
       expect(sha(server.log.writes.get('/pre-put')!)).toBe(sha(small));
       expect(ssh.health().openChannels).toBe(1);
       expect(await waitFor(() => server.log.sftpChannelsOpen === 1, 5_000)).toBe(true);
+    } finally {
+      await ssh.close();
+    }
+  });
+
+  it('get: the STAT sent with the OPEN starts the extra channels; they are open before the OPEN is answered; byte-exact', async () => {
+    const ssh = new SshClient(server.clientOptions());
+    try {
+      const sftp = await ssh.sftp();
+      await sftp.exists('/x');
+      openAtAnswer = -1;
+      const dst = path.join(local, 'pre-get.bin');
+      const r = await sftp.get('/pre-get', dst, { channels: 4, channelsMinBytes: MIN });
+      expect(openAtAnswer).toBe(4);
+      expect(r.channels).toBe(4);
+      expect(sha(fs.readFileSync(dst))).toBe(sha(small));
+      expect(ssh.health().openChannels).toBe(1);
+      expect(await waitFor(() => server.log.sftpChannelsOpen === 1, 5_000)).toBe(true);
+      // no STAT ahead when the copy cannot be striped
+      gateOpens = false;
+      const before = server.log.requests.length;
+      await sftp.get('/pre-get', dst, { channels: 1 });
+      gateOpens = true;
+      expect(server.log.requests.slice(before).filter((x) => x.startsWith('STAT'))).toEqual([]);
     } finally {
       await ssh.close();
     }
