@@ -6,8 +6,9 @@
  * - the delay line itself, verified: its measured 1-byte round trip and its bulk throughput
  *   (a plain TCP download through it), printed with the results;
  * - SFTP get/put: ssh-tether `get`/`put` with the library defaults (so whatever pipelining the
- *   build has is what is measured), `get`/`put` with `channels: 4` when the build has that
- *   option (striped transfers, item 4; else an 'n/a' row), raw ssh2 `fastGet`/`fastPut`, OpenSSH
+ *   build has is what is measured), `get`/`put` with `channels: 4` and with `channels: 1` (one
+ *   adaptive channel) when the build has that option (striped transfers, item 4; else an 'n/a'
+ *   row), raw ssh2 `fastGet`/`fastPut`, OpenSSH
  *   `sftp` and `scp` (over a ControlMaster, so no row pays for a connection);
  * - local forward download/upload: ssh-tether `forwardLocal`, raw ssh2 `forwardOut` + pipe,
  *   `ssh -L` (the forwarders of test/bench/forward.ts; the load runs in its own process);
@@ -476,6 +477,7 @@ async function benchAt(target: BenchTarget, ep: Endpoints, delayMs: number, file
         [
           { tool: `${TETHER} get`, once: mbps(B, () => sftp.get(files.remoteSrc, files.dst)) },
           ...(striped ? [{ tool: `${TETHER} get, striped over ${STRIPES} channels`, once: mbps(B, () => sftp.get(files.remoteSrc, files.dst, stripedOpts)) }] : []),
+          ...(striped ? [{ tool: `${TETHER} get, one channel`, once: mbps(B, () => sftp.get(files.remoteSrc, files.dst, { channels: 1 })) }] : []),
           { tool: 'ssh2 fastGet', once: mbps(B, () => fastXfer('get')) },
           { tool: 'sftp (OpenSSH)', once: mbps(B, () => cliOk('sftp', ['-q', '-b', getBatch, ...ossh, ...viaMaster, dest])) },
           { tool: 'scp (OpenSSH)', once: mbps(B, () => cliOk('scp', ['-q', ...ossh, ...viaMaster, `${dest}:${files.remoteSrc}`, files.dst])) },
@@ -486,6 +488,7 @@ async function benchAt(target: BenchTarget, ep: Endpoints, delayMs: number, file
         [
           { tool: `${TETHER} put`, once: mbps(B, () => sftp.put(files.src, files.remoteDst)) },
           ...(striped ? [{ tool: `${TETHER} put, striped over ${STRIPES} channels`, once: mbps(B, () => sftp.put(files.src, files.remoteDst, stripedOpts)) }] : []),
+          ...(striped ? [{ tool: `${TETHER} put, one channel`, once: mbps(B, () => sftp.put(files.src, files.remoteDst, { channels: 1 })) }] : []),
           { tool: 'ssh2 fastPut', once: mbps(B, () => fastXfer('put')) },
           { tool: 'sftp (OpenSSH)', once: mbps(B, () => cliOk('sftp', ['-q', '-b', putBatch, ...ossh, ...viaMaster, dest])) },
           { tool: 'scp (OpenSSH)', once: mbps(B, () => cliOk('scp', ['-q', ...ossh, ...viaMaster, files.src, `${dest}:${files.remoteDst}`])) },
