@@ -53,7 +53,10 @@
  * delay line on a busy 2-core host (128 MiB gets, interleaved): with 64 requests (16 MiB) or more
  * in flight, 5 runs of 14 had sshd burn 4-12x its usual CPU (1.3-3.8 s instead of ~0.3 s) and
  * crawl at 10-28 MB/s (issue 18 saw the same with 16 MiB forward windows); with 32, no run of 19
- * went above 0.73 s.
+ * went above 0.73 s. The cause (profiled with forward windows, forward/carry.ts
+ * `FORWARD_WINDOW`): OpenSSH 9.2's sshd copies a channel buffer whole at every 16 KiB it grows,
+ * so the replies it holds for us cost CPU with the square of their amount. A striped transfer
+ * has this bound per channel, each channel its own sshd buffer.
  */
 export const DEFAULT_MAX_BUFFER_BYTES = 8 * 1024 * 1024;
 
