@@ -140,28 +140,34 @@ export async function putOne(s: SftpSession, signal: AbortSignal, local: string 
 async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffer, job: FileJob, setTotal: boolean): Promise<TransferResult> {
   const { signal } = job;
   // When the copy may be striped, a STAT goes out with the OPEN: its size (answered with the
-  // OPEN, a round trip before the FSTAT) starts the extra channels early. The FSTAT's size is
-  // still the one copied; copyRange takes or closes what was opened.
+  // OPEN, a round trip before the FSTAT) starts the extra channels early. Best effort, never
+  // waited for: a STAT not answered by the time the FSTAT is (a server that ignores it) starts
+  // nothing. The FSTAT's size is still the one copied; copyRange takes or closes what was opened.
   let preopened: PreopenedExtras | undefined;
+  let hintClosed = false;
+  const endHint = (): Promise<void> => {
+    hintClosed = true;
+    const p = preopened;
+    preopened = undefined;
+    return p?.discard() ?? Promise.resolve();
+  };
   const lanes = stripeChannels('get', job, s.minRttMs);
   const minBytes = Math.max(1, job.channelsMinBytes ?? DEFAULT_CHANNELS_MIN_BYTES);
-  const hinted =
-    lanes > 1 && !job.resume && job.openChannel !== undefined
-      ? ((open: OpenChannel) =>
-          s.stat(remote, signal).then(
-            (a) => {
-              const n = knownSize(a.size);
-              if (n !== undefined && n >= minBytes && !signal?.aborted) preopened = new PreopenedExtras(s.link, open, lanes - 1, signal);
-            },
-            () => undefined,
-          ))(job.openChannel)
-      : undefined;
+  if (lanes > 1 && !job.resume && job.openChannel !== undefined) {
+    const open = job.openChannel;
+    s.stat(remote, signal).then(
+      (a) => {
+        const n = knownSize(a.size);
+        if (!hintClosed && n !== undefined && n >= minBytes && !signal?.aborted) preopened = new PreopenedExtras(s.link, open, lanes - 1, signal);
+      },
+      () => undefined,
+    );
+  }
   let handle: Buffer;
   try {
     handle = await s.open(remote, OpenFlags.READ, undefined, signal);
   } catch (err) {
-    await hinted;
-    await preopened?.discard();
+    await endHint();
     throw err;
   }
   let fd: number | undefined;
@@ -169,7 +175,8 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
   let closed: Promise<void> | undefined;
   try {
     const st = await s.fstat(handle, remote, signal);
-    await hinted;
+    // what the STAT started by now is used; a later answer starts nothing
+    hintClosed = true;
     // No size, 0 (a /proc file) or an absurd one: unknown, read until EOF.
     const size = knownSize(st.size) ?? Infinity;
     if (setTotal) job.progress.total = size === Infinity ? 0 : size;
@@ -209,8 +216,7 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
     }
     return { transferredBytes: endedAt - start, totalBytes: endedAt, resumedFrom: start, ...(channels === undefined ? {} : { channels }) };
   } catch (err) {
-    await hinted;
-    await preopened?.discard();
+    await endHint();
     if (fd !== undefined) await closeFd(fd).catch(() => undefined);
     if (closed === undefined) await closeBounded(s, handle, signal);
     else await settleWithin(closed, CLOSE_TIMEOUT_MS, signal);

@@ -70,6 +70,8 @@ export interface HostileFs {
   node(path: string): HNode | undefined;
   /** Never answer CLOSE requests (of files opened for reading). Default false. */
   closeNever?: boolean;
+  /** Never answer STAT / LSTAT requests. Default false. */
+  statNever?: boolean;
   /** REALPATH answer (latin1); default: the path as sent. */
   realpath?: (path: string) => string;
   /**
@@ -328,6 +330,7 @@ function serveSftp(channel: ssh2.ServerChannel, fs: HostileFs, log: HostileLog, 
       }
       case FXP.STAT:
       case FXP.LSTAT: {
+        if (fs.statNever) return;
         const path = r.str().toString('latin1');
         const n = fs.node(path);
         if (!n) return status(id, NO_SUCH_FILE, 'no such file');

@@ -101,14 +101,20 @@ describe('striped get/put against the shared sshd', () => {
     const remote = `${dir}/put-${channels}.bin`;
     expect(ssh.health().openChannels).toBe(1); // the SFTP session
     const put = await countOpens(ssh, () => sftp.put(src, remote, { channels, channelsMinBytes: MIN }));
-    expect(put.value).toEqual({ transferredBytes: SIZE, totalBytes: SIZE, resumedFrom: 0, channels });
+    // every extra channel is opened; how many of them got a range (result.channels) depends on
+    // how fast they joined (on loopback the first lane may take two ranges first)
+    expect(put.value).toMatchObject({ transferredBytes: SIZE, totalBytes: SIZE, resumedFrom: 0 });
+    expect(put.value.channels).toBeGreaterThanOrEqual(2);
+    expect(put.value.channels).toBeLessThanOrEqual(channels);
     expect(put.opened).toBe(channels - 1);
     expect(sha(fs.readFileSync(remote))).toBe(sha(content));
     expect(ssh.health().openChannels).toBe(1);
 
     const dst = path.join(local, `get-${channels}.bin`);
     const get = await countOpens(ssh, () => sftp.get(remote, dst, { channels, channelsMinBytes: MIN }));
-    expect(get.value).toEqual({ transferredBytes: SIZE, totalBytes: SIZE, resumedFrom: 0, channels });
+    expect(get.value).toMatchObject({ transferredBytes: SIZE, totalBytes: SIZE, resumedFrom: 0 });
+    expect(get.value.channels).toBeGreaterThanOrEqual(2);
+    expect(get.value.channels).toBeLessThanOrEqual(channels);
     expect(get.opened).toBe(channels - 1);
     expect(sha(fs.readFileSync(dst))).toBe(sha(content));
     expect(ssh.health().openChannels).toBe(1);
@@ -553,7 +559,7 @@ describe('a put (and a get, by a STAT sent with its OPEN) opens its extra channe
       await sftp.exists('/x'); // the SFTP session (channel 0) is open
       const r = await sftp.put(smallSrc, '/pre-put', { channels: 4, channelsMinBytes: MIN });
       expect(openAtAnswer).toBe(4);
-      expect(r.channels).toBe(4);
+      expect(r.channels).toBeGreaterThanOrEqual(2);
       expect(sha(server.log.writes.get('/pre-put')!)).toBe(sha(small));
       expect(ssh.health().openChannels).toBe(1);
       expect(await waitFor(() => server.log.sftpChannelsOpen === 1, 5_000)).toBe(true);
@@ -571,7 +577,7 @@ describe('a put (and a get, by a STAT sent with its OPEN) opens its extra channe
       const dst = path.join(local, 'pre-get.bin');
       const r = await sftp.get('/pre-get', dst, { channels: 4, channelsMinBytes: MIN });
       expect(openAtAnswer).toBe(4);
-      expect(r.channels).toBe(4);
+      expect(r.channels).toBeGreaterThanOrEqual(2);
       expect(sha(fs.readFileSync(dst))).toBe(sha(small));
       expect(ssh.health().openChannels).toBe(1);
       expect(await waitFor(() => server.log.sftpChannelsOpen === 1, 5_000)).toBe(true);
@@ -583,6 +589,25 @@ describe('a put (and a get, by a STAT sent with its OPEN) opens its extra channe
       expect(server.log.requests.slice(before).filter((x) => x.startsWith('STAT'))).toEqual([]);
     } finally {
       await ssh.close();
+    }
+  });
+
+  it('get: a server that never answers the STAT sent ahead still gets a complete, striped get (the STAT is never waited for)', async () => {
+    const mute = await startHostileSftp({ node: (p) => (p === '/f' ? { type: 'file', content: small } : undefined), statNever: true });
+    const ssh = new SshClient(mute.clientOptions());
+    try {
+      const sftp = await ssh.sftp();
+      const dst = path.join(local, 'mute-stat.bin');
+      const r = await sftp.get('/f', dst, { channels: 4, channelsMinBytes: MIN, timeoutMs: 15_000 });
+      // striped (how many lanes got a range depends on how fast the extras joined)
+      expect(r.channels).toBeGreaterThanOrEqual(2);
+      expect(mute.log.sftpChannelsOpened).toBe(4);
+      expect(sha(fs.readFileSync(dst))).toBe(sha(small));
+      expect(mute.log.requests.some((x) => x.startsWith('STAT'))).toBe(true);
+      expect(ssh.health().openChannels).toBe(1);
+    } finally {
+      await ssh.close();
+      await mute.close();
     }
   });
 
