@@ -151,14 +151,13 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
     preopened = undefined;
     return p?.discard() ?? Promise.resolve();
   };
-  const lanes = stripeChannels('get', job, s.minRttMs);
-  const minBytes = Math.max(1, job.channelsMinBytes ?? DEFAULT_CHANNELS_MIN_BYTES);
-  if (lanes > 1 && !job.resume && job.openChannel !== undefined) {
+  const rttMs = s.minRttMs;
+  if (!job.resume && job.openChannel !== undefined && stripeLanes('get', job, rttMs, Number.MAX_SAFE_INTEGER) > 1) {
     const open = job.openChannel;
     s.stat(remote, signal).then(
       (a) => {
-        const n = knownSize(a.size);
-        if (!hintClosed && n !== undefined && n >= minBytes && !signal?.aborted) preopened = new PreopenedExtras(s.link, open, lanes - 1, signal);
+        const lanes = stripeLanes('get', job, rttMs, knownSize(a.size));
+        if (!hintClosed && lanes > 1 && !signal?.aborted) preopened = new PreopenedExtras(s.link, open, lanes - 1, signal);
       },
       () => undefined,
     );
@@ -243,10 +242,8 @@ async function putFile(s: SftpSession, local: string | Buffer, remote: RemotePat
     const flags = OpenFlags.WRITE | OpenFlags.CREAT | (job.resume ? 0 : OpenFlags.TRUNC) | (job.resume === 'sha256' ? OpenFlags.READ : 0);
     // A fresh put knows what it will copy before the OPEN: the extra channels of a striped copy
     // open meanwhile, and join a round trip earlier (copyRange takes or closes them).
-    const lanes = stripeChannels('put', job, s.minRttMs);
-    if (lanes > 1 && !job.resume && job.openChannel !== undefined && size >= Math.max(1, job.channelsMinBytes ?? DEFAULT_CHANNELS_MIN_BYTES)) {
-      preopened = new PreopenedExtras(s.link, job.openChannel, lanes - 1, signal);
-    }
+    const lanes = stripeLanes('put', job, s.minRttMs, size);
+    if (lanes > 1 && !job.resume && job.openChannel !== undefined) preopened = new PreopenedExtras(s.link, job.openChannel, lanes - 1, signal);
     handle = await s.open(remote, flags, job.preserve !== 0 ? { mode: lst.mode & job.preserve } : undefined, signal);
     const remoteSize = job.resume ? ((await s.fstat(handle, remote, signal)).size ?? 0) : 0;
     const pre = preopened;
@@ -642,67 +639,56 @@ async function copyRange(
   preopened?: PreopenedExtras,
 ): Promise<{ start: number; endedAt: number; channels?: number; closing?: Promise<void> }> {
   try {
-    return await copyRangeOn(kind, s, handle, remote, fd, have, size, maxLen, job, rttMs, preopened);
+    let start = 0;
+    // 'size' trusts a strictly shorter destination to be a prefix; one of the same size is not
+    // "complete" (its content may differ: issue 17), so it is copied again. 'sha256' compares the
+    // whole prefix, so an equal-size destination with the same hash is complete.
+    if (job.resume && have > 0 && (have < size || (have === size && job.resume === 'sha256'))) {
+      start = have;
+      if (job.resume === 'sha256') {
+        const [a, b] = await Promise.all([hashLocal(fd, have), hashRemote(s, handle, remote, have, job.signal)]);
+        if (!a.equals(b)) start = 0;
+      }
+    }
+    job.progress.skip(start);
+    const params: EngineParams = {
+      session: s,
+      handle,
+      remotePath: remote,
+      fd,
+      start,
+      end: size,
+      chunkSize: Math.min(job.chunkSize ?? Infinity, maxLen),
+      concurrency: job.concurrency,
+      maxConcurrency: job.maxConcurrency,
+      onBytes: (n) => job.progress.add(n),
+      signal: job.signal,
+    };
+    const channels = stripeLanes(kind, job, rttMs, Number.isSafeInteger(size) ? size - start : undefined);
+    if (channels > 1 && job.openChannel !== undefined) {
+      // Every lane adapts like a single-channel run (its own memory bound: up to channels x 8 MiB
+      // in flight), and starts each range at the limit its last range ended with. RTT 52 ms, 128
+      // MiB get over 4 channels (3 runs, medians): 137.6 MB/s against 113.9 with 16 fixed per lane.
+      const r = await runStriped(kind, remote, params, { channels, openChannel: job.openChannel, preopened });
+      return { start, endedAt: r.endedAt, channels: r.channels, ...(r.closing === undefined ? {} : { closing: r.closing }) };
+    }
+    const { endedAt } = await (kind === 'get' ? runGet : runPut)(params);
+    return { start, endedAt };
   } finally {
     // not handed to a striped copy (one channel after all, or a failure first): closed
     await preopened?.discard();
   }
 }
 
-/** Channels a striped copy of `job` would aim at on a link of `rttMs` (1: no striping). */
-function stripeChannels(kind: 'get' | 'put', job: FileJob, rttMs: number): number {
-  if (job.openChannel === undefined) return 1;
+/**
+ * Channels a striped copy of `bytes` (`undefined`: not known) by `job` would use on a link of
+ * `rttMs`: `job.channels`, or 4 from {@link STRIPE_MIN_RTT_MS} of its direction; 1 (no
+ * striping) without an extra-channel opener, below `channelsMinBytes` or for an unknown size.
+ */
+function stripeLanes(kind: 'get' | 'put', job: FileJob, rttMs: number, bytes: number | undefined): number {
+  if (job.openChannel === undefined || bytes === undefined || !Number.isSafeInteger(bytes)) return 1;
+  if (bytes < Math.max(1, job.channelsMinBytes ?? DEFAULT_CHANNELS_MIN_BYTES)) return 1;
   return job.channels ?? (rttMs >= STRIPE_MIN_RTT_MS[kind] ? DEFAULT_CHANNELS : 1);
-}
-
-async function copyRangeOn(
-  kind: 'get' | 'put',
-  s: SftpSession,
-  handle: Buffer,
-  remote: RemotePath,
-  fd: number,
-  have: number,
-  size: number,
-  maxLen: number,
-  job: FileJob,
-  rttMs: number,
-  preopened: PreopenedExtras | undefined,
-): Promise<{ start: number; endedAt: number; channels?: number; closing?: Promise<void> }> {
-  let start = 0;
-  // 'size' trusts a strictly shorter destination to be a prefix; one of the same size is not
-  // "complete" (its content may differ: issue 17), so it is copied again. 'sha256' compares the
-  // whole prefix, so an equal-size destination with the same hash is complete.
-  if (job.resume && have > 0 && (have < size || (have === size && job.resume === 'sha256'))) {
-    start = have;
-    if (job.resume === 'sha256') {
-      const [a, b] = await Promise.all([hashLocal(fd, have), hashRemote(s, handle, remote, have, job.signal)]);
-      if (!a.equals(b)) start = 0;
-    }
-  }
-  job.progress.skip(start);
-  const params: EngineParams = {
-    session: s,
-    handle,
-    remotePath: remote,
-    fd,
-    start,
-    end: size,
-    chunkSize: Math.min(job.chunkSize ?? Infinity, maxLen),
-    concurrency: job.concurrency,
-    maxConcurrency: job.maxConcurrency,
-    onBytes: (n) => job.progress.add(n),
-    signal: job.signal,
-  };
-  const channels = stripeChannels(kind, job, rttMs);
-  if (channels > 1 && job.openChannel !== undefined && Number.isSafeInteger(size) && size - start >= Math.max(1, job.channelsMinBytes ?? DEFAULT_CHANNELS_MIN_BYTES)) {
-    // Every lane adapts like a single-channel run (its own memory bound: up to channels x 8 MiB
-    // in flight), and starts each range at the limit its last range ended with. RTT 52 ms, 128
-    // MiB get over 4 channels (3 runs, medians): 137.6 MB/s against 113.9 with 16 fixed per lane.
-    const r = await runStriped(kind, remote, params, { channels, openChannel: job.openChannel, preopened });
-    return { start, endedAt: r.endedAt, channels: r.channels, ...(r.closing === undefined ? {} : { closing: r.closing }) };
-  }
-  const { endedAt } = await (kind === 'get' ? runGet : runPut)(params);
-  return { start, endedAt };
 }
 
 async function hashLocal(fd: number, length: number): Promise<Buffer> {
