@@ -36,7 +36,7 @@ import { OrderedReader } from './streams.js';
 import { DEFAULT_CHANNELS, DEFAULT_CHANNELS_MIN_BYTES, PreopenedExtras, STRIPE_MIN_RTT_MS, runStriped, type OpenChannel } from './striped.js';
 import { OpenFlags, type SftpSession } from './session.js';
 import type { DirFilterEntry, DirTransferSummary, SftpWarning, TransferProgress, TransferResult } from './types.js';
-import type { RemotePath, SetAttrs } from './wire.js';
+import type { RawAttrs, RemotePath, SetAttrs } from './wire.js';
 
 /** The checked options of one file transfer. */
 export interface FilePlan {
@@ -139,10 +139,12 @@ export async function putOne(s: SftpSession, signal: AbortSignal, local: string 
 
 async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffer, job: FileJob, setTotal: boolean): Promise<TransferResult> {
   const { signal } = job;
-  // When the copy may be striped, a STAT goes out with the OPEN: its size (answered with the
-  // OPEN, a round trip before the FSTAT) starts the extra channels early. Best effort, never
-  // waited for: a STAT not answered by the time the FSTAT is (a server that ignores it) starts
-  // nothing. The FSTAT's size is still the one copied; copyRange takes or closes what was opened.
+  // A STAT goes out with the OPEN. Its size (answered with the OPEN, before the FSTAT) lets the
+  // reads start a round trip earlier, and, when the copy may be striped, starts the extra
+  // channels early. Best effort, never waited for: a STAT not answered by the time the FSTAT is
+  // (a server that ignores it, or answers out of order) changes nothing. The FSTAT of the open
+  // handle still goes out at once and stays the authority: its attributes are the ones
+  // preserved, and a file it finds longer than the STAT did is copied to its end.
   let preopened: PreopenedExtras | undefined;
   let hintClosed = false;
   const endHint = (): Promise<void> => {
@@ -152,16 +154,16 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
     return p?.discard() ?? Promise.resolve();
   };
   const rttMs = s.minRttMs;
-  if (!job.resume && job.openChannel !== undefined && stripeLanes('get', job, rttMs, Number.MAX_SAFE_INTEGER) > 1) {
-    const open = job.openChannel;
-    s.stat(remote, signal).then(
-      (a) => {
-        const lanes = stripeLanes('get', job, rttMs, knownSize(a.size));
-        if (!hintClosed && lanes > 1 && !signal?.aborted) preopened = new PreopenedExtras(s.link, open, lanes - 1, signal);
-      },
-      () => undefined,
-    );
-  }
+  const mayStripe = !job.resume && job.openChannel !== undefined && stripeLanes('get', job, rttMs, Number.MAX_SAFE_INTEGER) > 1;
+  const open = job.openChannel;
+  const stated = s.stat(remote, signal).then(
+    (a): RawAttrs => {
+      const lanes = mayStripe ? stripeLanes('get', job, rttMs, knownSize(a.size)) : 1;
+      if (!hintClosed && lanes > 1 && open !== undefined && !signal?.aborted) preopened = new PreopenedExtras(s.link, open, lanes - 1, signal);
+      return a;
+    },
+    () => undefined,
+  );
   let handle: Buffer;
   try {
     handle = await s.open(remote, OpenFlags.READ, undefined, signal);
@@ -172,12 +174,15 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
   let fd: number | undefined;
   // the CLOSE once sent (never sent twice: the server may give the handle to another OPEN)
   let closed: Promise<void> | undefined;
+  const fstated = s.fstat(handle, remote, signal);
+  fstated.catch(() => undefined);
   try {
-    const st = await s.fstat(handle, remote, signal);
+    // whichever answers first: the STAT (sent first) on a server that answers in order
+    const first = await Promise.race([stated.then((a) => (a !== undefined && knownSize(a.size) !== undefined ? a : fstated)), fstated]);
     // what the STAT started by now is used; a later answer starts nothing
     hintClosed = true;
     // No size, 0 (a /proc file) or an absurd one: unknown, read until EOF.
-    const size = knownSize(st.size) ?? Infinity;
+    let size = knownSize(first.size) ?? Infinity;
     if (setTotal) job.progress.total = size === Infinity ? 0 : size;
     try {
       const C = fs.constants;
@@ -190,7 +195,24 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
     const have = job.resume ? (await fstatFd(fd)).size : 0;
     const pre = preopened;
     preopened = undefined;
-    const { start, endedAt, channels, closing } = await copyRange('get', s, handle, remote, fd, have, size, s.maxReadLen, job, s.minRttMs, pre);
+    const r = await copyRange('get', s, handle, remote, fd, have, size, s.maxReadLen, job, s.minRttMs, pre);
+    const { start, channels, closing } = r;
+    let { endedAt } = r;
+    let st: RawAttrs;
+    try {
+      st = await fstated;
+      // the open file is longer than the STAT said (it grew, or the name was replaced between
+      // the STAT and the OPEN): the rest, up to what the FSTAT says, on this channel
+      const fsize = knownSize(st.size) ?? Infinity;
+      if (endedAt === size && fsize > size) {
+        size = fsize;
+        if (setTotal) job.progress.total = size === Infinity ? 0 : size;
+        endedAt = (await runGet(engineParams(s, handle, remote, fd, endedAt, size, s.maxReadLen, job))).endedAt;
+      }
+    } catch (err) {
+      await closing;
+      throw err;
+    }
     try {
       // every byte is here: the CLOSE goes out now, its round trip overlapping the local work
       // and the closing of a striped copy's extra channels
@@ -651,19 +673,7 @@ async function copyRange(
       }
     }
     job.progress.skip(start);
-    const params: EngineParams = {
-      session: s,
-      handle,
-      remotePath: remote,
-      fd,
-      start,
-      end: size,
-      chunkSize: Math.min(job.chunkSize ?? Infinity, maxLen),
-      concurrency: job.concurrency,
-      maxConcurrency: job.maxConcurrency,
-      onBytes: (n) => job.progress.add(n),
-      signal: job.signal,
-    };
+    const params = engineParams(s, handle, remote, fd, start, size, maxLen, job);
     const channels = stripeLanes(kind, job, rttMs, Number.isSafeInteger(size) ? size - start : undefined);
     if (channels > 1 && job.openChannel !== undefined) {
       // Every lane adapts like a single-channel run (its own memory bound: up to channels x 8 MiB
@@ -678,6 +688,23 @@ async function copyRange(
     // not handed to a striped copy (one channel after all, or a failure first): closed
     await preopened?.discard();
   }
+}
+
+/** The engine's parameters for `[start, end)` of `job` on `s`. */
+function engineParams(s: SftpSession, handle: Buffer, remote: RemotePath, fd: number, start: number, end: number, maxLen: number, job: FileJob): EngineParams {
+  return {
+    session: s,
+    handle,
+    remotePath: remote,
+    fd,
+    start,
+    end,
+    chunkSize: Math.min(job.chunkSize ?? Infinity, maxLen),
+    concurrency: job.concurrency,
+    maxConcurrency: job.maxConcurrency,
+    onBytes: (n) => job.progress.add(n),
+    signal: job.signal,
+  };
 }
 
 /**

@@ -79,6 +79,10 @@ export interface HostileFs {
    * and `'fail'` answers FAILURE.
    */
   beforeOpen?: (path: string, channel: number) => void | 'fail' | Promise<void | 'fail'>;
+  /** Runs before an FSTAT is answered; the answer waits for a promise. */
+  beforeFstat?: (path: string) => void | Promise<void>;
+  /** STAT / LSTAT answer for `path` instead of its node's attributes (undefined: the node's). */
+  statAttrs?: (path: string) => WireAttrs | undefined;
 }
 
 /** What the server saw, for assertions. */
@@ -321,12 +325,17 @@ function serveSftp(channel: ssh2.ServerChannel, fs: HostileFs, log: HostileLog, 
       case FXP.FSTAT: {
         const h = handles.get(r.str().toString('latin1'));
         if (!h) return status(id, FAILURE, 'bad handle');
-        // a described node answers with its attributes even when opened for writing (a hostile size)
-        const n = fs.node(h.path);
-        if (n) return void send(packet(FXP.ATTRS, id, attrs(fileAttrs(n))));
-        const w = log.writes.get(h.path);
-        if (w) return void send(packet(FXP.ATTRS, id, attrs({ size: w.length, mode: 0o100644 })));
-        return status(id, NO_SUCH_FILE);
+        const answer = (): void => {
+          // a described node answers with its attributes even when opened for writing (a hostile size)
+          const n = fs.node(h.path);
+          if (n) return void send(packet(FXP.ATTRS, id, attrs(fileAttrs(n))));
+          const w = log.writes.get(h.path);
+          if (w) return void send(packet(FXP.ATTRS, id, attrs({ size: w.length, mode: 0o100644 })));
+          return status(id, NO_SUCH_FILE);
+        };
+        const hook = fs.beforeFstat?.(h.path);
+        if (hook instanceof Promise) return void hook.then(answer, answer);
+        return answer();
       }
       case FXP.STAT:
       case FXP.LSTAT: {
@@ -334,7 +343,7 @@ function serveSftp(channel: ssh2.ServerChannel, fs: HostileFs, log: HostileLog, 
         const path = r.str().toString('latin1');
         const n = fs.node(path);
         if (!n) return status(id, NO_SUCH_FILE, 'no such file');
-        return void send(packet(FXP.ATTRS, id, attrs(fileAttrs(n))));
+        return void send(packet(FXP.ATTRS, id, attrs(fs.statAttrs?.(path) ?? fileAttrs(n))));
       }
       case FXP.CLOSE: {
         const key = r.str().toString('latin1');
