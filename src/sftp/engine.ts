@@ -91,6 +91,12 @@ export interface EngineParams {
    * transfers keep this; every lane of a striped transfer adapts, sftp/striped.ts).
    */
   maxConcurrency?: number | undefined;
+  /**
+   * Requests in flight at the start of an adaptive run (clamped to `[concurrency, cap]`).
+   * Default: the bytes in flight the session's last run in this direction ended with
+   * (`SftpSession.pacingMemo`) in requests of this run's size, else `concurrency`.
+   */
+  startConcurrency?: number | undefined;
   /** Growth stops before the slot buffers would exceed this many bytes. Default {@link DEFAULT_MAX_BUFFER_BYTES}. */
   maxBufferBytes?: number | undefined;
   onBytes: (n: number) => void;
@@ -149,6 +155,9 @@ type SlotClass = new (e: Engine, buf: Buffer) => Slot;
 
 const now = (): number => performance.now();
 
+/** Rounds a run must have measured before its final limit starts the session's next run. */
+const MEMO_MIN_ROUNDS = 4;
+
 /** One `runGet`/`runPut`: hands out ranges to its slots and settles once they are all done. */
 class Engine {
   next: number;
@@ -188,7 +197,10 @@ class Engine {
     const size = Math.max(0, this.end - this.next);
     this.bufLen = Math.max(1, Math.min(chunk, size));
     const initial = Math.max(1, this.p.concurrency);
-    this.pacer = new InflightController({ initial, max: inflightCap(this.p, this.bufLen), startMs: now() });
+    const max = inflightCap(this.p, this.bufLen);
+    const memo = this.p.session.pacingMemo[this.kind];
+    const start = max > initial ? (this.p.startConcurrency ?? (memo === undefined ? undefined : Math.ceil(memo / this.bufLen))) : undefined;
+    this.pacer = new InflightController({ initial, max, start, startMs: now() });
     if (!watchAbort(this.p.session, this.p.signal, this.onAbort)) return this.promise;
     if (size === 0) {
       this.check();
@@ -264,6 +276,9 @@ class Engine {
     }
     if (this.active === 0 && this.next >= this.end) {
       this.finish();
+      // an adaptive run that measured the link (a few rounds) leaves its limit to the next one
+      const st = this.pacer.stats();
+      if (st.max > st.initial && st.rounds >= MEMO_MIN_ROUNDS) this.p.session.pacingMemo[this.kind] = st.limit * this.bufLen;
       this.resolve({ endedAt: Math.min(this.end, this.eofAt), pacing: this.pacer.stats() });
     }
   }

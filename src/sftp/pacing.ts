@@ -77,6 +77,13 @@ export interface InflightControllerOptions {
   initial: number;
   /** The most requests in flight ever (hard cap, e.g. from the memory bound). Integer >= `initial`. */
   max: number;
+  /**
+   * Requests in flight at the start when a transfer before this one on the same session already
+   * measured the link (its final limit: see `SftpSession.pacingMemo`), as Linux caches a
+   * destination's congestion window (`tcp_metrics`) instead of slow-starting every connection.
+   * Clamped to `[initial, max]`; the limit may still fall to `initial`. Default `initial`.
+   */
+  start?: number | undefined;
   /** Time the first requests were sent, ms (same clock as `nowMs` of {@link InflightController.onComplete}). */
   startMs: number;
   /** Multiplier of the bandwidth-delay product when growth stops. Default 2. */
@@ -85,8 +92,10 @@ export interface InflightControllerOptions {
 
 /** A snapshot of {@link InflightController} (for tests, diagnostics and bench notes). */
 export interface PacingStats {
-  /** Requests in flight at the start. */
+  /** The least requests in flight (the floor). */
   initial: number;
+  /** Requests in flight at the start (`initial`, or the session's memo: see `InflightControllerOptions.start`). */
+  start: number;
   /** The hard cap. */
   max: number;
   /** Current limit. */
@@ -131,6 +140,7 @@ export class InflightController {
   limit: number;
   private phase: 'grow' | 'hold' = 'grow';
   private readonly initial: number;
+  private readonly start: number;
   private readonly max: number;
   private readonly gain: number;
   private peak: number;
@@ -160,10 +170,12 @@ export class InflightController {
     this.initial = o.initial;
     this.max = o.max;
     this.gain = gain;
-    this.limit = o.initial;
-    this.peak = o.initial;
+    const start = o.start !== undefined && Number.isFinite(o.start) ? Math.min(o.max, Math.max(o.initial, Math.floor(o.start))) : o.initial;
+    this.start = start;
+    this.limit = start;
+    this.peak = start;
     this.roundStartMs = o.startMs;
-    this.roundTarget = o.initial;
+    this.roundTarget = start;
     if (this.max === this.initial) this.phase = 'hold';
   }
 
@@ -204,6 +216,7 @@ export class InflightController {
   stats(): PacingStats {
     return {
       initial: this.initial,
+      start: this.start,
       max: this.max,
       limit: this.limit,
       peak: this.peak,

@@ -71,6 +71,14 @@ export class SftpSession {
    * the least server work. `Infinity` before the first reply. Decides default striping.
    */
   minRttMs = Infinity;
+  /**
+   * Bytes in flight the last adaptive `get`/`put` on this session ended with (its final limit x
+   * its request size), the start of the next one in the same direction (src/sftp/pacing.ts
+   * `start`), as Linux's `tcp_metrics` starts a known destination's window: a transfer after the
+   * first does not slow-start again on a link already measured. Lives as long as the session (a
+   * new link is a new session, measured again).
+   */
+  readonly pacingMemo: { get?: number; put?: number } = {};
   /** Largest read the server accepts per request (`limits@openssh.com` max-read-length), bytes. */
   readonly maxReadLen: number;
   /** Largest write the server accepts per request (`limits@openssh.com` max-write-length), bytes. */

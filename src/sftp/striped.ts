@@ -70,6 +70,11 @@ export const STRIPE_MIN_RTT_MS: Readonly<Record<'get' | 'put', number>> = Object
 /** Most channels one transfer may use (sshd's default `MaxSessions` is 10). */
 export const MAX_CHANNELS = 64;
 
+/** A session's pacing memo (bytes in flight) in requests of `chunk` bytes; undefined without one. */
+function memoRequests(memo: number | undefined, chunk: number): number | undefined {
+  return memo === undefined ? undefined : Math.ceil(memo / Math.max(1, chunk));
+}
+
 /** Opens one more SFTP channel on `link` (see `SftpOptions.openExtraSftp`). */
 export type OpenChannel = (link: Link, signal: AbortSignal) => Promise<ssh2.SFTPWrapper>;
 
@@ -411,6 +416,8 @@ class Striper {
       end: r.end,
       chunkSize: lane.chunk,
       concurrency,
+      // a lane's first range starts where the main session's last transfer ended (its memo)
+      startConcurrency: lane.learned === undefined ? memoRequests(this.p.session.pacingMemo[this.kind], lane.chunk) : undefined,
       maxConcurrency: this.p.maxConcurrency === undefined ? undefined : Math.max(concurrency, this.p.maxConcurrency),
       signal: this.stop.signal,
       onBytes: (n) => {

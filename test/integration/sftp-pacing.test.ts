@@ -86,6 +86,29 @@ describe('adaptive in-flight requests on a ~50 ms link', () => {
     expect(st.minRttMs).toBeGreaterThanOrEqual(2 * DELAY_MS);
   }, 60_000);
 
+  it('the next get on the session starts where the last one ended (its memo), not at 16 again; byte-exact', async () => {
+    const sftp = await client.sftp();
+    const data = randomFillSync(Buffer.alloc(4 * 1024 * 1024 + 7));
+    const remote = path.join(base, 'memo-get.bin');
+    await fsp.writeFile(remote, data);
+    const dst = path.join(local, 'memo-get.bin');
+    await sftp.get(remote, dst, { chunkSize: CHUNK, timeoutMs: 60_000 });
+    await sftp.get(remote, dst, { chunkSize: CHUNK, timeoutMs: 60_000 });
+    expect(sha(await fsp.readFile(dst))).toBe(sha(data));
+    const runs = seen.filter((s) => s.kind === 'get').map((s) => s.stats);
+    expect(runs).toHaveLength(2);
+    // the first ended above 16 (it measured the link), and the second began there
+    expect(runs[0]!.limit).toBeGreaterThan(16);
+    expect(runs[1]!.start).toBe(runs[0]!.limit);
+    expect(runs[1]!.initial).toBe(16);
+    // a different request size starts at the same bytes in flight
+    const half = CHUNK / 2;
+    await sftp.get(remote, dst, { chunkSize: half, timeoutMs: 60_000 });
+    const third = seen.filter((s) => s.kind === 'get')[2]!.stats;
+    expect(third.start).toBe(Math.min(third.max, Math.ceil((runs[1]!.limit * CHUNK) / half)));
+    expect(sha(await fsp.readFile(dst))).toBe(sha(data));
+  }, 60_000);
+
   it('put: 8 MiB + 3 bytes byte-exact (what the server holds), in flight grew above 16', async () => {
     const sftp = await client.sftp();
     const data = randomFillSync(Buffer.alloc(8 * 1024 * 1024 + 3));

@@ -36,8 +36,8 @@ interface Run {
  * in flight; `rateAt(i)` may change the server's rate for the i-th request. Bounded: exactly
  * `requests` completions.
  */
-function simulate(link: Link, requests: number, initial: number, max: number, rateAt?: (i: number) => number): Run {
-  const c = new InflightController({ initial, max, startMs: 0 });
+function simulate(link: Link, requests: number, initial: number, max: number, rateAt?: (i: number) => number, start?: number): Run {
+  const c = new InflightController({ initial, max, start, startMs: 0 });
   const limits: number[] = [];
   // completion times of the requests in flight, kept sorted (the server answers in order)
   const pending: { sentAt: number; doneAt: number }[] = [];
@@ -180,6 +180,34 @@ describe('InflightController (simulated links)', () => {
     const before = c.limit;
     c.onComplete(B, 50, 100);
     expect(c.limit).toBe(before);
+  });
+
+  it('start (the session memo of an earlier transfer): begins there, clamped to [initial, max]; the floor stays initial', () => {
+    expect(new InflightController({ initial: 16, max: 32, start: 30, startMs: 0 }).limit).toBe(30);
+    expect(new InflightController({ initial: 16, max: 32, start: 100, startMs: 0 }).limit).toBe(32);
+    expect(new InflightController({ initial: 16, max: 32, start: 4, startMs: 0 }).limit).toBe(16);
+    expect(new InflightController({ initial: 16, max: 32, start: undefined, startMs: 0 }).limit).toBe(16);
+    const c = new InflightController({ initial: 16, max: 64, start: 40, startMs: 0 });
+    expect(c.stats()).toMatchObject({ initial: 16, start: 40, limit: 40, peak: 40 });
+    c.onError();
+    expect(c.limit).toBe(20);
+    c.onError();
+    expect(c.limit).toBe(16);
+  });
+
+  it('a start learned on a long link, then a loopback-like link: the first rounds bring it back down to initial', () => {
+    const run = simulate({ rttMs: 0.2, rate: 400_000 }, 2_000, 16, 128, undefined, 64);
+    expect(run.limits[0]).toBe(64);
+    expect(run.c.stats().phase).toBe('hold');
+    expect(run.c.limit).toBe(16);
+  });
+
+  it('a start at the pipe size on a long link: full rate from the first round trip (no slow start)', () => {
+    // pipe ~ 200 MB/s x 50 ms / 255 KiB ~ 38 requests
+    const cold = simulate({ rttMs: 50, rate: 200_000 }, 120, 16, 64);
+    const warm = simulate({ rttMs: 50, rate: 200_000 }, 120, 16, 64, undefined, 48);
+    expect(warm.limits[0]).toBe(48);
+    expect(warm.throughput).toBeGreaterThan(cold.throughput);
   });
 
   it('a round measured in no time (clock granularity) is extended, not divided by zero', () => {
