@@ -428,7 +428,12 @@ class Striper {
     }).then(
       (res) => {
         if (res.endedAt < r.end && res.endedAt < this.eofAt) this.eofAt = res.endedAt;
-        if (res.pacing !== undefined && this.p.maxConcurrency !== undefined) lane.learned = Math.max(this.p.concurrency, res.pacing.limit);
+        if (res.pacing !== undefined && this.p.maxConcurrency !== undefined) {
+          lane.learned = Math.max(this.p.concurrency, res.pacing.limit);
+          // the client's own session remembers it for its next transfer (a range is too short
+          // for the engine's own memo rule)
+          if (lane.session === this.p.session) this.p.session.pacingMemo[this.kind] = lane.learned * lane.chunk;
+        }
         this.done[idx] = true;
         this.finishRange(lane, tail);
       },
