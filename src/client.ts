@@ -591,6 +591,8 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
         openSftp: (link, signal) => this.#openSftpOn(link, signal, true),
         // the extra channels of a striped get/put: only a slot free now, never a wait
         openExtraSftp: (link, signal) => this.#openSftpOn(link, signal, false),
+        // kept for the next striped transfer, closed at once when a slot is wanted (below)
+        channelsPersistMs: this.#o.sftpChannelsPersistMs,
         // compare: 'checksum' hashes remote files with sha256sum over exec (sftp/ never imports exec/)
         remoteCommand: async (argv, o) => {
           const r = await this.exec(argv, { signal: o.signal, encoding: 'buffer', maxBufferBytes: o.maxBufferBytes });
@@ -602,6 +604,8 @@ export class SshClient extends EventEmitter<ClientEvents> implements AsyncDispos
         this.#logger.warn({ keyword: `sftp ${w.reason}`, operation: w.operation }, `ssh-tether: ${w.message}`);
         this.emit('warning', { keyword: `sftp ${w.reason}`, message: w.message, sftp: w });
       });
+      // another channel waits for a MaxSessions slot: kept extra channels make room
+      this.#limiter.onQueue(() => sftp.releaseIdleChannels());
       this.#sftp = sftp;
     }
     return Promise.resolve(this.#sftp);

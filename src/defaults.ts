@@ -166,6 +166,8 @@ export const DEFAULTS = Object.freeze({
   failbackIntervalMs: 0,
   /** Longest a connection accepted by a local or dynamic forward waits for the link while the client reconnects. */
   forwardConnectionWaitMs: 15_000,
+  /** Keep a striped SFTP transfer's extra channels this long for the next one (closed at once when a slot is wanted). */
+  sftpChannelsPersistMs: 30_000,
   /** Where durable jobs live on the server (`~/` is the login directory). */
   jobsDir: '~/.ssh-tether/jobs',
   /** Offer public keys (ssh_config `PubkeyAuthentication`, default `yes`). */

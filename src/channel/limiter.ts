@@ -25,6 +25,7 @@ export class SessionLimiter {
   #successes = 0;
   readonly #queue: Array<{ grant: () => void; fail: (e: SshError) => void }> = [];
   readonly #idleWaiters = new Set<() => void>();
+  readonly #queueListeners = new Set<() => void>();
   #recovery: NodeJS.Timeout | undefined;
   #pumpScheduled = false;
   /** Slots released so far (each after its channel's CLOSE was written). */
@@ -148,7 +149,25 @@ export class SessionLimiter {
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#queue.push(entry);
       this.#scheduleRecovery();
+      for (const fn of this.#queueListeners) {
+        try {
+          fn();
+        } catch {
+          // a listener must not break the queue
+        }
+      }
     });
+  }
+
+  /**
+   * Calls `fn` each time a caller of {@link SessionLimiter.acquire} has to wait for a slot (e.g.
+   * to close channels kept open only for reuse).
+   *
+   * @returns a function that removes `fn`.
+   */
+  onQueue(fn: () => void): () => void {
+    this.#queueListeners.add(fn);
+    return () => this.#queueListeners.delete(fn);
   }
 
   /**

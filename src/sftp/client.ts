@@ -15,6 +15,7 @@ import { SshError } from '../errors.js';
 import type { Link, LinkProvider } from '../connection/link.js';
 import { abortReason, operationScope, raceSignals } from '../internal/cancel.js';
 import { DEFAULT_MAX_DEPTH, DEFAULT_MAX_ENTRIES } from './dir-walk.js';
+import { DEFAULT_CHANNELS_PERSIST_MS, ExtraSessionPool } from './extra-pool.js';
 import { SftpStatus, SshSftpError } from './errors.js';
 import { checkData, checkInt, checkLocal, checkOptions, checkPath, checkTime } from './options.js';
 import { defaultOpenSftp, listFiltered, makeDir, pathExists, removePath, renameOver, replaceAtomically } from './ops.js';
@@ -78,6 +79,8 @@ export class SftpClient extends EventEmitter<SftpEvents> {
   private readonly openSftp: (link: Link, signal: AbortSignal) => Promise<ssh2.SFTPWrapper>;
   /** Opens the extra channels of a striped get/put (sftp/striped.ts). @internal */
   private readonly openExtraSftp: (link: Link, signal: AbortSignal) => Promise<ssh2.SFTPWrapper>;
+  /** Extra sessions of striped transfers kept for the next one. */
+  private readonly pool: ExtraSessionPool;
   /** @internal */
   private live: SftpSession | undefined;
   /** @internal */
@@ -126,6 +129,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
    * @param provider - gives the current link (see `src/connection/link.ts`).
    * @param options - `openSftp` to open the SFTP channel (default: `link.client.sftp()`);
    *   `openExtraSftp` to open the extra channels of a striped get/put (same default);
+   *   `channelsPersistMs` how long those are kept for the next striped transfer (default 30000);
    *   `remoteCommand` to hash remote files over exec for `compare: 'checksum'`.
    * @throws `ERR_SSH_INVALID_ARG` ({@link SshInvalidArgError}) for an unknown option or an `openSftp` that is not a function.
    * @internal
@@ -136,7 +140,19 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const o = checkOptions('sftp', 'SftpClient', options);
     this.openSftp = o.openSftp ?? defaultOpenSftp;
     this.openExtraSftp = o.openExtraSftp ?? defaultOpenSftp;
+    this.pool = new ExtraSessionPool(o.channelsPersistMs ?? DEFAULT_CHANNELS_PERSIST_MS);
     this.remoteHasher = new RemoteHasher(o.remoteCommand);
+  }
+
+  /**
+   * Closes the extra SFTP channels kept from earlier striped transfers now (see
+   * `SftpOptions.channelsPersistMs`). The SshClient facade calls it when another channel waits
+   * for a `MaxSessions` slot.
+   * @returns how many were kept.
+   * @internal
+   */
+  releaseIdleChannels(): number {
+    return this.pool.release();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -215,6 +231,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     this.closeCtl.abort(reason);
     this.live?.kill(reason);
     this.live = undefined;
+    this.pool.close();
     return Promise.resolve();
   }
 
@@ -563,7 +580,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const r = checkPath('remotePath', remotePath);
     const l = checkLocal('localPath', localPath);
     const o = checkOptions('transfer', 'get', options);
-    const plan = filePlan(o, this.openExtraSftp);
+    const plan = filePlan(o, this.openExtraSftp, this.pool);
     return await this.op('get', o, (s, sig) => getOne(s, sig, r, l, plan));
   }
 
@@ -580,7 +597,7 @@ export class SftpClient extends EventEmitter<SftpEvents> {
     const l = checkLocal('localPath', localPath);
     const r = checkPath('remotePath', remotePath);
     const o = checkOptions('transfer', 'put', options);
-    const plan = filePlan(o, this.openExtraSftp);
+    const plan = filePlan(o, this.openExtraSftp, this.pool);
     return await this.op('put', o, (s, sig) => putOne(s, sig, l, r, plan));
   }
 

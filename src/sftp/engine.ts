@@ -155,8 +155,8 @@ type SlotClass = new (e: Engine, buf: Buffer) => Slot;
 
 const now = (): number => performance.now();
 
-/** Rounds a run must have measured before its final limit starts the session's next run. */
-const MEMO_MIN_ROUNDS = 4;
+/** Rounds a run must have measured before its final limit starts the session's next run. @internal */
+export const MEMO_MIN_ROUNDS = 4;
 
 /** One `runGet`/`runPut`: hands out ranges to its slots and settles once they are all done. */
 class Engine {

@@ -59,7 +59,12 @@ const preserveSchema = z.union([z.boolean(), z.strictObject({ mode: z.enum(['per
 const filterSchema = z.union([fn('filter'), z.instanceof(RegExp)], { error: 'expected filter as a function or a RegExp' });
 
 const schemas = {
-  sftp: z.strictObject({ openSftp: fn('openSftp').optional(), openExtraSftp: fn('openExtraSftp').optional(), remoteCommand: fn('remoteCommand').optional() }),
+  sftp: z.strictObject({
+    openSftp: fn('openSftp').optional(),
+    openExtraSftp: fn('openExtraSftp').optional(),
+    channelsPersistMs: int('channelsPersistMs', 0, 2 ** 31 - 1).optional(),
+    remoteCommand: fn('remoteCommand').optional(),
+  }),
   operation: z.strictObject(opShape),
   list: z.strictObject({ ...opShape, maxEntries: int('maxEntries', 1).optional(), filter: filterSchema.optional() }),
   walk: z.strictObject({

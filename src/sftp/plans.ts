@@ -22,8 +22,11 @@ export const DEFAULT_DIR_FILE_CONCURRENCY = 4;
 /** Default of {@link ReadFileOptions.maxBytes}. */
 export const DEFAULT_READ_MAX_BYTES = 1024 * 1024 * 1024;
 
-/** Checks the options of `get`/`put` (before any I/O); `openChannel` opens an extra SFTP channel for striping. */
-export function filePlan(o: TransferOptions, openChannel: FilePlan['openChannel']): FilePlan {
+/**
+ * Checks the options of `get`/`put` (before any I/O); `openChannel` opens an extra SFTP channel
+ * for striping, `pool` keeps them between striped transfers.
+ */
+export function filePlan(o: TransferOptions, openChannel: FilePlan['openChannel'], pool?: FilePlan['pool']): FilePlan {
   return {
     concurrency: o.concurrency ?? Math.min(DEFAULT_CONCURRENCY, o.maxConcurrency ?? DEFAULT_CONCURRENCY),
     maxConcurrency: o.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY,
@@ -34,6 +37,7 @@ export function filePlan(o: TransferOptions, openChannel: FilePlan['openChannel'
     channels: o.channels,
     channelsMinBytes: o.channelsMinBytes,
     openChannel,
+    pool,
   };
 }
 

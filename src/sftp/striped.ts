@@ -45,6 +45,7 @@ import type { Link } from '../connection/link.js';
 import { SshError } from '../errors.js';
 import { abortReason } from '../internal/cancel.js';
 import { runGet, runPut, type EngineParams, type EngineResult } from './engine.js';
+import type { ExtraSessionPool } from './extra-pool.js';
 import { CLOSE_TIMEOUT_MS, settleWithin } from './ops.js';
 import { OpenFlags, SftpSession } from './session.js';
 import type { RemotePath } from './wire.js';
@@ -149,6 +150,11 @@ export interface StripeOptions {
   openChannel: OpenChannel;
   /** Extra channels already being opened (taken by the transfer; the rest are opened with `openChannel`). */
   preopened?: PreopenedExtras | undefined;
+  /**
+   * Extra sessions kept from earlier striped transfers: taken first (no setup), and given back
+   * (their handle closed) after a successful copy instead of being closed.
+   */
+  pool?: ExtraSessionPool | undefined;
 }
 
 /**
@@ -197,6 +203,11 @@ export class PreopenedExtras {
     this.ac.abort(new SshError('ERR_SSH_ABORTED', 'striped transfer not needed'));
     await Promise.all(this.wrappers.map(async (p) => closeWrapper(await p)));
   }
+}
+
+/** Resolves when the channel has closed. */
+function channelClosed(w: ssh2.SFTPWrapper): Promise<void> {
+  return new Promise<void>((resolve) => w.once('close', () => resolve()));
 }
 
 /** Ends an SFTP channel nobody uses and waits (at most 5 s) for its close. */
@@ -325,10 +336,17 @@ class Striper {
     let copied = false;
     try {
       this.addLane(main, p.handle);
+      // sessions kept from an earlier striped transfer first: they need no setup
+      let lanes = 1;
+      for (let s = this.o.pool?.take(main.link); s !== undefined; s = lanes < this.o.channels ? this.o.pool?.take(main.link) : undefined) {
+        lanes++;
+        this.opens.push(this.joinExtra(s, channelClosed(s.sftp)));
+      }
       const pre = this.o.preopened?.take(stop.signal) ?? [];
-      for (let i = 1; i < this.o.channels && !stop.signal.aborted; i++) this.opens.push(this.openExtra(pre[i - 1]));
-      // preopened beyond the lanes wanted (none today): closed
-      for (const w of pre.slice(Math.max(0, this.o.channels - 1))) this.opens.push(w.then((x) => closeWrapper(x, p.signal)));
+      const wanted = Math.max(0, this.o.channels - lanes);
+      for (let i = 0; i < wanted && !stop.signal.aborted; i++) this.opens.push(this.openExtra(pre[i]));
+      // preopened beyond the lanes wanted: closed
+      for (const w of pre.slice(wanted)) this.opens.push(w.then((x) => closeWrapper(x, p.signal)));
       await this.settled;
       copied = this.failed === undefined;
     } finally {
@@ -417,7 +435,7 @@ class Striper {
       chunkSize: lane.chunk,
       concurrency,
       // a lane's first range starts where the main session's last transfer ended (its memo)
-      startConcurrency: lane.learned === undefined ? memoRequests(this.p.session.pacingMemo[this.kind], lane.chunk) : undefined,
+      startConcurrency: lane.learned === undefined ? memoRequests(lane.session.pacingMemo[this.kind] ?? this.p.session.pacingMemo[this.kind], lane.chunk) : undefined,
       maxConcurrency: this.p.maxConcurrency === undefined ? undefined : Math.max(concurrency, this.p.maxConcurrency),
       signal: this.stop.signal,
       onBytes: (n) => {
@@ -430,9 +448,9 @@ class Striper {
         if (res.endedAt < r.end && res.endedAt < this.eofAt) this.eofAt = res.endedAt;
         if (res.pacing !== undefined && this.p.maxConcurrency !== undefined) {
           lane.learned = Math.max(this.p.concurrency, res.pacing.limit);
-          // the client's own session remembers it for its next transfer (a range is too short
-          // for the engine's own memo rule)
-          if (lane.session === this.p.session) this.p.session.pacingMemo[this.kind] = lane.learned * lane.chunk;
+          // the lane's session remembers it for its next transfer (a range is too short in
+          // rounds for the engine's own memo rule): the client's own, or a kept extra one
+          lane.session.pacingMemo[this.kind] = lane.learned * lane.chunk;
         }
         this.done[idx] = true;
         this.finishRange(lane, tail);
@@ -470,7 +488,7 @@ class Striper {
         return;
       }
     }
-    const closed = new Promise<void>((resolve) => wrapper.once('close', () => resolve()));
+    const closed = channelClosed(wrapper);
     let session: SftpSession;
     try {
       session = new SftpSession(p.session.link, wrapper, p.session.counters);
@@ -479,25 +497,40 @@ class Striper {
       await settleWithin(closed, CLOSE_TIMEOUT_MS, p.signal);
       return;
     }
+    await this.joinExtra(session, closed);
+  }
+
+  /** Opens the file on an extra session and joins it as a lane while ranges are left. Never rejects. */
+  private async joinExtra(session: SftpSession, closed: Promise<void>): Promise<void> {
+    const { stop } = this;
     const extra: Extra = { session, closed };
     this.extras.push(extra);
-    if (!(await this.ready) || stop.signal.aborted || this.next >= this.ranges.length) return;
-    try {
-      extra.handle = await session.open(this.remotePath, this.kind === 'get' ? OpenFlags.READ : OpenFlags.WRITE, undefined, stop.signal);
-    } catch {
-      return;
-    }
     if (stop.signal.aborted || this.next >= this.ranges.length) return;
+    // The file's OPEN goes out at once, its round trip overlapping a put's FSETSTAT to the full
+    // size; the lane writes only once that succeeded (`ready`). Opening for writing without
+    // CREAT or TRUNC changes nothing in the file.
+    const opened = session.open(this.remotePath, this.kind === 'get' ? OpenFlags.READ : OpenFlags.WRITE, undefined, stop.signal).then(
+      (h) => {
+        extra.handle = h;
+        return true;
+      },
+      () => false,
+    );
+    const [ready, open] = await Promise.all([this.ready, opened]);
+    if (!ready || !open || extra.handle === undefined || stop.signal.aborted || this.next >= this.ranges.length) return;
     this.addLane(session, extra.handle);
   }
 
   private cleaned: Promise<boolean> | undefined;
 
   /**
-   * Closes every extra session (its channel close awaited, bounded). After a failed put, first
-   * its handle (CLOSE awaited, bounded: see {@link Striper.cutBack}); otherwise the handle goes
-   * with the channel (every range of it was acknowledged, or the get's local writes settled),
-   * which saves a round trip. Resolves with whether every needed CLOSE was answered. Once.
+   * Ends every extra session. After a copy that succeeded, with a pool (`StripeOptions.pool`):
+   * the session's handle is closed (CLOSE awaited, bounded) and the session kept for the next
+   * striped transfer. Otherwise the session is closed (its channel close awaited, bounded):
+   * after a failed put, first its handle (CLOSE awaited, bounded: see {@link Striper.cutBack});
+   * otherwise the handle goes with the channel (every range of it was acknowledged, or the get's
+   * local writes settled), which saves a round trip. Resolves with whether every needed CLOSE
+   * was answered. Once.
    */
   private cleanup(): Promise<boolean> {
     this.cleaned ??= (async () => {
@@ -506,8 +539,12 @@ class Striper {
       // pending opens reject at once on the abort (a channel that still arrives is closed by the opener)
       await Promise.all(this.opens);
       const reason = new SshError('ERR_SSH_CLOSED', 'striped transfer finished: extra SFTP channel closed');
+      const pool = this.failed === undefined ? this.o.pool : undefined;
       const acks = await Promise.all(
         this.extras.map(async (x) => {
+          // after a copy that succeeded, a live session is kept for the next striped transfer
+          // (its handle closed first: a kept session holds none)
+          if (pool !== undefined && x.session.alive && (await this.release(x, outer)) && pool.give(x.session)) return true;
           const needAck = x.handle !== undefined && this.failed !== undefined && this.kind === 'put';
           let acked = !needAck;
           if (needAck && x.handle !== undefined && x.session.alive) {
@@ -524,6 +561,22 @@ class Striper {
       return acks.every(Boolean);
     })();
     return this.cleaned;
+  }
+
+  /** Closes the extra session's handle (answered within 5 s, or false) so the session can be kept. */
+  private async release(x: Extra, outer: AbortSignal | undefined): Promise<boolean> {
+    const h = x.handle;
+    if (h === undefined) return true;
+    x.handle = undefined;
+    let ok = false;
+    await settleWithin(
+      x.session.close(h, this.remotePath).then(() => {
+        ok = true;
+      }),
+      CLOSE_TIMEOUT_MS,
+      outer,
+    );
+    return ok && x.session.alive;
   }
 
   /**

@@ -32,6 +32,7 @@ import {
   type RemoteHasher,
   type SyncSettings,
 } from './sync.js';
+import type { ExtraSessionPool } from './extra-pool.js';
 import { OrderedReader } from './streams.js';
 import { DEFAULT_CHANNELS, DEFAULT_CHANNELS_MIN_BYTES, PreopenedExtras, STRIPE_MIN_RTT_MS, runStriped, type OpenChannel } from './striped.js';
 import { OpenFlags, type SftpSession } from './session.js';
@@ -54,6 +55,8 @@ export interface FilePlan {
   channels?: number | undefined;
   channelsMinBytes?: number | undefined;
   openChannel?: OpenChannel | undefined;
+  /** Extra sessions kept between striped transfers (sftp/extra-pool.ts). */
+  pool?: ExtraSessionPool | undefined;
 }
 
 /** The checked options of one tree transfer. */
@@ -94,6 +97,7 @@ interface FileJob {
   channels?: number | undefined;
   channelsMinBytes?: number | undefined;
   openChannel?: OpenChannel | undefined;
+  pool?: ExtraSessionPool | undefined;
 }
 
 /** What differs between {@link SftpClient.getDir} and {@link SftpClient.putDir}. */
@@ -159,7 +163,8 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
   const stated = s.stat(remote, signal).then(
     (a): RawAttrs => {
       const lanes = mayStripe ? stripeLanes('get', job, rttMs, knownSize(a.size)) : 1;
-      if (!hintClosed && lanes > 1 && open !== undefined && !signal?.aborted) preopened = new PreopenedExtras(s.link, open, lanes - 1, signal);
+      const more = lanes - 1 - (job.pool?.available(s.link) ?? 0);
+      if (!hintClosed && more > 0 && open !== undefined && !signal?.aborted) preopened = new PreopenedExtras(s.link, open, more, signal);
       return a;
     },
     () => undefined,
@@ -265,7 +270,8 @@ async function putFile(s: SftpSession, local: string | Buffer, remote: RemotePat
     // A fresh put knows what it will copy before the OPEN: the extra channels of a striped copy
     // open meanwhile, and join a round trip earlier (copyRange takes or closes them).
     const lanes = stripeLanes('put', job, s.minRttMs, size);
-    if (lanes > 1 && !job.resume && job.openChannel !== undefined) preopened = new PreopenedExtras(s.link, job.openChannel, lanes - 1, signal);
+    const more = lanes - 1 - (job.pool?.available(s.link) ?? 0);
+    if (more > 0 && !job.resume && job.openChannel !== undefined) preopened = new PreopenedExtras(s.link, job.openChannel, more, signal);
     handle = await s.open(remote, flags, job.preserve !== 0 ? { mode: lst.mode & job.preserve } : undefined, signal);
     const remoteSize = job.resume ? ((await s.fstat(handle, remote, signal)).size ?? 0) : 0;
     const pre = preopened;
@@ -679,7 +685,7 @@ async function copyRange(
       // Every lane adapts like a single-channel run (its own memory bound: up to channels x 8 MiB
       // in flight), and starts each range at the limit its last range ended with. RTT 52 ms, 128
       // MiB get over 4 channels (3 runs, medians): 137.6 MB/s against 113.9 with 16 fixed per lane.
-      const r = await runStriped(kind, remote, params, { channels, openChannel: job.openChannel, preopened });
+      const r = await runStriped(kind, remote, params, { channels, openChannel: job.openChannel, preopened, pool: job.pool });
       return { start, endedAt: r.endedAt, channels: r.channels, ...(r.closing === undefined ? {} : { closing: r.closing }) };
     }
     const { endedAt } = await (kind === 'get' ? runGet : runPut)(params);

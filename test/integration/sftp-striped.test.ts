@@ -68,7 +68,7 @@ async function countOpens<T>(ssh: SshClient, fn: () => Promise<T>): Promise<{ va
 }
 
 async function connect(i: Pick<SshdInfo, 'host' | 'port' | 'username' | 'privateKeyPath' | 'knownHostsPath' | 'hostPublicKey'>): Promise<{ ssh: SshClient; sftp: SftpClient; dir: string }> {
-  const ssh = new SshClient(clientOptions(i, { reconnect: false }));
+  const ssh = new SshClient(clientOptions(i, { reconnect: false, sftpChannelsPersistMs: 0 }));
   const sftp = await ssh.sftp();
   const home = (i as { homeDir?: string }).homeDir ?? info.homeDir;
   const dir = `${home}/striped-${randomBytes(4).toString('hex')}`;
@@ -171,7 +171,7 @@ describe('stopped mid-way (abort, deadline) on a slowed link: a TCP proxy adding
   beforeAll(async () => {
     proxy = await FaultProxy.start({ host: info.host, port: info.port });
     proxy.delay(25);
-    ssh = new SshClient(clientOptions(info, { reconnect: false }, { host: proxy.host, port: proxy.port }));
+    ssh = new SshClient(clientOptions(info, { reconnect: false, sftpChannelsPersistMs: 0 }, { host: proxy.host, port: proxy.port }));
     sftp = await ssh.sftp();
     dir = `${info.homeDir}/striped-stop-${randomBytes(4).toString('hex')}`;
     await sftp.mkdir(dir);
@@ -214,7 +214,7 @@ describe('stopped mid-way (abort, deadline) on a slowed link: a TCP proxy adding
   it('channels left out on a ~12 ms link: put stripes (it is held to the server\'s window), get does not (below 25 ms one adaptive channel carries it)', async () => {
     const near = await FaultProxy.start({ host: info.host, port: info.port });
     near.delay(6);
-    const c = new SshClient(clientOptions(info, { reconnect: false }, { host: near.host, port: near.port }));
+    const c = new SshClient(clientOptions(info, { reconnect: false, sftpChannelsPersistMs: 0 }, { host: near.host, port: near.port }));
     try {
       const s2 = await c.sftp();
       for (let i = 0; i < 3; i++) await s2.stat(dir);
@@ -273,7 +273,7 @@ describe('stopped mid-way (abort, deadline) on a slowed link: a TCP proxy adding
     fs.writeFileSync(path.join(local, 'memo-src.bin'), content);
     await sftp.put(path.join(local, 'memo-src.bin'), remote, { channels: 1 });
     // a session of its own: no earlier transfer left a memo
-    const fresh = new SshClient(clientOptions(info, { reconnect: false }, { host: proxy.host, port: proxy.port }));
+    const fresh = new SshClient(clientOptions(info, { reconnect: false, sftpChannelsPersistMs: 0 }, { host: proxy.host, port: proxy.port }));
     const runs: PacingStats[] = [];
     try {
       const s2 = await fresh.sftp();
@@ -360,6 +360,103 @@ describe('stopped mid-way (abort, deadline) on a slowed link: a TCP proxy adding
 
 });
 
+describe('extra channels kept for the next striped transfer (sftpChannelsPersistMs), on a slowed link', () => {
+  let proxy: FaultProxy;
+  let dir: string;
+  let remote: string;
+  beforeAll(async () => {
+    proxy = await FaultProxy.start({ host: info.host, port: info.port });
+    proxy.delay(25);
+    const c = await connect(info);
+    dir = c.dir;
+    remote = `${dir}/kept.bin`;
+    await c.sftp.put(src, remote, { channels: 1 });
+    await c.ssh.close();
+  });
+  afterAll(async () => {
+    const c = await connect(info);
+    await c.sftp.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    await c.ssh.close();
+    await proxy.close();
+  });
+  const client = (o: { sftpChannelsPersistMs: number; maxSessions?: number }): SshClient =>
+    new SshClient(clientOptions(info, { reconnect: false, ...o }, { host: proxy.host, port: proxy.port }));
+
+  it('the next striped get takes the kept channels (none opened), byte-exact; they close once the persist time is over', async () => {
+    const ssh = client({ sftpChannelsPersistMs: 1_500 });
+    try {
+      const sftp = await ssh.sftp();
+      await sftp.exists('/x'); // the SFTP session (channel 0) is open
+      const dst = path.join(local, 'kept-1.bin');
+      const first = await countOpens(ssh, () => sftp.get(remote, dst, { channels: 4, channelsMinBytes: MIN }));
+      expect(first.opened).toBe(3);
+      expect(sha(fs.readFileSync(dst))).toBe(sha(content));
+      // kept: the client's own session and the 3 extra ones
+      expect(ssh.health().openChannels).toBe(4);
+      const second = await countOpens(ssh, () => sftp.get(remote, dst, { channels: 4, channelsMinBytes: MIN }));
+      expect(second.opened).toBe(0);
+      expect(second.value.channels).toBeGreaterThanOrEqual(2);
+      expect(sha(fs.readFileSync(dst))).toBe(sha(content));
+      // a put takes them too (a kept session holds no handle of the get)
+      const put = await countOpens(ssh, () => sftp.put(src, `${dir}/kept-put.bin`, { channels: 4, channelsMinBytes: MIN }));
+      expect(put.opened).toBe(0);
+      expect(sha(fs.readFileSync(`${dir}/kept-put.bin`))).toBe(sha(content));
+      expect(ssh.health().openChannels).toBe(4);
+      // 1.5 s after the last transfer they are closed
+      expect(await waitFor(() => ssh.health().openChannels === 1, 6_000)).toBe(true);
+    } finally {
+      await ssh.close();
+    }
+  });
+
+  it('a command waiting for a MaxSessions slot closes the kept channels at once (it never waits out the persist time)', async () => {
+    const ssh = client({ sftpChannelsPersistMs: 600_000, maxSessions: 4 });
+    try {
+      const sftp = await ssh.sftp();
+      const dst = path.join(local, 'kept-2.bin');
+      await sftp.get(remote, dst, { channels: 4, channelsMinBytes: MIN });
+      expect(ssh.health().openChannels).toBe(4);
+      // all 4 slots held: the exec queues, the kept channels make room
+      const r = await ssh.exec('echo made-room', { timeoutMs: 20_000 });
+      expect(r.stdout).toBe('made-room\n');
+      expect(await waitFor(() => ssh.health().openChannels === 1, 5_000)).toBe(true);
+      // nothing kept now: the next striped get opens its channels again, byte-exact
+      const again = await countOpens(ssh, () => sftp.get(remote, dst, { channels: 4, channelsMinBytes: MIN }));
+      expect(again.opened).toBe(3);
+      expect(sha(fs.readFileSync(dst))).toBe(sha(content));
+    } finally {
+      await ssh.close();
+    }
+  });
+
+  it('a striped get that fails (aborted) keeps nothing; closing the SFTP client closes what was kept', async () => {
+    const ssh = client({ sftpChannelsPersistMs: 600_000 });
+    try {
+      const sftp = await ssh.sftp();
+      const dst = path.join(local, 'kept-3.bin');
+      const ctl = new AbortController();
+      const err = await rejection(
+        sftp.get(remote, dst, {
+          channels: 4,
+          channelsMinBytes: MIN,
+          signal: ctl.signal,
+          onProgress: (p) => {
+            if (p.transferredBytes >= SIZE / 2) ctl.abort();
+          },
+        }),
+      );
+      expect((err as SshError).code).toBe('ERR_SSH_ABORTED');
+      expect(ssh.health().openChannels).toBe(1);
+      await sftp.get(remote, dst, { channels: 4, channelsMinBytes: MIN });
+      expect(ssh.health().openChannels).toBe(4);
+      await sftp.close();
+      expect(await waitFor(() => ssh.health().openChannels === 0, 5_000)).toBe(true);
+    } finally {
+      await ssh.close();
+    }
+  });
+});
+
 describe('the link lost mid-way (blackhole through a TCP proxy)', () => {
   let proxy: FaultProxy;
   let links: RawLinkProvider;
@@ -370,7 +467,7 @@ describe('the link lost mid-way (blackhole through a TCP proxy)', () => {
     links = new RawLinkProvider({ ...info, host: proxy.host, port: proxy.port });
     links.onLink((link: Link) => link.client.setNoDelay(true));
     // an SftpClient without the facade: extra channels opened with link.client.sftp()
-    sftp = new BareSftpClient(links);
+    sftp = new BareSftpClient(links, { channelsPersistMs: 0 });
     dir = `${info.homeDir}/striped-loss-${randomBytes(4).toString('hex')}`;
     await sftp.mkdir(dir);
   });
@@ -501,7 +598,7 @@ describe('a hostile server failing one channel', () => {
 
   async function client(): Promise<{ ssh: SshClient; sftp: SftpClient }> {
     g = gate();
-    const ssh = new SshClient(server.clientOptions());
+    const ssh = new SshClient(server.clientOptions({ sftpChannelsPersistMs: 0 }));
     const sftp = await ssh.sftp();
     await sftp.exists('/x'); // the SFTP session (channel 0) is open
     return { ssh, sftp };
@@ -583,7 +680,7 @@ describe('a put (and a get, by a STAT sent with its OPEN) opens its extra channe
   });
 
   it('the extra channels are open before the file\'s OPEN is answered, and the put is byte-exact over 4 channels', async () => {
-    const ssh = new SshClient(server.clientOptions());
+    const ssh = new SshClient(server.clientOptions({ sftpChannelsPersistMs: 0 }));
     try {
       const sftp = await ssh.sftp();
       await sftp.exists('/x'); // the SFTP session (channel 0) is open
@@ -599,7 +696,7 @@ describe('a put (and a get, by a STAT sent with its OPEN) opens its extra channe
   });
 
   it('get: the STAT sent with the OPEN starts the extra channels; they are open before the OPEN is answered; byte-exact', async () => {
-    const ssh = new SshClient(server.clientOptions());
+    const ssh = new SshClient(server.clientOptions({ sftpChannelsPersistMs: 0 }));
     try {
       const sftp = await ssh.sftp();
       await sftp.exists('/x');
@@ -625,7 +722,7 @@ describe('a put (and a get, by a STAT sent with its OPEN) opens its extra channe
 
   it('get: a server that never answers the STAT sent ahead still gets a complete, striped get (the STAT is never waited for)', async () => {
     const mute = await startHostileSftp({ node: (p) => (p === '/f' ? { type: 'file', content: small } : undefined), statNever: true });
-    const ssh = new SshClient(mute.clientOptions());
+    const ssh = new SshClient(mute.clientOptions({ sftpChannelsPersistMs: 0 }));
     try {
       const sftp = await ssh.sftp();
       const dst = path.join(local, 'mute-stat.bin');
@@ -643,7 +740,7 @@ describe('a put (and a get, by a STAT sent with its OPEN) opens its extra channe
   });
 
   it('an OPEN that fails closes the extra channels opened ahead: ERR_SSH_SFTP, no channel left', async () => {
-    const ssh = new SshClient(server.clientOptions());
+    const ssh = new SshClient(server.clientOptions({ sftpChannelsPersistMs: 0 }));
     try {
       const sftp = await ssh.sftp();
       await sftp.exists('/x');

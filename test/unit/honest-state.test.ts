@@ -65,6 +65,14 @@ describe('reconnect and the new durations', () => {
     expect(() => resolveOptions({ host: 'h', operationTimeoutMs: -1 })).toThrow(/operationTimeoutMs/);
     expect(() => resolveOptions({ host: 'h', forwardConnectionWaitMs: 1.5 })).toThrow(/forwardConnectionWaitMs/);
   });
+
+  it('sftpChannelsPersistMs defaults to 30000 (0 = close at once); a bad value names the field', () => {
+    expect(resolveOptions({ host: 'h' }).sftpChannelsPersistMs).toBe(30_000);
+    expect(resolveOptions({ host: 'h', sftpChannelsPersistMs: 0 }).sftpChannelsPersistMs).toBe(0);
+    expect(() => resolveOptions({ host: 'h', sftpChannelsPersistMs: -1 })).toThrow(/sftpChannelsPersistMs/);
+    expect(() => resolveOptions({ host: 'h', sftpChannelsPersistMs: 2.5 })).toThrow(/sftpChannelsPersistMs/);
+    expect(() => resolveOptions({ host: 'h', sftpChannelsPersistMs: 2 ** 31 })).toThrow(/sftpChannelsPersistMs/);
+  });
 });
 
 describe('host key sources', () => {

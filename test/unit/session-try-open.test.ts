@@ -40,6 +40,25 @@ describe('openSession(wait: false)', () => {
     expect(l.open).toBe(0);
   });
 
+  it('onQueue: called once per caller that has to wait (not for a slot granted at once), until removed', async () => {
+    const l = new SessionLimiter(1);
+    let calls = 0;
+    const off = l.onQueue(() => calls++);
+    const held = await l.acquire();
+    expect(calls).toBe(0);
+    const w1 = l.acquire();
+    const w2 = l.acquire();
+    expect(calls).toBe(2);
+    off();
+    const w3 = l.acquire();
+    expect(calls).toBe(2);
+    held();
+    (await w1)();
+    (await w2)();
+    (await w3)();
+    expect(l.open).toBe(0);
+  });
+
   it('never overtakes callers already waiting for a slot', async () => {
     const l = new SessionLimiter(1);
     const held = await l.acquire();

@@ -138,6 +138,19 @@ describe('specific checks', () => {
     expect(await errorOf(() => sftp.get('/x', ''), {})).toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'localPath' });
   });
 
+  it('SftpOptions: channelsPersistMs must be a whole number of ms from 0 to 2^31-1 (ERR_SSH_INVALID_ARG naming it)', () => {
+    for (const bad of [-1, 1.5, 2 ** 31, '30000']) {
+      let err: unknown;
+      try {
+        new SftpClient(noIo, { channelsPersistMs: bad as number });
+      } catch (e) {
+        err = e;
+      }
+      expect(err, String(bad)).toMatchObject({ code: 'ERR_SSH_INVALID_ARG', field: 'channelsPersistMs' });
+    }
+    expect(() => new SftpClient(noIo, { channelsPersistMs: 0 })).not.toThrow();
+  });
+
   it('SftpOptions: an unknown option fails the constructor with the closest name', () => {
     let err: unknown;
     try {
