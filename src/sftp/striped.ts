@@ -68,6 +68,21 @@ export const DEFAULT_CHANNELS_MIN_BYTES = 64 * 1024 * 1024;
  *   MB/s; ~21 ms: 214 vs 203; ~31 ms: 157 vs 179; loopback: 372 vs 218).
  */
 export const STRIPE_MIN_RTT_MS: Readonly<Record<'get' | 'put', number>> = Object.freeze({ get: 25, put: 5 });
+/**
+ * Request buffers a striped transfer may hold over all its lanes, bytes: 12 MiB (each lane gets
+ * its share: 3 MiB, 12 requests of 255 KiB, over 4 channels; never below its `concurrency`).
+ * The bound is for the server: every reply in flight waits in sshd's channel buffer, which
+ * OpenSSH 9.2 grows with a whole copy per 16 KiB (see `DEFAULT_MAX_BUFFER_BYTES` in
+ * sftp/pacing.ts), and one sshd process serves all the channels. Measured through a 52 ms delay
+ * line (128 MiB gets over 4 channels, lanes starting at the session's memo, 2 cores):
+ * - 8 MiB per lane (32 MiB in all): 1 get of 3 crawled at 7-15 MB/s for a second while sshd
+ *   burned 1.46 s of CPU (0.3-0.4 s otherwise);
+ * - 16 MiB in all: 1 of 45 took 2.0 s (sshd 1.54 s), the others 164-183 MB/s;
+ * - 12 MiB in all: 50 in a row, mean 160 MB/s, slowest 108 MB/s (sshd 0.74 s), the others
+ *   146-170.
+ */
+export const STRIPE_MAX_BUFFER_BYTES = 12 * 1024 * 1024;
+
 /** Most channels one transfer may use (sshd's default `MaxSessions` is 10). */
 export const MAX_CHANNELS = 64;
 
@@ -205,9 +220,17 @@ export class PreopenedExtras {
   }
 }
 
+/** One promise per channel (a kept session joins many transfers: one listener, not one each). */
+const closedPromises = new WeakMap<ssh2.SFTPWrapper, Promise<void>>();
+
 /** Resolves when the channel has closed. */
 function channelClosed(w: ssh2.SFTPWrapper): Promise<void> {
-  return new Promise<void>((resolve) => w.once('close', () => resolve()));
+  let p = closedPromises.get(w);
+  if (p === undefined) {
+    p = new Promise<void>((resolve) => w.once('close', () => resolve()));
+    closedPromises.set(w, p);
+  }
+  return p;
 }
 
 /** Ends an SFTP channel nobody uses and waits (at most 5 s) for its close. */
@@ -434,6 +457,8 @@ class Striper {
       end: r.end,
       chunkSize: lane.chunk,
       concurrency,
+      // this lane's share of the striped transfer's request buffers
+      maxBufferBytes: Math.floor(STRIPE_MAX_BUFFER_BYTES / Math.max(1, this.o.channels)),
       // a lane's first range starts where the main session's last transfer ended (its memo)
       startConcurrency: lane.learned === undefined ? memoRequests(lane.session.pacingMemo[this.kind] ?? this.p.session.pacingMemo[this.kind], lane.chunk) : undefined,
       maxConcurrency: this.p.maxConcurrency === undefined ? undefined : Math.max(concurrency, this.p.maxConcurrency),
