@@ -170,6 +170,72 @@ export interface StripeOptions {
    * (their handle closed) after a successful copy instead of being closed.
    */
   pool?: ExtraSessionPool | undefined;
+  /** Kept sessions taken ahead, the file's OPEN already sent on each (a get: see {@link OpenedExtras}). */
+  opened?: OpenedExtras | undefined;
+}
+
+/**
+ * Kept extra sessions (sftp/extra-pool.ts) taken ahead of a get that may be striped, each with
+ * the file's OPEN sent at once, next to the client's own OPEN: their lanes read from the same
+ * round trip as the client's own session instead of one later. Whoever holds it hands it to
+ * {@link runStriped} (`StripeOptions.opened`) or calls {@link OpenedExtras.release}.
+ */
+export class OpenedExtras {
+  private readonly lanes: { session: SftpSession; handle: Promise<Buffer | undefined> }[] = [];
+  private taken = false;
+
+  /** Takes up to `n` kept sessions on `link` from `pool` and sends the OPEN of `remote` (read) on each. */
+  constructor(
+    private readonly pool: ExtraSessionPool,
+    link: Link,
+    n: number,
+    private readonly remote: RemotePath,
+    signal: AbortSignal | undefined,
+  ) {
+    for (let i = 0; i < n; i++) {
+      const session = pool.take(link);
+      if (session === undefined) break;
+      const handle = session.open(remote, OpenFlags.READ, undefined, signal).then(
+        (h) => h,
+        () => undefined,
+      );
+      this.lanes.push({ session, handle });
+    }
+  }
+
+  /** Sessions taken. */
+  get size(): number {
+    return this.lanes.length;
+  }
+
+  /** Hands the sessions over (once; then `[]`). */
+  take(): { session: SftpSession; handle: Promise<Buffer | undefined> }[] {
+    if (this.taken) return [];
+    this.taken = true;
+    return this.lanes;
+  }
+
+  /** Not taken: closes each file (answered within 5 s) and gives the session back to the pool, else closes it. Idempotent. */
+  async release(): Promise<void> {
+    if (this.taken) return;
+    this.taken = true;
+    await Promise.all(this.lanes.map((l) => giveBack(this.pool, l.session, l.handle, this.remote)));
+  }
+}
+
+/** Closes `handle` (when it opened) and keeps `session` in `pool`; a session that cannot be kept is closed. */
+async function giveBack(pool: ExtraSessionPool, session: SftpSession, handle: Promise<Buffer | undefined>, remote: RemotePath): Promise<void> {
+  const h = await handle;
+  let ok = h === undefined;
+  if (h !== undefined && session.alive) {
+    await settleWithin(
+      session.close(h, remote).then(() => {
+        ok = true;
+      }),
+      CLOSE_TIMEOUT_MS,
+    );
+  }
+  if (!(ok && session.alive && pool.give(session))) session.kill(new SshError('ERR_SSH_CLOSED', 'extra SFTP channel not needed: closed'));
 }
 
 /**
@@ -292,6 +358,7 @@ export async function runStriped(kind: 'get' | 'put', remotePath: RemotePath, p:
   const ranges = splitRanges(p.start, p.end, o.channels);
   if (ranges.length < 2 || (kind === 'get' && !(await isRegularFd(p.fd)))) {
     await o.preopened?.discard();
+    await o.opened?.release();
     return { ...(await run(p)), channels: 1 };
   }
   // While ranges land out of order, the destination has the source's size (never a prefix).
@@ -361,7 +428,15 @@ class Striper {
       this.addLane(main, p.handle);
       // sessions kept from an earlier striped transfer first: they need no setup
       let lanes = 1;
-      for (let s = this.o.pool?.take(main.link); s !== undefined; s = lanes < this.o.channels ? this.o.pool?.take(main.link) : undefined) {
+      // kept sessions whose OPEN of the file went out with the client's own
+      for (const x of this.o.opened?.take() ?? []) {
+        if (lanes < this.o.channels) {
+          lanes++;
+          this.opens.push(this.joinExtra(x.session, channelClosed(x.session.sftp), x.handle));
+        } else if (this.o.pool !== undefined) this.opens.push(giveBack(this.o.pool, x.session, x.handle, this.remotePath));
+        else x.session.kill(new SshError('ERR_SSH_CLOSED', 'extra SFTP channel not needed: closed'));
+      }
+      for (let s = lanes < this.o.channels ? this.o.pool?.take(main.link) : undefined; s !== undefined; s = lanes < this.o.channels ? this.o.pool?.take(main.link) : undefined) {
         lanes++;
         this.opens.push(this.joinExtra(s, channelClosed(s.sftp)));
       }
@@ -526,10 +601,18 @@ class Striper {
   }
 
   /** Opens the file on an extra session and joins it as a lane while ranges are left. Never rejects. */
-  private async joinExtra(session: SftpSession, closed: Promise<void>): Promise<void> {
+  private async joinExtra(session: SftpSession, closed: Promise<void>, sent?: Promise<Buffer | undefined>): Promise<void> {
     const { stop } = this;
     const extra: Extra = { session, closed };
     this.extras.push(extra);
+    if (sent !== undefined) {
+      // the OPEN went out ahead (OpenedExtras): its handle is this extra's, whatever happens next
+      const h = await sent;
+      if (h !== undefined) extra.handle = h;
+      if (h === undefined || !(await this.ready) || stop.signal.aborted || this.next >= this.ranges.length) return;
+      this.addLane(session, h);
+      return;
+    }
     if (stop.signal.aborted || this.next >= this.ranges.length) return;
     // The file's OPEN goes out at once, its round trip overlapping a put's FSETSTAT to the full
     // size; the lane writes only once that succeeded (`ready`). Opening for writing without

@@ -34,7 +34,7 @@ import {
 } from './sync.js';
 import type { ExtraSessionPool } from './extra-pool.js';
 import { OrderedReader } from './streams.js';
-import { DEFAULT_CHANNELS, DEFAULT_CHANNELS_MIN_BYTES, PreopenedExtras, STRIPE_MIN_RTT_MS, runStriped, type OpenChannel } from './striped.js';
+import { DEFAULT_CHANNELS, DEFAULT_CHANNELS_MIN_BYTES, OpenedExtras, PreopenedExtras, STRIPE_MIN_RTT_MS, runStriped, type OpenChannel } from './striped.js';
 import { OpenFlags, type SftpSession } from './session.js';
 import type { DirFilterEntry, DirTransferSummary, SftpWarning, TransferProgress, TransferResult } from './types.js';
 import type { RawAttrs, RemotePath, SetAttrs } from './wire.js';
@@ -150,20 +150,27 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
   // handle still goes out at once and stays the authority: its attributes are the ones
   // preserved, and a file it finds longer than the STAT did is copied to its end.
   let preopened: PreopenedExtras | undefined;
+  // extra sessions kept from an earlier striped transfer: the file's OPEN goes out on them now,
+  // next to this one (a small file gives them back)
+  let opened: OpenedExtras | undefined;
   let hintClosed = false;
-  const endHint = (): Promise<void> => {
+  const endHint = async (): Promise<void> => {
     hintClosed = true;
     const p = preopened;
+    const o = opened;
     preopened = undefined;
-    return p?.discard() ?? Promise.resolve();
+    opened = undefined;
+    void o?.release();
+    await p?.discard();
   };
   const rttMs = s.minRttMs;
-  const mayStripe = !job.resume && job.openChannel !== undefined && stripeLanes('get', job, rttMs, Number.MAX_SAFE_INTEGER) > 1;
+  const mayLanes = job.resume || job.openChannel === undefined ? 1 : stripeLanes('get', job, rttMs, Number.MAX_SAFE_INTEGER);
+  const mayStripe = mayLanes > 1;
   const open = job.openChannel;
   const stated = s.stat(remote, signal).then(
     (a): RawAttrs => {
       const lanes = mayStripe ? stripeLanes('get', job, rttMs, knownSize(a.size)) : 1;
-      const more = lanes - 1 - (job.pool?.available(s.link) ?? 0);
+      const more = lanes - 1 - (opened?.size ?? 0) - (job.pool?.available(s.link) ?? 0);
       if (!hintClosed && more > 0 && open !== undefined && !signal?.aborted) preopened = new PreopenedExtras(s.link, open, more, signal);
       return a;
     },
@@ -171,7 +178,9 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
   );
   let handle: Buffer;
   try {
-    handle = await s.open(remote, OpenFlags.READ, undefined, signal);
+    const mine = s.open(remote, OpenFlags.READ, undefined, signal);
+    if (mayStripe && job.pool !== undefined && job.pool.available(s.link) > 0) opened = new OpenedExtras(job.pool, s.link, mayLanes - 1, remote, signal);
+    handle = await mine;
   } catch (err) {
     await endHint();
     throw err;
@@ -199,8 +208,10 @@ async function getFile(s: SftpSession, remote: RemotePath, local: string | Buffe
     }
     const have = job.resume ? (await fstatFd(fd)).size : 0;
     const pre = preopened;
+    const ahead = opened;
     preopened = undefined;
-    const r = await copyRange('get', s, handle, remote, fd, have, size, s.maxReadLen, job, s.minRttMs, pre);
+    opened = undefined;
+    const r = await copyRange('get', s, handle, remote, fd, have, size, s.maxReadLen, job, s.minRttMs, pre, ahead);
     const { start, channels, closing } = r;
     let { endedAt } = r;
     let st: RawAttrs;
@@ -665,6 +676,7 @@ async function copyRange(
   job: FileJob,
   rttMs: number,
   preopened?: PreopenedExtras,
+  opened?: OpenedExtras,
 ): Promise<{ start: number; endedAt: number; channels?: number; closing?: Promise<void> }> {
   try {
     let start = 0;
@@ -685,13 +697,16 @@ async function copyRange(
       // Every lane adapts like a single-channel run (its own memory bound: up to channels x 8 MiB
       // in flight), and starts each range at the limit its last range ended with. RTT 52 ms, 128
       // MiB get over 4 channels (3 runs, medians): 137.6 MB/s against 113.9 with 16 fixed per lane.
-      const r = await runStriped(kind, remote, params, { channels, openChannel: job.openChannel, preopened, pool: job.pool });
+      const r = await runStriped(kind, remote, params, { channels, openChannel: job.openChannel, preopened, pool: job.pool, opened });
       return { start, endedAt: r.endedAt, channels: r.channels, ...(r.closing === undefined ? {} : { closing: r.closing }) };
     }
     const { endedAt } = await (kind === 'get' ? runGet : runPut)(params);
     return { start, endedAt };
   } finally {
-    // not handed to a striped copy (one channel after all, or a failure first): closed
+    // not handed to a striped copy (one channel after all, or a failure first): closed; the
+    // sessions taken ahead are kept again once their file is closed (not waited for: a small
+    // file's get does not wait for that round trip)
+    void opened?.release();
     await preopened?.discard();
   }
 }

@@ -681,6 +681,58 @@ describe('a hostile server failing one channel', () => {
   });
 });
 
+describe('a get with kept extra channels sends the file\'s OPEN on them with its own', () => {
+  const small = randomBytes(6 * MiB + 99);
+  it('the kept channels\' OPENs reach the server before the client\'s own OPEN is answered; byte-exact; a small file gives them back', async () => {
+    // OPENs of /warm seen on extra channels, and how many when channel 0's OPEN was answered
+    let extraOpens = 0;
+    let atAnswer = -1;
+    let gate = false;
+    const server = await startHostileSftp({
+      node: (p) => (p === '/warm' ? { type: 'file', content: small } : p === '/tiny' ? { type: 'file', content: Buffer.from('tiny') } : undefined),
+      beforeOpen: async (p, ch) => {
+        if (p !== '/warm') return;
+        if (ch !== 0) {
+          extraOpens++;
+          return;
+        }
+        if (!gate) return;
+        // the client's own OPEN is answered once the 3 kept channels sent theirs (or after 3 s)
+        await waitFor(() => extraOpens >= 3, 3_000);
+        atAnswer = extraOpens;
+      },
+    });
+    const ssh = new SshClient(server.clientOptions({ sftpChannelsPersistMs: 600_000 }));
+    try {
+      const sftp = await ssh.sftp();
+      const dst = path.join(local, 'warm.bin');
+      // cold: opens the 3 extra channels, which are kept
+      await sftp.get('/warm', dst, { channels: 4, channelsMinBytes: MIN });
+      expect(server.log.sftpChannelsOpened).toBe(4);
+      extraOpens = 0;
+      gate = true;
+      const r = await sftp.get('/warm', dst, { channels: 4, channelsMinBytes: MIN });
+      gate = false;
+      expect(atAnswer).toBe(3);
+      expect(r.channels).toBeGreaterThanOrEqual(2);
+      expect(sha(fs.readFileSync(dst))).toBe(sha(small));
+      // no channel opened by the warm get
+      expect(server.log.sftpChannelsOpened).toBe(4);
+      // a file too small to stripe: the kept channels' files are closed and they are kept again
+      await sftp.get('/tiny', path.join(local, 'tiny.bin'), { channels: 4, channelsMinBytes: MIN });
+      expect(fs.readFileSync(path.join(local, 'tiny.bin')).toString()).toBe('tiny');
+      expect(await waitFor(() => server.log.requests.filter((x) => x === 'OPEN /tiny').length === 4 && server.log.requests.filter((x) => x === 'CLOSE').length >= server.log.requests.filter((x) => x.startsWith('OPEN')).length, 5_000)).toBe(true);
+      const again = await sftp.get('/warm', dst, { channels: 4, channelsMinBytes: MIN });
+      expect(again.channels).toBeGreaterThanOrEqual(2);
+      expect(server.log.sftpChannelsOpened).toBe(4);
+      expect(ssh.health().openChannels).toBe(4);
+    } finally {
+      await ssh.close();
+      await server.close();
+    }
+  });
+});
+
 describe('a put (and a get, by a STAT sent with its OPEN) opens its extra channels while its own OPEN is on the way', () => {
   let server: HostileSftpServer;
   /** SFTP channels open when the main session's OPEN of `/pre-put` or `/pre-get` was answered. */
