@@ -36,11 +36,6 @@ export class ExtraSessionPool {
   /** @param persistMs - how long a session is kept, ms; 0 keeps none. */
   constructor(private readonly persistMs: number) {}
 
-  /** Sessions kept now (alive or not yet noticed dead). */
-  get size(): number {
-    return this.#kept.length;
-  }
-
   /** Alive sessions kept on `link`. */
   available(link: Link): number {
     let n = 0;

@@ -18,9 +18,10 @@
  *   leaves fewer lanes: the transfer goes on, at worst on the one session it had.
  * - Ranges are handed out lowest first. A lane starts its next range while the last requests of
  *   the current one are in flight, so a range boundary costs no round trip.
- * - Every lane adapts its requests in flight like a single-channel run (sftp/pacing.ts, with its
- *   own memory bound, so up to `channels` x 8 MiB in flight), and starts a range at the limit
- *   its last finished range ended with rather than probing again from `concurrency`.
+ * - Every lane adapts its requests in flight like a single-channel run (sftp/pacing.ts), within
+ *   its share of {@link STRIPE_MAX_BUFFER_BYTES}, and starts a range at the limit its last
+ *   finished range ended with (its first range: at its session's pacing memo) rather than
+ *   probing again from `concurrency`.
  * - Resume: while a striped copy runs, the destination is first set to the source's full size,
  *   so a copy stopped where nothing could be cleaned up (process killed, link lost during a put)
  *   leaves a destination of the source's size, which `resume` never takes as a prefix (`'size'`
@@ -31,9 +32,11 @@
  *   CLOSE was answered (the server processed all earlier writes of that channel, RFC 4253 6.4
  *   order; sftp-server handles requests in order) and the main session is alive, with an
  *   FSETSTAT size on the main session.
- * - Every extra channel is closed (handle CLOSE, then channel close, each awaited at most 5 s
+ * - Every extra channel is done with (handle CLOSE, then channel close, each awaited at most 5 s
  *   and not past the caller's `timeoutMs`) before the transfer settles, on success, failure or
- *   abort. On success they close while the caller closes the main handle (`closing`).
+ *   abort; on success this runs while the caller closes the main handle (`closing`), and with a
+ *   pool (sftp/extra-pool.ts) the channel is kept for the next striped transfer once its handle
+ *   CLOSE was answered.
  *
  * @internal
  * @module sftp/striped
@@ -208,11 +211,12 @@ export class OpenedExtras {
     return this.lanes.length;
   }
 
-  /** Hands the sessions over (once; then `[]`). */
-  take(): { session: SftpSession; handle: Promise<Buffer | undefined> }[] {
+  /** Hands up to `n` sessions over (once; then `[]`); the others are given back to the pool. */
+  take(n: number): { session: SftpSession; handle: Promise<Buffer | undefined> }[] {
     if (this.taken) return [];
     this.taken = true;
-    return this.lanes;
+    for (const l of this.lanes.slice(n)) void giveBack(this.pool, l.session, l.handle, this.remote);
+    return this.lanes.slice(0, n);
   }
 
   /** Not taken: closes each file (answered within 5 s) and gives the session back to the pool, else closes it. Idempotent. */
@@ -223,19 +227,30 @@ export class OpenedExtras {
   }
 }
 
+/**
+ * Closes `handle` on `session` (when there is one; answered within 5 s and not past `signal`) so
+ * that the session can be kept: true when it is closed and the session still alive.
+ */
+async function closeForKeeping(session: SftpSession, handle: Buffer | undefined, remote: RemotePath, signal?: AbortSignal): Promise<boolean> {
+  if (handle !== undefined) {
+    let ok = false;
+    if (session.alive) {
+      await settleWithin(
+        session.close(handle, remote).then(() => {
+          ok = true;
+        }),
+        CLOSE_TIMEOUT_MS,
+        signal,
+      );
+    }
+    if (!ok) return false;
+  }
+  return session.alive;
+}
+
 /** Closes `handle` (when it opened) and keeps `session` in `pool`; a session that cannot be kept is closed. */
 async function giveBack(pool: ExtraSessionPool, session: SftpSession, handle: Promise<Buffer | undefined>, remote: RemotePath): Promise<void> {
-  const h = await handle;
-  let ok = h === undefined;
-  if (h !== undefined && session.alive) {
-    await settleWithin(
-      session.close(h, remote).then(() => {
-        ok = true;
-      }),
-      CLOSE_TIMEOUT_MS,
-    );
-  }
-  if (!(ok && session.alive && pool.give(session))) session.kill(new SshError('ERR_SSH_CLOSED', 'extra SFTP channel not needed: closed'));
+  if (!((await closeForKeeping(session, await handle, remote)) && pool.give(session))) session.kill(new SshError('ERR_SSH_CLOSED', 'extra SFTP channel not needed: closed'));
 }
 
 /**
@@ -302,7 +317,7 @@ function channelClosed(w: ssh2.SFTPWrapper): Promise<void> {
 /** Ends an SFTP channel nobody uses and waits (at most 5 s) for its close. */
 async function closeWrapper(w: ssh2.SFTPWrapper | undefined, signal?: AbortSignal): Promise<void> {
   if (w === undefined) return;
-  const closed = new Promise<void>((resolve) => w.once('close', () => resolve()));
+  const closed = channelClosed(w);
   w.end();
   await settleWithin(closed, CLOSE_TIMEOUT_MS, signal);
 }
@@ -426,19 +441,18 @@ class Striper {
     let copied = false;
     try {
       this.addLane(main, p.handle);
-      // sessions kept from an earlier striped transfer first: they need no setup
       let lanes = 1;
-      // kept sessions whose OPEN of the file went out with the client's own
-      for (const x of this.o.opened?.take() ?? []) {
-        if (lanes < this.o.channels) {
-          lanes++;
-          this.opens.push(this.joinExtra(x.session, channelClosed(x.session.sftp), x.handle));
-        } else if (this.o.pool !== undefined) this.opens.push(giveBack(this.o.pool, x.session, x.handle, this.remotePath));
-        else x.session.kill(new SshError('ERR_SSH_CLOSED', 'extra SFTP channel not needed: closed'));
-      }
-      for (let s = lanes < this.o.channels ? this.o.pool?.take(main.link) : undefined; s !== undefined; s = lanes < this.o.channels ? this.o.pool?.take(main.link) : undefined) {
+      // kept sessions whose OPEN of the file went out with the client's own, then other kept
+      // sessions (no channel setup), then new channels
+      for (const x of this.o.opened?.take(this.o.channels - 1) ?? []) {
         lanes++;
-        this.opens.push(this.joinExtra(s, channelClosed(s.sftp)));
+        this.opens.push(this.joinExtra(x.session, channelClosed(x.session.sftp), x.handle));
+      }
+      while (lanes < this.o.channels) {
+        const kept = this.o.pool?.take(main.link);
+        if (kept === undefined) break;
+        lanes++;
+        this.opens.push(this.joinExtra(kept, channelClosed(kept.sftp)));
       }
       const pre = this.o.preopened?.take(stop.signal) ?? [];
       const wanted = Math.max(0, this.o.channels - lanes);
@@ -652,7 +666,11 @@ class Striper {
         this.extras.map(async (x) => {
           // after a copy that succeeded, a live session is kept for the next striped transfer
           // (its handle closed first: a kept session holds none)
-          if (pool !== undefined && x.session.alive && (await this.release(x, outer)) && pool.give(x.session)) return true;
+          if (pool !== undefined && x.session.alive) {
+            const h = x.handle;
+            x.handle = undefined;
+            if ((await closeForKeeping(x.session, h, this.remotePath, outer)) && pool.give(x.session)) return true;
+          }
           const needAck = x.handle !== undefined && this.failed !== undefined && this.kind === 'put';
           let acked = !needAck;
           if (needAck && x.handle !== undefined && x.session.alive) {
@@ -669,22 +687,6 @@ class Striper {
       return acks.every(Boolean);
     })();
     return this.cleaned;
-  }
-
-  /** Closes the extra session's handle (answered within 5 s, or false) so the session can be kept. */
-  private async release(x: Extra, outer: AbortSignal | undefined): Promise<boolean> {
-    const h = x.handle;
-    if (h === undefined) return true;
-    x.handle = undefined;
-    let ok = false;
-    await settleWithin(
-      x.session.close(h, this.remotePath).then(() => {
-        ok = true;
-      }),
-      CLOSE_TIMEOUT_MS,
-      outer,
-    );
-    return ok && x.session.alive;
   }
 
   /**
