@@ -1,4 +1,4 @@
-/* global setTimeout, setImmediate, performance */
+/* global setTimeout, setImmediate, performance, Buffer */
 /* eslint-disable @typescript-eslint/unbound-method, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-return -- a measurement script: V8 profile JSON and IPC messages are untyped */
 // The measured side of scripts/profile-get.ts: one ssh-tether `get` or `put` in a fresh process.
 // Receives the job over IPC, connects, says `ready`, waits for `go`, transfers, and sends back
@@ -45,8 +45,32 @@ function watchSocketBursts() {
   };
 }
 
+/**
+ * PROFILE_BUFFER_SITES=1: bytes of Buffers of 4 KiB or more made by Buffer.alloc/allocUnsafe/
+ * allocUnsafeSlow/concat during the transfer, by caller (external memory the GC has to free).
+ */
+const bufferSites = new Map();
+function watchBufferAllocs() {
+  for (const name of ['alloc', 'allocUnsafe', 'allocUnsafeSlow', 'concat']) {
+    const orig = Buffer[name];
+    Buffer[name] = function (...args) {
+      const b = orig.apply(this, args);
+      if (measuring && b.length >= 4096) {
+        const stack = (new Error().stack ?? '').split('\n').slice(2, 5).map((l) => l.trim().replace(/^at /, '').replace(/\(.*\/(node_modules|src|dist)\//, '($1/')).join(' < ');
+        const k = `${name} ${stack}`;
+        const e = bufferSites.get(k) ?? { bytes: 0, n: 0 };
+        e.bytes += b.length;
+        e.n++;
+        bufferSites.set(k, e);
+      }
+      return b;
+    };
+  }
+}
+
 async function run(job) {
   if (job.ticks) watchSocketBursts();
+  if (process.env.PROFILE_BUFFER_SITES) watchBufferAllocs();
   const { SshClient } = await import(job.impl === 'src' ? '../src/index.ts' : job.impl === 'dist' ? '../dist/index.js' : pathToFileURL(job.impl).href);
   const client = new SshClient({
     host: job.info.host,
@@ -59,6 +83,8 @@ async function run(job) {
     sshConfig: false,
     reconnect: false,
     algorithms: { cipher: [CIPHER], kex: ['curve25519-sha256'], serverHostKey: ['ssh-ed25519'] },
+    // PROFILE_CLIENT_OPTIONS='{"sftpChannelsPersistMs":0}': other client options (A/B runs)
+    ...(process.env.PROFILE_CLIENT_OPTIONS ? JSON.parse(process.env.PROFILE_CLIENT_OPTIONS) : {}),
   });
   await client.connect();
   const sftp = await client.sftp();
@@ -66,6 +92,8 @@ async function run(job) {
   // process's first 256 MiB is partly interpreted code)
   if (job.warmup && job.op === 'get') await sftp.get(job.remote, job.local);
   if (job.warmup && job.op === 'put') await sftp.put(job.local, job.remote);
+  // PROFILE_FORGET_MEMO=1: the warm-up's pacing memo forgotten (A/B of the memo's effect)
+  if (process.env.PROFILE_FORGET_MEMO && sftp.live) for (const k of Object.keys(sftp.live.pacingMemo)) delete sftp.live.pacingMemo[k];
   let post;
   if (job.alloc) {
     const s = new inspector.Session();
@@ -130,6 +158,10 @@ async function run(job) {
       .sort((a, b) => b[1] - a[1])
       .slice(0, 25)
       .map(([k, v]) => `${(v / MiB).toFixed(2).padStart(8)} MiB  ${k}`);
+  }
+  if (bufferSites.size > 0) {
+    const top = [...bufferSites.entries()].sort((a, b) => b[1].bytes - a[1].bytes).slice(0, 12);
+    for (const [k, v] of top) process.stderr.write(`${(v.bytes / MiB).toFixed(1).padStart(8)} MiB ${String(v.n).padStart(6)}x  ${k}\n`);
   }
   await client.close();
   process.send({

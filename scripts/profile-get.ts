@@ -7,7 +7,7 @@
  *   npm run build   # the children import dist/ by default
  *   nice -n 10 node --import ./scripts/ts-node-register.mjs scripts/profile-get.ts \
  *     [--size MiB=256] [--rounds N=5] [--tools tether-get,sftp-get,scp-get,tether-put,sftp-put]
- *     [--impl dist|src] [--ticks] [--cpu-prof DIR] [--perf FILE] [--alloc] [--child-args "--trace-gc"]
+ *     [--impl dist|src] [--warmup] [--ticks] [--cpu-prof DIR] [--perf FILE] [--alloc] [--child-args "--trace-gc"]
  *
  * Tools: `copy` (fs.createReadStream -> fs.createWriteStream of the local file in a child, the
  * bench's event-loop baseline), `tether-get`, `tether-put`, `sftp-get`, `scp-get`, `sftp-put`, `scp-put`, and
@@ -57,6 +57,8 @@ interface ChildJob {
   /** `src`, `dist`, or the path of another build's dist/index.js (A/B runs). */
   impl: string;
   ticks: boolean;
+  /** One untimed transfer first in the same process (the bench's "after one warm-up" rows). */
+  warmup?: boolean;
 }
 
 interface RunResult {
@@ -234,6 +236,7 @@ async function parent(): Promise<void> {
   const dest = `${info.username}@${info.host}`;
   // the remote source, once, with the OpenSSH client (independent of the code under test)
   await runCli('scp', ['-q', ...base, src, `${dest}:${remoteSrc}`], sshdPid);
+  const warmup = process.argv.includes('--warmup');
   const childArgs = arg('child-args', '').split(' ').filter((a) => a !== '');
   const prof = (name: string): string[] => [
     ...childArgs,
@@ -244,13 +247,13 @@ async function parent(): Promise<void> {
     const [name, build] = tool.split('@') as [string, string | undefined];
     if (build === undefined) return runners[name]!;
     const op = name === 'tether-get' ? 'get' : 'put';
-    const job = { info, op, remote: op === 'get' ? remoteSrc : remoteDst, local: op === 'get' ? dst : src, alloc, elResolution, impl: build, ticks } as const;
+    const job = { info, op, remote: op === 'get' ? remoteSrc : remoteDst, local: op === 'get' ? dst : src, alloc, elResolution, impl: build, ticks, warmup } as const;
     return () => runChild(job, sshdPid, prof(`${op}-ab`));
   };
   const runners: Record<string, () => Promise<Omit<RunResult, 'tool'>>> = {
-    'tether-get': () => runChild({ info, op: 'get', remote: remoteSrc, local: dst, alloc, elResolution, impl, ticks }, sshdPid, prof('get')),
-    'tether-put': () => runChild({ info, op: 'put', remote: remoteDst, local: src, alloc, elResolution, impl, ticks }, sshdPid, prof('put')),
-    copy: () => runChild({ info, op: 'copy', remote: remoteSrc, local: src, copyTo: dst, alloc, elResolution, impl, ticks }, sshdPid, prof('copy')),
+    'tether-get': () => runChild({ info, op: 'get', remote: remoteSrc, local: dst, alloc, elResolution, impl, ticks, warmup }, sshdPid, prof('get')),
+    'tether-put': () => runChild({ info, op: 'put', remote: remoteDst, local: src, alloc, elResolution, impl, ticks, warmup }, sshdPid, prof('put')),
+    copy: () => runChild({ info, op: 'copy', remote: remoteSrc, local: src, copyTo: dst, alloc, elResolution, impl, ticks, warmup }, sshdPid, prof('copy')),
     'sftp-get': () => runCli('sftp', ['-q', ...base, `${dest}:${remoteSrc}`, dst], sshdPid),
     'scp-get': () => runCli('scp', ['-q', ...base, `${dest}:${remoteSrc}`, dst], sshdPid),
     'sftp-put': () => runCli('sh', ['-c', `echo 'put ${src} ${remoteDst}' | sftp -q -b - ${base.map((a) => `'${a}'`).join(' ')} ${dest}`], sshdPid),

@@ -99,6 +99,11 @@ export interface EngineParams {
   startConcurrency?: number | undefined;
   /** Growth stops before the slot buffers would exceed this many bytes. Default {@link DEFAULT_MAX_BUFFER_BYTES}. */
   maxBufferBytes?: number | undefined;
+  /**
+   * Where slot buffers come from and go back to when a slot is done for good (the runs of a
+   * striped transfer share one). Absent: every slot allocates its own.
+   */
+  buffers?: SlotBuffers | undefined;
   onBytes: (n: number) => void;
   /** The caller's cancellation (already combined with timeouts). */
   signal: AbortSignal | undefined;
@@ -148,6 +153,46 @@ function unwatchAbort(session: SftpSession, signal: AbortSignal | undefined, onA
 /** The error for an abort seen by {@link watchAbort}: the session's death first, else the signal's reason. */
 function abortError(session: SftpSession, signal: AbortSignal | undefined, what: string): SshError {
   return abortReason(session.dead.aborted ? session.dead : signal!, what);
+}
+
+/**
+ * Slot buffers kept between the engine runs of one transfer (a striped transfer runs one per
+ * range, dozens per file). Every buffer of `chunkSize` bytes is external memory; one that
+ * outlives two scavenges (a range run lasts longer) is promoted and freed only by a
+ * mark-compact, so allocating them per run made V8 run a mark-compact every ~64 MiB of them
+ * (8-14 per 256 MiB get, each a pause of the host's event loop). Buffers are handed back only by
+ * slots with nothing in flight, so a buffer is never in two requests at once.
+ *
+ * @internal
+ */
+export class SlotBuffers {
+  private readonly free = new Map<number, Buffer[]>();
+  private heldBytes = 0;
+
+  /** @param maxBytes - The most bytes kept for reuse (more given back are dropped). */
+  constructor(private readonly maxBytes: number) {}
+
+  /** A buffer of exactly `len` bytes: a kept one when there is one, else a new one. */
+  take(len: number): Buffer {
+    const buf = this.free.get(len)?.pop();
+    if (buf === undefined) return Buffer.allocUnsafe(len);
+    this.heldBytes -= len;
+    return buf;
+  }
+
+  /** Keeps `buf` for a later {@link SlotBuffers.take} (nothing may still read or write it). */
+  give(buf: Buffer): void {
+    if (this.heldBytes + buf.length > this.maxBytes) return;
+    let list = this.free.get(buf.length);
+    if (list === undefined) this.free.set(buf.length, (list = []));
+    list.push(buf);
+    this.heldBytes += buf.length;
+  }
+
+  /** Bytes kept for reuse (tests). */
+  get keptBytes(): number {
+    return this.heldBytes;
+  }
 }
 
 /** Builds one slot of an engine around its buffer. */
@@ -213,7 +258,7 @@ class Engine {
   /** Starts slots (reusing retired ones first) until the limit is in flight or no range is left. */
   fill(): void {
     while (!this.failed && this.active < this.pacer.limit && this.next < this.end) {
-      (this.spare.pop() ?? new this.slotClass(this, Buffer.allocUnsafe(this.bufLen))).start();
+      (this.spare.pop() ?? new this.slotClass(this, this.p.buffers?.take(this.bufLen) ?? Buffer.allocUnsafe(this.bufLen))).start();
     }
   }
 
@@ -285,6 +330,8 @@ class Engine {
 
   private finish(): void {
     this.settled = true;
+    // retired slots have nothing in flight
+    for (const slot of this.spare) slot.giveBuffer();
     this.spare.length = 0;
     unwatchAbort(this.p.session, this.p.signal, this.onAbort);
     const hook = engineHooks.onPacing;
@@ -326,10 +373,16 @@ abstract class Slot {
 
   start(): void {
     const r = this.e.take(this.buf.length);
-    if (!r) return;
+    // done for good, with nothing in flight: its buffer can serve another slot
+    if (!r) return this.giveBuffer();
     [this.pos, this.len] = r;
     this.got = 0;
     this.read();
+  }
+
+  /** Hands the buffer to the run's {@link SlotBuffers} (only once nothing is in flight on it). */
+  giveBuffer(): void {
+    this.e.p.buffers?.give(this.buf);
   }
 
   /** Reads `[pos + got, pos + len)` from the source into the buffer at `got`. */

@@ -47,7 +47,7 @@ import type ssh2 from 'ssh2';
 import type { Link } from '../connection/link.js';
 import { SshError } from '../errors.js';
 import { abortReason } from '../internal/cancel.js';
-import { runGet, runPut, type EngineParams, type EngineResult } from './engine.js';
+import { runGet, runPut, SlotBuffers, type EngineParams, type EngineResult } from './engine.js';
 import type { ExtraSessionPool } from './extra-pool.js';
 import { CLOSE_TIMEOUT_MS, settleWithin } from './ops.js';
 import { OpenFlags, SftpSession } from './session.js';
@@ -407,6 +407,8 @@ class Striper {
   private running = 0;
   private lanes = 0;
   private readonly stop = new AbortController();
+  /** Request buffers every range run of every lane takes from and gives back to. */
+  private readonly buffers = new SlotBuffers(STRIPE_MAX_BUFFER_BYTES);
   private readonly extras: Extra[] = [];
   private readonly opens: Promise<void>[] = [];
   private settle!: () => void;
@@ -548,6 +550,7 @@ class Striper {
       concurrency,
       // this lane's share of the striped transfer's request buffers
       maxBufferBytes: Math.floor(STRIPE_MAX_BUFFER_BYTES / Math.max(1, this.o.channels)),
+      buffers: this.buffers,
       // a lane's first range starts where the main session's last transfer ended (its memo)
       startConcurrency: lane.learned === undefined ? memoRequests(lane.session.pacingMemo[this.kind] ?? this.p.session.pacingMemo[this.kind], lane.chunk) : undefined,
       maxConcurrency: this.p.maxConcurrency === undefined ? undefined : Math.max(concurrency, this.p.maxConcurrency),

@@ -121,6 +121,40 @@ describe('striped get/put against the shared sshd', () => {
     expect(ssh.health().openChannels).toBe(1);
   });
 
+  it('the range runs of a striped get reuse their request buffers: allocations stay within 2x the striped buffer budget however many ranges (byte-exact)', async () => {
+    // 80 MiB over 2 channels: 10 ranges of 8 MiB, each a run of >= 16 requests of ~255 KiB.
+    // Allocating per run (as before) makes >= 10 x 16 buffers of the request size; reused, the
+    // two lanes hold at most 2 runs each within their share of STRIPE_MAX_BUFFER_BYTES.
+    const big = randomBytes(80 * MiB);
+    const bigSrc = path.join(local, 'big-src.bin');
+    await fsp.writeFile(bigSrc, big);
+    const remote = `${dir}/big.bin`;
+    await sftp.put(bigSrc, remote, { channels: 1 });
+    const dst = path.join(local, 'big-get.bin');
+    const sizes: number[] = [];
+    const saved = Object.getOwnPropertyDescriptor(Buffer, 'allocUnsafe')!;
+    const orig = Buffer.allocUnsafe.bind(Buffer);
+    Buffer.allocUnsafe = (n: number): Buffer => {
+      if (n >= 128 * 1024) sizes.push(n);
+      return orig(n);
+    };
+    let r;
+    try {
+      r = await sftp.get(remote, dst, { channels: 2, channelsMinBytes: MIN });
+    } finally {
+      Object.defineProperty(Buffer, 'allocUnsafe', saved);
+    }
+    expect(r.channels).toBe(2);
+    expect(sha(fs.readFileSync(dst))).toBe(sha(big));
+    const chunk = Math.max(...sizes);
+    const slotBuffers = sizes.filter((n) => n === chunk).length;
+    expect(slotBuffers).toBeGreaterThan(0);
+    expect(slotBuffers * chunk).toBeLessThanOrEqual(2 * STRIPE_MAX_BUFFER_BYTES);
+    expect(slotBuffers).toBeLessThan(10 * 16);
+    await fsp.rm(bigSrc);
+    await fsp.rm(dst);
+  });
+
   it('channels left out: no striping on loopback, where the file\'s round trip is < 5 ms (CPU, not the window, is the limit there)', async () => {
     const remote = `${dir}/default-loopback.bin`;
     // The decision reads the session's fastest request so far (a minimum: one busy moment of a
