@@ -41,6 +41,38 @@ export function toAlgorithms(o: ResolvedOptions): ssh2.Algorithms {
 }
 
 /**
+ * Gathers the packets ssh2 writes in one turn of the event loop into one write: the first write
+ * of a turn corks the stream, a `process.nextTick` uncorks it (Node then hands them to the
+ * kernel in one `writev`). ssh2 writes every SSH packet on its own (a READ request of 30-odd
+ * bytes, a WINDOW_ADJUST, each 32 KiB of data): with TCP_NODELAY each was a syscall and a TCP
+ * segment of its own. Nothing waits longer than the current turn, and nothing written before a
+ * `destroy()` is dropped.
+ */
+function corkPerTick(sock: Duplex): void {
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    sock.uncork();
+  };
+  const write = sock.write.bind(sock) as (...args: unknown[]) => boolean;
+  sock.write = ((...args: unknown[]): boolean => {
+    if (!corked && !sock.destroyed) {
+      corked = true;
+      sock.cork();
+      process.nextTick(uncork);
+    }
+    return write(...args);
+  }) as typeof sock.write;
+  // destroy() drops what is still corked: what was written before it (a DISCONNECT sent just
+  // before ssh2 destroys the socket) goes out first, as it did uncorked. end() flushes by itself.
+  const destroy = sock.destroy.bind(sock);
+  sock.destroy = ((error?: Error): Duplex => {
+    if (corked) uncork();
+    return destroy(error);
+  });
+}
+
+/**
  * Gives socket errors a message that says what to check: a name that does not resolve
  * (`getaddrinfo ENOTFOUND`, never retryable: the name is wrong or missing from ssh_config) and a
  * refused connection (`ECONNREFUSED`, retryable: sshd may be restarting). Other errors unchanged.
@@ -219,6 +251,7 @@ export class SshTransport implements Transport {
     a.signal.throwIfAborted();
     const client = new ssh2.Client();
     const sock = a.sock ?? netConnect({ host: o.host, port: o.port, noDelay: true });
+    corkPerTick(sock);
     const t = new SshTransport(o, client, sock, a.label);
     const timeoutMs = a.timeoutMs ?? o.connectTimeoutMs;
     const observer = a.observer ?? {};

@@ -283,6 +283,8 @@ export async function benchForwardWindow(target: BenchTarget): Promise<Row[]> {
       const opened = await openAll(
         [
           { tool: TETHER, f: tether, before: setWin(current) },
+          // what the eager window does to each direction at this RTT
+          { tool: TETHER_OFF, f: tether, before: setWin(null) },
           { tool: OPENSSH, f: track(opensshForwarder(via)) },
           { tool: RAW, f: track(rawForwarder(via)) },
         ],

@@ -138,3 +138,31 @@ describe('SshTransport', () => {
     await expect(p).rejects.toBe(reason);
   });
 });
+
+describe('packets written in one turn of the event loop', () => {
+  it('reach the socket as one write (writev), not one write each; every channel still opens', async () => {
+    const o = settings();
+    const t = await openTransport(o);
+    const sock = t.sock as import('node:net').Socket & {
+      _write: (...a: unknown[]) => void;
+      _writev: (chunks: unknown[], cb: (err?: Error | null) => void) => void;
+    };
+    const writes: number[] = [];
+    const w1 = sock._write.bind(sock);
+    const wv = sock._writev.bind(sock);
+    sock._write = (...a: unknown[]): void => {
+      writes.push(1);
+      w1(...a);
+    };
+    sock._writev = (chunks: unknown[], cb: (err?: Error | null) => void): void => {
+      writes.push(chunks.length);
+      wv(chunks, cb);
+    };
+    // eight CHANNEL_OPENs (and later their requests) written by ssh2 in one turn
+    const outs = await Promise.all(Array.from({ length: 8 }, (_, i) => execEcho(t, `w${i}`)));
+    expect(outs.map((s) => s.trim())).toEqual(Array.from({ length: 8 }, (_, i) => `w${i}`));
+    // the first kernel write carried all eight opens
+    expect(writes[0]).toBe(8);
+    expect(writes.length).toBeLessThan(8 * 3);
+  });
+});
