@@ -104,9 +104,28 @@ export interface EngineParams {
    * striped transfer share one). Absent: every slot allocates its own.
    */
   buffers?: SlotBuffers | undefined;
+  /** Receives the run's {@link EngineControl} when it starts (a striped transfer's lanes). */
+  onControl?: ((control: EngineControl) => void) | undefined;
   onBytes: (n: number) => void;
   /** The caller's cancellation (already combined with timeouts). */
   signal: AbortSignal | undefined;
+}
+
+/**
+ * A running engine run, as a striped transfer sees it: how much of its range is not requested
+ * yet, and a way to end it earlier so another lane copies the rest.
+ */
+export interface EngineControl {
+  /** The first byte not requested yet (the run's end once all is requested). */
+  readonly next: number;
+  /** Where the run stops (exclusive): its `end`, lowered by {@link EngineControl.cut} or a short source. */
+  readonly end: number;
+  /**
+   * Ends the run at `at` instead of its end (`next <= at < end`): bytes from `at` on are no
+   * longer copied by this run. False (nothing changed) when `at` is out of those bounds or the
+   * run has settled or failed.
+   */
+  cut(at: number): boolean;
 }
 
 /** Outcome of an engine run: where the copy stopped (below `end` when the source was shorter). */
@@ -246,6 +265,7 @@ class Engine {
     const memo = this.p.session.pacingMemo[this.kind];
     const start = max > initial ? (this.p.startConcurrency ?? (memo === undefined ? undefined : Math.ceil(memo / this.bufLen))) : undefined;
     this.pacer = new InflightController({ initial, max, start, startMs: now() });
+    this.p.onControl?.(this.control());
     if (!watchAbort(this.p.session, this.p.signal, this.onAbort)) return this.promise;
     if (size === 0) {
       this.check();
@@ -253,6 +273,25 @@ class Engine {
     }
     this.fill();
     return this.promise;
+  }
+
+  private control(): EngineControl {
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the control is a view of this run
+    const e = this;
+    return {
+      get next() {
+        return e.next;
+      },
+      get end() {
+        return e.end;
+      },
+      cut(at: number): boolean {
+        if (e.settled || e.failed || !(at >= e.next && at < e.end)) return false;
+        e.end = at;
+        e.check();
+        return true;
+      },
+    };
   }
 
   /** Starts slots (reusing retired ones first) until the limit is in flight or no range is left. */

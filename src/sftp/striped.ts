@@ -47,7 +47,7 @@ import type ssh2 from 'ssh2';
 import type { Link } from '../connection/link.js';
 import { SshError } from '../errors.js';
 import { abortReason } from '../internal/cancel.js';
-import { runGet, runPut, SlotBuffers, type EngineParams, type EngineResult } from './engine.js';
+import { runGet, runPut, SlotBuffers, type EngineControl, type EngineParams, type EngineResult } from './engine.js';
 import type { ExtraSessionPool } from './extra-pool.js';
 import { CLOSE_TIMEOUT_MS, settleWithin } from './ops.js';
 import { OpenFlags, SftpSession } from './session.js';
@@ -85,6 +85,13 @@ export const STRIPE_MIN_RTT_MS: Readonly<Record<'get' | 'put', number>> = Object
  *   146-170.
  */
 export const STRIPE_MAX_BUFFER_BYTES = 12 * 1024 * 1024;
+
+/**
+ * A lane with nothing left to request takes half of another run's unrequested bytes only when
+ * that run has at least this many (so what it takes is worth a run of its own: 1 MiB or more).
+ * @internal
+ */
+export const STEAL_MIN_BYTES = 2 * 1024 * 1024;
 
 /** Most channels one transfer may use (sshd's default `MaxSessions` is 10). */
 export const MAX_CHANNELS = 64;
@@ -399,7 +406,10 @@ export async function runStriped(kind: 'get' | 'put', remotePath: RemotePath, p:
 
 class Striper {
   private readonly engine: (p: EngineParams) => Promise<EngineResult>;
-  private readonly done: boolean[];
+  /** Ranges copied whole. */
+  private readonly done = new Set<ByteRange>();
+  /** The running engine run of each range being copied. */
+  private readonly controls = new Map<ByteRange, EngineControl>();
   private next = 0;
   private eofAt = Infinity;
   private failed: SshError | undefined;
@@ -424,7 +434,6 @@ class Striper {
     private readonly ready: Promise<boolean>,
   ) {
     this.engine = kind === 'get' ? runGet : runPut;
-    this.done = ranges.map(() => false);
     // every engine run and request of every lane listens to it
     setMaxListeners(0, this.stop.signal);
   }
@@ -520,12 +529,39 @@ class Striper {
 
   /** Starts a range on `lane` when it has none, or when its only one has all its bytes requested. */
   private pump(lane: Lane): void {
-    while (!this.failed && this.next < this.ranges.length && lane.runs < 2 && lane.runs - lane.tails < 1) this.startRange(lane, this.next++);
+    while (!this.failed && this.next < this.ranges.length && lane.runs < 2 && lane.runs - lane.tails < 1) this.startRange(lane, this.ranges[this.next++]!);
+    if (!this.failed && this.next >= this.ranges.length && lane.runs < 2 && lane.runs - lane.tails < 1) this.steal(lane);
   }
 
-  private startRange(lane: Lane, idx: number): void {
-    const r = this.ranges[idx]!;
-    const len = r.end - r.start;
+  /**
+   * Every range is handed out and `lane` has nothing left to request: it takes the back half of
+   * the bytes not yet requested by the run that has the most of them (when that is at least
+   * {@link STEAL_MIN_BYTES}) as a new range, so the last ranges do not end one lane at a time
+   * while the others idle. The new range follows the one it was cut from in `ranges`, so the
+   * complete prefix stays the lowest range not done.
+   */
+  private steal(lane: Lane): void {
+    let from: ByteRange | undefined;
+    let most = 0;
+    for (const [range, c] of this.controls) {
+      if (c.end - c.next > most) {
+        most = c.end - c.next;
+        from = range;
+      }
+    }
+    if (from === undefined || most < STEAL_MIN_BYTES) return;
+    const c = this.controls.get(from)!;
+    const end = c.end;
+    const at = end - Math.floor(most / 2 / RANGE_LIMITS.align) * RANGE_LIMITS.align;
+    if (!c.cut(at)) return;
+    from.end = at;
+    const stolen: ByteRange = { start: at, end };
+    this.ranges.splice(this.ranges.indexOf(from) + 1, 0, stolen);
+    this.next += 1;
+    this.startRange(lane, stolen);
+  }
+
+  private startRange(lane: Lane, r: ByteRange): void {
     const concurrency = Math.max(1, lane.learned ?? this.p.concurrency);
     // once this many bytes or fewer remain, every request of the range is in flight
     const lookahead = lane.chunk * concurrency;
@@ -558,10 +594,13 @@ class Striper {
       onBytes: (n) => {
         onBytes(n);
         delivered += n;
-        if (!tail && len - delivered <= lookahead) enterTail();
+        // `r.end` moves down when another lane takes part of the range
+        if (!tail && r.end - r.start - delivered <= lookahead) enterTail();
       },
+      onControl: (c) => this.controls.set(r, c),
     }).then(
       (res) => {
+        this.controls.delete(r);
         if (res.endedAt < r.end && res.endedAt < this.eofAt) this.eofAt = res.endedAt;
         if (res.pacing !== undefined && this.p.maxConcurrency !== undefined) {
           lane.learned = Math.max(this.p.concurrency, res.pacing.limit);
@@ -569,10 +608,11 @@ class Striper {
           // rounds for the engine's own memo rule): the client's own, or a kept extra one
           lane.session.pacingMemo[this.kind] = lane.learned * lane.chunk;
         }
-        this.done[idx] = true;
+        this.done.add(r);
         this.finishRange(lane, tail);
       },
       (err: unknown) => {
+        this.controls.delete(r);
         this.fail(err instanceof SshError ? err : new SshError('ERR_SSH_SFTP', `sftp ${this.kind} failed: ${String(err)}`, { cause: err }));
         this.finishRange(lane, tail);
       },
@@ -699,7 +739,11 @@ class Striper {
    * otherwise the remote file keeps the source's full size (which resume does not trust).
    */
   private async cutBack(): Promise<void> {
-    const prefix = completedPrefix(this.ranges, this.done, this.eofAt);
+    const prefix = completedPrefix(
+      this.ranges,
+      this.ranges.map((r) => this.done.has(r)),
+      this.eofAt,
+    );
     if (this.kind === 'get') {
       await ftruncateFd(this.p.fd, prefix).catch(() => undefined);
       return;

@@ -134,10 +134,10 @@ describe('striped get/put against the shared sshd', () => {
     const sizes: number[] = [];
     const saved = Object.getOwnPropertyDescriptor(Buffer, 'allocUnsafe')!;
     const orig = Buffer.allocUnsafe.bind(Buffer);
-    Buffer.allocUnsafe = (n: number): Buffer => {
+    Buffer.allocUnsafe = ((n: number): Buffer => {
       if (n >= 128 * 1024) sizes.push(n);
       return orig(n);
-    };
+    }) as typeof Buffer.allocUnsafe;
     let r;
     try {
       r = await sftp.get(remote, dst, { channels: 2, channelsMinBytes: MIN });
@@ -709,6 +709,61 @@ describe('a hostile server failing one channel', () => {
       expect(ssh.health().openChannels).toBe(1);
       expect(server.log.sftpChannelsOpen).toBe(1);
       expect(server.log.sftpChannelsOpened - before).toBe(2);
+    } finally {
+      await ssh.close();
+    }
+  });
+});
+
+describe('a lane left without ranges takes half of what another lane has not requested yet', () => {
+  // 40 MiB over 2 channels: 5 ranges of 8 MiB. The client's own channel (0) gets range 0 and is
+  // answered only once the extra channel has read below 8 MiB (bounded: 10 s), so its run keeps
+  // 16 requests in flight and ~4 MiB of range 0 unrequested while the extra lane copies
+  // ranges 1-4. Without stealing, the extra lane then idles and nothing below 8 MiB is read on it.
+  const BIG = 40 * MiB + 4321;
+  const data = randomBytes(BIG);
+  let server: HostileSftpServer;
+  const reads: { off: number; len: number; ch: number }[] = [];
+  let g = gate();
+  beforeAll(async () => {
+    server = await startHostileSftp({
+      node: (p) => {
+        if (p !== '/steal') return undefined;
+        return {
+          type: 'file',
+          content: data,
+          read: (off, len, ch) => {
+            reads.push({ off, len, ch });
+            const answer = off >= BIG ? ('eof' as const) : data.subarray(off, off + len);
+            if (ch === 0) return g.wait(answer);
+            if (off < 8 * MiB) g.open();
+            return answer;
+          },
+        };
+      },
+    });
+  });
+  afterAll(async () => {
+    await server.close();
+  });
+
+  it('get: the idle extra lane reads part of the main lane\'s range; byte-exact, no channel left', async () => {
+    g = gate();
+    const ssh = new SshClient(server.clientOptions({ sftpChannelsPersistMs: 0 }));
+    try {
+      const sftp = await ssh.sftp();
+      const dst = path.join(local, 'steal.bin');
+      const r = await sftp.get('/steal', dst, { channels: 2, channelsMinBytes: MIN });
+      expect(r.channels).toBe(2);
+      expect(sha(fs.readFileSync(dst))).toBe(sha(data));
+      const stolen = reads.filter((x) => x.ch !== 0 && x.off < 8 * MiB);
+      expect(stolen.length).toBeGreaterThan(0);
+      // what was taken is the back of range 0, never a byte the main lane had asked for
+      const mainAsked = reads.filter((x) => x.ch === 0 && x.off < 8 * MiB);
+      const mainTop = Math.max(...mainAsked.map((x) => x.off + x.len));
+      expect(Math.min(...stolen.map((x) => x.off))).toBeGreaterThanOrEqual(mainTop);
+      expect(ssh.health().openChannels).toBe(1);
+      expect(server.log.sftpChannelsOpen).toBe(1);
     } finally {
       await ssh.close();
     }
