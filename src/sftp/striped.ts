@@ -576,6 +576,9 @@ class Striper {
     lane.runs += 1;
     this.running += 1;
     const onBytes = this.p.onBytes;
+    // this lane's share of the striped transfer's request buffers
+    const share = Math.floor(STRIPE_MAX_BUFFER_BYTES / Math.max(1, this.o.channels));
+    const runBytes = r.end - r.start;
     this.engine({
       ...this.p,
       session: lane.session,
@@ -584,8 +587,7 @@ class Striper {
       end: r.end,
       chunkSize: lane.chunk,
       concurrency,
-      // this lane's share of the striped transfer's request buffers
-      maxBufferBytes: Math.floor(STRIPE_MAX_BUFFER_BYTES / Math.max(1, this.o.channels)),
+      maxBufferBytes: share,
       buffers: this.buffers,
       // a lane's first range starts where the main session's last transfer ended (its memo)
       startConcurrency: lane.learned === undefined ? memoRequests(lane.session.pacingMemo[this.kind] ?? this.p.session.pacingMemo[this.kind], lane.chunk) : undefined,
@@ -603,7 +605,11 @@ class Striper {
         this.controls.delete(r);
         if (res.endedAt < r.end && res.endedAt < this.eofAt) this.eofAt = res.endedAt;
         if (res.pacing !== undefined && this.p.maxConcurrency !== undefined) {
-          lane.learned = Math.max(this.p.concurrency, res.pacing.limit);
+          // the run's limit counts requests of its own size (a range's tail may be a few KiB):
+          // the lane keeps the bytes in flight it ended with, in requests of its chunk, within
+          // its share of the buffers
+          const bytes = res.pacing.limit * Math.max(1, Math.min(lane.chunk, runBytes));
+          lane.learned = Math.max(this.p.concurrency, Math.min(Math.round(bytes / lane.chunk), Math.floor(share / lane.chunk)));
           // the lane's session remembers it for its next transfer (a range is too short in
           // rounds for the engine's own memo rule): the client's own, or a kept extra one
           lane.session.pacingMemo[this.kind] = lane.learned * lane.chunk;

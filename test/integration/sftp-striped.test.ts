@@ -753,8 +753,24 @@ describe('a lane left without ranges takes half of what another lane has not req
     try {
       const sftp = await ssh.sftp();
       const dst = path.join(local, 'steal.bin');
-      const r = await sftp.get('/steal', dst, { channels: 2, channelsMinBytes: MIN });
+      const runs: PacingStats[] = [];
+      engineHooks.onPacing = (_kind, st) => runs.push(st);
+      let r;
+      try {
+        r = await sftp.get('/steal', dst, { channels: 2, channelsMinBytes: MIN });
+      } finally {
+        engineHooks.onPacing = undefined;
+      }
       expect(r.channels).toBe(2);
+      // The extra lane copied the 4321-byte last range (its requests counted in 4321-byte
+      // buffers, started from the lane's memo in bytes: ~7x as many) before it took part of
+      // range 0: that run starts at the bytes in flight the lane had, not at the tiny run's
+      // request count (before: 119 requests of the full size where the lanes ran 16).
+      expect(runs.length).toBeGreaterThanOrEqual(6);
+      // (on this in-process server the lanes do not grow past the 16 they start with)
+      const fromDefault = runs.filter((st) => st.completed > 1 && st.initial === 16);
+      const most = Math.max(16, ...fromDefault.map((st) => st.limit));
+      for (const st of runs) expect(st.initial).toBeLessThanOrEqual(Math.ceil(most * 1.5));
       expect(sha(fs.readFileSync(dst))).toBe(sha(data));
       const stolen = reads.filter((x) => x.ch !== 0 && x.off < 8 * MiB);
       expect(stolen.length).toBeGreaterThan(0);

@@ -1,6 +1,6 @@
 // SshTransport (issue 12 §1, §4): one SSH connection opened one way, against the real sshd.
 import { afterEach, describe, expect, it } from 'vitest';
-import { SshTransport } from '../../src/connection/transport.js';
+import { CORK_BULK_BYTES, SshTransport } from '../../src/connection/transport.js';
 import type { Clock } from '../../src/connection/keepalive.js';
 import { resolveOptions, type ResolvedOptions } from '../../src/options.js';
 import { createHostVerifier } from '../../src/known-hosts/index.js';
@@ -139,30 +139,69 @@ describe('SshTransport', () => {
   });
 });
 
+type SpiedSocket = import('node:net').Socket & {
+  _write: (chunk: Buffer, enc: unknown, cb: (err?: Error | null) => void) => void;
+  _writev: (chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void) => void;
+};
+
+/** Records every write the socket makes (one `_write`/`_writev` each): packets and bytes. */
+function spyWrites(t: SshTransport): { packets: number; bytes: number }[] {
+  const sock = t.sock as SpiedSocket;
+  const writes: { packets: number; bytes: number }[] = [];
+  const w1 = sock._write.bind(sock);
+  const wv = sock._writev.bind(sock);
+  sock._write = (chunk, enc, cb): void => {
+    writes.push({ packets: 1, bytes: chunk.length });
+    w1(chunk, enc, cb);
+  };
+  sock._writev = (chunks, cb): void => {
+    let bytes = 0;
+    for (const c of chunks as { chunk: Buffer }[]) bytes += c.chunk.length;
+    writes.push({ packets: chunks.length, bytes });
+    wv(chunks, cb);
+  };
+  return writes;
+}
+
 describe('packets written in one turn of the event loop', () => {
   it('reach the socket as one write (writev), not one write each; every channel still opens', async () => {
     const o = settings();
     const t = await openTransport(o);
-    const sock = t.sock as import('node:net').Socket & {
-      _write: (...a: unknown[]) => void;
-      _writev: (chunks: unknown[], cb: (err?: Error | null) => void) => void;
-    };
-    const writes: number[] = [];
-    const w1 = sock._write.bind(sock);
-    const wv = sock._writev.bind(sock);
-    sock._write = (...a: unknown[]): void => {
-      writes.push(1);
-      w1(...a);
-    };
-    sock._writev = (chunks: unknown[], cb: (err?: Error | null) => void): void => {
-      writes.push(chunks.length);
-      wv(chunks, cb);
-    };
+    const spied = spyWrites(t);
     // eight CHANNEL_OPENs (and later their requests) written by ssh2 in one turn
     const outs = await Promise.all(Array.from({ length: 8 }, (_, i) => execEcho(t, `w${i}`)));
     expect(outs.map((s) => s.trim())).toEqual(Array.from({ length: 8 }, (_, i) => `w${i}`));
+    const writes = spied.map((w) => w.packets);
     // the first kernel write carried all eight opens
     expect(writes[0]).toBe(8);
     expect(writes.length).toBeLessThan(8 * 3);
+  });
+
+  it('data packets are never held: each goes to the socket at once, not a window in one write; all of it arrives', async () => {
+    const o = settings();
+    const t = await openTransport(o);
+    const payload = Buffer.alloc(1024 * 1024, 0x61);
+    const got = await new Promise<string>((resolve, reject) => {
+      t.client.exec('wc -c', (err, ch) => {
+        if (err) return reject(err);
+        let out = '';
+        ch.on('data', (d: Buffer) => (out += d.toString()));
+        ch.on('close', () => resolve(out.trim()));
+        const writes = spyWrites(t);
+        // 1 MiB in one turn: 32 data packets of 32 KiB (sshd's session window is 2 MiB)
+        ch.end(payload);
+        setImmediate(() => {
+          try {
+            const big = writes.filter((w) => w.bytes >= CORK_BULK_BYTES);
+            expect(big.length).toBeGreaterThanOrEqual(32);
+            for (const w of big) expect(w.packets).toBe(1);
+            expect(big.reduce((n, w) => n + w.bytes, 0)).toBeGreaterThan(payload.length);
+          } catch (e) {
+            reject(e instanceof Error ? e : new Error(String(e)));
+          }
+        });
+      });
+    });
+    expect(got).toBe(String(payload.length));
   });
 });
