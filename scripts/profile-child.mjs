@@ -72,7 +72,9 @@ function watchBufferAllocs() {
 const ballast = [];
 
 async function run(job) {
-  for (let i = 0; i < Number(process.env.PROFILE_BALLAST_MIB ?? 0) * 16; i++) ballast.push(Array.from({ length: 8192 }, (_, j) => ({ j })));
+  const ballastBytes = Number(process.env.PROFILE_BALLAST_MIB ?? 0) * MiB;
+  const heapBefore = process.memoryUsage().heapUsed;
+  while (process.memoryUsage().heapUsed - heapBefore < ballastBytes) ballast.push(Array.from({ length: 8192 }, (_, j) => ({ j })));
   if (job.ticks) watchSocketBursts();
   if (process.env.PROFILE_BUFFER_SITES) watchBufferAllocs();
   const { SshClient } = await import(job.impl === 'src' ? '../src/index.ts' : job.impl === 'dist' ? '../dist/index.js' : pathToFileURL(job.impl).href);
