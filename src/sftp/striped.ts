@@ -17,7 +17,12 @@
  *   same file (READ for get, WRITE for put) and joins. A server that refuses more channels only
  *   leaves fewer lanes: the transfer goes on, at worst on the one session it had.
  * - Ranges are handed out lowest first. A lane starts its next range while the last requests of
- *   the current one are in flight, so a range boundary costs no round trip.
+ *   the current one are in flight, so a range boundary costs no round trip. Once all are handed
+ *   out, a lane with nothing left to request takes the back half of the busiest run's
+ *   unrequested bytes ({@link STEAL_MIN_BYTES} or more) as a new range, placed after the one it
+ *   was cut from, so a slow channel does not finish the file alone.
+ * - The range runs share one set of request buffers ({@link SlotBuffers}), and a lane carries to
+ *   its next range the bytes in flight its last one ended with (in requests of its own size).
  * - Every lane adapts its requests in flight like a single-channel run (sftp/pacing.ts), within
  *   its share of {@link STRIPE_MAX_BUFFER_BYTES}, and starts a range at the limit its last
  *   finished range ended with (its first range: at its session's pacing memo) rather than
